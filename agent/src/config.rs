@@ -1,0 +1,482 @@
+//! `agent.toml`: the agent's configuration, loaded and validated up front.
+//!
+//! Every struct refuses unknown fields, durations carry their unit in the name, and a bad file is
+//! reported as `FILE:LINE:COLUMN: problem` naming the field. Semantic checks run after parsing and
+//! report every problem at once, so an engineer fixes a config in one round.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Default location on a CPE.
+pub const DEFAULT_PATH: &str = "/etc/netmedic/agent.toml";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    pub collector: CollectorSection,
+    pub wan: WanSection,
+    #[serde(default)]
+    pub checks: ChecksSection,
+    #[serde(default)]
+    pub spool: SpoolSection,
+}
+
+/// How the healer may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Detect, heal and report.
+    Enforce,
+    /// Detect, plan and report the actions it would take; change nothing.
+    DryRun,
+    /// Detect and report only; no remediation is planned.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::DryRun => "dry_run",
+            Mode::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Device id as enrolled at the collector (`netmedic-collector device add ID`).
+    pub id: String,
+    /// Where the spool and persisted state live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Firmware version reported in heartbeats (free text).
+    #[serde(default)]
+    pub firmware_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// Base URL, e.g. `https://collector.isp.example:8440`.
+    pub url: String,
+    /// File holding this device's bearer token (mode 0600). Empty: send no token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Most events sent in one report batch.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// Ceiling of the exponential retry backoff.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WanSection {
+    /// The WAN interface name, e.g. `wan`, `eth0.2`, `pppoe-wan`.
+    pub interface: String,
+    /// Lease file written by the DHCP client hook (`KEY=VALUE` lines; `router=` gives the gateway).
+    #[serde(default)]
+    pub lease_file: Option<PathBuf>,
+    /// Provisioned gateway, used when no lease names one (static WAN).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Most events kept on disk awaiting delivery.
+    #[serde(default = "default_spool_max_events")]
+    pub max_events: usize,
+    /// Most bytes kept on disk awaiting delivery.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self {
+            max_events: default_spool_max_events(),
+            max_bytes: default_spool_max_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSection {
+    #[serde(default)]
+    pub default_route: DefaultRouteConfig,
+}
+
+impl Default for ChecksSection {
+    fn default() -> Self {
+        Self {
+            default_route: DefaultRouteConfig::default(),
+        }
+    }
+}
+
+/// Detection hysteresis of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hysteresis {
+    /// Consecutive failed runs that open an incident.
+    pub fail_threshold: u32,
+    /// Consecutive passing runs that resolve it.
+    pub ok_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultRouteConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// Consecutive failed runs that open an incident.
+    #[serde(default = "default_fail_threshold")]
+    pub fail_threshold: u32,
+    /// Consecutive passing runs that resolve it.
+    #[serde(default = "default_ok_threshold")]
+    pub ok_threshold: u32,
+    /// How long to wait for the gateway's echo reply.
+    #[serde(default = "default_ping_timeout_ms")]
+    pub ping_timeout_ms: u64,
+    /// Echo requests sent to the gateway per run; one reply is enough.
+    #[serde(default = "default_ping_count")]
+    pub ping_count: u32,
+}
+
+impl DefaultRouteConfig {
+    pub fn hysteresis(&self) -> Hysteresis {
+        Hysteresis {
+            fail_threshold: self.fail_threshold,
+            ok_threshold: self.ok_threshold,
+        }
+    }
+}
+
+impl Default for DefaultRouteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: default_interval_secs(),
+            fail_threshold: default_fail_threshold(),
+            ok_threshold: default_ok_threshold(),
+            ping_timeout_ms: default_ping_timeout_ms(),
+            ping_count: default_ping_count(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/netmedic")
+}
+fn default_mode() -> Mode {
+    Mode::Enforce
+}
+fn default_request_timeout_secs() -> u64 {
+    10
+}
+fn default_batch_max_events() -> usize {
+    100
+}
+fn default_max_backoff_secs() -> u64 {
+    300
+}
+fn default_spool_max_events() -> usize {
+    1000
+}
+fn default_spool_max_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_fail_threshold() -> u32 {
+    2
+}
+fn default_ok_threshold() -> u32 {
+    2
+}
+fn default_interval_secs() -> u64 {
+    10
+}
+fn default_ping_timeout_ms() -> u64 {
+    1000
+}
+fn default_ping_count() -> u32 {
+    3
+}
+
+/// A config that could not be loaded: where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Syntax or type error, located.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Well-formed but wrong; every problem is listed.
+    #[error("{path}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: String, problems: Vec<Problem> },
+}
+
+/// One semantic problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Dotted path of the key defined on `line` (1-based), from the nearest `[table]` header above.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?;
+    let key = here.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(['[', ']']).trim())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: AgentConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            let mut message = e.message().trim().to_string();
+            if let Some(field) = field_at(text, line).filter(|f| !message.contains(f.as_str())) {
+                message = format!("field `{field}`: {message}");
+            }
+            ConfigError::Parse {
+                path: origin.to_string(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Every semantic problem, not just the first.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            p.push(Problem {
+                field: field.to_string(),
+                message,
+            })
+        };
+        let id = &self.agent.id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        {
+            bad(
+                "agent.id",
+                format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 . _ : -"),
+            );
+        }
+        if self.agent.state_dir.as_os_str().is_empty() {
+            bad("agent.state_dir", "must not be empty".into());
+        }
+        let url = &self.collector.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            bad(
+                "collector.url",
+                format!("{url:?} must be an http:// or https:// URL"),
+            );
+        }
+        if self.collector.request_timeout_secs == 0 || self.collector.request_timeout_secs > 300 {
+            bad(
+                "collector.request_timeout_secs",
+                "must be between 1 and 300".into(),
+            );
+        }
+        if self.collector.batch_max_events == 0 || self.collector.batch_max_events > 500 {
+            bad(
+                "collector.batch_max_events",
+                "must be between 1 and 500 (the collector's batch limit)".into(),
+            );
+        }
+        if self.collector.max_backoff_secs == 0 {
+            bad("collector.max_backoff_secs", "must be at least 1".into());
+        }
+        let ifname = &self.wan.interface;
+        if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
+            bad(
+                "wan.interface",
+                format!("{ifname:?} is not a valid interface name (1-15 characters, no / or space)"),
+            );
+        }
+        if self.spool.max_events == 0 {
+            bad("spool.max_events", "must be at least 1".into());
+        }
+        if self.spool.max_bytes < 16 * 1024 {
+            bad("spool.max_bytes", "must be at least 16384".into());
+        }
+        let dr = &self.checks.default_route;
+        if dr.interval_secs == 0 || dr.interval_secs > 3600 {
+            bad(
+                "checks.default_route.interval_secs",
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if dr.fail_threshold == 0 {
+            bad(
+                "checks.default_route.fail_threshold",
+                "must be at least 1".into(),
+            );
+        }
+        if dr.ok_threshold == 0 {
+            bad(
+                "checks.default_route.ok_threshold",
+                "must be at least 1".into(),
+            );
+        }
+        if dr.ping_timeout_ms == 0 || dr.ping_timeout_ms > 10_000 {
+            bad(
+                "checks.default_route.ping_timeout_ms",
+                "must be between 1 and 10000".into(),
+            );
+        }
+        if dr.ping_count == 0 || dr.ping_count > 10 {
+            bad(
+                "checks.default_route.ping_count",
+                "must be between 1 and 10".into(),
+            );
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[agent]
+id = "cpe-1"
+[collector]
+url = "http://100.64.0.1:8440"
+[wan]
+interface = "wan"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = AgentConfig::parse(MIN, "agent.toml").unwrap();
+        assert_eq!(c.agent.mode, Mode::Enforce);
+        assert_eq!(c.checks.default_route.interval_secs, 10);
+        assert_eq!(c.checks.default_route.fail_threshold, 2);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = MIN.replace("interface = \"wan\"", "interface = \"wan\"\nintervall_secs = 3");
+        let err = AgentConfig::parse(&text, "/etc/netmedic/agent.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/netmedic/agent.toml:8:1: field `wan.intervall_secs`: unknown field `intervall_secs`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let text = format!("{MIN}[checks.default_route]\ninterval_secs = \"ten\"\n");
+        let msg = AgentConfig::parse(&text, "a.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("a.toml:9:17: field `checks.default_route.interval_secs`: invalid type"),
+            "{msg}"
+        );
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn all_semantic_problems_are_reported_at_once() {
+        let text = MIN
+            .replace("cpe-1", "bad id")
+            .replace("http://100.64.0.1:8440", "ftp://x")
+            + "[checks.default_route]\ninterval_secs = 0\n";
+        let err = AgentConfig::parse(&text, "a.toml").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid, got {err}");
+        };
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "agent.id",
+                "collector.url",
+                "checks.default_route.interval_secs"
+            ]
+        );
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml");
+        AgentConfig::load(Path::new(path)).unwrap();
+    }
+}

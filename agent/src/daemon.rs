@@ -1,0 +1,303 @@
+//! The daemon: schedules checks, feeds the detector, runs the healer's decisions (record intent,
+//! act, verify) and spools every incident event for the reporter.
+//!
+//! **Invariant:** checks never wait on the collector — delivery runs in its own task and only
+//! ever reads the spool.
+
+use crate::actions;
+use crate::checks::{self, Check, Context, now};
+use crate::config::{AgentConfig, Mode};
+use crate::detector::{Detector, Transition};
+use crate::healer::{self, Decision};
+use crate::incident::Incident;
+use crate::net::Netlink;
+use crate::ping::Pinger;
+use crate::reporter::{self, Reporter};
+use crate::spool::Spool;
+use netmedic_proto::{ActionOutcome, CheckId, EventKind, IncidentEvent};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    #[error(transparent)]
+    Reporter(#[from] crate::reporter::ReporterError),
+}
+
+/// Per-agent event sequence numbers, persisted so they keep rising across restarts.
+#[derive(Debug)]
+struct SeqGen {
+    path: PathBuf,
+    next: u64,
+}
+
+impl SeqGen {
+    fn open(path: PathBuf, floor: u64) -> Self {
+        let stored = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Self {
+            path,
+            next: stored.max(floor + 1).max(1),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let n = self.next;
+        self.next += 1;
+        // Best effort: the spool's own max seq is the floor after a crash, so a lost write here
+        // can only repeat numbers of events that were already delivered and deleted.
+        let tmp = self.path.with_extension("tmp");
+        if std::fs::write(&tmp, self.next.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .is_err()
+        {
+            log::warn!("cannot persist sequence number to {}", self.path.display());
+        }
+        n
+    }
+}
+
+struct Agent {
+    config: Arc<AgentConfig>,
+    ctx: Context,
+    checks: Vec<Check>,
+    detector: Detector,
+    spool: Arc<Mutex<Spool>>,
+    seq: SeqGen,
+    wake_reporter: Arc<tokio::sync::Notify>,
+}
+
+fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentEvent) {
+    let result = spool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(&event);
+    match result {
+        Ok(()) => wake.notify_one(),
+        Err(e) => log::error!(
+            "incident {} event {} ({}) dropped: {e}",
+            event.incident_id,
+            event.event_id,
+            event.kind
+        ),
+    }
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let state_dir = &config.agent.state_dir;
+    std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {
+        path: state_dir.display().to_string(),
+        source,
+    })?;
+    let (spool, recovery) = Spool::open(
+        &state_dir.join("spool"),
+        config.spool.max_events,
+        config.spool.max_bytes,
+    )?;
+    log::info!(
+        "spool: {} event(s) awaiting delivery, {} quarantined, {} torn temp file(s) removed",
+        recovery.events,
+        recovery.quarantined,
+        recovery.temp_files_removed
+    );
+    let seq = SeqGen::open(state_dir.join("seq"), spool.max_seq());
+    let spool = Arc::new(Mutex::new(spool));
+    let wake_reporter = Arc::new(tokio::sync::Notify::new());
+    let reporter = Reporter::new(&config)?;
+    let delivery = tokio::spawn(reporter::run(
+        reporter,
+        spool.clone(),
+        wake_reporter.clone(),
+        Duration::from_secs(config.collector.max_backoff_secs),
+    ));
+    let pinger = match Pinger::new() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("no ICMP socket ({e}): gateway reachability will read as unknown");
+            None
+        }
+    };
+    let ctx = Context {
+        config: config.clone(),
+        netlink: Netlink::connect()?,
+        pinger,
+    };
+    let checks = checks::enabled(&config);
+    log::info!(
+        "agent {} running in {} mode with checks: {}",
+        config.agent.id,
+        config.agent.mode.as_str(),
+        checks
+            .iter()
+            .map(|c| c.id().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut agent = Agent {
+        config,
+        ctx,
+        checks,
+        detector: Detector::default(),
+        spool,
+        seq,
+        wake_reporter,
+    };
+    tokio::select! {
+        () = agent.schedule() => {}
+        () = shutdown => log::info!("shutting down"),
+    }
+    delivery.abort();
+    Ok(())
+}
+
+impl Agent {
+    async fn schedule(&mut self) {
+        let start = Instant::now();
+        let mut due: Vec<Instant> = vec![start; self.checks.len()];
+        loop {
+            let Some((i, when)) = due.iter().copied().enumerate().min_by_key(|(_, t)| *t) else {
+                // No checks enabled: idle forever (delivery still runs).
+                std::future::pending::<()>().await;
+                return;
+            };
+            tokio::time::sleep_until(when).await;
+            let check = self.checks[i].clone();
+            self.run_check(&check).await;
+            due[i] = Instant::now() + check.interval();
+        }
+    }
+
+    async fn run_check(&mut self, check: &Check) {
+        let obs = check.run(&self.ctx).await;
+        log::debug!("check {}: {:?} {}", obs.check, obs.status, obs.summary);
+        match self.detector.observe(&obs, check.hysteresis()) {
+            Transition::Quiet => {}
+            Transition::Opened => {
+                log::warn!("incident opened: {} ({}): {}", obs.check, obs.cause, obs.summary);
+                self.emit(obs.check, EventKind::Opened);
+                self.heal(check).await;
+            }
+            Transition::StillFailing => self.heal(check).await,
+            Transition::Resolved(mut inc) => {
+                log::info!("incident {} resolved by itself: {}", inc.id, obs.summary);
+                self.spool_event(&mut inc, EventKind::Resolved);
+            }
+        }
+    }
+
+    /// Builds and spools an event for the open incident of `check`.
+    fn emit(&mut self, check: CheckId, kind: EventKind) {
+        let Some(inc) = self.detector.incident_mut(check) else {
+            return;
+        };
+        let event = inc.take_event(kind, self.seq.next(), now());
+        push_event(&self.spool, &self.wake_reporter, event);
+    }
+
+    fn spool_event(&mut self, inc: &mut Incident, kind: EventKind) {
+        let event = inc.take_event(kind, self.seq.next(), now());
+        push_event(&self.spool, &self.wake_reporter, event);
+    }
+
+    async fn heal(&mut self, check: &Check) {
+        let mode = self.config.agent.mode;
+        let id = check.id();
+        let decision = match self.detector.incident(id) {
+            Some(inc) => healer::decide(mode, inc),
+            None => return,
+        };
+        match decision {
+            Decision::Nothing => {}
+            Decision::Escalate => {
+                if let Some(inc) = self.detector.incident_mut(id) {
+                    inc.escalated = true;
+                    let last = inc.tried.last().copied();
+                    if let Some(action) = last {
+                        log::error!("incident {}: playbook exhausted, escalating to the NOC", inc.id);
+                        inc.record(
+                            action,
+                            ActionOutcome::Escalated,
+                            "every action of the playbook was tried; the NOC must act",
+                        );
+                    }
+                }
+                self.emit(id, EventKind::Updated);
+            }
+            Decision::Act(action) => {
+                if let Some(inc) = self.detector.incident_mut(id) {
+                    inc.tried.push(action);
+                    inc.record(action, ActionOutcome::Planned, format!("playbook for {}", inc.cause));
+                }
+                // The intent is on disk before the action starts.
+                self.emit(id, EventKind::Updated);
+                if mode == Mode::DryRun {
+                    if let Some(inc) = self.detector.incident_mut(id) {
+                        inc.record(action, ActionOutcome::Skipped, "dry_run mode: nothing changed");
+                    }
+                    self.emit(id, EventKind::Updated);
+                    return;
+                }
+                log::info!("running {action} for {id}");
+                let result = actions::run(action, &self.ctx).await;
+                let ok = result.is_ok();
+                if let Some(inc) = self.detector.incident_mut(id) {
+                    match result {
+                        Ok(detail) => inc.record(action, ActionOutcome::Done, detail),
+                        Err(e) => inc.record(action, ActionOutcome::Failed, e.to_string()),
+                    }
+                }
+                if !ok {
+                    self.emit(id, EventKind::Updated);
+                    return;
+                }
+                self.verify(check, action).await;
+            }
+        }
+    }
+
+    /// Re-runs the check a few times after an action; resolves the incident when it passes.
+    async fn verify(&mut self, check: &Check, action: netmedic_proto::ActionId) {
+        let id = check.id();
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let obs = check.run(&self.ctx).await;
+            if !obs.is_failing() && obs.status != netmedic_proto::CheckStatus::Unknown {
+                if let Some(inc) = self.detector.incident_mut(id) {
+                    inc.record(action, ActionOutcome::Verified, obs.summary.clone());
+                    inc.healed_by = Some(action);
+                }
+                if let Some(mut inc) = self.detector.resolve_healed(id) {
+                    log::info!("incident {} healed by {action}: {}", inc.id, obs.summary);
+                    self.spool_event(&mut inc, EventKind::Resolved);
+                }
+                return;
+            }
+            last = Some(obs);
+        }
+        if let Some(inc) = self.detector.incident_mut(id) {
+            let why = last.map_or_else(String::new, |o| o.summary);
+            log::warn!("incident {}: {action} did not help: {why}", inc.id);
+            inc.record(action, ActionOutcome::NotEffective, why);
+        }
+        self.emit(id, EventKind::Updated);
+    }
+}

@@ -1,0 +1,176 @@
+//! Detector: turns a stream of observations into incidents with hysteresis — N consecutive
+//! failing runs open an incident, M consecutive passing runs resolve it.
+//!
+//! Pure logic: no I/O, no clock of its own, so it is tested exhaustively with plain values.
+
+use crate::checks::Observation;
+use crate::config::Hysteresis;
+use crate::incident::Incident;
+use netmedic_proto::{CheckId, CheckStatus};
+use std::collections::BTreeMap;
+
+/// What an observation did to its check's incident.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Nothing changed (healthy, or failing below the threshold, or unknown).
+    Quiet,
+    /// A new incident was opened; it is now in the detector.
+    Opened,
+    /// The open incident is still failing.
+    StillFailing,
+    /// The open incident cleared by itself (not by an action) and is handed back.
+    Resolved(Box<Incident>),
+}
+
+#[derive(Debug, Default)]
+struct CheckState {
+    consecutive_fail: u32,
+    consecutive_ok: u32,
+    open: Option<Incident>,
+    last_status: Option<CheckStatus>,
+}
+
+#[derive(Debug, Default)]
+pub struct Detector {
+    states: BTreeMap<CheckId, CheckState>,
+}
+
+impl Detector {
+    pub fn observe(&mut self, obs: &Observation, h: Hysteresis) -> Transition {
+        let st = self.states.entry(obs.check).or_default();
+        st.last_status = Some(obs.status);
+        match obs.status {
+            // Unknown says nothing about the fault: keep counting where we were.
+            CheckStatus::Unknown => Transition::Quiet,
+            CheckStatus::Ok => {
+                st.consecutive_fail = 0;
+                st.consecutive_ok = st.consecutive_ok.saturating_add(1);
+                if st.open.is_some() && st.consecutive_ok >= h.ok_threshold {
+                    st.open.take().map_or(Transition::Quiet, |i| {
+                        Transition::Resolved(Box::new(i))
+                    })
+                } else {
+                    Transition::Quiet
+                }
+            }
+            CheckStatus::Failed | CheckStatus::Degraded => {
+                st.consecutive_ok = 0;
+                st.consecutive_fail = st.consecutive_fail.saturating_add(1);
+                match &mut st.open {
+                    Some(inc) => {
+                        // Keep the latest evidence; the cause of an open incident stays fixed
+                        // so one fault remains one incident.
+                        inc.evidence = obs.evidence.clone();
+                        Transition::StillFailing
+                    }
+                    None if st.consecutive_fail >= h.fail_threshold => {
+                        st.open = Some(Incident::open(obs));
+                        Transition::Opened
+                    }
+                    None => Transition::Quiet,
+                }
+            }
+        }
+    }
+
+    pub fn incident(&self, check: CheckId) -> Option<&Incident> {
+        self.states.get(&check).and_then(|s| s.open.as_ref())
+    }
+
+    pub fn incident_mut(&mut self, check: CheckId) -> Option<&mut Incident> {
+        self.states.get_mut(&check).and_then(|s| s.open.as_mut())
+    }
+
+    /// Closes an incident that an action fixed and verified; counters restart from healthy.
+    pub fn resolve_healed(&mut self, check: CheckId) -> Option<Incident> {
+        let st = self.states.get_mut(&check)?;
+        st.consecutive_fail = 0;
+        st.consecutive_ok = 0;
+        st.open.take()
+    }
+
+    /// Last status seen per check (for heartbeats and the `check` summary).
+    pub fn statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
+        self.states
+            .iter()
+            .filter_map(|(k, s)| s.last_status.map(|v| (*k, v)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netmedic_proto::{Category, Severity, Timestamp};
+
+    fn obs(status: CheckStatus) -> Observation {
+        Observation {
+            check: CheckId::DefaultRoute,
+            status,
+            cause: if status == CheckStatus::Ok { "ok" } else { "default_route_missing" }.into(),
+            summary: "s".into(),
+            value: String::new(),
+            threshold: String::new(),
+            hint: String::new(),
+            category: Category::NoInternet,
+            severity: Severity::Critical,
+            evidence: Default::default(),
+            at: Timestamp::EPOCH,
+        }
+    }
+
+    const H: Hysteresis = Hysteresis {
+        fail_threshold: 2,
+        ok_threshold: 3,
+    };
+
+    #[test]
+    fn opens_after_n_failures_and_resolves_after_m_successes() {
+        let mut d = Detector::default();
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Quiet);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Opened);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::StillFailing);
+        assert_eq!(d.observe(&obs(CheckStatus::Ok), H), Transition::Quiet);
+        assert_eq!(d.observe(&obs(CheckStatus::Ok), H), Transition::Quiet);
+        assert!(matches!(
+            d.observe(&obs(CheckStatus::Ok), H),
+            Transition::Resolved(_)
+        ));
+        assert!(d.incident(CheckId::DefaultRoute).is_none());
+    }
+
+    #[test]
+    fn a_single_blip_opens_nothing_and_unknown_does_not_reset() {
+        let mut d = Detector::default();
+        d.observe(&obs(CheckStatus::Failed), H);
+        d.observe(&obs(CheckStatus::Ok), H);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Quiet);
+        assert_eq!(d.observe(&obs(CheckStatus::Unknown), H), Transition::Quiet);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Opened);
+    }
+
+    #[test]
+    fn an_ok_in_the_middle_of_resolution_restarts_the_count() {
+        let mut d = Detector::default();
+        d.observe(&obs(CheckStatus::Failed), H);
+        d.observe(&obs(CheckStatus::Failed), H);
+        d.observe(&obs(CheckStatus::Ok), H);
+        d.observe(&obs(CheckStatus::Ok), H);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::StillFailing);
+        d.observe(&obs(CheckStatus::Ok), H);
+        d.observe(&obs(CheckStatus::Ok), H);
+        assert!(matches!(
+            d.observe(&obs(CheckStatus::Ok), H),
+            Transition::Resolved(_)
+        ));
+    }
+
+    #[test]
+    fn healed_incident_is_handed_back_once() {
+        let mut d = Detector::default();
+        d.observe(&obs(CheckStatus::Failed), H);
+        d.observe(&obs(CheckStatus::Failed), H);
+        assert!(d.resolve_healed(CheckId::DefaultRoute).is_some());
+        assert!(d.resolve_healed(CheckId::DefaultRoute).is_none());
+    }
+}

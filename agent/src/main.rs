@@ -1,0 +1,99 @@
+//! `netmedic-agent` binary: parses the command line and hands over to the library.
+
+use anyhow::Context as _;
+use netmedic_agent::{cli, config::AgentConfig, daemon, logging};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netmedic-agent: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(64);
+        }
+    };
+    match command {
+        cli::Command::Help => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        cli::Command::Version => {
+            println!("netmedic-agent {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        cli::Command::CheckConfig { config } => match AgentConfig::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(3)
+            }
+        },
+        cli::Command::Check { config, json, only } => {
+            let cfg = match AgentConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(3);
+                }
+            };
+            match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only))?)) {
+                Ok(obs) => {
+                    if json {
+                        println!("{:#}", cli::to_json(&obs));
+                    } else {
+                        print!("{}", cli::to_table(&obs));
+                    }
+                    ExitCode::from(cli::check_exit_code(&obs))
+                }
+                Err(e) => {
+                    eprintln!("netmedic-agent: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        cli::Command::Run { config } => {
+            logging::init();
+            match run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = AgentConfig::load(path)?;
+    runtime()?.block_on(daemon::run(cfg, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            log::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

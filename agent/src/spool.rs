@@ -1,0 +1,476 @@
+//! The spool: incident events on disk until the collector acknowledges them.
+//!
+//! One file per event, `SEQ-EVENTID.evt`, framed as `NMS1 | len u32 LE | crc32 u32 LE | JSON`.
+//! A push is durable before it returns (write temp, fsync, rename, fsync dir). Files are deleted
+//! only when the collector acknowledged them. Bounded by count and bytes; when full, the least
+//! severe, then oldest, events are dropped first and every drop is counted. A file that fails
+//! its CRC or does not parse is moved to `quarantine/` and counted; recovery never stops new
+//! events from being spooled.
+
+use netmedic_proto::{IncidentEvent, Severity};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"NMS1";
+const HEADER_LEN: usize = 12;
+/// No single event may exceed this; the collector's limits are far below it.
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("event of {0} bytes exceeds the spool's per-event limit")]
+    TooLarge(usize),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    path: PathBuf,
+    bytes: u64,
+    severity: Severity,
+}
+
+/// What opening the spool found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub events: usize,
+    pub quarantined: usize,
+    pub temp_files_removed: usize,
+}
+
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    quarantine: PathBuf,
+    rejected: PathBuf,
+    max_events: usize,
+    max_bytes: u64,
+    /// Spooled events by (seq, event id).
+    index: BTreeMap<(u64, String), Entry>,
+    bytes: u64,
+    dropped_total: u64,
+    quarantined_total: u64,
+    max_seq: u64,
+}
+
+fn encode(event: &IncidentEvent) -> Result<Vec<u8>, SpoolError> {
+    let payload = serde_json::to_vec(event)?;
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(SpoolError::TooLarge(payload.len()));
+    }
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    Ok(buf)
+}
+
+/// Why a spool file is unreadable.
+fn decode(buf: &[u8]) -> Result<IncidentEvent, String> {
+    if buf.len() < HEADER_LEN || &buf[..4] != MAGIC {
+        return Err("bad header".into());
+    }
+    let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+    let crc = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let payload = &buf[HEADER_LEN..];
+    if payload.len() != len {
+        return Err(format!("torn: {} of {len} bytes", payload.len()));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err("CRC mismatch".into());
+    }
+    serde_json::from_slice(payload).map_err(|e| format!("bad JSON: {e}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn severity_rank(s: Severity) -> u8 {
+    match s {
+        Severity::Minor => 0,
+        Severity::Major => 1,
+        Severity::Critical => 2,
+    }
+}
+
+impl Spool {
+    /// Opens (creating) the spool under `dir`, recovering what is there.
+    pub fn open(dir: &Path, max_events: usize, max_bytes: u64) -> Result<(Self, Recovery), SpoolError> {
+        let quarantine = dir.join("quarantine");
+        let rejected = dir.join("rejected");
+        for d in [dir, &quarantine, &rejected] {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            quarantine,
+            rejected,
+            max_events,
+            max_bytes,
+            index: BTreeMap::new(),
+            bytes: 0,
+            dropped_total: 0,
+            quarantined_total: 0,
+            max_seq: 0,
+        };
+        let mut rec = Recovery::default();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type().map_err(io_err(&path))?.is_file() {
+                continue;
+            }
+            if name.ends_with(".tmp") {
+                // A push that never reached its rename: it was never acknowledged.
+                let _ = fs::remove_file(&path);
+                rec.temp_files_removed += 1;
+                continue;
+            }
+            if !name.ends_with(".evt") {
+                continue;
+            }
+            match read_file(&path) {
+                Ok(ev) => {
+                    let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    spool.max_seq = spool.max_seq.max(ev.seq);
+                    spool.bytes += bytes;
+                    spool.index.insert(
+                        (ev.seq, ev.event_id.clone()),
+                        Entry {
+                            path,
+                            bytes,
+                            severity: ev.severity,
+                        },
+                    );
+                    rec.events += 1;
+                }
+                Err(why) => {
+                    log::warn!("spool: quarantining {name}: {why}");
+                    spool.quarantine_file(&path, &name);
+                    rec.quarantined += 1;
+                }
+            }
+        }
+        Ok((spool, rec))
+    }
+
+    fn quarantine_file(&mut self, path: &Path, name: &str) {
+        self.quarantined_total += 1;
+        if fs::rename(path, self.quarantine.join(name)).is_err() {
+            // Could not move it aside: delete it rather than trip over it forever.
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Highest sequence number ever seen in the spool.
+    pub fn max_seq(&self) -> u64 {
+        self.max_seq
+    }
+
+    pub fn depth(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
+    }
+
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined_total
+    }
+
+    /// Makes room for `incoming` bytes by dropping the least severe, oldest events.
+    fn make_room(&mut self, incoming: u64, incoming_severity: Severity) -> bool {
+        while self.index.len() + 1 > self.max_events || self.bytes + incoming > self.max_bytes {
+            let victim = self
+                .index
+                .iter()
+                .min_by_key(|((seq, _), e)| (severity_rank(e.severity), *seq))
+                .map(|(k, e)| (k.clone(), e.severity));
+            match victim {
+                // Never drop a more severe event to keep a less severe one.
+                Some((key, sev)) if severity_rank(sev) <= severity_rank(incoming_severity) => {
+                    if let Some(e) = self.index.remove(&key) {
+                        let _ = fs::remove_file(&e.path);
+                        self.bytes = self.bytes.saturating_sub(e.bytes);
+                        self.dropped_total += 1;
+                        log::warn!("spool full: dropped event {} (seq {})", key.1, key.0);
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Durably stores an event. On `Ok` it survives a power cut; on `Err` it was dropped and
+    /// counted, and the spool is as it was.
+    pub fn push(&mut self, event: &IncidentEvent) -> Result<(), SpoolError> {
+        let result = self.push_inner(event);
+        if result.is_err() {
+            self.dropped_total += 1;
+        }
+        result
+    }
+
+    fn push_inner(&mut self, event: &IncidentEvent) -> Result<(), SpoolError> {
+        let buf = encode(event)?;
+        if !self.make_room(buf.len() as u64, event.severity) {
+            log::warn!(
+                "spool full of more severe events: dropping new event {}",
+                event.event_id
+            );
+            return Err(SpoolError::Io {
+                path: self.dir.display().to_string(),
+                source: io::Error::other("spool full"),
+            });
+        }
+        let name = format!("{:020}-{}.evt", event.seq, event.event_id);
+        let final_path = self.dir.join(&name);
+        let tmp_path = self.dir.join(format!("{name}.tmp"));
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp_path)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+            fs::rename(&tmp_path, &final_path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(io_err(&tmp_path)(e));
+        }
+        sync_dir(&self.dir)?;
+        self.bytes += buf.len() as u64;
+        self.max_seq = self.max_seq.max(event.seq);
+        self.index.insert(
+            (event.seq, event.event_id.clone()),
+            Entry {
+                path: final_path,
+                bytes: buf.len() as u64,
+                severity: event.severity,
+            },
+        );
+        Ok(())
+    }
+
+    /// Up to `limit` undelivered events, oldest first. Files that turn out unreadable are
+    /// quarantined on the way.
+    pub fn pending(&mut self, limit: usize) -> Vec<IncidentEvent> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for (key, entry) in &self.index {
+            if out.len() >= limit {
+                break;
+            }
+            match read_file(&entry.path) {
+                Ok(ev) => out.push(ev),
+                Err(why) => {
+                    log::warn!("spool: quarantining {}: {why}", entry.path.display());
+                    bad.push(key.clone());
+                }
+            }
+        }
+        for key in bad {
+            if let Some(e) = self.index.remove(&key) {
+                self.bytes = self.bytes.saturating_sub(e.bytes);
+                let name = e
+                    .path
+                    .file_name()
+                    .map_or_else(|| key.1.clone(), |n| n.to_string_lossy().into_owned());
+                self.quarantine_file(&e.path, &name);
+            }
+        }
+        out
+    }
+
+    /// Deletes events the collector acknowledged.
+    pub fn ack(&mut self, event_ids: &[String]) -> Result<usize, SpoolError> {
+        let wanted: std::collections::HashSet<&str> =
+            event_ids.iter().map(String::as_str).collect();
+        let keys: Vec<_> = self
+            .index
+            .keys()
+            .filter(|(_, id)| wanted.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for key in &keys {
+            if let Some(e) = self.index.remove(key) {
+                match fs::remove_file(&e.path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_err(&e.path)(err)),
+                }
+                self.bytes = self.bytes.saturating_sub(e.bytes);
+            }
+        }
+        if !keys.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Moves an event the collector refused (400) out of the delivery queue, keeping it with
+    /// the reason for an engineer to inspect. It is never retried.
+    pub fn set_aside(&mut self, event_id: &str, reason: &str) -> Result<(), SpoolError> {
+        let Some(key) = self.index.keys().find(|(_, id)| id == event_id).cloned() else {
+            return Ok(());
+        };
+        if let Some(e) = self.index.remove(&key) {
+            self.bytes = self.bytes.saturating_sub(e.bytes);
+            let name = e
+                .path
+                .file_name()
+                .map_or_else(|| format!("{event_id}.evt"), |n| n.to_string_lossy().into_owned());
+            let target = self.rejected.join(&name);
+            fs::rename(&e.path, &target).map_err(io_err(&e.path))?;
+            let mut reason_file = self.rejected.join(name);
+            reason_file.set_extension("reason");
+            fs::write(&reason_file, reason).map_err(io_err(&reason_file))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<IncidentEvent, String> {
+    let mut buf = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(MAX_EVENT_BYTES as u64 + HEADER_LEN as u64 + 1).read_to_end(&mut buf))
+        .map_err(|e| format!("unreadable: {e}"))?;
+    decode(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netmedic_proto::{Category, CheckId, EventKind, Timestamp};
+
+    fn ev(seq: u64, severity: Severity) -> IncidentEvent {
+        IncidentEvent {
+            event_id: format!("e{seq}"),
+            incident_id: "i1".into(),
+            seq,
+            kind: EventKind::Opened,
+            check: CheckId::DefaultRoute,
+            cause: "default_route_missing".into(),
+            category: Category::NoInternet,
+            severity,
+            started_at: Timestamp::EPOCH,
+            at: Timestamp::EPOCH,
+            summary: "no default route".into(),
+            evidence: Default::default(),
+            actions: vec![],
+            auto_healed: None,
+        }
+    }
+
+    #[test]
+    fn events_survive_reopen_and_leave_only_when_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 100, 1 << 20).unwrap();
+        for i in 1..=3 {
+            s.push(&ev(i, Severity::Critical)).unwrap();
+        }
+        drop(s);
+        let (mut s, rec) = Spool::open(dir.path(), 100, 1 << 20).unwrap();
+        assert_eq!(rec.events, 3);
+        assert_eq!(s.max_seq(), 3);
+        let pending: Vec<_> = s.pending(10).into_iter().map(|e| e.seq).collect();
+        assert_eq!(pending, [1, 2, 3]);
+        assert_eq!(s.ack(&["e2".into(), "unknown".into()]).unwrap(), 1);
+        drop(s);
+        let (mut s, _) = Spool::open(dir.path(), 100, 1 << 20).unwrap();
+        let pending: Vec<_> = s.pending(10).into_iter().map(|e| e.seq).collect();
+        assert_eq!(pending, [1, 3]);
+    }
+
+    #[test]
+    fn corrupt_and_torn_files_are_quarantined_and_new_events_still_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 100, 1 << 20).unwrap();
+        s.push(&ev(1, Severity::Critical)).unwrap();
+        s.push(&ev(2, Severity::Critical)).unwrap();
+        drop(s);
+        let mut files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "evt"))
+            .collect();
+        files.sort();
+        let mut bytes = fs::read(&files[0]).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0xff;
+        fs::write(&files[0], bytes).unwrap();
+        let torn = fs::read(&files[1]).unwrap();
+        fs::write(&files[1], &torn[..torn.len() / 2]).unwrap();
+        fs::write(dir.path().join("x.evt.tmp"), b"partial").unwrap();
+        let (mut s, rec) = Spool::open(dir.path(), 100, 1 << 20).unwrap();
+        assert_eq!(
+            rec,
+            Recovery {
+                events: 0,
+                quarantined: 2,
+                temp_files_removed: 1
+            }
+        );
+        assert_eq!(fs::read_dir(dir.path().join("quarantine")).unwrap().count(), 2);
+        s.push(&ev(3, Severity::Minor)).unwrap();
+        assert_eq!(s.pending(10).len(), 1);
+    }
+
+    #[test]
+    fn bound_drops_least_severe_oldest_first_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 3, 1 << 20).unwrap();
+        s.push(&ev(1, Severity::Critical)).unwrap();
+        s.push(&ev(2, Severity::Minor)).unwrap();
+        s.push(&ev(3, Severity::Minor)).unwrap();
+        s.push(&ev(4, Severity::Major)).unwrap();
+        let seqs: Vec<_> = s.pending(10).into_iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 3, 4]);
+        assert_eq!(s.dropped_total(), 1);
+        // A minor event never evicts more severe ones: it is the one dropped.
+        s.push(&ev(5, Severity::Critical)).unwrap();
+        assert!(s.push(&ev(6, Severity::Minor)).is_err());
+        let seqs: Vec<_> = s.pending(10).into_iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 4, 5]);
+        assert_eq!(s.dropped_total(), 3);
+    }
+
+    #[test]
+    fn set_aside_keeps_the_event_and_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 10, 1 << 20).unwrap();
+        s.push(&ev(1, Severity::Critical)).unwrap();
+        s.set_aside("e1", "400 invalid_report: summary too long").unwrap();
+        assert_eq!(s.depth(), 0);
+        let names: Vec<_> = fs::read_dir(dir.path().join("rejected"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}
