@@ -1,0 +1,530 @@
+//! Collector configuration: the TOML file format, its defaults, and validation that reports every
+//! problem at once as `file:line:column: message`.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Where the collector reads its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netmedic/collector.toml";
+/// Default `[server] listen_addr`.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8440";
+/// Default `[server] max_body_bytes` (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1_048_576;
+/// Default `[storage] url`.
+pub const DEFAULT_STORAGE_URL: &str = "sqlite:///var/lib/netmedic/collector.sqlite";
+/// Default `[storage] busy_timeout_ms`.
+pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 5000;
+/// Default `[fleet] heartbeat_interval_secs`.
+pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u32 = 300;
+
+/// The validated configuration the collector runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub fleet: FleetConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address the HTTP API binds to. Port 0 picks a free port (tests).
+    pub listen_addr: SocketAddr,
+    /// Largest accepted request body; larger ones get a 413.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub url: StorageUrl,
+    /// How long a write waits for the database lock before the request gets a 503.
+    pub busy_timeout_ms: u32,
+}
+
+impl StorageConfig {
+    /// Storage at `url` with default tuning (for `--db URL`).
+    pub fn with_url(url: StorageUrl) -> Self {
+        Self {
+            url,
+            busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// Interval the collector asks agents to send heartbeats at.
+    pub heartbeat_interval_secs: u32,
+}
+
+/// Which storage backend to use, and where. PostgreSQL joins this enum in a later issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// One SQLite database file (created when missing).
+    Sqlite { path: PathBuf },
+}
+
+impl StorageUrl {
+    /// Accepts `sqlite:///abs/path`, `sqlite://rel/path`, `sqlite:path` or a plain file path.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        let path = if let Some(rest) = s.strip_prefix("sqlite:") {
+            rest.strip_prefix("//").unwrap_or(rest)
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Err("PostgreSQL storage is not supported by this version yet".into());
+        } else if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "unsupported storage scheme `{scheme}` (expected sqlite)"
+            ));
+        } else {
+            s
+        };
+        if path.is_empty() {
+            return Err("the SQLite URL has no file path".into());
+        }
+        if path.contains('?') || path == ":memory:" {
+            return Err(
+                "SQLite URL options and in-memory databases are not supported; give a file path"
+                    .into(),
+            );
+        }
+        Ok(StorageUrl::Sqlite { path: path.into() })
+    }
+}
+
+impl fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], 8440)),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
+            },
+            storage: StorageConfig {
+                url: StorageUrl::Sqlite {
+                    path: "/var/lib/netmedic/collector.sqlite".into(),
+                },
+                busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            },
+            fleet: FleetConfig {
+                heartbeat_interval_secs: DEFAULT_HEARTBEAT_INTERVAL_SECS,
+            },
+        }
+    }
+}
+
+/// One problem in a config file, located as precisely as the parser allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// 1-based line and column, when known.
+    pub line_col: Option<(usize, usize)>,
+    /// Dotted path of the offending field, when known (e.g. `server.listen_addr`).
+    pub field: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config file", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+impl ConfigError {
+    /// The individual problems (empty for a read error).
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render(path: &Path, problems: &[ConfigProblem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&path.display().to_string());
+        if let Some((l, c)) = p.line_col {
+            out.push_str(&format!(":{l}:{c}"));
+        }
+        out.push_str(": ");
+        match &p.field {
+            // Name the field unless the message already does (serde's "unknown field `x`").
+            Some(f) if !p.message.contains(&format!("`{}`", last_key(f))) => {
+                out.push_str(&format!("{f}: {}", p.message));
+            }
+            _ => out.push_str(&p.message),
+        }
+    }
+    out
+}
+
+fn last_key(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
+}
+
+// ---- the file format -------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    server: FileServer,
+    storage: FileStorage,
+    fleet: FileFleet,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileServer {
+    listen_addr: Spanned<String>,
+    max_body_bytes: Spanned<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileStorage {
+    url: Spanned<String>,
+    busy_timeout_ms: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileFleet {
+    heartbeat_interval_secs: Spanned<u32>,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        Self {
+            listen_addr: Spanned::new(0..0, DEFAULT_LISTEN_ADDR.into()),
+            max_body_bytes: Spanned::new(0..0, DEFAULT_MAX_BODY_BYTES),
+        }
+    }
+}
+
+impl Default for FileStorage {
+    fn default() -> Self {
+        Self {
+            url: Spanned::new(0..0, DEFAULT_STORAGE_URL.into()),
+            busy_timeout_ms: Spanned::new(0..0, DEFAULT_BUSY_TIMEOUT_MS),
+        }
+    }
+}
+
+impl Default for FileFleet {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: Spanned::new(0..0, DEFAULT_HEARTBEAT_INTERVAL_SECS),
+        }
+    }
+}
+
+/// 1-based (line, column in characters) of a byte offset in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+/// Best-effort dotted field path for a parse error at `offset`: the `[table]` header above it and
+/// the key on its line.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let line = text.get(line_start..line_end)?;
+    let key = line.split_once('=').map(|(k, _)| k.trim())?;
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let key = key.trim_matches('"');
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+        });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
+impl CollectorConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        };
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            invalid(vec![ConfigProblem {
+                line_col: span.as_ref().map(|s| line_col(text, s.start)),
+                field: span.as_ref().and_then(|s| field_at(text, s.start)),
+                message: e.message().trim_end().to_owned(),
+            }])
+        })?;
+
+        let mut problems = Vec::new();
+        let mut problem = |span: Range<usize>, field: &str, message: String| {
+            problems.push(ConfigProblem {
+                // A 0..0 span is a default value, which has no place in the file.
+                line_col: (span != (0..0)).then(|| line_col(text, span.start)),
+                field: Some(field.to_owned()),
+                message,
+            });
+        };
+
+        let listen_addr = match file.server.listen_addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problem(
+                    file.server.listen_addr.span(),
+                    "server.listen_addr",
+                    format!(
+                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:8440\" or \"[::]:8440\"",
+                        file.server.listen_addr.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let body = *file.server.max_body_bytes.get_ref();
+        let max_body_bytes = match usize::try_from(body) {
+            Ok(b) if (1024..=64 * 1024 * 1024).contains(&b) => Some(b),
+            _ => {
+                problem(
+                    file.server.max_body_bytes.span(),
+                    "server.max_body_bytes",
+                    format!("{body} is out of range (1024..=67108864)"),
+                );
+                None
+            }
+        };
+        let url = match StorageUrl::parse(file.storage.url.get_ref()) {
+            Ok(u) => Some(u),
+            Err(msg) => {
+                problem(file.storage.url.span(), "storage.url", msg);
+                None
+            }
+        };
+        let busy = *file.storage.busy_timeout_ms.get_ref();
+        let busy_timeout_ms = if (1..=600_000).contains(&busy) {
+            Some(busy)
+        } else {
+            problem(
+                file.storage.busy_timeout_ms.span(),
+                "storage.busy_timeout_ms",
+                format!("{busy} is out of range (1..=600000)"),
+            );
+            None
+        };
+        let hb = *file.fleet.heartbeat_interval_secs.get_ref();
+        let heartbeat_interval_secs = if (10..=86_400).contains(&hb) {
+            Some(hb)
+        } else {
+            problem(
+                file.fleet.heartbeat_interval_secs.span(),
+                "fleet.heartbeat_interval_secs",
+                format!("{hb} is out of range (10..=86400)"),
+            );
+            None
+        };
+
+        match (
+            listen_addr,
+            max_body_bytes,
+            url,
+            busy_timeout_ms,
+            heartbeat_interval_secs,
+        ) {
+            (
+                Some(listen_addr),
+                Some(max_body_bytes),
+                Some(url),
+                Some(busy_timeout_ms),
+                Some(heartbeat_interval_secs),
+            ) => Ok(CollectorConfig {
+                server: ServerConfig {
+                    listen_addr,
+                    max_body_bytes,
+                },
+                storage: StorageConfig {
+                    url,
+                    busy_timeout_ms,
+                },
+                fleet: FleetConfig {
+                    heartbeat_interval_secs,
+                },
+            }),
+            _ => Err(invalid(problems)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/collector.toml");
+
+    fn parse(text: &str) -> Result<CollectorConfig, ConfigError> {
+        CollectorConfig::parse(Path::new("collector.toml"), text)
+    }
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let cfg = CollectorConfig::load(Path::new(EXAMPLE)).unwrap();
+        assert_eq!(cfg, CollectorConfig::default());
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(parse("").unwrap(), CollectorConfig::default());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let cfg = parse(
+            "[server]\nlisten_addr = \"[::1]:9000\"\nmax_body_bytes = 4096\n\
+             [storage]\nurl = \"/tmp/x.sqlite\"\n[fleet]\nheartbeat_interval_secs = 60\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.listen_addr, "[::1]:9000".parse().unwrap());
+        assert_eq!(cfg.server.max_body_bytes, 4096);
+        assert_eq!(
+            cfg.storage.url,
+            StorageUrl::Sqlite {
+                path: "/tmp/x.sqlite".into()
+            }
+        );
+        assert_eq!(cfg.fleet.heartbeat_interval_secs, 60);
+    }
+
+    #[test]
+    fn storage_urls() {
+        let p = |s: &str| StorageUrl::parse(s);
+        let sqlite = |s: &str| {
+            Ok(StorageUrl::Sqlite {
+                path: PathBuf::from(s),
+            })
+        };
+        assert_eq!(p("sqlite:///var/lib/x.db"), sqlite("/var/lib/x.db"));
+        assert_eq!(p("sqlite://rel.db"), sqlite("rel.db"));
+        assert_eq!(p("sqlite:rel.db"), sqlite("rel.db"));
+        assert_eq!(p("/plain/path.db"), sqlite("/plain/path.db"));
+        assert!(p("postgres://h/db").unwrap_err().contains("PostgreSQL"));
+        assert!(p("mysql://h/db").unwrap_err().contains("mysql"));
+        assert!(p("sqlite://").is_err());
+        assert!(p("").is_err());
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_column_and_field() {
+        let err = parse("# comment\n[server]\nlistn_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("collector.toml:3:1: unknown field `listn_addr`, expected"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let err = parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("collector.toml:2:18: "), "{msg}");
+        assert!(msg.contains("server.max_body_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let err = parse("[server\n").unwrap_err();
+        assert!(err.to_string().starts_with("collector.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn all_value_problems_are_reported_at_once() {
+        let err = parse(
+            "[server]\nlisten_addr = \"localhost\"\nmax_body_bytes = 1\n\
+             [storage]\nurl = \"postgres://db/x\"\n[fleet]\nheartbeat_interval_secs = 0\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 4, "{msg}");
+        assert!(
+            lines[0].starts_with("collector.toml:2:15: server.listen_addr: \"localhost\""),
+            "{msg}"
+        );
+        assert!(
+            lines[1].starts_with("collector.toml:3:18: server.max_body_bytes:"),
+            "{msg}"
+        );
+        assert!(
+            lines[2].starts_with("collector.toml:5:7: storage.url:"),
+            "{msg}"
+        );
+        assert!(
+            lines[3].starts_with("collector.toml:7:27: fleet.heartbeat_interval_secs:"),
+            "{msg}"
+        );
+        assert_eq!(err.problems().len(), 4);
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = CollectorConfig::load(Path::new("/nonexistent/netmedic/c.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/netmedic/c.toml: cannot read")
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! netmedic collector library: configuration, storage, the HTTP API and the CLI commands; the
+//! binary (`main.rs`) only parses arguments and maps errors to exit codes.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod store;
+
+use config::CollectorConfig;
+use netmedic_proto::Timestamp;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use store::{OpenMode, Store, StoreError};
+use tokio::task::JoinHandle;
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub heartbeat_interval_secs: u32,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open storage {url}")]
+    Storage {
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed")]
+    Server(#[source] std::io::Error),
+    #[error("HTTP server task panicked or was cancelled")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// A running collector. Dropping it does not stop the server: resolve the shutdown future given
+/// to [`serve`], then [`Server::wait`].
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    store: Arc<dyn Store>,
+    task: JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl Server {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store the server writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Waits for the server to finish (after the shutdown future resolved and in-flight requests
+    /// completed), then closes the database.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let result = self.task.await;
+        self.store.close().await;
+        result
+            .map_err(ServeError::Join)?
+            .map_err(ServeError::Server)
+    }
+}
+
+/// Opens the storage, binds the listener and starts serving in the background. Returns once the
+/// socket is bound, so callers (tests) can read the address; `shutdown` resolving starts a
+/// graceful shutdown.
+pub async fn serve<F>(config: &CollectorConfig, shutdown: F) -> Result<Server, ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let store = store::open(&config.storage, OpenMode::CreateAndMigrate)
+        .await
+        .map_err(|source| ServeError::Storage {
+            url: config.storage.url.to_string(),
+            source,
+        })?;
+    let bind = |source| ServeError::Bind {
+        addr: config.server.listen_addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen_addr)
+        .await
+        .map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    let state = AppState {
+        store: store.clone(),
+        heartbeat_interval_secs: config.fleet.heartbeat_interval_secs,
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    log::info!(
+        "netmedic-collector listening on http://{addr} (storage {})",
+        config.storage.url
+    );
+    Ok(Server { addr, store, task })
+}
+
+/// Serves until `shutdown` resolves and every in-flight request is answered.
+pub async fn run_server<F>(config: &CollectorConfig, shutdown: F) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve(config, shutdown).await?.wait().await
+}
+
+/// An error and all its sources on one line (`a: b: c`), for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// The current time as a wire timestamp (clamped into the range `Timestamp` supports).
+pub fn now() -> Timestamp {
+    /// 9999-12-31T23:59:59.999Z, the latest instant `Timestamp` accepts.
+    const MAX_MILLIS: i64 = 253_402_300_799_999;
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+        .clamp(0, MAX_MILLIS);
+    // Invariant, not input: every value in 0..=MAX_MILLIS is accepted.
+    Timestamp::from_unix_millis(ms).expect("clamped into the supported range")
+}

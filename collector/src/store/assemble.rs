@@ -1,0 +1,148 @@
+//! Assembles an incident from all of its stored events, whatever order they arrived in. Pure and
+//! backend-neutral: every store recomputes an incident with this after storing new events, so the
+//! result depends only on the set of events, never on arrival order.
+
+use netmedic_proto::{
+    Category, CheckId, EventKind, IncidentEvent, IncidentStatus, Severity, Timestamp,
+};
+use std::collections::BTreeMap;
+
+/// The incident-level fields derived from a set of events (the action trail is stored
+/// separately, one row per record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    pub check: CheckId,
+    pub cause: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub started_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub auto_healed: Option<bool>,
+    pub summary: String,
+    pub evidence: BTreeMap<String, String>,
+    pub event_count: u32,
+    pub last_seq: u64,
+}
+
+/// Rules:
+/// - descriptive fields (check, cause, category, severity, summary) come from the highest-seq
+///   event; evidence from the highest-seq event that carries any;
+/// - `started_at` is the earliest `started_at` of any event (they should all agree);
+/// - the incident is resolved as soon as any `resolved` event is stored; `resolved_at` and
+///   `auto_healed` come from the highest-seq resolved event.
+///
+/// Ties on `seq` (an agent bug) are broken by `event_id` so the result stays deterministic.
+/// Returns `None` for an empty slice.
+pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
+    let key = |e: &&IncidentEvent| (e.seq, e.event_id.clone());
+    let latest = events.iter().max_by_key(key)?;
+    let evidence = events
+        .iter()
+        .filter(|e| !e.evidence.is_empty())
+        .max_by_key(key)
+        .map(|e| e.evidence.clone())
+        .unwrap_or_default();
+    let resolved = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Resolved)
+        .max_by_key(key);
+    let started_at = events.iter().map(|e| e.started_at).min()?;
+    Some(Assembled {
+        check: latest.check,
+        cause: latest.cause.clone(),
+        category: latest.category,
+        severity: latest.severity,
+        status: if resolved.is_some() {
+            IncidentStatus::Resolved
+        } else {
+            IncidentStatus::Open
+        },
+        started_at,
+        resolved_at: resolved.map(|e| e.at),
+        // A resolved event without the flag is refused by validation; default to "not healed".
+        auto_healed: resolved.map(|e| e.auto_healed.unwrap_or(false)),
+        summary: latest.summary.clone(),
+        evidence,
+        event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
+        last_seq: latest.seq,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use netmedic_proto::{ActionId, ActionOutcome, ActionRecord};
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_700_000_000_000 + s * 1000).unwrap()
+    }
+
+    fn ev(id: &str, seq: u64, kind: EventKind, at: i64) -> IncidentEvent {
+        IncidentEvent {
+            event_id: id.into(),
+            incident_id: "i1".into(),
+            seq,
+            kind,
+            check: CheckId::DefaultRoute,
+            cause: "default_route_missing".into(),
+            category: Category::NoInternet,
+            severity: Severity::Critical,
+            started_at: ts(0),
+            at: ts(at),
+            summary: format!("summary {seq}"),
+            evidence: BTreeMap::new(),
+            actions: vec![],
+            auto_healed: (kind == EventKind::Resolved).then_some(true),
+        }
+    }
+
+    #[test]
+    fn order_does_not_matter() {
+        let mut opened = ev("a", 1, EventKind::Opened, 0);
+        opened.evidence.insert("gateway".into(), "192.0.2.1".into());
+        let mut updated = ev("b", 2, EventKind::Updated, 5);
+        updated.severity = Severity::Major;
+        updated.actions.push(ActionRecord {
+            action: ActionId::RestoreRoute,
+            outcome: ActionOutcome::Verified,
+            at: ts(4),
+            detail: String::new(),
+        });
+        let resolved = ev("c", 3, EventKind::Resolved, 10);
+        let forward = assemble(&[opened.clone(), updated.clone(), resolved.clone()]).unwrap();
+        let backward = assemble(&[resolved, updated, opened]).unwrap();
+        assert_eq!(forward, backward);
+        assert_eq!(forward.status, IncidentStatus::Resolved);
+        assert_eq!(forward.resolved_at, Some(ts(10)));
+        assert_eq!(forward.auto_healed, Some(true));
+        assert_eq!(forward.summary, "summary 3");
+        assert_eq!(forward.evidence.get("gateway").unwrap(), "192.0.2.1");
+        assert_eq!(forward.event_count, 3);
+        assert_eq!(forward.last_seq, 3);
+    }
+
+    #[test]
+    fn resolved_alone_is_a_resolved_incident() {
+        let mut r = ev("c", 7, EventKind::Resolved, 10);
+        r.auto_healed = Some(false);
+        let a = assemble(&[r]).unwrap();
+        assert_eq!(a.status, IncidentStatus::Resolved);
+        assert_eq!(a.started_at, ts(0));
+        assert_eq!(a.auto_healed, Some(false));
+    }
+
+    #[test]
+    fn an_update_after_resolve_keeps_it_resolved() {
+        let a = assemble(&[
+            ev("a", 1, EventKind::Opened, 0),
+            ev("c", 2, EventKind::Resolved, 3),
+            ev("d", 3, EventKind::Updated, 4),
+        ])
+        .unwrap();
+        assert_eq!(a.status, IncidentStatus::Resolved);
+        assert_eq!(a.summary, "summary 3");
+        assert!(assemble(&[]).is_none());
+    }
+}
