@@ -23,9 +23,17 @@ The default config is /etc/netmedic/agent.toml.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Run { config: PathBuf },
-    Check { config: PathBuf, json: bool, only: Option<CheckId> },
-    CheckConfig { config: PathBuf },
+    Run {
+        config: PathBuf,
+    },
+    Check {
+        config: PathBuf,
+        json: bool,
+        only: Option<CheckId>,
+    },
+    CheckConfig {
+        config: PathBuf,
+    },
     Version,
     Help,
 }
@@ -64,7 +72,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         i += 1;
     }
     match sub {
-        Some("run") if positional.is_none() && !json && only.is_none() => Ok(Command::Run { config }),
+        Some("run") if positional.is_none() && !json && only.is_none() => {
+            Ok(Command::Run { config })
+        }
         Some("check") if positional.is_none() => Ok(Command::Check { config, json, only }),
         Some("check-config") => Ok(Command::CheckConfig {
             config: positional.unwrap_or(config),
@@ -88,7 +98,10 @@ pub fn check_exit_code(obs: &[Observation]) -> u8 {
 }
 
 /// One pass of every enabled check (or just `only`).
-pub async fn check_once(config: AgentConfig, only: Option<CheckId>) -> Result<Vec<Observation>, crate::net::NetError> {
+pub async fn check_once(
+    config: AgentConfig,
+    only: Option<CheckId>,
+) -> Result<Vec<Observation>, crate::net::NetError> {
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {
@@ -140,7 +153,11 @@ pub fn to_table(obs: &[Observation]) -> String {
                 o.value.clone(),
                 o.threshold.clone(),
                 o.summary.clone(),
-                if o.hint.is_empty() { "-".into() } else { o.hint.clone() },
+                if o.hint.is_empty() {
+                    "-".into()
+                } else {
+                    o.hint.clone()
+                },
             ]
         })
         .collect();
@@ -179,7 +196,9 @@ mod tests {
     fn parses_the_documented_surface() {
         assert_eq!(
             parse(&args("run --config /tmp/a.toml")).unwrap(),
-            Command::Run { config: "/tmp/a.toml".into() }
+            Command::Run {
+                config: "/tmp/a.toml".into()
+            }
         );
         assert_eq!(
             parse(&args("check --json --only default_route")).unwrap(),
@@ -191,9 +210,15 @@ mod tests {
         );
         assert_eq!(
             parse(&args("check-config x.toml")).unwrap(),
-            Command::CheckConfig { config: "x.toml".into() }
+            Command::CheckConfig {
+                config: "x.toml".into()
+            }
         );
-        assert!(parse(&args("check --only dsn")).unwrap_err().contains("unknown check"));
+        assert!(
+            parse(&args("check --only dsn"))
+                .unwrap_err()
+                .contains("unknown check")
+        );
         assert!(parse(&args("run --bogus")).is_err());
         assert!(parse(&args("run --config")).is_err());
     }

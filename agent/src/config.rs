@@ -112,19 +112,11 @@ impl Default for SpoolSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChecksSection {
     #[serde(default)]
     pub default_route: DefaultRouteConfig,
-}
-
-impl Default for ChecksSection {
-    fn default() -> Self {
-        Self {
-            default_route: DefaultRouteConfig::default(),
-        }
-    }
 }
 
 /// Detection hysteresis of one check.
@@ -237,7 +229,10 @@ pub enum ConfigError {
     },
     /// Well-formed but wrong; every problem is listed.
     #[error("{path}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: String, problems: Vec<Problem> },
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
 }
 
 /// One semantic problem with one field.
@@ -366,7 +361,9 @@ impl AgentConfig {
         if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
             bad(
                 "wan.interface",
-                format!("{ifname:?} is not a valid interface name (1-15 characters, no / or space)"),
+                format!(
+                    "{ifname:?} is not a valid interface name (1-15 characters, no / or space)"
+                ),
             );
         }
         if self.spool.max_events == 0 {
@@ -433,7 +430,10 @@ interface = "wan"
 
     #[test]
     fn unknown_field_names_file_line_and_field() {
-        let text = MIN.replace("interface = \"wan\"", "interface = \"wan\"\nintervall_secs = 3");
+        let text = MIN.replace(
+            "interface = \"wan\"",
+            "interface = \"wan\"\nintervall_secs = 3",
+        );
         let err = AgentConfig::parse(&text, "/etc/netmedic/agent.toml").unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -447,7 +447,9 @@ interface = "wan"
         let text = format!("{MIN}[checks.default_route]\ninterval_secs = \"ten\"\n");
         let msg = AgentConfig::parse(&text, "a.toml").unwrap_err().to_string();
         assert!(
-            msg.starts_with("a.toml:9:17: field `checks.default_route.interval_secs`: invalid type"),
+            msg.starts_with(
+                "a.toml:9:17: field `checks.default_route.interval_secs`: invalid type"
+            ),
             "{msg}"
         );
         assert!(msg.contains("invalid type"), "{msg}");

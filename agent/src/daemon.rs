@@ -98,7 +98,10 @@ fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentE
 }
 
 /// Runs the agent until `shutdown` completes.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let state_dir = &config.agent.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {
@@ -189,7 +192,12 @@ impl Agent {
         match self.detector.observe(&obs, check.hysteresis()) {
             Transition::Quiet => {}
             Transition::Opened => {
-                log::warn!("incident opened: {} ({}): {}", obs.check, obs.cause, obs.summary);
+                log::warn!(
+                    "incident opened: {} ({}): {}",
+                    obs.check,
+                    obs.cause,
+                    obs.summary
+                );
                 self.emit(obs.check, EventKind::Opened);
                 self.heal(check).await;
             }
@@ -229,7 +237,10 @@ impl Agent {
                     inc.escalated = true;
                     let last = inc.tried.last().copied();
                     if let Some(action) = last {
-                        log::error!("incident {}: playbook exhausted, escalating to the NOC", inc.id);
+                        log::error!(
+                            "incident {}: playbook exhausted, escalating to the NOC",
+                            inc.id
+                        );
                         inc.record(
                             action,
                             ActionOutcome::Escalated,
@@ -242,13 +253,22 @@ impl Agent {
             Decision::Act(action) => {
                 if let Some(inc) = self.detector.incident_mut(id) {
                     inc.tried.push(action);
-                    inc.record(action, ActionOutcome::Planned, format!("playbook for {}", inc.cause));
+                    inc.record(
+                        action,
+                        ActionOutcome::Planned,
+                        format!("playbook for {}", inc.cause),
+                    );
                 }
                 // The intent is on disk before the action starts.
                 self.emit(id, EventKind::Updated);
                 if mode == Mode::DryRun {
+                    log::info!("dry_run: would run {action} for {id}; nothing changed");
                     if let Some(inc) = self.detector.incident_mut(id) {
-                        inc.record(action, ActionOutcome::Skipped, "dry_run mode: nothing changed");
+                        inc.record(
+                            action,
+                            ActionOutcome::Skipped,
+                            "dry_run mode: nothing changed",
+                        );
                     }
                     self.emit(id, EventKind::Updated);
                     return;

@@ -46,9 +46,9 @@ impl Detector {
                 st.consecutive_fail = 0;
                 st.consecutive_ok = st.consecutive_ok.saturating_add(1);
                 if st.open.is_some() && st.consecutive_ok >= h.ok_threshold {
-                    st.open.take().map_or(Transition::Quiet, |i| {
-                        Transition::Resolved(Box::new(i))
-                    })
+                    st.open
+                        .take()
+                        .map_or(Transition::Quiet, |i| Transition::Resolved(Box::new(i)))
                 } else {
                     Transition::Quiet
                 }
@@ -107,7 +107,12 @@ mod tests {
         Observation {
             check: CheckId::DefaultRoute,
             status,
-            cause: if status == CheckStatus::Ok { "ok" } else { "default_route_missing" }.into(),
+            cause: if status == CheckStatus::Ok {
+                "ok"
+            } else {
+                "default_route_missing"
+            }
+            .into(),
             summary: "s".into(),
             value: String::new(),
             threshold: String::new(),
@@ -129,7 +134,10 @@ mod tests {
         let mut d = Detector::default();
         assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Quiet);
         assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::Opened);
-        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::StillFailing);
+        assert_eq!(
+            d.observe(&obs(CheckStatus::Failed), H),
+            Transition::StillFailing
+        );
         assert_eq!(d.observe(&obs(CheckStatus::Ok), H), Transition::Quiet);
         assert_eq!(d.observe(&obs(CheckStatus::Ok), H), Transition::Quiet);
         assert!(matches!(
@@ -156,7 +164,10 @@ mod tests {
         d.observe(&obs(CheckStatus::Failed), H);
         d.observe(&obs(CheckStatus::Ok), H);
         d.observe(&obs(CheckStatus::Ok), H);
-        assert_eq!(d.observe(&obs(CheckStatus::Failed), H), Transition::StillFailing);
+        assert_eq!(
+            d.observe(&obs(CheckStatus::Failed), H),
+            Transition::StillFailing
+        );
         d.observe(&obs(CheckStatus::Ok), H);
         d.observe(&obs(CheckStatus::Ok), H);
         assert!(matches!(

@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn climbs_the_ladder_then_escalates_once() {
         let mut i = incident("default_route_missing");
-        assert_eq!(decide(Mode::Enforce, &i), Decision::Act(ActionId::RestoreRoute));
+        assert_eq!(
+            decide(Mode::Enforce, &i),
+            Decision::Act(ActionId::RestoreRoute)
+        );
         i.tried.push(ActionId::RestoreRoute);
         assert_eq!(decide(Mode::Enforce, &i), Decision::Escalate);
         i.escalated = true;
@@ -77,6 +80,9 @@ mod tests {
     fn off_mode_and_unknown_causes_do_nothing() {
         let i = incident("default_route_missing");
         assert_eq!(decide(Mode::Off, &i), Decision::Nothing);
-        assert_eq!(decide(Mode::Enforce, &incident("gateway_unreachable")), Decision::Nothing);
+        assert_eq!(
+            decide(Mode::Enforce, &incident("gateway_unreachable")),
+            Decision::Nothing
+        );
     }
 }

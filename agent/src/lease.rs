@@ -71,12 +71,7 @@ impl Lease {
                 "router" if !value.is_empty() => {
                     lease.router = value.split_whitespace().next().map(ip).transpose()?
                 }
-                "dns" => {
-                    lease.dns = value
-                        .split_whitespace()
-                        .map(ip)
-                        .collect::<Result<_, _>>()?
-                }
+                "dns" => lease.dns = value.split_whitespace().map(ip).collect::<Result<_, _>>()?,
                 "lease_secs" if !value.is_empty() => {
                     lease.lease_secs = Some(
                         value
@@ -85,9 +80,10 @@ impl Lease {
                     )
                 }
                 "acquired_at_unix" if !value.is_empty() => {
-                    lease.acquired_at_unix = Some(value.parse().map_err(|_| {
-                        bad(format!("acquired_at_unix: {value:?} is not a number"))
-                    })?)
+                    lease.acquired_at_unix =
+                        Some(value.parse().map_err(|_| {
+                            bad(format!("acquired_at_unix: {value:?} is not a number"))
+                        })?)
                 }
                 _ => {}
             }

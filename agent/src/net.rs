@@ -48,7 +48,12 @@ impl Netlink {
 
     /// Index of an interface by name, `None` when it does not exist.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetError> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(Some(msg.header.index)),
             Ok(None) => Ok(None),

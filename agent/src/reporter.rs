@@ -56,7 +56,11 @@ pub fn read_token(path: &std::path::Path) -> Result<String, ReporterError> {
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     // Seconds form only; an HTTP-date from our collector is not expected.
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
@@ -165,7 +169,9 @@ impl Reporter {
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
     // A panic while holding the lock leaves the spool's files consistent; carry on.
-    spool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    spool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)].
@@ -176,7 +182,12 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
 }
 
 /// Delivery loop: runs until the task is dropped.
-pub async fn run(reporter: Reporter, spool: Arc<Mutex<Spool>>, wake: Arc<tokio::sync::Notify>, max_backoff: Duration) {
+pub async fn run(
+    reporter: Reporter,
+    spool: Arc<Mutex<Spool>>,
+    wake: Arc<tokio::sync::Notify>,
+    max_backoff: Duration,
+) {
     let mut failures = 0u32;
     loop {
         match reporter.deliver_once(&spool).await {

@@ -111,7 +111,11 @@ fn severity_rank(s: Severity) -> u8 {
 
 impl Spool {
     /// Opens (creating) the spool under `dir`, recovering what is there.
-    pub fn open(dir: &Path, max_events: usize, max_bytes: u64) -> Result<(Self, Recovery), SpoolError> {
+    pub fn open(
+        dir: &Path,
+        max_events: usize,
+        max_bytes: u64,
+    ) -> Result<(Self, Recovery), SpoolError> {
         let quarantine = dir.join("quarantine");
         let rejected = dir.join("rejected");
         for d in [dir, &quarantine, &rejected] {
@@ -340,10 +344,10 @@ impl Spool {
         };
         if let Some(e) = self.index.remove(&key) {
             self.bytes = self.bytes.saturating_sub(e.bytes);
-            let name = e
-                .path
-                .file_name()
-                .map_or_else(|| format!("{event_id}.evt"), |n| n.to_string_lossy().into_owned());
+            let name = e.path.file_name().map_or_else(
+                || format!("{event_id}.evt"),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let target = self.rejected.join(&name);
             fs::rename(&e.path, &target).map_err(io_err(&e.path))?;
             let mut reason_file = self.rejected.join(name);
@@ -358,7 +362,10 @@ impl Spool {
 fn read_file(path: &Path) -> Result<IncidentEvent, String> {
     let mut buf = Vec::new();
     File::open(path)
-        .and_then(|f| f.take(MAX_EVENT_BYTES as u64 + HEADER_LEN as u64 + 1).read_to_end(&mut buf))
+        .and_then(|f| {
+            f.take(MAX_EVENT_BYTES as u64 + HEADER_LEN as u64 + 1)
+                .read_to_end(&mut buf)
+        })
         .map_err(|e| format!("unreadable: {e}"))?;
     decode(&buf)
 }
@@ -436,7 +443,10 @@ mod tests {
                 temp_files_removed: 1
             }
         );
-        assert_eq!(fs::read_dir(dir.path().join("quarantine")).unwrap().count(), 2);
+        assert_eq!(
+            fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
+            2
+        );
         s.push(&ev(3, Severity::Minor)).unwrap();
         assert_eq!(s.pending(10).len(), 1);
     }
@@ -465,7 +475,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Spool::open(dir.path(), 10, 1 << 20).unwrap();
         s.push(&ev(1, Severity::Critical)).unwrap();
-        s.set_aside("e1", "400 invalid_report: summary too long").unwrap();
+        s.set_aside("e1", "400 invalid_report: summary too long")
+            .unwrap();
         assert_eq!(s.depth(), 0);
         let names: Vec<_> = fs::read_dir(dir.path().join("rejected"))
             .unwrap()

@@ -18,11 +18,13 @@ pub fn choose_gateway(ctx: &Context) -> Result<(Ipv4Addr, &'static str), ActionE
             Err(e) => log::warn!("restore_route: {e}; falling back to the provisioned gateway"),
         }
     }
-    wan.gateway.map(|gw| (gw, "provisioned config")).ok_or_else(|| {
-        ActionError::NotApplicable(
-            "no gateway known: no DHCP lease names a router and wan.gateway is not set".into(),
-        )
-    })
+    wan.gateway
+        .map(|gw| (gw, "provisioned config"))
+        .ok_or_else(|| {
+            ActionError::NotApplicable(
+                "no gateway known: no DHCP lease names a router and wan.gateway is not set".into(),
+            )
+        })
 }
 
 pub async fn run(ctx: &Context) -> Result<String, ActionError> {
@@ -37,6 +39,10 @@ pub async fn run(ctx: &Context) -> Result<String, ActionError> {
     ctx.netlink
         .add_default_route_v4(gateway, oif)
         .await
-        .map_err(|e| ActionError::Failed(format!("adding default via {gateway} dev {ifname}: {e}")))?;
-    Ok(format!("added default via {gateway} dev {ifname} (from {source})"))
+        .map_err(|e| {
+            ActionError::Failed(format!("adding default via {gateway} dev {ifname}: {e}"))
+        })?;
+    Ok(format!(
+        "added default via {gateway} dev {ifname} (from {source})"
+    ))
 }

@@ -84,17 +84,11 @@ impl DefaultRouteCheck {
         ev.insert("default_routes".to_string(), describe(&routes));
         let Some(route) = routes.iter().find(|r| r.oif == Some(wan_index)) else {
             let (cause, summary) = if routes.is_empty() {
-                (
-                    "default_route_missing",
-                    "no IPv4 default route".to_string(),
-                )
+                ("default_route_missing", "no IPv4 default route".to_string())
             } else {
                 (
                     "default_route_wrong_interface",
-                    format!(
-                        "IPv4 default route does not go via {}",
-                        self.wan_interface
-                    ),
+                    format!("IPv4 default route does not go via {}", self.wan_interface),
                 )
             };
             return self.observation(

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, collector tests on real SQLite, and end-to-end tests that
+# build an ISP out of network namespaces and watch the real agent binary heal real faults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# The end-to-end tests run the agent and collector binaries: build them first.
+cargo build --workspace --bins --locked
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi

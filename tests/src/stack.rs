@@ -1,0 +1,299 @@
+//! The netmedic stack inside a lab: the real collector binary in the ISP namespace and the real
+//! agent binary in each CPE namespace, with generated configs, and helpers to ask the
+//! collector what it stored. Used by the end-to-end tests and the demo.
+
+use crate::{COLLECTOR_IP, Cpe, Lab, LabError, LabProcess, Result, WAN_IFACE, http_get, wait_for};
+use netmedic_proto::{IncidentPage, IncidentView};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Port the lab's collector listens on (inside the ISP namespace).
+pub const COLLECTOR_PORT: u16 = 8440;
+
+/// How the agents are configured.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// `agent.mode`: enforce, dry_run or off.
+    pub mode: String,
+    /// `checks.default_route.interval_secs`.
+    pub check_interval_secs: u64,
+    pub fail_threshold: u32,
+    pub ok_threshold: u32,
+    /// Extra TOML appended to every agent config.
+    pub extra_agent_toml: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            mode: "enforce".into(),
+            check_interval_secs: 1,
+            fail_threshold: 2,
+            ok_threshold: 2,
+            extra_agent_toml: String::new(),
+        }
+    }
+}
+
+/// Finds a workspace binary (`netmedic-agent`, `netmedic-collector`) next to the running
+/// executable: test executables live in `target/<profile>/deps/`, binaries one level up.
+/// `NETMEDIC_BIN_DIR` overrides the search.
+pub fn bin_path(name: &str) -> Result<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("NETMEDIC_BIN_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        dirs.push(dir.to_path_buf());
+        if let Some(up) = dir.parent() {
+            dirs.push(up.to_path_buf());
+        }
+    }
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            LabError::Setup(format!(
+                "binary {name} not found in {dirs:?}: run `cargo build --workspace --bins` first"
+            ))
+        })
+}
+
+/// A running collector and one agent per CPE.
+#[derive(Debug)]
+pub struct Stack<'a> {
+    lab: &'a Lab,
+    pub collector: LabProcess,
+    pub collector_addr: SocketAddr,
+    pub collector_config: PathBuf,
+    pub db_path: PathBuf,
+    /// `None` where the agent was stopped.
+    pub agents: Vec<Option<LabProcess>>,
+    pub agent_configs: Vec<PathBuf>,
+    options: StackOptions,
+}
+
+impl<'a> Stack<'a> {
+    /// Starts the collector and an agent on every CPE, waiting until the collector answers.
+    pub fn start(lab: &'a Lab, options: StackOptions) -> Result<Self> {
+        let collector_addr = SocketAddr::from((COLLECTOR_IP, COLLECTOR_PORT));
+        let db_path = lab.dir().join("collector.sqlite");
+        let collector_config = lab.dir().join("collector.toml");
+        std::fs::write(
+            &collector_config,
+            format!(
+                "[server]\nlisten_addr = \"{collector_addr}\"\n\n[storage]\nurl = \"sqlite://{}\"\n",
+                db_path.display()
+            ),
+        )
+        .map_err(|e| LabError::Setup(format!("writing collector config: {e}")))?;
+        let collector_bin = bin_path("netmedic-collector")?;
+        let cfg = collector_config.display().to_string();
+        let collector = lab.isp().ns.spawn(
+            &collector_bin.display().to_string(),
+            &["serve", "--config", &cfg],
+            lab.log_path("collector"),
+        )?;
+        let mut stack = Stack {
+            lab,
+            collector,
+            collector_addr,
+            collector_config,
+            db_path,
+            agents: Vec::new(),
+            agent_configs: Vec::new(),
+            options,
+        };
+        stack.wait_collector_ready(Duration::from_secs(30))?;
+        for cpe in lab.cpes() {
+            let path = stack.write_agent_config(cpe)?;
+            stack.agent_configs.push(path);
+            stack.agents.push(None);
+            stack.start_agent(cpe.index)?;
+        }
+        Ok(stack)
+    }
+
+    fn wait_collector_ready(&mut self, timeout: Duration) -> Result<()> {
+        let addr = self.collector_addr;
+        let ns = &self.lab.isp().ns;
+        let collector = &mut self.collector;
+        wait_for(
+            "collector /readyz answers 200",
+            timeout,
+            Duration::from_millis(100),
+            || {
+                if !collector.is_running() {
+                    return Err(format!("collector exited: {}", collector.log_tail(20)));
+                }
+                match ns.run(|| http_get(addr, "/readyz")) {
+                    Ok(Ok(r)) if r.status == 200 => Ok(()),
+                    Ok(Ok(r)) => Err(format!("status {}", r.status)),
+                    Ok(Err(e)) | Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+    }
+
+    /// The agent config for a CPE, written into the lab dir.
+    fn write_agent_config(&self, cpe: &Cpe) -> Result<PathBuf> {
+        let o = &self.options;
+        let state = self.lab.dir().join(format!("agent{}-state", cpe.index));
+        let text = format!(
+            r#"# generated by the netmedic lab
+[agent]
+id = "lab-cpe-{idx}"
+state_dir = "{state}"
+mode = "{mode}"
+firmware_version = "lab"
+
+[collector]
+url = "http://{collector}"
+request_timeout_secs = 5
+max_backoff_secs = 2
+
+[wan]
+interface = "{wan}"
+lease_file = "{lease}"
+
+[checks.default_route]
+interval_secs = {interval}
+fail_threshold = {fail}
+ok_threshold = {ok}
+ping_timeout_ms = 500
+ping_count = 2
+{extra}"#,
+            idx = cpe.index,
+            state = state.display(),
+            mode = o.mode,
+            collector = self.collector_addr,
+            wan = WAN_IFACE,
+            lease = cpe.lease_file.display(),
+            interval = o.check_interval_secs,
+            fail = o.fail_threshold,
+            ok = o.ok_threshold,
+            extra = o.extra_agent_toml,
+        );
+        let path = self.lab.dir().join(format!("agent{}.toml", cpe.index));
+        std::fs::write(&path, text)
+            .map_err(|e| LabError::Setup(format!("writing agent config: {e}")))?;
+        Ok(path)
+    }
+
+    /// Starts (or restarts) the agent of CPE `i` and waits until it runs its checks.
+    pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        let bin = bin_path("netmedic-agent")?;
+        let cfg = self.agent_configs[i].display().to_string();
+        let log = self.lab.log_path(&format!("agent{i}"));
+        let cpe = self.lab.cpe(i);
+        let mut agent = cpe.ns.spawn_with_env(
+            &bin.display().to_string(),
+            &["run", "--config", &cfg],
+            &[("NETMEDIC_LOG", "debug")],
+            &log,
+        )?;
+        wait_for(
+            "agent starts its checks",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                if !agent.is_running() {
+                    return Err(format!("agent exited: {}", agent.log_tail(20)));
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("check default_route:") {
+                    Ok(())
+                } else {
+                    Err(agent.log_tail(5))
+                }
+            },
+        )?;
+        self.agents[i] = Some(agent);
+        Ok(())
+    }
+
+    /// The log of agent `i`.
+    pub fn agent_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.lab.log_path(&format!("agent{i}"))).unwrap_or_default()
+    }
+
+    /// All incidents the collector stored (first page, up to 500), via its HTTP API.
+    pub fn incidents(&self) -> Result<IncidentPage> {
+        let addr = self.collector_addr;
+        let resp = self
+            .lab
+            .isp()
+            .ns
+            .run(|| http_get(addr, "/api/v1/incidents?limit=500"))??;
+        if resp.status != 200 {
+            return Err(LabError::Setup(format!(
+                "GET /api/v1/incidents: {} {}",
+                resp.status, resp.body
+            )));
+        }
+        serde_json::from_str(&resp.body)
+            .map_err(|e| LabError::Setup(format!("unreadable incident page: {e}: {}", resp.body)))
+    }
+
+    /// Waits until the collector holds an incident matching `pred`.
+    pub fn wait_incident(
+        &self,
+        desc: &str,
+        timeout: Duration,
+        pred: impl Fn(&IncidentView) -> bool,
+    ) -> Result<IncidentView> {
+        wait_for(desc, timeout, Duration::from_millis(200), || {
+            match self.incidents() {
+                Ok(page) => match page.incidents.iter().find(|i| pred(i)) {
+                    Some(i) => Ok(i.clone()),
+                    None => Err(format!(
+                        "{} incident(s) stored: {:?}",
+                        page.incidents.len(),
+                        summarize(&page)
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    /// Runs `netmedic-collector incidents` against the stack's database and returns its output.
+    pub fn incidents_cli(&self, json: bool) -> Result<String> {
+        let bin = bin_path("netmedic-collector")?;
+        let cfg = self.collector_config.display().to_string();
+        let mut args = vec!["incidents", "--config", cfg.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .map_err(|e| LabError::Setup(format!("running netmedic-collector incidents: {e}")))?;
+        if !out.status.success() {
+            return Err(LabError::Setup(format!(
+                "netmedic-collector incidents failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+}
+
+fn summarize(page: &IncidentPage) -> Vec<String> {
+    page.incidents
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}:{:?}:healed={:?}",
+                i.agent_id, i.check, i.status, i.auto_healed
+            )
+        })
+        .collect()
+}
