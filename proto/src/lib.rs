@@ -356,7 +356,10 @@ mod tests {
                 *c
             );
         }
-        assert_eq!(ActionId::parse("restore_route"), Some(ActionId::RestoreRoute));
+        assert_eq!(
+            ActionId::parse("restore_route"),
+            Some(ActionId::RestoreRoute)
+        );
         assert_eq!(ActionId::parse("Restore_Route"), None);
     }
 

@@ -165,8 +165,8 @@ impl FromStr for Timestamp {
             }
             _ => return Err(err("expected Z or ±HH:MM offset")),
         };
-        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59)
-            - offset_secs;
+        let secs =
+            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset_secs;
         Timestamp::from_unix_millis(secs * 1000 + ms).ok_or_else(|| err("outside 1970..9999"))
     }
 }
@@ -197,7 +197,10 @@ mod tests {
         let t: Timestamp = "2024-02-29T23:00:00+01:00".parse().unwrap();
         assert_eq!(t.to_string(), "2024-02-29T22:00:00.000Z");
         assert_eq!(
-            "1970-01-01T00:00:00Z".parse::<Timestamp>().unwrap().unix_millis(),
+            "1970-01-01T00:00:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .unix_millis(),
             0
         );
     }

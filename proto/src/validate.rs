@@ -150,9 +150,10 @@ fn event(c: &mut Collect, p: &str, e: &IncidentEvent, l: &Limits) {
         (EventKind::Resolved, None) => {
             c.push(format!("{p}.auto_healed"), "required on a resolved event")
         }
-        (EventKind::Opened | EventKind::Updated, Some(_)) => {
-            c.push(format!("{p}.auto_healed"), "only allowed on a resolved event")
-        }
+        (EventKind::Opened | EventKind::Updated, Some(_)) => c.push(
+            format!("{p}.auto_healed"),
+            "only allowed on a resolved event",
+        ),
         _ => {}
     }
 }
