@@ -108,6 +108,7 @@ pub async fn check_once(
         config: config.clone(),
         netlink: Netlink::connect()?,
         pinger,
+        shared: Default::default(),
     };
     let mut out = Vec::new();
     for check in checks::enabled(&config) {

@@ -4,6 +4,7 @@
 //! reported as `FILE:LINE:COLUMN: problem` naming the field. Semantic checks run after parsing and
 //! report every problem at once, so an engineer fixes a config in one round.
 
+use crate::checks;
 use serde::Deserialize;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -112,11 +113,39 @@ impl Default for SpoolSection {
     }
 }
 
+/// `[checks.*]`: one table per check of the catalogue (see `crate::checks`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChecksSection {
-    #[serde(default)]
-    pub default_route: DefaultRouteConfig,
+    pub link: checks::link::LinkConfig,
+    pub wan_address: checks::wan_address::WanAddressConfig,
+    pub default_route: checks::default_route::DefaultRouteConfig,
+    pub icmp: checks::icmp::IcmpConfig,
+    pub dns: checks::dns::DnsConfig,
+    pub mtu: checks::mtu::MtuConfig,
+    pub http: checks::http::HttpConfig,
+    pub conntrack: checks::conntrack::ConntrackConfig,
+    pub resources: checks::resources::ResourcesConfig,
+    pub service: checks::service::ServiceConfig,
+    pub clock: checks::clock::ClockConfig,
+    pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
+}
+
+impl ChecksSection {
+    fn problems(&self, out: &mut Vec<Problem>) {
+        self.link.problems(out);
+        self.wan_address.problems(out);
+        self.default_route.problems(out);
+        self.icmp.problems(out);
+        self.dns.problems(out);
+        self.mtu.problems(out);
+        self.http.problems(out);
+        self.conntrack.problems(out);
+        self.resources.problems(out);
+        self.service.problems(out);
+        self.clock.problems(out);
+        self.modem_snmp.problems(out);
+    }
 }
 
 /// Detection hysteresis of one check.
@@ -128,52 +157,6 @@ pub struct Hysteresis {
     pub ok_threshold: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DefaultRouteConfig {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_interval_secs")]
-    pub interval_secs: u64,
-    /// Consecutive failed runs that open an incident.
-    #[serde(default = "default_fail_threshold")]
-    pub fail_threshold: u32,
-    /// Consecutive passing runs that resolve it.
-    #[serde(default = "default_ok_threshold")]
-    pub ok_threshold: u32,
-    /// How long to wait for the gateway's echo reply.
-    #[serde(default = "default_ping_timeout_ms")]
-    pub ping_timeout_ms: u64,
-    /// Echo requests sent to the gateway per run; one reply is enough.
-    #[serde(default = "default_ping_count")]
-    pub ping_count: u32,
-}
-
-impl DefaultRouteConfig {
-    pub fn hysteresis(&self) -> Hysteresis {
-        Hysteresis {
-            fail_threshold: self.fail_threshold,
-            ok_threshold: self.ok_threshold,
-        }
-    }
-}
-
-impl Default for DefaultRouteConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            interval_secs: default_interval_secs(),
-            fail_threshold: default_fail_threshold(),
-            ok_threshold: default_ok_threshold(),
-            ping_timeout_ms: default_ping_timeout_ms(),
-            ping_count: default_ping_count(),
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/netmedic")
 }
@@ -194,21 +177,6 @@ fn default_spool_max_events() -> usize {
 }
 fn default_spool_max_bytes() -> u64 {
     1024 * 1024
-}
-fn default_fail_threshold() -> u32 {
-    2
-}
-fn default_ok_threshold() -> u32 {
-    2
-}
-fn default_interval_secs() -> u64 {
-    10
-}
-fn default_ping_timeout_ms() -> u64 {
-    1000
-}
-fn default_ping_count() -> u32 {
-    3
 }
 
 /// A config that could not be loaded: where and why.
@@ -240,6 +208,15 @@ pub enum ConfigError {
 pub struct Problem {
     pub field: String,
     pub message: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -372,37 +349,7 @@ impl AgentConfig {
         if self.spool.max_bytes < 16 * 1024 {
             bad("spool.max_bytes", "must be at least 16384".into());
         }
-        let dr = &self.checks.default_route;
-        if dr.interval_secs == 0 || dr.interval_secs > 3600 {
-            bad(
-                "checks.default_route.interval_secs",
-                "must be between 1 and 3600".into(),
-            );
-        }
-        if dr.fail_threshold == 0 {
-            bad(
-                "checks.default_route.fail_threshold",
-                "must be at least 1".into(),
-            );
-        }
-        if dr.ok_threshold == 0 {
-            bad(
-                "checks.default_route.ok_threshold",
-                "must be at least 1".into(),
-            );
-        }
-        if dr.ping_timeout_ms == 0 || dr.ping_timeout_ms > 10_000 {
-            bad(
-                "checks.default_route.ping_timeout_ms",
-                "must be between 1 and 10000".into(),
-            );
-        }
-        if dr.ping_count == 0 || dr.ping_count > 10 {
-            bad(
-                "checks.default_route.ping_count",
-                "must be between 1 and 10".into(),
-            );
-        }
+        self.checks.problems(&mut p);
         p
     }
 }
@@ -426,6 +373,7 @@ interface = "wan"
         assert_eq!(c.agent.mode, Mode::Enforce);
         assert_eq!(c.checks.default_route.interval_secs, 10);
         assert_eq!(c.checks.default_route.fail_threshold, 2);
+        assert!(c.checks.link.enabled);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! ever reads the spool.
 
 use crate::actions;
-use crate::checks::{self, Check, Context, now};
+use crate::checks::{self, Check, Context, Shared, now};
 use crate::config::{AgentConfig, Mode};
 use crate::detector::{Detector, Transition};
+use crate::events::{self, NetChange};
 use crate::healer::{self, Decision};
 use crate::incident::Incident;
 use crate::net::Netlink;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,17 @@ fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentE
     }
 }
 
+/// The next netlink change, or never when there is no subscription.
+async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<NetChange> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(c) => Some(c),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the agent until `shutdown` completes.
 pub async fn run(
     config: AgentConfig,
@@ -136,10 +149,19 @@ pub async fn run(
             None
         }
     };
+    let shared = Arc::new(Shared::default());
     let ctx = Context {
         config: config.clone(),
         netlink: Netlink::connect()?,
         pinger,
+        shared: shared.clone(),
+    };
+    let net_events = match events::watch(&ctx.netlink, shared.clone()).await {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            log::warn!("no netlink events ({e}): checks run on their intervals only");
+            None
+        }
     };
     let checks = checks::enabled(&config);
     log::info!(
@@ -162,7 +184,7 @@ pub async fn run(
         wake_reporter,
     };
     tokio::select! {
-        () = agent.schedule() => {}
+        () = agent.schedule(net_events) => {}
         () = shutdown => log::info!("shutting down"),
     }
     delivery.abort();
@@ -170,7 +192,7 @@ pub async fn run(
 }
 
 impl Agent {
-    async fn schedule(&mut self) {
+    async fn schedule(&mut self, mut net_events: Option<mpsc::UnboundedReceiver<NetChange>>) {
         let start = Instant::now();
         let mut due: Vec<Instant> = vec![start; self.checks.len()];
         loop {
@@ -179,16 +201,73 @@ impl Agent {
                 std::future::pending::<()>().await;
                 return;
             };
-            tokio::time::sleep_until(when).await;
-            let check = self.checks[i].clone();
-            self.run_check(&check).await;
-            due[i] = Instant::now() + check.interval();
+            let change = tokio::select! {
+                () = tokio::time::sleep_until(when) => None,
+                c = recv(&mut net_events) => c,
+            };
+            match change {
+                None => {
+                    let check = self.checks[i].clone();
+                    self.run_check(&check).await;
+                    due[i] = Instant::now() + check.interval();
+                }
+                Some(first) => {
+                    // Coalesce a burst of changes into one pass of the dependent checks.
+                    let mut changes = vec![first];
+                    if let Some(rx) = net_events.as_mut() {
+                        while let Ok(c) = rx.try_recv() {
+                            changes.push(c);
+                        }
+                    }
+                    for c in &changes {
+                        if let NetChange::Link {
+                            index,
+                            carrier: Some(up),
+                        } = c
+                        {
+                            log::info!(
+                                "netlink: interface {index} carrier {}",
+                                if *up { "up" } else { "down" }
+                            );
+                        }
+                    }
+                    for (j, check) in self.checks.clone().iter().enumerate() {
+                        if checks::NETLINK_DRIVEN.contains(&check.id()) {
+                            self.run_check(check).await;
+                            due[j] = Instant::now() + check.interval();
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// The dependency of `check` that is failing now, if any (root-cause layering).
+    fn failing_dependency(&self, check: CheckId) -> Option<CheckId> {
+        checks::depends_on(check).iter().copied().find(|d| {
+            self.detector.incident(*d).is_some()
+                || matches!(
+                    self.detector.last_status(*d),
+                    Some(netmedic_proto::CheckStatus::Failed)
+                )
+        })
     }
 
     async fn run_check(&mut self, check: &Check) {
         let obs = check.run(&self.ctx).await;
         log::debug!("check {}: {:?} {}", obs.check, obs.status, obs.summary);
+        if obs.is_failing()
+            && let Some(parent) = self.failing_dependency(obs.check)
+        {
+            // A consequence of a fault further down (e.g. DNS with the link down): it is
+            // evidence on that incident, not an incident of its own.
+            log::debug!("{} failure is a consequence of {parent}", obs.check);
+            self.detector.note_consequence(obs.check, obs.status);
+            if let Some(inc) = self.detector.incident_mut(parent) {
+                inc.consequences.insert(obs.check, obs.summary.clone());
+            }
+            return;
+        }
         match self.detector.observe(&obs, check.hysteresis()) {
             Transition::Quiet => {}
             Transition::Opened => {

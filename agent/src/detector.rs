@@ -89,6 +89,17 @@ impl Detector {
         st.open.take()
     }
 
+    /// The last status seen for a check.
+    pub fn last_status(&self, check: CheckId) -> Option<CheckStatus> {
+        self.states.get(&check).and_then(|s| s.last_status)
+    }
+
+    /// Records a failure that is a consequence of another check's fault: remembered as the
+    /// last status, but it neither opens nor advances an incident of its own.
+    pub fn note_consequence(&mut self, check: CheckId, status: CheckStatus) {
+        self.states.entry(check).or_default().last_status = Some(status);
+    }
+
     /// Last status seen per check (for heartbeats and the `check` summary).
     pub fn statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
         self.states

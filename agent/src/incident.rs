@@ -25,6 +25,8 @@ pub struct Incident {
     pub healed_by: Option<ActionId>,
     /// The ladder was exhausted and the NOC was told.
     pub escalated: bool,
+    /// Failures of dependent checks explained by this incident (root-cause layering).
+    pub consequences: BTreeMap<CheckId, String>,
 }
 
 impl Incident {
@@ -42,6 +44,7 @@ impl Incident {
             tried: Vec::new(),
             healed_by: None,
             escalated: false,
+            consequences: BTreeMap::new(),
         }
     }
 
@@ -69,7 +72,16 @@ impl Incident {
             started_at: self.started_at,
             at: at.max(self.started_at),
             summary: self.summary.clone(),
-            evidence: self.evidence.clone(),
+            evidence: self
+                .evidence
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(
+                    self.consequences
+                        .iter()
+                        .map(|(c, s)| (format!("consequence.{c}"), s.clone())),
+                )
+                .collect(),
             actions: std::mem::take(&mut self.pending_actions),
             auto_healed: (kind == EventKind::Resolved).then_some(self.healed_by.is_some()),
         }

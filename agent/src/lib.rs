@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detector;
+pub mod events;
 pub mod healer;
 pub mod ids;
 pub mod incident;

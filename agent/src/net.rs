@@ -46,6 +46,11 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// The raw rtnetlink handle, for modules that need a request this wrapper lacks.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Index of an interface by name, `None` when it does not exist.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetError> {
         let mut links = self

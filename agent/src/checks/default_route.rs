@@ -1,12 +1,68 @@
 //! `default_route`: an IPv4 default route exists via the WAN interface and its gateway answers.
 
-use super::{Context, Observation, now};
-use crate::config::DefaultRouteConfig;
+use super::{Context, Observation, check_settings, common_problems, now};
+use crate::config::{AgentConfig, Problem};
 use crate::net::DefaultRoute;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// `[checks.default_route]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultRouteConfig {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// Consecutive failed runs that open an incident.
+    pub fail_threshold: u32,
+    /// Consecutive passing runs that resolve it.
+    pub ok_threshold: u32,
+    /// How long to wait for the gateway's echo reply.
+    pub ping_timeout_ms: u64,
+    /// Echo requests sent to the gateway per run; one reply is enough.
+    pub ping_count: u32,
+}
+
+impl Default for DefaultRouteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 10,
+            fail_threshold: 2,
+            ok_threshold: 2,
+            ping_timeout_ms: 1000,
+            ping_count: 3,
+        }
+    }
+}
+
+check_settings!(DefaultRouteConfig);
+
+impl DefaultRouteConfig {
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        common_problems(
+            "default_route",
+            self.interval_secs,
+            self.fail_threshold,
+            self.ok_threshold,
+            out,
+        );
+        if self.ping_timeout_ms == 0 || self.ping_timeout_ms > 10_000 {
+            out.push(Problem::new(
+                "checks.default_route.ping_timeout_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.ping_count == 0 || self.ping_count > 10 {
+            out.push(Problem::new(
+                "checks.default_route.ping_count",
+                "must be between 1 and 10",
+            ));
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DefaultRouteCheck {
@@ -15,6 +71,13 @@ pub struct DefaultRouteCheck {
 }
 
 impl DefaultRouteCheck {
+    pub fn new(config: &AgentConfig) -> Self {
+        Self {
+            config: config.checks.default_route.clone(),
+            wan_interface: config.wan.interface.clone(),
+        }
+    }
+
     fn observation(
         &self,
         status: CheckStatus,

@@ -1,14 +1,30 @@
 //! Checks observe the CPE and never change it. One file per check; the closed [`Check`] enum
 //! dispatches, so the scheduler, the `check` command and the detector share one catalogue.
+//!
+//! Each check module provides `XConfig` (its `[checks.x]` table: the common `enabled`,
+//! `interval_secs`, `fail_threshold`, `ok_threshold` plus its own thresholds, with
+//! `#[serde(default, deny_unknown_fields)]` and a `Default`), `XConfig::problems`, and
+//! `XCheck::new(&AgentConfig)` / `XCheck::run(&Context) -> Observation`.
 
+pub mod clock;
+pub mod conntrack;
 pub mod default_route;
+pub mod dns;
+pub mod http;
+pub mod icmp;
+pub mod link;
+pub mod modem_snmp;
+pub mod mtu;
+pub mod resources;
+pub mod service;
+pub mod wan_address;
 
-use crate::config::{AgentConfig, Hysteresis};
+use crate::config::{AgentConfig, Hysteresis, Problem};
 use crate::net::Netlink;
 use crate::ping::Pinger;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What one run of a check saw.
@@ -18,7 +34,7 @@ pub struct Observation {
     pub status: CheckStatus,
     /// Machine-readable cause (`ok` when healthy), e.g. `default_route_missing`.
     pub cause: String,
-    /// One line for a human.
+    /// One line for a human: what it means.
     pub summary: String,
     /// The headline measured value, e.g. `via 100.64.0.1 dev wan, 0.4 ms`.
     pub value: String,
@@ -34,8 +50,103 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// A new observation; category and severity default from the check and status.
+    pub fn new(
+        check: CheckId,
+        status: CheckStatus,
+        cause: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self {
+            check,
+            status,
+            cause: cause.into(),
+            summary: summary.into(),
+            value: String::new(),
+            threshold: String::new(),
+            hint: String::new(),
+            category: Category::default_for(check),
+            severity: match status {
+                CheckStatus::Failed => Severity::Major,
+                _ => Severity::Minor,
+            },
+            evidence: BTreeMap::new(),
+            at: now(),
+        }
+    }
+
+    pub fn ok(check: CheckId, summary: impl Into<String>) -> Self {
+        Self::new(check, CheckStatus::Ok, "ok", summary)
+    }
+
+    pub fn value(mut self, v: impl Into<String>) -> Self {
+        self.value = v.into();
+        self
+    }
+
+    pub fn threshold(mut self, t: impl Into<String>) -> Self {
+        self.threshold = t.into();
+        self
+    }
+
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = h.into();
+        self
+    }
+
+    pub fn category(mut self, c: Category) -> Self {
+        self.category = c;
+        self
+    }
+
+    pub fn severity(mut self, s: Severity) -> Self {
+        self.severity = s;
+        self
+    }
+
+    pub fn evidence(mut self, key: impl Into<String>, value: impl ToString) -> Self {
+        self.evidence.insert(key.into(), value.to_string());
+        self
+    }
+
     pub fn is_failing(&self) -> bool {
         matches!(self.status, CheckStatus::Failed | CheckStatus::Degraded)
+    }
+}
+
+/// A clock reading taken from a collector response: its `Date` header and our clock then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSample {
+    /// The collector's `Date` (second precision).
+    pub server: Timestamp,
+    /// Our wall clock when the response arrived.
+    pub local: Timestamp,
+    /// Round trip of that request, to bound the error.
+    pub rtt_ms: u64,
+}
+
+/// State that other parts of the agent feed and checks read.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Latest clock sample from the reporter.
+    pub clock: Mutex<Option<ClockSample>>,
+    /// Interface state kept current by netlink events.
+    pub links: Mutex<link::LinkTable>,
+}
+
+impl Shared {
+    pub fn clock_sample(&self) -> Option<ClockSample> {
+        *self
+            .clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set_clock_sample(&self, s: ClockSample) {
+        *self
+            .clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(s);
     }
 }
 
@@ -47,51 +158,137 @@ pub struct Context {
     /// `None` when the ICMP socket could not be opened (no CAP_NET_RAW); checks that need it
     /// then report `unknown` instead of a false failure.
     pub pinger: Option<Pinger>,
+    pub shared: Arc<Shared>,
 }
 
-/// The catalogue of checks.
-#[derive(Debug, Clone)]
-pub enum Check {
-    DefaultRoute(default_route::DefaultRouteCheck),
+/// The settings every check has.
+pub trait CheckSettings {
+    fn enabled(&self) -> bool;
+    fn interval(&self) -> Duration;
+    fn hysteresis(&self) -> Hysteresis;
+}
+
+/// Implements [`CheckSettings`] for a check config with the four common fields.
+macro_rules! check_settings {
+    ($t:ty) => {
+        impl $crate::checks::CheckSettings for $t {
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn interval(&self) -> std::time::Duration {
+                std::time::Duration::from_secs(self.interval_secs)
+            }
+            fn hysteresis(&self) -> $crate::config::Hysteresis {
+                $crate::config::Hysteresis {
+                    fail_threshold: self.fail_threshold,
+                    ok_threshold: self.ok_threshold,
+                }
+            }
+        }
+    };
+}
+pub(crate) use check_settings;
+
+/// Validates the common fields of `[checks.<name>]`.
+pub fn common_problems(
+    name: &str,
+    interval_secs: u64,
+    fail_threshold: u32,
+    ok_threshold: u32,
+    out: &mut Vec<Problem>,
+) {
+    if interval_secs == 0 || interval_secs > 86_400 {
+        out.push(Problem::new(
+            format!("checks.{name}.interval_secs"),
+            "must be between 1 and 86400",
+        ));
+    }
+    if fail_threshold == 0 || fail_threshold > 100 {
+        out.push(Problem::new(
+            format!("checks.{name}.fail_threshold"),
+            "must be between 1 and 100",
+        ));
+    }
+    if ok_threshold == 0 || ok_threshold > 100 {
+        out.push(Problem::new(
+            format!("checks.{name}.ok_threshold"),
+            "must be between 1 and 100",
+        ));
+    }
+}
+
+macro_rules! catalogue {
+    ($($variant:ident($module:ident :: $check:ident) => $field:ident),+ $(,)?) => {
+        /// The catalogue of checks.
+        #[derive(Debug, Clone)]
+        pub enum Check { $($variant($module::$check)),+ }
+
+        impl Check {
+            pub fn id(&self) -> CheckId {
+                match self { $(Check::$variant(_) => CheckId::$variant),+ }
+            }
+
+            fn settings(&self) -> &dyn CheckSettings {
+                match self { $(Check::$variant(c) => &c.config),+ }
+            }
+
+            pub async fn run(&self, ctx: &Context) -> Observation {
+                match self { $(Check::$variant(c) => c.run(ctx).await),+ }
+            }
+        }
+
+        /// The enabled checks of a config, in catalogue order.
+        pub fn enabled(config: &AgentConfig) -> Vec<Check> {
+            let mut out = Vec::new();
+            $(
+                if config.checks.$field.enabled {
+                    out.push(Check::$variant($module::$check::new(config)));
+                }
+            )+
+            out
+        }
+    };
+}
+
+catalogue! {
+    Link(link::LinkCheck) => link,
+    WanAddress(wan_address::WanAddressCheck) => wan_address,
+    DefaultRoute(default_route::DefaultRouteCheck) => default_route,
+    Icmp(icmp::IcmpCheck) => icmp,
+    Dns(dns::DnsCheck) => dns,
+    Mtu(mtu::MtuCheck) => mtu,
+    Http(http::HttpCheck) => http,
+    Conntrack(conntrack::ConntrackCheck) => conntrack,
+    Resources(resources::ResourcesCheck) => resources,
+    Service(service::ServiceCheck) => service,
+    Clock(clock::ClockCheck) => clock,
+    ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
 }
 
 impl Check {
-    pub fn id(&self) -> CheckId {
-        match self {
-            Check::DefaultRoute(_) => CheckId::DefaultRoute,
-        }
-    }
-
     pub fn interval(&self) -> Duration {
-        match self {
-            Check::DefaultRoute(c) => Duration::from_secs(c.config.interval_secs),
-        }
+        self.settings().interval()
     }
 
     pub fn hysteresis(&self) -> Hysteresis {
-        match self {
-            Check::DefaultRoute(c) => c.config.hysteresis(),
-        }
-    }
-
-    pub async fn run(&self, ctx: &Context) -> Observation {
-        match self {
-            Check::DefaultRoute(c) => c.run(ctx).await,
-        }
+        self.settings().hysteresis()
     }
 }
 
-/// The enabled checks of a config, in catalogue order.
-pub fn enabled(config: &AgentConfig) -> Vec<Check> {
-    let mut out = Vec::new();
-    if config.checks.default_route.enabled {
-        out.push(Check::DefaultRoute(default_route::DefaultRouteCheck {
-            config: config.checks.default_route.clone(),
-            wan_interface: config.wan.interface.clone(),
-        }));
+/// Root-cause layering: the checks whose failure explains a failure of `check`. While one of
+/// them fails, `check`'s failures are consequences and open no incident of their own.
+pub fn depends_on(check: CheckId) -> &'static [CheckId] {
+    use CheckId::*;
+    match check {
+        Link | Conntrack | Resources | Service | ModemSnmp => &[],
+        WanAddress => &[Link],
+        DefaultRoute => &[Link, WanAddress],
+        Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
     }
-    out
 }
+
+/// Checks to re-run at once when netlink reports a change (link, address or route).
+pub const NETLINK_DRIVEN: &[CheckId] = &[CheckId::Link, CheckId::WanAddress, CheckId::DefaultRoute];
 
 /// Current wall-clock time as a wire timestamp.
 pub fn now() -> Timestamp {
@@ -99,4 +296,22 @@ pub fn now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Timestamp::from_unix_millis(ms).unwrap_or(Timestamp::EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layering_is_acyclic_and_points_upward() {
+        for c in CheckId::ALL {
+            for d in depends_on(*c) {
+                assert!(
+                    !depends_on(*d).contains(c),
+                    "{c} and {d} depend on each other"
+                );
+                assert_ne!(c, d);
+            }
+        }
+    }
 }

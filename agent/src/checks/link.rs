@@ -1,0 +1,377 @@
+//! `link`: carrier and operational state of the WAN (and configured LAN) interfaces, kept
+//! current by rtnetlink events rather than polling, with carrier-flap counting.
+
+use super::{Context, Observation, check_settings, common_problems};
+use crate::config::{AgentConfig, Problem};
+use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// `[checks.link]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkConfig {
+    pub enabled: bool,
+    /// Safety-net re-check; changes are seen at once through netlink events.
+    pub interval_secs: u64,
+    /// A carrier loss is definitive: one observation opens the incident.
+    pub fail_threshold: u32,
+    pub ok_threshold: u32,
+    /// LAN interfaces whose carrier also matters (e.g. `["lan"]`, `["br-lan"]`).
+    pub lan_interfaces: Vec<String>,
+    /// Carrier changes within `flap_window_secs` that make the link `degraded` (flapping).
+    pub flap_threshold: u32,
+    pub flap_window_secs: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 30,
+            fail_threshold: 1,
+            ok_threshold: 1,
+            lan_interfaces: Vec::new(),
+            flap_threshold: 4,
+            flap_window_secs: 600,
+        }
+    }
+}
+
+check_settings!(LinkConfig);
+
+impl LinkConfig {
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        common_problems(
+            "link",
+            self.interval_secs,
+            self.fail_threshold,
+            self.ok_threshold,
+            out,
+        );
+        for (i, n) in self.lan_interfaces.iter().enumerate() {
+            if n.is_empty() || n.len() > 15 || n.contains(['/', ' ']) {
+                out.push(Problem::new(
+                    format!("checks.link.lan_interfaces[{i}]"),
+                    format!("{n:?} is not a valid interface name"),
+                ));
+            }
+        }
+        if self.flap_threshold < 2 {
+            out.push(Problem::new(
+                "checks.link.flap_threshold",
+                "must be at least 2 (one change is not a flap)",
+            ));
+        }
+        if self.flap_window_secs == 0 || self.flap_window_secs > 86_400 {
+            out.push(Problem::new(
+                "checks.link.flap_window_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+    }
+}
+
+/// One interface as netlink last described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub admin_up: bool,
+    pub carrier: bool,
+    /// Kernel operstate, lower case (`up`, `down`, `lowerlayerdown`, `unknown`, ...).
+    pub operstate: String,
+    pub mtu: u32,
+    /// When the carrier last changed, as seen by this agent.
+    pub carrier_changed_at: Option<Instant>,
+    /// Carrier transitions seen recently (for flap counting).
+    pub transitions: VecDeque<Instant>,
+    /// All carrier transitions seen since the agent started.
+    pub transitions_total: u64,
+}
+
+/// The interface table, updated from netlink dumps and events.
+#[derive(Debug, Default)]
+pub struct LinkTable {
+    by_index: BTreeMap<u32, LinkState>,
+    /// Set once a full dump has been loaded.
+    pub loaded: bool,
+}
+
+/// What an update changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkChange {
+    New,
+    Carrier { up: bool },
+    Other,
+    Removed,
+}
+
+/// Most transitions remembered per interface; older ones only count in `transitions_total`.
+const MAX_TRANSITIONS: usize = 64;
+
+impl LinkTable {
+    /// Applies a link description (from a dump or an event) observed at `now`.
+    pub fn update(
+        &mut self,
+        index: u32,
+        name: &str,
+        admin_up: bool,
+        carrier: bool,
+        operstate: &str,
+        mtu: u32,
+        now: Instant,
+    ) -> LinkChange {
+        match self.by_index.get_mut(&index) {
+            None => {
+                self.by_index.insert(
+                    index,
+                    LinkState {
+                        index,
+                        name: name.to_string(),
+                        admin_up,
+                        carrier,
+                        operstate: operstate.to_string(),
+                        mtu,
+                        carrier_changed_at: None,
+                        transitions: VecDeque::new(),
+                        transitions_total: 0,
+                    },
+                );
+                LinkChange::New
+            }
+            Some(s) => {
+                let flipped = s.carrier != carrier;
+                s.name = name.to_string();
+                s.admin_up = admin_up;
+                s.carrier = carrier;
+                s.operstate = operstate.to_string();
+                s.mtu = mtu;
+                if flipped {
+                    s.carrier_changed_at = Some(now);
+                    s.transitions_total += 1;
+                    s.transitions.push_back(now);
+                    while s.transitions.len() > MAX_TRANSITIONS {
+                        s.transitions.pop_front();
+                    }
+                    LinkChange::Carrier { up: carrier }
+                } else {
+                    LinkChange::Other
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, index: u32) -> LinkChange {
+        self.by_index.remove(&index);
+        LinkChange::Removed
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&LinkState> {
+        self.by_index.values().find(|l| l.name == name)
+    }
+
+    /// Carrier transitions of `name` within `window` before `now`.
+    pub fn flaps(&self, name: &str, window: Duration, now: Instant) -> u32 {
+        self.by_name(name).map_or(0, |l| {
+            l.transitions
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) <= window)
+                .count() as u32
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkCheck {
+    pub config: LinkConfig,
+    pub wan_interface: String,
+}
+
+impl LinkCheck {
+    pub fn new(config: &AgentConfig) -> Self {
+        Self {
+            config: config.checks.link.clone(),
+            wan_interface: config.wan.interface.clone(),
+        }
+    }
+
+    pub async fn run(&self, ctx: &Context) -> Observation {
+        if !ctx.shared.links.lock().map(|t| t.loaded).unwrap_or(false)
+            && let Err(e) = crate::events::load_links(&ctx.netlink, &ctx.shared).await
+        {
+            return Observation::new(
+                CheckId::Link,
+                CheckStatus::Unknown,
+                "netlink_error",
+                format!("cannot read interfaces: {e}"),
+            )
+            .hint("the agent needs CAP_NET_ADMIN");
+        }
+        let table = ctx
+            .shared
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.judge(&table, Instant::now())
+    }
+
+    /// The verdict on a link table; pure so it is unit-tested without a kernel.
+    pub fn judge(&self, table: &LinkTable, now: Instant) -> Observation {
+        let window = Duration::from_secs(self.config.flap_window_secs);
+        let threshold = format!(
+            "carrier up; < {} carrier changes in {} s",
+            self.config.flap_threshold, self.config.flap_window_secs
+        );
+        let wan = &self.wan_interface;
+        let Some(w) = table.by_name(wan) else {
+            return Observation::new(
+                CheckId::Link,
+                CheckStatus::Failed,
+                "wan_interface_missing",
+                format!("WAN interface {wan} does not exist"),
+            )
+            .severity(Severity::Critical)
+            .value("missing")
+            .threshold(threshold)
+            .hint("check wan.interface in agent.toml and the firmware's network config");
+        };
+        let flaps = table.flaps(wan, window, now);
+        let since = |l: &LinkState| {
+            l.carrier_changed_at.map_or_else(
+                || "since the agent started".to_string(),
+                |t| {
+                    format!(
+                        "for {:.1} s",
+                        now.saturating_duration_since(t).as_secs_f64()
+                    )
+                },
+            )
+        };
+        let mut obs = if !w.admin_up {
+            Observation::new(
+                CheckId::Link,
+                CheckStatus::Failed,
+                "wan_admin_down",
+                format!("WAN interface {wan} is administratively down"),
+            )
+            .severity(Severity::Critical)
+            .value("admin down")
+            .hint("bounce_iface brings it up; something on the router set it down")
+        } else if !w.carrier {
+            Observation::new(
+                CheckId::Link,
+                CheckStatus::Failed,
+                "wan_carrier_lost",
+                format!("WAN {wan} has no carrier {}", since(w)),
+            )
+            .severity(Severity::Critical)
+            .value(format!("no carrier, operstate {}", w.operstate))
+            .hint("the cable, ONT or modem side of the WAN is down; nothing beyond it can work")
+        } else if flaps >= self.config.flap_threshold {
+            Observation::new(
+                CheckId::Link,
+                CheckStatus::Degraded,
+                "wan_link_flapping",
+                format!(
+                    "WAN {wan} carrier changed {flaps} times in {} s",
+                    self.config.flap_window_secs
+                ),
+            )
+            .category(Category::Intermittent)
+            .value(format!("{flaps} changes"))
+            .hint("a loose cable or a failing line: check the modem_snmp line figures")
+        } else {
+            Observation::ok(CheckId::Link, format!("WAN {wan} carrier up {}", since(w)))
+                .value(format!("carrier up, mtu {}", w.mtu))
+        };
+        obs = obs
+            .threshold(threshold)
+            .evidence("wan_interface", wan)
+            .evidence("wan_operstate", &w.operstate)
+            .evidence("wan_carrier_changes_total", w.transitions_total)
+            .evidence("wan_flaps_in_window", flaps);
+        if obs.status == CheckStatus::Ok {
+            let down: Vec<&str> = self
+                .config
+                .lan_interfaces
+                .iter()
+                .filter(|n| table.by_name(n).is_none_or(|l| !l.carrier || !l.admin_up))
+                .map(String::as_str)
+                .collect();
+            if !down.is_empty() {
+                obs = Observation::new(
+                    CheckId::Link,
+                    CheckStatus::Failed,
+                    "lan_link_down",
+                    format!("LAN interface(s) down: {}", down.join(", ")),
+                )
+                .category(Category::LocalMisconfig)
+                .value(format!("{} LAN down", down.len()))
+                .threshold(obs.threshold.clone())
+                .hint("the subscriber's devices behind these ports are cut off")
+                .evidence("lan_down", down.join(" "));
+            }
+        }
+        obs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> LinkCheck {
+        LinkCheck {
+            config: LinkConfig {
+                lan_interfaces: vec!["lan".into()],
+                ..LinkConfig::default()
+            },
+            wan_interface: "wan".into(),
+        }
+    }
+
+    #[test]
+    fn carrier_loss_fails_and_flapping_degrades() {
+        let t0 = Instant::now();
+        let mut t = LinkTable::default();
+        assert_eq!(
+            t.update(2, "wan", true, true, "up", 1500, t0),
+            LinkChange::New
+        );
+        t.update(3, "lan", true, true, "up", 1500, t0);
+        assert_eq!(check().judge(&t, t0).status, CheckStatus::Ok);
+        assert_eq!(
+            t.update(2, "wan", true, false, "lowerlayerdown", 1500, t0),
+            LinkChange::Carrier { up: false }
+        );
+        let o = check().judge(&t, t0);
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Failed, "wan_carrier_lost")
+        );
+        for i in 0..3 {
+            t.update(2, "wan", true, i % 2 == 0, "up", 1500, t0);
+        }
+        let o = check().judge(&t, t0);
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Degraded, "wan_link_flapping")
+        );
+        // Outside the window the flaps no longer count.
+        let later = t0 + Duration::from_secs(601);
+        assert_eq!(check().judge(&t, later).status, CheckStatus::Ok);
+    }
+
+    #[test]
+    fn missing_wan_and_lan_down_are_named() {
+        let t0 = Instant::now();
+        let mut t = LinkTable::default();
+        assert_eq!(check().judge(&t, t0).cause, "wan_interface_missing");
+        t.update(2, "wan", true, true, "up", 1500, t0);
+        let o = check().judge(&t, t0);
+        assert_eq!(o.cause, "lan_link_down");
+        assert_eq!(o.evidence["lan_down"], "lan");
+    }
+}
