@@ -12,6 +12,8 @@ have nft       || need+=(nftables)
 have conntrack || need+=(conntrack)
 have sysctl    || need+=(procps)
 have pkill     || need+=(procps)
+have snmpd     || need+=(snmpd)   # the lab's "modem" (modem_snmp check)
+have snmpget   || need+=(snmp)    # snmpget/snmpwalk, to debug the lab's modem by hand
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: the lab builds network namespaces and must run as root" >&2
@@ -23,6 +25,30 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# PostgreSQL server for the collector's story tests and benchmark: they run initdb/pg_ctl as the
+# `postgres` user in a temp dir. Installed only when initdb is missing (Debian 12 ships 15).
+have_initdb() {
+  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+if ! have_initdb; then
+  echo "setup: installing postgresql-15"
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d 101: install the server without starting a cluster service on this machine.
+  policy=/usr/sbin/policy-rc.d
+  restore_policy=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && restore_policy=true
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null \
+    || apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  if $restore_policy; then rm -f "$policy"; fi
+fi
+if ! id postgres >/dev/null 2>&1; then
+  echo "setup: creating the postgres system user"
+  useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
   exit 1

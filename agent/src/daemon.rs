@@ -5,6 +5,7 @@
 //! ever reads the spool.
 
 use crate::actions;
+use crate::checks::Observation;
 use crate::checks::{self, Check, Context, Shared, now};
 use crate::config::{AgentConfig, Mode};
 use crate::detector::{Detector, Transition};
@@ -15,9 +16,12 @@ use crate::net::Netlink;
 use crate::ping::Pinger;
 use crate::reporter::{self, Reporter};
 use crate::spool::Spool;
-use netmedic_proto::{ActionOutcome, CheckId, EventKind, IncidentEvent};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use netmedic_proto::{ActionId, ActionOutcome, CheckId, CheckStatus, EventKind, IncidentEvent};
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -75,7 +79,7 @@ impl SeqGen {
 
 struct Agent {
     config: Arc<AgentConfig>,
-    ctx: Context,
+    ctx: Arc<Context>,
     checks: Vec<Check>,
     detector: Detector,
     spool: Arc<Mutex<Spool>>,
@@ -176,7 +180,7 @@ pub async fn run(
     );
     let mut agent = Agent {
         config,
-        ctx,
+        ctx: Arc::new(ctx),
         checks,
         detector: Detector::default(),
         spool,
@@ -191,28 +195,77 @@ pub async fn run(
     Ok(())
 }
 
+/// What an in-flight future of the scheduler finished with.
+enum Finished {
+    /// Check `index` ran.
+    Check(usize, Observation),
+    /// A heal step for check `index` ran `action`; `verify` is the last re-run of the check.
+    Heal {
+        index: usize,
+        action: ActionId,
+        result: Result<String, actions::ActionError>,
+        verify: Option<Observation>,
+    },
+}
+
+type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = Finished>>>>;
+
+/// Runs `action`, then re-runs the check until it passes (up to three times, a second apart).
+async fn heal_step(ctx: Arc<Context>, check: Check, index: usize, action: ActionId) -> Finished {
+    let result = actions::run(action, &ctx).await;
+    let mut verify = None;
+    if result.is_ok() {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let obs = check.run(&ctx).await;
+            let passed = !obs.is_failing() && obs.status != CheckStatus::Unknown;
+            verify = Some(obs);
+            if passed {
+                break;
+            }
+        }
+    }
+    Finished::Heal {
+        index,
+        action,
+        result,
+        verify,
+    }
+}
+
 impl Agent {
+    /// The scheduler. Check runs and heal steps are futures polled concurrently, so a slow
+    /// check (a loss measurement, a DNS timeout) never delays the reaction to a netlink event;
+    /// all state (detector, incidents) is owned and changed here alone.
     async fn schedule(&mut self, mut net_events: Option<mpsc::UnboundedReceiver<NetChange>>) {
-        let start = Instant::now();
-        let mut due: Vec<Instant> = vec![start; self.checks.len()];
+        let n = self.checks.len();
+        if n == 0 {
+            std::future::pending::<()>().await;
+        }
+        let mut due: Vec<Instant> = vec![Instant::now(); n];
+        let mut in_flight = vec![false; n];
+        // A netlink change arrived while the check was running: run it again when it ends.
+        let mut rerun = vec![false; n];
+        let mut healing = vec![false; n];
+        let mut pending: Pending = FuturesUnordered::new();
         loop {
-            let Some((i, when)) = due.iter().copied().enumerate().min_by_key(|(_, t)| *t) else {
-                // No checks enabled: idle forever (delivery still runs).
-                std::future::pending::<()>().await;
-                return;
-            };
-            let change = tokio::select! {
-                () = tokio::time::sleep_until(when) => None,
-                c = recv(&mut net_events) => c,
-            };
-            match change {
-                None => {
-                    let check = self.checks[i].clone();
-                    self.run_check(&check).await;
-                    due[i] = Instant::now() + check.interval();
+            let next_due = (0..n)
+                .filter(|i| !in_flight[*i])
+                .map(|i| due[i])
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                () = tokio::time::sleep_until(next_due) => {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        if !in_flight[i] && due[i] <= now {
+                            self.start_check(i, &mut pending, &mut in_flight);
+                        }
+                    }
                 }
-                Some(first) => {
-                    // Coalesce a burst of changes into one pass of the dependent checks.
+                Some(first) = recv(&mut net_events) => {
                     let mut changes = vec![first];
                     if let Some(rx) = net_events.as_mut() {
                         while let Ok(c) = rx.try_recv() {
@@ -220,41 +273,66 @@ impl Agent {
                         }
                     }
                     for c in &changes {
-                        if let NetChange::Link {
-                            index,
-                            carrier: Some(up),
-                        } = c
-                        {
+                        if let NetChange::Link { index, carrier: Some(up) } = c {
                             log::info!(
                                 "netlink: interface {index} carrier {}",
                                 if *up { "up" } else { "down" }
                             );
                         }
                     }
-                    for (j, check) in self.checks.clone().iter().enumerate() {
-                        if checks::NETLINK_DRIVEN.contains(&check.id()) {
-                            self.run_check(check).await;
-                            due[j] = Instant::now() + check.interval();
+                    for i in 0..n {
+                        if checks::NETLINK_DRIVEN.contains(&self.checks[i].id()) {
+                            if in_flight[i] {
+                                rerun[i] = true;
+                            } else {
+                                self.start_check(i, &mut pending, &mut in_flight);
+                            }
                         }
                     }
                 }
+                Some(done) = pending.next(), if !pending.is_empty() => match done {
+                    Finished::Check(i, obs) => {
+                        in_flight[i] = false;
+                        due[i] = Instant::now() + self.checks[i].interval();
+                        if std::mem::take(&mut rerun[i]) {
+                            self.start_check(i, &mut pending, &mut in_flight);
+                        }
+                        if let Some(action) = self.observe(i, obs, healing[i]) {
+                            healing[i] = true;
+                            let fut = heal_step(self.ctx.clone(), self.checks[i].clone(), i, action);
+                            pending.push(Box::pin(fut));
+                        }
+                    }
+                    Finished::Heal { index, action, result, verify } => {
+                        healing[index] = false;
+                        self.heal_finished(index, action, result, verify);
+                    }
+                },
             }
         }
+    }
+
+    fn start_check(&self, i: usize, pending: &mut Pending, in_flight: &mut [bool]) {
+        in_flight[i] = true;
+        let ctx = self.ctx.clone();
+        let check = self.checks[i].clone();
+        pending.push(Box::pin(async move {
+            let obs = check.run(&ctx).await;
+            Finished::Check(i, obs)
+        }));
     }
 
     /// The dependency of `check` that is failing now, if any (root-cause layering).
     fn failing_dependency(&self, check: CheckId) -> Option<CheckId> {
         checks::depends_on(check).iter().copied().find(|d| {
             self.detector.incident(*d).is_some()
-                || matches!(
-                    self.detector.last_status(*d),
-                    Some(netmedic_proto::CheckStatus::Failed)
-                )
+                || matches!(self.detector.last_status(*d), Some(CheckStatus::Failed))
         })
     }
 
-    async fn run_check(&mut self, check: &Check) {
-        let obs = check.run(&self.ctx).await;
+    /// Feeds an observation to the detector and decides on healing; returns the action to
+    /// start, with its intent already on disk.
+    fn observe(&mut self, i: usize, obs: Observation, healing: bool) -> Option<ActionId> {
         log::debug!("check {}: {:?} {}", obs.check, obs.status, obs.summary);
         if obs.is_failing()
             && let Some(parent) = self.failing_dependency(obs.check)
@@ -266,10 +344,11 @@ impl Agent {
             if let Some(inc) = self.detector.incident_mut(parent) {
                 inc.consequences.insert(obs.check, obs.summary.clone());
             }
-            return;
+            return None;
         }
-        match self.detector.observe(&obs, check.hysteresis()) {
-            Transition::Quiet => {}
+        let check = self.checks[i].hysteresis();
+        match self.detector.observe(&obs, check) {
+            Transition::Quiet => None,
             Transition::Opened => {
                 log::warn!(
                     "incident opened: {} ({}): {}",
@@ -278,44 +357,28 @@ impl Agent {
                     obs.summary
                 );
                 self.emit(obs.check, EventKind::Opened);
-                self.heal(check).await;
+                if healing { None } else { self.plan(obs.check) }
             }
-            Transition::StillFailing => self.heal(check).await,
+            Transition::StillFailing if !healing => self.plan(obs.check),
+            Transition::StillFailing => None,
             Transition::Resolved(mut inc) => {
                 log::info!("incident {} resolved by itself: {}", inc.id, obs.summary);
                 self.spool_event(&mut inc, EventKind::Resolved);
+                None
             }
         }
     }
 
-    /// Builds and spools an event for the open incident of `check`.
-    fn emit(&mut self, check: CheckId, kind: EventKind) {
-        let Some(inc) = self.detector.incident_mut(check) else {
-            return;
-        };
-        let event = inc.take_event(kind, self.seq.next(), now());
-        push_event(&self.spool, &self.wake_reporter, event);
-    }
-
-    fn spool_event(&mut self, inc: &mut Incident, kind: EventKind) {
-        let event = inc.take_event(kind, self.seq.next(), now());
-        push_event(&self.spool, &self.wake_reporter, event);
-    }
-
-    async fn heal(&mut self, check: &Check) {
+    /// Decides the next rung of the ladder; records and spools the intent before it starts.
+    fn plan(&mut self, id: CheckId) -> Option<ActionId> {
         let mode = self.config.agent.mode;
-        let id = check.id();
-        let decision = match self.detector.incident(id) {
-            Some(inc) => healer::decide(mode, inc),
-            None => return,
-        };
+        let decision = healer::decide(mode, self.detector.incident(id)?);
         match decision {
-            Decision::Nothing => {}
+            Decision::Nothing => None,
             Decision::Escalate => {
                 if let Some(inc) = self.detector.incident_mut(id) {
                     inc.escalated = true;
-                    let last = inc.tried.last().copied();
-                    if let Some(action) = last {
+                    if let Some(action) = inc.tried.last().copied() {
                         log::error!(
                             "incident {}: playbook exhausted, escalating to the NOC",
                             inc.id
@@ -328,6 +391,7 @@ impl Agent {
                     }
                 }
                 self.emit(id, EventKind::Updated);
+                None
             }
             Decision::Act(action) => {
                 if let Some(inc) = self.detector.incident_mut(id) {
@@ -350,53 +414,66 @@ impl Agent {
                         );
                     }
                     self.emit(id, EventKind::Updated);
-                    return;
+                    return None;
                 }
                 log::info!("running {action} for {id}");
-                let result = actions::run(action, &self.ctx).await;
-                let ok = result.is_ok();
-                if let Some(inc) = self.detector.incident_mut(id) {
-                    match result {
-                        Ok(detail) => inc.record(action, ActionOutcome::Done, detail),
-                        Err(e) => inc.record(action, ActionOutcome::Failed, e.to_string()),
-                    }
-                }
-                if !ok {
-                    self.emit(id, EventKind::Updated);
-                    return;
-                }
-                self.verify(check, action).await;
+                Some(action)
             }
         }
     }
 
-    /// Re-runs the check a few times after an action; resolves the incident when it passes.
-    async fn verify(&mut self, check: &Check, action: netmedic_proto::ActionId) {
-        let id = check.id();
-        let mut last = None;
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    /// Records a heal step's outcome; resolves the incident when verification passed.
+    fn heal_finished(
+        &mut self,
+        index: usize,
+        action: ActionId,
+        result: Result<String, actions::ActionError>,
+        verify: Option<Observation>,
+    ) {
+        let id = self.checks[index].id();
+        let Some(inc) = self.detector.incident_mut(id) else {
+            // Resolved by itself while the action ran; nothing left to record against.
+            log::info!("{action} finished after the {id} incident had already cleared");
+            return;
+        };
+        match result {
+            Ok(detail) => inc.record(action, ActionOutcome::Done, detail),
+            Err(e) => {
+                log::warn!("incident {}: {action} failed: {e}", inc.id);
+                inc.record(action, ActionOutcome::Failed, e.to_string());
+                self.emit(id, EventKind::Updated);
+                return;
             }
-            let obs = check.run(&self.ctx).await;
-            if !obs.is_failing() && obs.status != netmedic_proto::CheckStatus::Unknown {
-                if let Some(inc) = self.detector.incident_mut(id) {
-                    inc.record(action, ActionOutcome::Verified, obs.summary.clone());
-                    inc.healed_by = Some(action);
-                }
+        }
+        match verify {
+            Some(obs) if !obs.is_failing() && obs.status != CheckStatus::Unknown => {
+                inc.record(action, ActionOutcome::Verified, obs.summary.clone());
+                inc.healed_by = Some(action);
                 if let Some(mut inc) = self.detector.resolve_healed(id) {
                     log::info!("incident {} healed by {action}: {}", inc.id, obs.summary);
                     self.spool_event(&mut inc, EventKind::Resolved);
                 }
-                return;
             }
-            last = Some(obs);
+            other => {
+                let why = other.map_or_else(String::new, |o| o.summary);
+                log::warn!("incident {}: {action} did not help: {why}", inc.id);
+                inc.record(action, ActionOutcome::NotEffective, why);
+                self.emit(id, EventKind::Updated);
+            }
         }
-        if let Some(inc) = self.detector.incident_mut(id) {
-            let why = last.map_or_else(String::new, |o| o.summary);
-            log::warn!("incident {}: {action} did not help: {why}", inc.id);
-            inc.record(action, ActionOutcome::NotEffective, why);
-        }
-        self.emit(id, EventKind::Updated);
+    }
+
+    /// Builds and spools an event for the open incident of `check`.
+    fn emit(&mut self, check: CheckId, kind: EventKind) {
+        let Some(inc) = self.detector.incident_mut(check) else {
+            return;
+        };
+        let event = inc.take_event(kind, self.seq.next(), now());
+        push_event(&self.spool, &self.wake_reporter, event);
+    }
+
+    fn spool_event(&mut self, inc: &mut Incident, kind: EventKind) {
+        let event = inc.take_event(kind, self.seq.next(), now());
+        push_event(&self.spool, &self.wake_reporter, event);
     }
 }

@@ -3,7 +3,7 @@
 //! checks run at once instead of at their next interval.
 
 use crate::checks::Shared;
-use crate::checks::link::LinkChange;
+use crate::checks::link::{LinkChange, LinkInfo};
 use crate::net::{NetError, Netlink};
 use futures::StreamExt;
 use futures::TryStreamExt;
@@ -51,12 +51,14 @@ fn apply(shared: &Shared, msg: &LinkMessage, now: Instant) -> LinkChange {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     table.update(
-        msg.header.index,
-        &name,
-        admin_up,
-        carrier,
-        &operstate,
-        mtu,
+        LinkInfo {
+            index: msg.header.index,
+            name,
+            admin_up,
+            carrier,
+            operstate,
+            mtu,
+        },
         now,
     )
 }

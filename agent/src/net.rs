@@ -4,10 +4,12 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressScope};
 use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The kernel's main routing table.
 const RT_TABLE_MAIN: u32 = 254;
@@ -30,6 +32,23 @@ pub struct DefaultRoute {
     /// Output interface index.
     pub oif: Option<u32>,
     pub metric: u32,
+}
+
+/// An address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddress {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// Global scope (usable beyond the link).
+    pub global: bool,
+}
+
+/// The kernel's ARP/NDP cache entry for a neighbour, lower-case state (`reachable`,
+/// `stale`, `failed`, `incomplete`, ...) and whether it has a hardware address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub state: String,
+    pub lladdr: Option<String>,
 }
 
 /// A cheap-to-clone rtnetlink handle.
@@ -129,5 +148,81 @@ impl Netlink {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == EEXIST => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Addresses of interface `index` (IPv4 and IPv6).
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IfAddress>, NetError> {
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream.try_next().await? {
+            if msg.header.index != index {
+                continue;
+            }
+            let global = msg.header.scope == AddressScope::Universe;
+            // IFA_LOCAL is the interface's own address on point-to-point links; prefer it.
+            let mut addr = None;
+            for attr in &msg.attributes {
+                match attr {
+                    AddressAttribute::Local(a) => addr = Some(*a),
+                    AddressAttribute::Address(a) if addr.is_none() => addr = Some(*a),
+                    _ => {}
+                }
+            }
+            if let Some(addr) = addr {
+                out.push(IfAddress {
+                    addr,
+                    prefix_len: msg.header.prefix_len,
+                    global,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernel's neighbour (ARP) entry for `ip` on interface `index`, if any.
+    pub async fn neighbour_v4(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+    ) -> Result<Option<Neighbour>, NetError> {
+        let mut stream = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute();
+        while let Some(msg) = stream.try_next().await? {
+            if msg.header.ifindex != index {
+                continue;
+            }
+            let mut dst = None;
+            let mut lladdr = None;
+            for attr in &msg.attributes {
+                match attr {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(*a),
+                    NeighbourAttribute::LinkLayerAddress(mac) if !mac.is_empty() => {
+                        lladdr = Some(
+                            mac.iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect::<Vec<_>>()
+                                .join(":"),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            if dst == Some(ip) {
+                return Ok(Some(Neighbour {
+                    state: format!("{:?}", msg.header.state).to_lowercase(),
+                    lladdr,
+                }));
+            }
+        }
+        Ok(None)
     }
 }

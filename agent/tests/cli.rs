@@ -24,9 +24,14 @@ fn shipped_config_passes_check_config() {
 fn bad_config_names_file_line_and_field_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
-    let text = std::fs::read_to_string(EXAMPLE)
-        .unwrap()
-        .replace("interval_secs = 10", "interval_secs = \"soon\"");
+    let text = std::fs::read_to_string(EXAMPLE).unwrap().replace(
+        "[checks.default_route]\nenabled = true\ninterval_secs = 10",
+        "[checks.default_route]\nenabled = true\ninterval_secs = \"soon\"",
+    );
+    assert!(
+        text.contains("\"soon\""),
+        "the example config changed shape"
+    );
     std::fs::write(&path, &text).unwrap();
     let line = text.lines().position(|l| l.contains("\"soon\"")).unwrap() + 1;
     let out = Command::new(AGENT)

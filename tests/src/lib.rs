@@ -33,7 +33,14 @@ mod netns;
 mod process;
 mod wait;
 
+pub mod bench;
 pub mod stack;
+// Fault-injection servers for the dns, http and modem_snmp checks.
+pub mod dns;
+pub mod httpd;
+pub mod snmpd;
+// Faults and services for the icmp, mtu, conntrack, service and clock checks.
+pub mod faults;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

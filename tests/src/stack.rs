@@ -297,3 +297,50 @@ fn summarize(page: &IncidentPage) -> Vec<String> {
         })
         .collect()
 }
+
+/// Runs the real `netmedic-agent check --json --only CHECK` inside a CPE's namespace with a
+/// config made of the lab's basics (agent id, collector, WAN, lease file) plus `extra_toml`
+/// (typically a `[checks.CHECK]` table), and returns the observation of that check.
+///
+/// Every check test goes through this: real binary, real kernel, real fault.
+pub fn agent_check(
+    lab: &Lab,
+    cpe: usize,
+    check: &str,
+    extra_toml: &str,
+) -> Result<serde_json::Value> {
+    let c = lab.cpe(cpe);
+    let dir = lab.dir().join(format!("check-{check}-{cpe}"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| LabError::Setup(format!("{}: {e}", dir.display())))?;
+    let config = dir.join("agent.toml");
+    let text = format!(
+        "[agent]\nid = \"lab-cpe-{cpe}\"\nstate_dir = \"{state}\"\n\n[collector]\nurl = \"http://{COLLECTOR_IP}:{COLLECTOR_PORT}\"\n\n\
+         [wan]\ninterface = \"{WAN_IFACE}\"\nlease_file = \"{lease}\"\n\n{extra_toml}\n",
+        state = dir.join("state").display(),
+        lease = c.lease_file.display(),
+    );
+    std::fs::write(&config, text)
+        .map_err(|e| LabError::Setup(format!("{}: {e}", config.display())))?;
+    let bin = bin_path("netmedic-agent")?.display().to_string();
+    let cfg = config.display().to_string();
+    let out =
+        c.ns.exec_unchecked(&[&bin, "check", "--config", &cfg, "--json", "--only", check])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| {
+        LabError::Setup(format!(
+            "netmedic-agent check ({}) printed no JSON ({e}): {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })?;
+    parsed
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["check"] == check))
+        .cloned()
+        .ok_or_else(|| {
+            LabError::Setup(format!(
+                "no {check} observation in {parsed} (is it enabled?)"
+            ))
+        })
+}

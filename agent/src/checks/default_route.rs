@@ -208,12 +208,42 @@ impl DefaultRouteCheck {
                 ev,
             )
         } else {
+            // Did the gateway at least answer ARP? The echo requests made the kernel resolve
+            // it; its neighbour entry says whether layer 2 works.
+            let arp = ctx
+                .netlink
+                .neighbour_v4(wan_index, gateway)
+                .await
+                .ok()
+                .flatten();
+            let arp_ok = arp.as_ref().is_some_and(|n| {
+                n.lladdr.is_some() && !matches!(n.state.as_str(), "failed" | "incomplete" | "none")
+            });
+            ev.insert(
+                "gateway_arp".to_string(),
+                arp.map_or("no entry".to_string(), |n| {
+                    format!("{} {}", n.state, n.lladdr.unwrap_or_default())
+                }),
+            );
+            let (cause, summary, hint) = if arp_ok {
+                (
+                    "gateway_icmp_silent",
+                    format!("gateway {gateway} answers ARP but not ICMP echo"),
+                    "the gateway is up at layer 2; the ISP's router is not answering or filters echo",
+                )
+            } else {
+                (
+                    "gateway_arp_failed",
+                    format!("gateway {gateway} does not answer ARP or ICMP"),
+                    "nothing answers on the access link: line, modem or the ISP's gateway is down",
+                )
+            };
             self.observation(
                 CheckStatus::Failed,
-                "gateway_unreachable",
-                format!("gateway {gateway} does not answer"),
+                cause,
+                summary,
                 format!("via {gateway}, no reply"),
-                "the access link or the ISP's gateway is down; a DHCP renew may find a new one",
+                hint,
                 ev,
             )
         }

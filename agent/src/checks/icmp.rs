@@ -1,11 +1,18 @@
-//! `icmp`: loss, RTT and jitter to the gateway and the ISP's probe targets.
+//! `icmp`: loss, RTT (average, p95) and jitter to the WAN gateway and to the ISP's probe
+//! targets, each judged against degraded and failed thresholds.
 //!
-//! PLACEHOLDER: being implemented under issue 3; disabled by default until then.
+//! Echo requests go out `interval_ms` apart without waiting for each other, so one lost probe
+//! does not stretch the run. With the default 20 probes a 25% loss crosses the 10% degraded
+//! threshold (≥ 2 lost) with probability 0.976; raise `count` where a precise loss figure
+//! matters (the lab test uses 200: 25% ± 3.1% one sigma).
 
-use super::{Context, Observation, check_settings, common_problems};
+use super::{Context, Observation, check_settings, common_problems, now};
 use crate::config::{AgentConfig, Problem};
-use netmedic_proto::{CheckId, CheckStatus};
+use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 /// `[checks.icmp]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -15,20 +22,78 @@ pub struct IcmpConfig {
     pub interval_secs: u64,
     pub fail_threshold: u32,
     pub ok_threshold: u32,
+    /// Measure the WAN gateway (from the default route, else the lease, else `wan.gateway`).
+    pub include_gateway: bool,
+    /// The ISP's probe targets (addresses it operates for this purpose).
+    pub targets: Vec<Ipv4Addr>,
+    /// Echo requests per target per run.
+    pub count: u32,
+    /// Spacing of the echo requests.
+    pub interval_ms: u64,
+    /// How long each echo request waits for its reply.
+    pub timeout_ms: u64,
+    pub degraded_loss_percent: f64,
+    pub failed_loss_percent: f64,
+    /// Judged against the average RTT of the replies.
+    pub degraded_rtt_ms: f64,
+    pub failed_rtt_ms: f64,
+    /// Mean absolute difference of consecutive RTTs.
+    pub degraded_jitter_ms: f64,
+    pub failed_jitter_ms: f64,
 }
 
 impl Default for IcmpConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             interval_secs: 10,
-            fail_threshold: 2,
+            fail_threshold: 3,
             ok_threshold: 2,
+            include_gateway: true,
+            targets: Vec::new(),
+            count: 20,
+            interval_ms: 100,
+            timeout_ms: 1000,
+            degraded_loss_percent: 10.0,
+            failed_loss_percent: 50.0,
+            degraded_rtt_ms: 150.0,
+            failed_rtt_ms: 1000.0,
+            degraded_jitter_ms: 30.0,
+            failed_jitter_ms: 150.0,
         }
     }
 }
 
 check_settings!(IcmpConfig);
+
+/// Pushes a problem unless `degraded` and `failed` are finite, `0 < degraded <= failed <= max`.
+pub(crate) fn threshold_pair(
+    check: &str,
+    name: &str,
+    degraded: f64,
+    failed: f64,
+    max: f64,
+    out: &mut Vec<Problem>,
+) {
+    let ok = |v: f64| v.is_finite() && v > 0.0 && v <= max;
+    if !ok(degraded) {
+        out.push(Problem::new(
+            format!("checks.{check}.degraded_{name}"),
+            format!("must be above 0 and at most {max}"),
+        ));
+    }
+    if !ok(failed) {
+        out.push(Problem::new(
+            format!("checks.{check}.failed_{name}"),
+            format!("must be above 0 and at most {max}"),
+        ));
+    } else if ok(degraded) && degraded > failed {
+        out.push(Problem::new(
+            format!("checks.{check}.degraded_{name}"),
+            format!("must not exceed failed_{name} ({failed})"),
+        ));
+    }
+}
 
 impl IcmpConfig {
     pub fn problems(&self, out: &mut Vec<Problem>) {
@@ -39,7 +104,225 @@ impl IcmpConfig {
             self.ok_threshold,
             out,
         );
+        if self.count == 0 || self.count > 1000 {
+            out.push(Problem::new(
+                "checks.icmp.count",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(10..=10_000).contains(&self.interval_ms) {
+            out.push(Problem::new(
+                "checks.icmp.interval_ms",
+                "must be between 10 and 10000",
+            ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 10_000 {
+            out.push(Problem::new(
+                "checks.icmp.timeout_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        let run_ms = u64::from(self.count.saturating_sub(1)).saturating_mul(self.interval_ms)
+            + self.timeout_ms;
+        if self.count > 0 && run_ms > self.interval_secs.saturating_mul(1000) {
+            out.push(Problem::new(
+                "checks.icmp.count",
+                format!(
+                    "a run takes up to {run_ms} ms (count × interval_ms + timeout_ms), longer than interval_secs"
+                ),
+            ));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.is_unspecified() || t.is_multicast() || t.is_broadcast() || t.is_loopback() {
+                out.push(Problem::new(
+                    format!("checks.icmp.targets[{i}]"),
+                    format!("{t} is not a unicast probe target"),
+                ));
+            }
+        }
+        if !self.include_gateway && self.targets.is_empty() {
+            out.push(Problem::new(
+                "checks.icmp.targets",
+                "nothing to measure: set include_gateway = true or list targets",
+            ));
+        }
+        threshold_pair(
+            "icmp",
+            "loss_percent",
+            self.degraded_loss_percent,
+            self.failed_loss_percent,
+            100.0,
+            out,
+        );
+        threshold_pair(
+            "icmp",
+            "rtt_ms",
+            self.degraded_rtt_ms,
+            self.failed_rtt_ms,
+            60_000.0,
+            out,
+        );
+        threshold_pair(
+            "icmp",
+            "jitter_ms",
+            self.degraded_jitter_ms,
+            self.failed_jitter_ms,
+            60_000.0,
+            out,
+        );
     }
+}
+
+/// Loss, RTT and jitter of one burst of probes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathStats {
+    pub sent: u32,
+    pub received: u32,
+    pub loss_percent: f64,
+    /// `None` when nothing answered.
+    pub rtt_avg_ms: Option<f64>,
+    pub rtt_p95_ms: Option<f64>,
+    /// Mean absolute difference of consecutive RTTs; `None` with fewer than two replies.
+    pub jitter_ms: Option<f64>,
+}
+
+impl PathStats {
+    /// Statistics of `sent` probes whose replies had `rtts_ms` (in sequence order).
+    pub fn compute(sent: u32, rtts_ms: &[f64]) -> Self {
+        let received = rtts_ms.len() as u32;
+        let loss_percent = if sent == 0 {
+            0.0
+        } else {
+            f64::from(sent.saturating_sub(received)) * 100.0 / f64::from(sent)
+        };
+        let rtt_avg_ms =
+            (!rtts_ms.is_empty()).then(|| rtts_ms.iter().sum::<f64>() / rtts_ms.len() as f64);
+        let mut sorted = rtts_ms.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least 95% of the samples at or below it.
+        let rtt_p95_ms = (!sorted.is_empty()).then(|| {
+            let rank = (0.95 * sorted.len() as f64).ceil() as usize;
+            sorted[rank.clamp(1, sorted.len()) - 1]
+        });
+        let jitter_ms = (rtts_ms.len() >= 2).then(|| {
+            rtts_ms.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>()
+                / (rtts_ms.len() - 1) as f64
+        });
+        Self {
+            sent,
+            received,
+            loss_percent,
+            rtt_avg_ms,
+            rtt_p95_ms,
+            jitter_ms,
+        }
+    }
+}
+
+/// The judgement of one target: status, cause, what crossed which threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub status: CheckStatus,
+    /// `ok`, `unreachable`, `packet_loss`, `high_latency` or `high_jitter`.
+    pub cause: &'static str,
+    pub detail: String,
+}
+
+fn rank(s: CheckStatus) -> u8 {
+    match s {
+        CheckStatus::Ok => 0,
+        CheckStatus::Unknown => 1,
+        CheckStatus::Degraded => 2,
+        CheckStatus::Failed => 3,
+    }
+}
+
+impl IcmpConfig {
+    /// Judges one target's statistics: loss first (it explains the rest), then RTT, then jitter.
+    pub fn judge(&self, s: &PathStats) -> Verdict {
+        if s.sent > 0 && s.received == 0 {
+            return Verdict {
+                status: CheckStatus::Failed,
+                cause: "unreachable",
+                detail: format!("no reply to {} echo requests", s.sent),
+            };
+        }
+        let mut worst = Verdict {
+            status: CheckStatus::Ok,
+            cause: "ok",
+            detail: String::new(),
+        };
+        let mut consider = |value: Option<f64>, degraded: f64, failed: f64, cause, what: &str| {
+            let Some(v) = value else { return };
+            let status = if v >= failed {
+                CheckStatus::Failed
+            } else if v >= degraded {
+                CheckStatus::Degraded
+            } else {
+                return;
+            };
+            if rank(status) > rank(worst.status) {
+                let limit = if status == CheckStatus::Failed {
+                    failed
+                } else {
+                    degraded
+                };
+                worst = Verdict {
+                    status,
+                    cause,
+                    detail: format!("{what} {v:.1} ≥ {limit}"),
+                };
+            }
+        };
+        consider(
+            Some(s.loss_percent),
+            self.degraded_loss_percent,
+            self.failed_loss_percent,
+            "packet_loss",
+            "loss %",
+        );
+        consider(
+            s.rtt_avg_ms,
+            self.degraded_rtt_ms,
+            self.failed_rtt_ms,
+            "high_latency",
+            "avg RTT ms",
+        );
+        consider(
+            s.jitter_ms,
+            self.degraded_jitter_ms,
+            self.failed_jitter_ms,
+            "high_jitter",
+            "jitter ms",
+        );
+        worst
+    }
+}
+
+/// The WAN gateway: the IPv4 default route via the WAN interface, else the lease's router,
+/// else the provisioned `wan.gateway`. Also says where it came from.
+pub(crate) async fn wan_gateway(ctx: &Context) -> Option<(Ipv4Addr, &'static str)> {
+    let wan = &ctx.config.wan;
+    if let Ok(Some(index)) = ctx.netlink.link_index(&wan.interface).await
+        && let Ok(routes) = ctx.netlink.default_routes_v4().await
+        && let Some(gw) = routes
+            .iter()
+            .filter(|r| r.oif == Some(index))
+            .find_map(|r| r.gateway)
+    {
+        return Some((gw, "default route"));
+    }
+    if let Some(path) = &wan.lease_file
+        && let Ok(Some(lease)) = crate::lease::Lease::read(path)
+        && let Some(router) = lease.router
+    {
+        return Some((router, "lease"));
+    }
+    wan.gateway.map(|g| (g, "wan.gateway"))
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
 
 #[derive(Debug, Clone)]
@@ -54,12 +337,265 @@ impl IcmpCheck {
         }
     }
 
-    pub async fn run(&self, _ctx: &Context) -> Observation {
-        Observation::new(
-            CheckId::Icmp,
-            CheckStatus::Unknown,
-            "not_implemented",
-            "icmp is not implemented yet",
+    fn threshold(&self) -> String {
+        let c = &self.config;
+        format!(
+            "loss < {}% / {}%, avg RTT < {} / {} ms, jitter < {} / {} ms (degraded / failed)",
+            c.degraded_loss_percent,
+            c.failed_loss_percent,
+            c.degraded_rtt_ms,
+            c.failed_rtt_ms,
+            c.degraded_jitter_ms,
+            c.failed_jitter_ms
         )
+    }
+
+    fn observation(&self, status: CheckStatus, cause: &str, summary: String) -> Observation {
+        Observation::new(CheckId::Icmp, status, cause, summary)
+            .category(Category::SlowOrLossy)
+            .threshold(self.threshold())
+    }
+
+    pub async fn run(&self, ctx: &Context) -> Observation {
+        let c = &self.config;
+        let mut targets: Vec<(Ipv4Addr, &'static str)> = Vec::new();
+        let mut evidence = BTreeMap::new();
+        if c.include_gateway {
+            match wan_gateway(ctx).await {
+                Some((gw, source)) => {
+                    evidence.insert("gateway".to_string(), format!("{gw} (from {source})"));
+                    targets.push((gw, "gateway"));
+                }
+                None => {
+                    evidence.insert("gateway".to_string(), "none known".to_string());
+                }
+            }
+        }
+        for t in &c.targets {
+            if !targets.iter().any(|(a, _)| a == t) {
+                targets.push((*t, "target"));
+            }
+        }
+        if targets.is_empty() {
+            let mut o = self.observation(
+                CheckStatus::Unknown,
+                "no_target",
+                "no gateway known and no probe targets configured".into(),
+            );
+            o.evidence = evidence;
+            return o.hint("default_route and wan_address explain a missing gateway");
+        }
+        let Some(pinger) = &ctx.pinger else {
+            let mut o = self.observation(
+                CheckStatus::Unknown,
+                "no_icmp_socket",
+                "cannot send ICMP echo requests".into(),
+            );
+            o.evidence = evidence;
+            return o.hint("grant the agent CAP_NET_RAW");
+        };
+        let interval = Duration::from_millis(c.interval_ms);
+        let timeout = Duration::from_millis(c.timeout_ms);
+        let results = futures::future::join_all(
+            targets
+                .iter()
+                .map(|(ip, _)| pinger.probe_series(IpAddr::V4(*ip), c.count, interval, timeout)),
+        )
+        .await;
+
+        let mut worst: Option<(Verdict, Ipv4Addr, &str, PathStats)> = None;
+        let mut values = Vec::new();
+        for ((ip, role), r) in targets.iter().zip(results) {
+            let stats = PathStats::compute(r.sent, &r.rtts_ms);
+            let verdict = c.judge(&stats);
+            evidence.insert(
+                format!("{ip}"),
+                format!(
+                    "{role}: {}/{} replies, loss {:.1}%, rtt avg {} ms p95 {} ms, jitter {} ms",
+                    stats.received,
+                    stats.sent,
+                    stats.loss_percent,
+                    fmt_ms(stats.rtt_avg_ms),
+                    fmt_ms(stats.rtt_p95_ms),
+                    fmt_ms(stats.jitter_ms)
+                ),
+            );
+            evidence.insert(
+                format!("{ip}.loss_percent"),
+                format!("{:.1}", stats.loss_percent),
+            );
+            evidence.insert(format!("{ip}.rtt_avg_ms"), fmt_ms(stats.rtt_avg_ms));
+            evidence.insert(format!("{ip}.rtt_p95_ms"), fmt_ms(stats.rtt_p95_ms));
+            evidence.insert(format!("{ip}.jitter_ms"), fmt_ms(stats.jitter_ms));
+            evidence.insert(
+                format!("{ip}.rtts_ms"),
+                r.rtts_ms
+                    .iter()
+                    .take(50)
+                    .map(|v| format!("{v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            values.push(format!(
+                "{ip} {:.0}% loss {} ms",
+                stats.loss_percent,
+                stats.rtt_avg_ms.map_or("-".into(), |v| format!("{v:.1}"))
+            ));
+            if worst
+                .as_ref()
+                .is_none_or(|(w, ..)| rank(verdict.status) > rank(w.status))
+            {
+                worst = Some((verdict, *ip, role, stats));
+            }
+        }
+        let value = values.join(", ");
+        let Some((verdict, ip, role, stats)) = worst else {
+            return self.observation(CheckStatus::Unknown, "no_target", "nothing measured".into());
+        };
+        evidence.insert("worst".to_string(), ip.to_string());
+        evidence.insert(
+            "loss_percent".to_string(),
+            format!("{:.1}", stats.loss_percent),
+        );
+        let (cause, summary, hint) = match verdict.cause {
+            "ok" => (
+                "ok".to_string(),
+                format!("{} path(s) healthy", targets.len()),
+                "",
+            ),
+            "unreachable" => (
+                format!("{role}_unreachable"),
+                format!("{role} {ip} does not answer: {}", verdict.detail),
+                if role == "gateway" {
+                    "the access link or the ISP's gateway is down or filters ICMP; compare with the probe targets"
+                } else {
+                    "the gateway answers but the ISP's probe target does not: an upstream fault, not local"
+                },
+            ),
+            "packet_loss" => (
+                "packet_loss".to_string(),
+                format!(
+                    "{:.1}% packet loss to {role} {ip} ({}/{} replies)",
+                    stats.loss_percent, stats.received, stats.sent
+                ),
+                "loss to the gateway points at the access line (modem, cabling, line noise); loss only beyond it at the ISP",
+            ),
+            "high_latency" => (
+                "high_latency".to_string(),
+                format!("slow path to {role} {ip}: {}", verdict.detail),
+                "high RTT under load is often bufferbloat: check the uplink's utilisation",
+            ),
+            other => (
+                other.to_string(),
+                format!("unstable path to {role} {ip}: {}", verdict.detail),
+                "jitter hurts calls and games; check the line and the uplink's utilisation",
+            ),
+        };
+        let mut o = self
+            .observation(verdict.status, &cause, summary)
+            .value(value)
+            .hint(hint);
+        if verdict.status == CheckStatus::Failed {
+            o = o.severity(Severity::Major);
+        }
+        o.evidence = evidence;
+        o.at = now();
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_loss_p95_and_jitter() {
+        let s = PathStats::compute(10, &[1.0, 3.0, 2.0, 6.0]);
+        assert_eq!(s.received, 4);
+        assert!((s.loss_percent - 60.0).abs() < 1e-9);
+        assert_eq!(s.rtt_avg_ms, Some(3.0));
+        assert_eq!(s.rtt_p95_ms, Some(6.0));
+        // |3-1| + |2-3| + |6-2| = 7 over 3 steps.
+        assert!((s.jitter_ms.unwrap() - 7.0 / 3.0).abs() < 1e-9);
+
+        let rtts: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = PathStats::compute(100, &rtts);
+        assert_eq!(s.rtt_p95_ms, Some(95.0), "nearest rank");
+        assert_eq!(s.loss_percent, 0.0);
+        assert_eq!(s.jitter_ms, Some(1.0));
+
+        let s = PathStats::compute(5, &[]);
+        assert_eq!(
+            (s.loss_percent, s.rtt_avg_ms, s.jitter_ms),
+            (100.0, None, None)
+        );
+        let s = PathStats::compute(1, &[4.0]);
+        assert_eq!((s.rtt_p95_ms, s.jitter_ms), (Some(4.0), None));
+    }
+
+    #[test]
+    fn verdicts_follow_thresholds() {
+        let c = IcmpConfig::default();
+        let judge = |sent, rtts: &[f64]| c.judge(&PathStats::compute(sent, rtts));
+        assert_eq!(judge(4, &[1.0, 1.0, 1.0, 1.0]).status, CheckStatus::Ok);
+        let v = judge(4, &[]);
+        assert_eq!((v.status, v.cause), (CheckStatus::Failed, "unreachable"));
+        let v = judge(10, &[1.0; 8]);
+        assert_eq!((v.status, v.cause), (CheckStatus::Degraded, "packet_loss"));
+        let v = judge(10, &[1.0; 4]);
+        assert_eq!((v.status, v.cause), (CheckStatus::Failed, "packet_loss"));
+        let v = judge(3, &[200.0, 200.0, 200.0]);
+        assert_eq!((v.status, v.cause), (CheckStatus::Degraded, "high_latency"));
+        let v = judge(4, &[1.0, 200.0, 1.0, 200.0]);
+        assert_eq!((v.status, v.cause), (CheckStatus::Failed, "high_jitter"));
+    }
+
+    #[test]
+    fn config_problems_are_named() {
+        let mut c = IcmpConfig {
+            count: 0,
+            degraded_loss_percent: 60.0,
+            targets: vec![Ipv4Addr::new(224, 0, 0, 1)],
+            ..IcmpConfig::default()
+        };
+        let mut p = Vec::new();
+        c.problems(&mut p);
+        let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "checks.icmp.count",
+                "checks.icmp.targets[0]",
+                "checks.icmp.degraded_loss_percent"
+            ]
+        );
+        c = IcmpConfig {
+            count: 200,
+            interval_ms: 100,
+            ..IcmpConfig::default()
+        };
+        p.clear();
+        c.problems(&mut p);
+        assert!(p[0].message.contains("longer than interval_secs"), "{p:?}");
+        p.clear();
+        IcmpConfig::default().problems(&mut p);
+        assert!(p.is_empty(), "{p:?}");
+    }
+}
+
+#[cfg(test)]
+mod example_config {
+    /// config/agent.toml shows every key of the host-health checks with its default.
+    #[test]
+    fn shipped_example_shows_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml");
+        let c = crate::config::AgentConfig::load(std::path::Path::new(path)).unwrap();
+        let d = crate::config::ChecksSection::default();
+        assert_eq!(c.checks.icmp, d.icmp);
+        assert_eq!(c.checks.mtu, d.mtu);
+        assert_eq!(c.checks.conntrack, d.conntrack);
+        assert_eq!(c.checks.resources, d.resources);
+        assert_eq!(c.checks.service, d.service);
+        assert_eq!(c.checks.clock, d.clock);
     }
 }

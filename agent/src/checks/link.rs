@@ -91,6 +91,17 @@ pub struct LinkState {
     pub transitions_total: u64,
 }
 
+/// An interface as one netlink message describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub admin_up: bool,
+    pub carrier: bool,
+    pub operstate: String,
+    pub mtu: u32,
+}
+
 /// The interface table, updated from netlink dumps and events.
 #[derive(Debug, Default)]
 pub struct LinkTable {
@@ -113,26 +124,25 @@ const MAX_TRANSITIONS: usize = 64;
 
 impl LinkTable {
     /// Applies a link description (from a dump or an event) observed at `now`.
-    pub fn update(
-        &mut self,
-        index: u32,
-        name: &str,
-        admin_up: bool,
-        carrier: bool,
-        operstate: &str,
-        mtu: u32,
-        now: Instant,
-    ) -> LinkChange {
+    pub fn update(&mut self, info: LinkInfo, now: Instant) -> LinkChange {
+        let LinkInfo {
+            index,
+            name,
+            admin_up,
+            carrier,
+            operstate,
+            mtu,
+        } = info;
         match self.by_index.get_mut(&index) {
             None => {
                 self.by_index.insert(
                     index,
                     LinkState {
                         index,
-                        name: name.to_string(),
+                        name,
                         admin_up,
                         carrier,
-                        operstate: operstate.to_string(),
+                        operstate,
                         mtu,
                         carrier_changed_at: None,
                         transitions: VecDeque::new(),
@@ -143,10 +153,10 @@ impl LinkTable {
             }
             Some(s) => {
                 let flipped = s.carrier != carrier;
-                s.name = name.to_string();
+                s.name = name;
                 s.admin_up = admin_up;
                 s.carrier = carrier;
-                s.operstate = operstate.to_string();
+                s.operstate = operstate;
                 s.mtu = mtu;
                 if flipped {
                     s.carrier_changed_at = Some(now);
@@ -322,6 +332,17 @@ impl LinkCheck {
 mod tests {
     use super::*;
 
+    fn info(index: u32, name: &str, admin_up: bool, carrier: bool, op: &str, mtu: u32) -> LinkInfo {
+        LinkInfo {
+            index,
+            name: name.into(),
+            admin_up,
+            carrier,
+            operstate: op.into(),
+            mtu,
+        }
+    }
+
     fn check() -> LinkCheck {
         LinkCheck {
             config: LinkConfig {
@@ -337,13 +358,13 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LinkTable::default();
         assert_eq!(
-            t.update(2, "wan", true, true, "up", 1500, t0),
+            t.update(info(2, "wan", true, true, "up", 1500), t0),
             LinkChange::New
         );
-        t.update(3, "lan", true, true, "up", 1500, t0);
+        t.update(info(3, "lan", true, true, "up", 1500), t0);
         assert_eq!(check().judge(&t, t0).status, CheckStatus::Ok);
         assert_eq!(
-            t.update(2, "wan", true, false, "lowerlayerdown", 1500, t0),
+            t.update(info(2, "wan", true, false, "lowerlayerdown", 1500), t0),
             LinkChange::Carrier { up: false }
         );
         let o = check().judge(&t, t0);
@@ -352,7 +373,7 @@ mod tests {
             (CheckStatus::Failed, "wan_carrier_lost")
         );
         for i in 0..3 {
-            t.update(2, "wan", true, i % 2 == 0, "up", 1500, t0);
+            t.update(info(2, "wan", true, i % 2 == 0, "up", 1500), t0);
         }
         let o = check().judge(&t, t0);
         assert_eq!(
@@ -369,7 +390,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LinkTable::default();
         assert_eq!(check().judge(&t, t0).cause, "wan_interface_missing");
-        t.update(2, "wan", true, true, "up", 1500, t0);
+        t.update(info(2, "wan", true, true, "up", 1500), t0);
         let o = check().judge(&t, t0);
         assert_eq!(o.cause, "lan_link_down");
         assert_eq!(o.evidence["lan_down"], "lan");

@@ -125,13 +125,27 @@ pub struct ClockSample {
     pub rtt_ms: u64,
 }
 
-/// State that other parts of the agent feed and checks read.
+/// What the collector's latest heartbeat reply asked of this agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advisories {
+    /// Many devices behind our access node fail: the fault is upstream; take no local
+    /// remediation until then. `(network_event_id, until)`.
+    pub upstream_outage: Option<(String, Timestamp)>,
+    /// Remediation stopped by the NOC (device, region or fleet), with its reason.
+    pub kill_switch: Option<String>,
+    /// On-demand diagnostics requested and not yet run: `(request_id, checks)`.
+    pub diagnostics: Vec<(String, Vec<CheckId>)>,
+}
+
+/// State that other parts of the agent feed and checks and the healer read.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Latest clock sample from the reporter.
     pub clock: Mutex<Option<ClockSample>>,
     /// Interface state kept current by netlink events.
     pub links: Mutex<link::LinkTable>,
+    /// Advisories from the latest heartbeat reply.
+    pub advisories: Mutex<Advisories>,
 }
 
 impl Shared {
@@ -140,6 +154,20 @@ impl Shared {
             .clock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn advisories(&self) -> Advisories {
+        self.advisories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_advisories(&self, a: Advisories) {
+        *self
+            .advisories
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
     }
 
     pub fn set_clock_sample(&self, s: ClockSample) {

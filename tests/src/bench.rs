@@ -1,0 +1,230 @@
+//! Agent benchmarks in the lab: link-down detection latency over many real carrier drops, and
+//! the CPU time of one full check cycle. They print figures; nothing here asserts a time.
+
+use crate::stack::bin_path;
+use crate::{Lab, LabError, Result, WAN_IFACE, wait_for};
+use nix::sys::resource::{UsageWho, getrusage};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Milliseconds since the epoch of an agent log line (`2026-11-23T09:19:49.451Z LEVEL ...`).
+fn log_line_ms(line: &str) -> Option<i64> {
+    let ts = line.split_whitespace().next()?;
+    ts.parse::<netmedic_proto::Timestamp>()
+        .ok()
+        .map(|t| t.unix_millis())
+}
+
+/// Figures of the link benchmark, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct LinkLatency {
+    pub samples_ms: Vec<f64>,
+}
+
+impl LinkLatency {
+    pub fn report(&self) -> String {
+        let mut s = self.samples_ms.clone();
+        s.sort_by(f64::total_cmp);
+        format!(
+            "link-down detection over {} carrier drops: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, min {:.1} ms",
+            s.len(),
+            percentile(&s, 50.0),
+            percentile(&s, 99.0),
+            s.last().copied().unwrap_or(f64::NAN),
+            s.first().copied().unwrap_or(f64::NAN),
+        )
+    }
+}
+
+/// Drops the WAN carrier `drops` times (ISP end of the veth set down: the CPE loses carrier as
+/// with a pulled cable) and measures from just before the drop to the agent's log line that
+/// opens the link incident. The agent runs all its default checks, so slow checks in flight
+/// are part of the measurement.
+pub fn link_down_latency(drops: usize) -> Result<LinkLatency> {
+    let lab = Lab::builder().cpes(1).build()?;
+    let cpe = lab.cpe(0);
+    let dir = lab.dir().join("bench-link");
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(e.to_string()))?;
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nid = \"bench\"\nstate_dir = \"{state}\"\n\n[collector]\nurl = \"http://203.0.113.10:8440\"\n\
+             max_backoff_secs = 60\n\n[wan]\ninterface = \"{WAN_IFACE}\"\nlease_file = \"{lease}\"\n\n\
+             [checks.link]\nfail_threshold = 1\nok_threshold = 1\n# Every drop must open an incident, not read as flapping.\n\
+             flap_threshold = 100000\n",
+            state = dir.join("state").display(),
+            lease = cpe.lease_file.display()
+        ),
+    )
+    .map_err(|e| LabError::Setup(e.to_string()))?;
+    let log = lab.log_path("bench-agent");
+    let bin = bin_path("netmedic-agent")?.display().to_string();
+    let cfg = cfg.display().to_string();
+    let mut agent = cpe.ns.spawn(&bin, &["run", "--config", &cfg], &log)?;
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        "the agent to start",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            if read().contains("check link:") || read().contains("running in") {
+                Ok(())
+            } else {
+                Err(read())
+            }
+        },
+    )?;
+    let opened = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("incident opened: link"))
+            .count()
+    };
+    let resolved = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("resolved by itself"))
+            .count()
+    };
+    let mut samples = Vec::with_capacity(drops);
+    for i in 0..drops {
+        if !agent.is_running() {
+            return Err(LabError::Setup(format!(
+                "agent exited: {}",
+                agent.log_tail(20)
+            )));
+        }
+        let t0 = unix_ms_now();
+        cpe.drop_wan_carrier()?;
+        let line = wait_for(
+            "the link incident to open",
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || {
+                let text = read();
+                text.lines()
+                    .filter(|l| l.contains("incident opened: link"))
+                    .nth(i)
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{} opened so far", opened(&text)))
+            },
+        )?;
+        let t1 =
+            log_line_ms(&line).ok_or_else(|| LabError::Setup(format!("no timestamp in {line}")))?;
+        samples.push((t1 - t0) as f64);
+        cpe.restore_wan_carrier()?;
+        wait_for(
+            "the link incident to resolve",
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || {
+                let n = resolved(&read());
+                if n > i {
+                    Ok(())
+                } else {
+                    Err(format!("{n} resolved"))
+                }
+            },
+        )?;
+    }
+    let _ = agent.kill();
+    Ok(LinkLatency {
+        samples_ms: samples,
+    })
+}
+
+/// CPU time (user + system) of children reaped so far, in milliseconds.
+fn children_cpu_ms() -> Result<f64> {
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| LabError::Sys {
+        context: "getrusage".into(),
+        source: e,
+    })?;
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    Ok(tv(u.user_time()) + tv(u.system_time()))
+}
+
+/// CPU time of `netmedic-agent check` (one pass of the default checks) against a baseline
+/// of the same binary doing no checks (`--version`), both run `runs` times in the lab CPE.
+pub fn check_cycle_cpu(runs: usize) -> Result<String> {
+    let lab = Lab::builder().cpes(1).build()?;
+    let cpe = lab.cpe(0);
+    let dir = lab.dir().join("bench-cycle");
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(e.to_string()))?;
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nid = \"bench\"\nstate_dir = \"{state}\"\n\n[collector]\nurl = \"http://203.0.113.10:8440\"\n\n\
+             [wan]\ninterface = \"{WAN_IFACE}\"\nlease_file = \"{lease}\"\n\n[checks.clock]\nenabled = false\n",
+            state = dir.join("state").display(),
+            lease = cpe.lease_file.display()
+        ),
+    )
+    .map_err(|e| LabError::Setup(e.to_string()))?;
+    let bin = bin_path("netmedic-agent")?.display().to_string();
+    let cfg = cfg.display().to_string();
+    let measure = |args: &[&str]| -> Result<(f64, f64)> {
+        let mut cpu = Vec::new();
+        let mut wall = Vec::new();
+        for _ in 0..runs {
+            let before = children_cpu_ms()?;
+            let start = Instant::now();
+            let mut argv = vec![bin.as_str()];
+            argv.extend_from_slice(args);
+            cpe.ns.exec_unchecked(&argv)?;
+            wall.push(start.elapsed().as_secs_f64() * 1000.0);
+            cpu.push(children_cpu_ms()? - before);
+        }
+        cpu.sort_by(f64::total_cmp);
+        wall.sort_by(f64::total_cmp);
+        Ok((percentile(&cpu, 50.0), percentile(&wall, 50.0)))
+    };
+    let (base_cpu, base_wall) = measure(&["--version"])?;
+    let (cycle_cpu, cycle_wall) = measure(&["check", "--config", &cfg])?;
+    Ok(format!(
+        "one full check cycle (default checks, {runs} runs, medians): {:.1} ms CPU, {:.1} ms wall; \
+         process baseline (--version, incl. `ip netns exec`): {:.1} ms CPU, {:.1} ms wall; \
+         cycle minus baseline: {:.1} ms CPU",
+        cycle_cpu,
+        cycle_wall,
+        base_cpu,
+        base_wall,
+        cycle_cpu - base_cpu
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn log_timestamps_parse() {
+        assert_eq!(
+            log_line_ms("2026-11-23T09:19:49.451Z WARN  incident opened: link"),
+            Some(1_795_425_589_451)
+        );
+    }
+}
