@@ -1,28 +1,41 @@
-//! The HTTP API (axum): ingest of reports and heartbeats, the incident query API, health probes.
-//! Every error answer is a JSON `netmedic_proto::ErrorBody`; bad input gets a 4xx and stores
-//! nothing; storage trouble gets a 503 with `Retry-After`.
+//! The HTTP API (axum): authenticated ingest of reports and heartbeats through the group-commit
+//! queue, the incident and device query API, kill switches and diagnostics, health probes,
+//! `/metrics` and `/api/openapi.json`. Every error answer is a JSON `netmedic_proto::ErrorBody`;
+//! bad input gets a 4xx and stores nothing; a full write queue gets 429 and storage trouble 503,
+//! both with `Retry-After`.
 
-use crate::store::{Cursor, DEFAULT_PAGE_LIMIT, IncidentFilter, MAX_PAGE_LIMIT, StoreError};
+use crate::auth::{BearerError, parse_bearer, token_sha256};
+use crate::fleet::{DevicePage, DeviceView, offline_before_ms, valid_id};
+use crate::ingest::SubmitError;
+use crate::store::{
+    Auth, Cursor, DEFAULT_PAGE_LIMIT, Denied, DeviceFilter, DeviceState, IncidentDetail,
+    IncidentFilter, KillScope, KillSwitch, MAX_PAGE_LIMIT, StoreError, WriteItem, WriteKind,
+    WriteOk,
+};
 use crate::{AppState, now};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use netmedic_proto::{
-    CheckId, ErrorBody, Heartbeat, HeartbeatReply, IncidentStatus, Limits, ReportBatch,
-    SCHEMA_VERSION, Violation, paths,
+    Category, CheckId, ErrorBody, Heartbeat, HeartbeatReply, IncidentStatus, Limits, ReportAck,
+    ReportBatch, SCHEMA_VERSION, Timestamp, Violation, paths,
 };
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::time::Instant;
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
 
-/// Builds the router. `max_body_bytes` bounds every request body (413 above it).
+/// Builds the router. `max_body_bytes` bounds every request body (413 above it), compressed and
+/// decompressed alike.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -33,19 +46,59 @@ pub fn router(state: AppState) -> Router {
             &format!("{}/{{agent_id}}/{{incident_id}}", paths::INCIDENTS),
             get(get_incident),
         )
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{agent_id}", get(get_device))
+        .route(
+            "/api/v1/devices/{agent_id}/diagnostics",
+            post(post_diagnostics),
+        )
+        .route(
+            "/api/v1/killswitches",
+            get(list_killswitches)
+                .put(put_killswitch)
+                .delete(delete_killswitch),
+        )
+        .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-/// An error answer: status, `ErrorBody`, and whether to add `Retry-After`.
+/// Counts every routed request by route template and status, and times it.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let route = format!("route=\"{route}\"");
+    state.metrics.observe(
+        "netmedic_collector_http_request_duration_seconds",
+        &route,
+        started.elapsed().as_secs_f64(),
+    );
+    state.metrics.inc(
+        "netmedic_collector_http_requests_total",
+        &format!("{route},status=\"{}\"", resp.status().as_u16()),
+        1,
+    );
+    resp
+}
+
+/// An error answer: status, `ErrorBody`, and the `Retry-After` seconds when the client should
+/// come back.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
@@ -57,6 +110,8 @@ impl ApiError {
                 reason: reason.into(),
                 violations: Vec::new(),
             },
+            retry_after_secs: (status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(RETRY_AFTER_SECS),
         }
     }
 
@@ -67,11 +122,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry = self.retry_after_secs;
         let mut resp = (self.status, Json(self.body)).into_response();
-        if retry {
+        if let Some(secs) = retry {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -79,11 +134,52 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::UnknownToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown_token",
+                "no enrolled device has this token",
+            ),
+            Denied::Revoked { agent_id } => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "revoked_token",
+                format!("the token of device {agent_id:?} was revoked"),
+            ),
+            Denied::WrongDevice {
+                token_device,
+                claimed,
+            } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_device",
+                format!(
+                    "the token belongs to device {token_device:?}; it may not report as {claimed:?}"
+                ),
+            ),
+        }
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> Self {
         match e {
             StoreError::InvalidCursor => {
                 ApiError::bad_request("invalid_cursor", "the cursor is not one this server issued")
             }
-            StoreError::OutOfRange(msg) => ApiError::bad_request("invalid_report", msg),
+            StoreError::OutOfRange(msg) => ApiError::bad_request("invalid_report", msg.clone()),
+            StoreError::Conflict(msg) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", msg.clone())
+            }
+            StoreError::NoSuchDevice(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_device",
+                format!("no enrolled, active device {id:?}"),
+            ),
             StoreError::Corrupt(msg) => {
                 log::error!("storage returned corrupt data: {msg}");
                 ApiError::new(
@@ -93,7 +189,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             e @ (StoreError::Unavailable(_) | StoreError::Migrate(_) | StoreError::NotFound(_)) => {
-                log::warn!("storage unavailable: {}", crate::error_chain(&e));
+                log::warn!("storage unavailable: {}", crate::error_chain(e));
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
@@ -153,6 +249,7 @@ struct VersionProbe {
 fn decode<T: Document>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    max_body_bytes: usize,
 ) -> Result<T, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -171,16 +268,23 @@ fn decode<T: Document>(
             format!("expected Content-Type: application/json, got {content_type:?}"),
         ));
     }
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("?");
-        if !enc.trim().eq_ignore_ascii_case("identity") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
-                format!("Content-Encoding {enc:?} is not supported; send the body uncompressed"),
-            ));
+    let gzip = match headers.get(header::CONTENT_ENCODING) {
+        None => false,
+        Some(enc) => {
+            let enc = enc.to_str().unwrap_or("?").trim();
+            if enc.eq_ignore_ascii_case("gzip") {
+                true
+            } else if enc.eq_ignore_ascii_case("identity") {
+                false
+            } else {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_content_encoding",
+                    format!("Content-Encoding {enc:?} is not supported; send gzip or identity"),
+                ));
+            }
         }
-    }
+    };
     let body = body.map_err(|rej| {
         let status = rej.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -196,6 +300,11 @@ fn decode<T: Document>(
             ApiError::new(status, "unreadable_body", rej.body_text())
         }
     })?;
+    let body = if gzip {
+        gunzip(&body, max_body_bytes)?
+    } else {
+        body
+    };
     match serde_json::from_slice::<VersionProbe>(&body) {
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(ApiError::bad_request(
@@ -229,20 +338,117 @@ fn decode<T: Document>(
     Ok(doc)
 }
 
+/// Inflates a gzip body, refusing it as soon as the output passes `max` bytes (zip bombs).
+fn gunzip(body: &[u8], max: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    decoder.read_to_end(&mut out).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_gzip",
+            format!("the gzip body does not decode: {e}"),
+        )
+    })?;
+    if out.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the decompressed body is larger than the configured limit of {max} bytes"),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The bearer token's hash, or a 401 saying what is wrong with the header.
+fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
+    match parse_bearer(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        Ok(token) => Ok(Auth::TokenSha256(token_sha256(token))),
+        Err(e) => {
+            let (code, reason) = match e {
+                BearerError::Missing => (
+                    "missing_token",
+                    "send `Authorization: Bearer <token>` (see `netmedic-collector device add`)"
+                        .to_owned(),
+                ),
+                BearerError::Malformed(why) => ("malformed_token", why.to_owned()),
+            };
+            state.metrics.inc(
+                "netmedic_collector_auth_denied_total",
+                &format!("reason=\"{code}\""),
+                1,
+            );
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, code, reason))
+        }
+    }
+}
+
+/// Queues one write and waits until it is durable.
+async fn submit(state: &AppState, auth: Auth, kind: WriteKind) -> Result<WriteOk, ApiError> {
+    let item = WriteItem {
+        auth,
+        kind,
+        received_at: now(),
+    };
+    match state.queue.submit(item).await {
+        Ok(Ok(ok)) => Ok(ok),
+        Ok(Err(denied)) => {
+            let code = match denied {
+                Denied::UnknownToken => "unknown_token",
+                Denied::Revoked { .. } => "revoked_token",
+                Denied::WrongDevice { .. } => "wrong_device",
+            };
+            state.metrics.inc(
+                "netmedic_collector_auth_denied_total",
+                &format!("reason=\"{code}\""),
+                1,
+            );
+            Err(denied.into())
+        }
+        Err(SubmitError::Full) => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "the write queue is full; retry after the given delay",
+            );
+            e.retry_after_secs = Some(state.retry_after_secs);
+            Err(e)
+        }
+        Err(SubmitError::Closed) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the collector is shutting down; retry later",
+        )),
+        Err(SubmitError::Store(e)) => Err(ApiError::from(&*e)),
+    }
+}
+
+fn unexpected(what: &str) -> ApiError {
+    log::error!("write queue answered a {what} with the wrong kind of result");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "unexpected write result; see the collector log",
+    )
+}
+
 async fn post_reports(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<netmedic_proto::ReportAck>, ApiError> {
-    let batch: ReportBatch = decode(&headers, body)?;
-    let ack = state.store.ingest_report(&batch, now()).await?;
-    log::debug!(
-        "report from {}: {} accepted, {} duplicates",
-        batch.agent_id,
-        ack.accepted,
-        ack.duplicates
-    );
-    Ok(Json(ack))
+) -> Result<Json<ReportAck>, ApiError> {
+    let auth = bearer(&state, &headers)?;
+    let batch: ReportBatch = decode(&headers, body, state.max_body_bytes)?;
+    let agent = batch.agent_id.clone();
+    match submit(&state, auth, WriteKind::Report(batch)).await? {
+        WriteOk::Report(ack) => {
+            log::debug!(
+                "report from {agent}: {} accepted, {} duplicates",
+                ack.accepted,
+                ack.duplicates
+            );
+            Ok(Json(ack))
+        }
+        WriteOk::Heartbeat(_) => Err(unexpected("report")),
+    }
 }
 
 async fn post_heartbeat(
@@ -250,15 +456,17 @@ async fn post_heartbeat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
-    let hb: Heartbeat = decode(&headers, body)?;
-    let received = now();
-    state.store.record_heartbeat(&hb, received).await?;
-    Ok(Json(HeartbeatReply {
-        schema_version: SCHEMA_VERSION,
-        server_time: received,
-        heartbeat_interval_secs: state.heartbeat_interval_secs,
-        advisories: Vec::new(),
-    }))
+    let auth = bearer(&state, &headers)?;
+    let hb: Heartbeat = decode(&headers, body, state.max_body_bytes)?;
+    match submit(&state, auth, WriteKind::Heartbeat(hb)).await? {
+        WriteOk::Heartbeat(advisories) => Ok(Json(HeartbeatReply {
+            schema_version: SCHEMA_VERSION,
+            server_time: now(),
+            heartbeat_interval_secs: state.heartbeat_interval_secs,
+            advisories,
+        })),
+        WriteOk::Report(_) => Err(unexpected("heartbeat")),
+    }
 }
 
 /// Query string of `GET /api/v1/incidents`.
@@ -266,8 +474,16 @@ async fn post_heartbeat(
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
     pub status: Option<String>,
+    pub category: Option<String>,
     pub check: Option<String>,
     pub agent_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub region: Option<String>,
+    pub access_node: Option<String>,
+    /// RFC 3339: incidents that started at or after this instant.
+    pub from: Option<String>,
+    /// RFC 3339: incidents that started before this instant.
+    pub to: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -296,6 +512,22 @@ fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>)
             None
         }),
     };
+    let category = match q.category.as_deref() {
+        None | Some("") => None,
+        Some(c) => Category::parse(c).or_else(|| {
+            bad("category", format!("{c:?} is not a known category"));
+            None
+        }),
+    };
+    let mut time = |field: &str, v: Option<&str>| match v {
+        None | Some("") => None,
+        Some(t) => t.parse::<Timestamp>().ok().or_else(|| {
+            bad(field, format!("{t:?} is not an RFC 3339 UTC timestamp"));
+            None
+        }),
+    };
+    let from = time("from", q.from.as_deref());
+    let to = time("to", q.to.as_deref());
     let limit = match q.limit.as_deref() {
         None | Some("") => DEFAULT_PAGE_LIMIT,
         Some(l) => match l.parse::<u32>() {
@@ -321,10 +553,17 @@ fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>)
         err.body.violations = violations;
         return Err(err);
     }
+    let some = |s: Option<String>| s.filter(|a| !a.is_empty());
     let filter = IncidentFilter {
         status,
+        category,
         check,
-        agent_id: q.agent_id.filter(|a| !a.is_empty()),
+        agent_id: some(q.agent_id),
+        customer_id: some(q.customer_id),
+        region: some(q.region),
+        access_node: some(q.access_node),
+        from,
+        to,
     };
     Ok((filter, limit, cursor))
 }
@@ -345,7 +584,7 @@ async fn list_incidents(
 async fn get_incident(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<netmedic_proto::IncidentView>, ApiError> {
+) -> Result<Json<IncidentDetail>, ApiError> {
     let Path((agent_id, incident_id)) =
         path.map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))?;
     match state.store.get_incident(&agent_id, &incident_id).await? {
@@ -356,6 +595,267 @@ async fn get_incident(
             format!("no incident {incident_id:?} from agent {agent_id:?}"),
         )),
     }
+}
+
+/// Query string of `GET /api/v1/devices`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    pub state: Option<String>,
+    pub region: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<String>,
+}
+
+async fn list_devices(
+    State(state): State<AppState>,
+    query: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Json<DevicePage>, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let mut violations = Vec::new();
+    let dev_state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => DeviceState::parse(s).or_else(|| {
+            violations.push(Violation {
+                field: "state".into(),
+                problem: format!("{s:?} is not one of online, offline, never_seen, revoked"),
+            });
+            None
+        }),
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE_LIMIT,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+            _ => {
+                violations.push(Violation {
+                    field: "limit".into(),
+                    problem: format!("{l:?} is not an integer in 1..={MAX_PAGE_LIMIT}"),
+                });
+                DEFAULT_PAGE_LIMIT
+            }
+        },
+    };
+    if !violations.is_empty() {
+        let mut err = ApiError::bad_request("invalid_query", "invalid query parameters");
+        err.body.violations = violations;
+        return Err(err);
+    }
+    let cutoff = offline_before_ms(now(), state.heartbeat_interval_secs);
+    let filter = DeviceFilter {
+        state: dev_state,
+        region: q.region.filter(|r| !r.is_empty()),
+        after: q.after.filter(|a| !a.is_empty()),
+        limit,
+        offline_before_ms: cutoff,
+    };
+    let records = state.store.list_devices(&filter).await?;
+    let next_after = (records.len() == limit as usize)
+        .then(|| records.last().map(|d| d.agent_id.clone()))
+        .flatten();
+    Ok(Json(DevicePage {
+        devices: records
+            .into_iter()
+            .map(|d| DeviceView::from_record(d, cutoff, false))
+            .collect(),
+        next_after,
+    }))
+}
+
+async fn get_device(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let Path(agent_id) = path.map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))?;
+    let cutoff = offline_before_ms(now(), state.heartbeat_interval_secs);
+    match state.store.get_device(&agent_id).await? {
+        Some(d) => Ok(Json(DeviceView::from_record(d, cutoff, true))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no device {agent_id:?}"),
+        )),
+    }
+}
+
+/// Body of `POST /api/v1/devices/{id}/diagnostics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsRequest {
+    pub checks: Vec<CheckId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DiagnosticsQueued {
+    pub request_id: String,
+}
+
+fn json_error(r: JsonRejection) -> ApiError {
+    ApiError::new(r.status(), "invalid_body", r.body_text())
+}
+
+async fn post_diagnostics(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<DiagnosticsRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<DiagnosticsQueued>), ApiError> {
+    let Path(agent_id) = path.map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))?;
+    let Json(req) = body.map_err(json_error)?;
+    let request_id = queue_diagnostics(&*state.store, &agent_id, &req.checks)
+        .await
+        .map_err(|e| match e {
+            DiagError::Invalid(m) => ApiError::bad_request("invalid_body", m),
+            DiagError::Store(e) => ApiError::from(e),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(DiagnosticsQueued { request_id })))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiagError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queues diagnostics (shared by the API and the CLI); returns the request id.
+pub async fn queue_diagnostics(
+    store: &dyn crate::store::Store,
+    agent_id: &str,
+    checks: &[CheckId],
+) -> Result<String, DiagError> {
+    if checks.is_empty() {
+        return Err(DiagError::Invalid("name at least one check".into()));
+    }
+    let mut checks = checks.to_vec();
+    checks.sort();
+    checks.dedup();
+    let request_id = crate::auth::random_hex(8)
+        .map(|h| format!("diag-{h}"))
+        .map_err(|e| DiagError::Invalid(e.to_string()))?;
+    store
+        .request_diagnostics(agent_id, &checks, &request_id, now())
+        .await?;
+    Ok(request_id)
+}
+
+/// Body of `PUT /api/v1/killswitches`; also the selector of `DELETE` (as a query string).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchRequest {
+    /// `fleet`, `region` or `device`.
+    pub scope: String,
+    /// The region or device id; omitted for the fleet.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Turns a scope and target into a [`KillScope`]; an empty selector never means "all".
+pub fn kill_scope(scope: &str, target: Option<&str>) -> Result<KillScope, String> {
+    let target = target.map(str::trim).filter(|t| !t.is_empty());
+    match (scope, target) {
+        ("fleet", None) => Ok(KillScope::Fleet),
+        ("fleet", Some(_)) => Err("the fleet scope takes no target".into()),
+        ("region" | "device", None) => Err(format!("the {scope} scope needs a target")),
+        ("region", Some(t)) if valid_id(t) => Ok(KillScope::Region(t.to_owned())),
+        ("device", Some(t)) if valid_id(t) => Ok(KillScope::Device(t.to_owned())),
+        ("region" | "device", Some(t)) => Err(format!(
+            "{t:?} is not an identifier (1..=64 of A-Z a-z 0-9 . _ : -)"
+        )),
+        (other, _) => Err(format!(
+            "scope {other:?} is not one of fleet, region, device"
+        )),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KillSwitchList {
+    pub killswitches: Vec<KillSwitchView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KillSwitchView {
+    pub scope: String,
+    pub target: String,
+    pub reason: String,
+    pub set_at: Timestamp,
+}
+
+impl From<KillSwitch> for KillSwitchView {
+    fn from(k: KillSwitch) -> Self {
+        Self {
+            scope: k.scope.to_owned(),
+            target: k.target,
+            reason: k.reason,
+            set_at: k.set_at,
+        }
+    }
+}
+
+async fn list_killswitches(
+    State(state): State<AppState>,
+) -> Result<Json<KillSwitchList>, ApiError> {
+    let list = state.store.list_killswitches().await?;
+    Ok(Json(KillSwitchList {
+        killswitches: list.into_iter().map(KillSwitchView::from).collect(),
+    }))
+}
+
+async fn put_killswitch(
+    State(state): State<AppState>,
+    body: Result<Json<KillSwitchRequest>, JsonRejection>,
+) -> Result<Json<KillSwitchList>, ApiError> {
+    let Json(req) = body.map_err(json_error)?;
+    let scope = kill_scope(&req.scope, req.target.as_deref())
+        .map_err(|m| ApiError::bad_request("invalid_body", m))?;
+    let reason = req.reason.unwrap_or_default();
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 512 || reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "reason must be 1..=512 bytes of text without control characters",
+        ));
+    }
+    state.store.set_killswitch(&scope, reason, now()).await?;
+    list_killswitches(State(state)).await
+}
+
+async fn delete_killswitch(
+    State(state): State<AppState>,
+    query: Result<Query<KillSwitchRequest>, QueryRejection>,
+) -> Result<Json<KillSwitchList>, ApiError> {
+    let Query(req) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let scope = kill_scope(&req.scope, req.target.as_deref())
+        .map_err(|m| ApiError::bad_request("invalid_query", m))?;
+    if !state.store.clear_killswitch(&scope).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such kill switch is set",
+        ));
+    }
+    list_killswitches(State(state)).await
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -1,10 +1,13 @@
-//! Command line: `serve`, `incidents` (reads the store directly) and `check-config`.
+//! Command line: `serve`, `incidents`, `device add|revoke|list`, `killswitch set|clear|list`,
+//! `diag request` (all straight on the store named by the config) and `check-config`.
 
 use crate::config::{CollectorConfig, ConfigError, DEFAULT_CONFIG_PATH, StorageConfig, StorageUrl};
+use crate::fleet::{DeviceView, offline_before_ms, valid_id};
 use crate::store::{
     self, DEFAULT_PAGE_LIMIT, IncidentFilter, MAX_PAGE_LIMIT, OpenMode, StoreError,
 };
-use crate::{ServeError, run_server};
+use crate::store::{DeviceFilter, DeviceState, KillScope, Store};
+use crate::{ServeError, now, run_server};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus, IncidentView};
 use std::io::Write;
@@ -36,6 +39,124 @@ pub enum Command {
         #[arg(value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
         file: PathBuf,
     },
+    /// Enrol, revoke and list devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Stop all remediation on a device, a region or the whole fleet (delivered in heartbeat
+    /// replies).
+    #[command(subcommand)]
+    Killswitch(KillswitchCommand),
+    /// On-demand diagnostics, delivered once in the device's next heartbeat reply.
+    #[command(subcommand)]
+    Diag(DiagCommand),
+}
+
+/// Where the store is: a config file, or a database URL.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Configuration file naming the database [default: /etc/netmedic/collector.toml].
+    #[arg(long, short, value_name = "FILE", conflicts_with = "db")]
+    pub config: Option<PathBuf>,
+    /// Database URL instead of a config file (sqlite:///path or postgres://...).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Enrol a device and print its new token on stdout (only the token; shown once, stored
+    /// hashed). A revoked device is re-enrolled with a new token.
+    Add {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The device's region (until the subscribers import says better).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a device's token; its next request is refused.
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List devices with their state.
+    List {
+        #[arg(long, value_name = "STATE", value_parser = ["online", "offline", "never_seen", "revoked"])]
+        state: Option<String>,
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// Print JSON (`DevicePage`, as the HTTP API returns it).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short = 'n', value_name = "N", default_value_t = MAX_PAGE_LIMIT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_LIMIT)))]
+        limit: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Exactly one of `--device`, `--region`, `--fleet`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    #[arg(long, value_name = "ID")]
+    pub device: Option<String>,
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub fleet: bool,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Result<KillScope, CliError> {
+        let (scope, target) = match (&self.device, &self.region, self.fleet) {
+            (Some(d), _, _) => ("device", Some(d.as_str())),
+            (_, Some(r), _) => ("region", Some(r.as_str())),
+            _ => ("fleet", None),
+        };
+        crate::api::kill_scope(scope, target).map_err(CliError::Usage)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KillswitchCommand {
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Why (shown to the agent and in its logs).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    Clear {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiagCommand {
+    /// Queue checks to run on a device; prints the request id.
+    Request {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Comma-separated check ids, e.g. `dns,icmp`.
+        #[arg(long, value_name = "CHECKS", value_delimiter = ',', required = true, value_parser = parse_check)]
+        checks: Vec<CheckId>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +178,24 @@ pub struct IncidentsArgs {
     /// Only incidents of this agent.
     #[arg(long, value_name = "AGENT_ID")]
     pub agent_id: Option<String>,
+    /// Only incidents of this experience category (e.g. `dns_failure`).
+    #[arg(long, value_name = "CATEGORY", value_parser = parse_category)]
+    pub category: Option<netmedic_proto::Category>,
+    /// Only incidents of this customer (subscribers table).
+    #[arg(long, value_name = "ID")]
+    pub customer_id: Option<String>,
+    /// Only incidents in this region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Only incidents behind this access node.
+    #[arg(long, value_name = "NODE")]
+    pub access_node: Option<String>,
+    /// Only incidents that started at or after this RFC 3339 instant.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<netmedic_proto::Timestamp>,
+    /// Only incidents that started before this RFC 3339 instant.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<netmedic_proto::Timestamp>,
     /// Maximum number of incidents.
     #[arg(long, short = 'n', value_name = "N", default_value_t = DEFAULT_PAGE_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_LIMIT)))]
@@ -79,12 +218,26 @@ fn parse_check(s: &str) -> Result<CheckId, String> {
     })
 }
 
+fn parse_category(s: &str) -> Result<netmedic_proto::Category, String> {
+    netmedic_proto::Category::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = netmedic_proto::Category::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        format!("unknown category; expected one of {}", all.join(", "))
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{0}")]
     InvalidDb(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("cannot read the database {url}")]
@@ -101,7 +254,7 @@ impl CliError {
     /// Process exit code: 2 for configuration problems (like usage errors), 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::InvalidDb(_) => 2,
+            CliError::Config(_) | CliError::InvalidDb(_) | CliError::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -117,6 +270,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Incidents(args) => incidents(args).await,
+        Command::Device(cmd) => device(cmd).await,
+        Command::Killswitch(cmd) => killswitch(cmd).await,
+        Command::Diag(DiagCommand::Request { id, checks, store }) => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = crate::api::queue_diagnostics(&*store, &id, &checks).await;
+            store.close().await;
+            match r {
+                Ok(request_id) => {
+                    println!("{request_id}");
+                    Ok(())
+                }
+                Err(crate::api::DiagError::Invalid(m)) => Err(CliError::Usage(m)),
+                Err(crate::api::DiagError::Store(source)) => Err(CliError::Store { url, source }),
+            }
+        }
         Command::CheckConfig { file } => {
             let cfg = CollectorConfig::load(&file)?;
             println!(
@@ -159,6 +327,257 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The storage config and heartbeat interval named by `--db` or `--config`.
+fn storage_of(args: &StoreArgs) -> Result<(StorageConfig, u32), CliError> {
+    match (&args.db, &args.config) {
+        (Some(db), _) => Ok((
+            StorageConfig::with_url(
+                StorageUrl::parse(db).map_err(|e| CliError::InvalidDb(format!("--db: {e}")))?,
+            ),
+            crate::config::DEFAULT_HEARTBEAT_INTERVAL_SECS,
+        )),
+        (None, path) => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+            let c = CollectorConfig::load(&path)?;
+            Ok((c.storage, c.fleet.heartbeat_interval_secs))
+        }
+    }
+}
+
+async fn open_store(
+    args: &StoreArgs,
+    mode: OpenMode,
+) -> Result<(std::sync::Arc<dyn Store>, String, u32), CliError> {
+    let (storage, interval) = storage_of(args)?;
+    let url = storage.url.to_string();
+    let store = store::open(&storage, mode)
+        .await
+        .map_err(|source| CliError::Store {
+            url: url.clone(),
+            source,
+        })?;
+    Ok((store, url, interval))
+}
+
+fn check_id(id: &str) -> Result<(), CliError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{id:?} is not a device id (1..=64 of A-Z a-z 0-9 . _ : -)"
+        )))
+    }
+}
+
+async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
+    match cmd {
+        DeviceCommand::Add { id, region, store } => {
+            check_id(&id)?;
+            if let Some(r) = &region {
+                check_id(r).map_err(|_| CliError::Usage(format!("{r:?} is not a region id")))?;
+            }
+            let token = crate::auth::new_token().map_err(|e| CliError::Failed(e.to_string()))?;
+            // Enrolment may precede the server's first start: create and migrate the database.
+            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
+            let r = store
+                .enrol_device(
+                    &id,
+                    region.as_deref(),
+                    &crate::auth::token_sha256(&token),
+                    now(),
+                )
+                .await;
+            store.close().await;
+            match r {
+                Ok(()) => {}
+                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
+                Err(source) => return Err(CliError::Store { url, source }),
+            }
+            // Only the token on stdout, so scripts can capture it.
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{token}")?;
+            out.flush()?;
+            eprintln!(
+                "enrolled device {id}; the token above is shown once: store it as the agent's \
+                 token_file (mode 0600)"
+            );
+            Ok(())
+        }
+        DeviceCommand::Revoke { id, store } => {
+            check_id(&id)?;
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.revoke_device(&id, now()).await;
+            store.close().await;
+            match r {
+                Ok(true) => {
+                    eprintln!("revoked device {id}: its token is refused from now on");
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Failed(format!(
+                    "no enrolled, active device {id:?}"
+                ))),
+                Err(source) => Err(CliError::Store { url, source }),
+            }
+        }
+        DeviceCommand::List {
+            state,
+            region,
+            json,
+            limit,
+            store,
+        } => {
+            let (store, url, interval) = open_store(&store, OpenMode::MustExist).await?;
+            let cutoff = offline_before_ms(now(), interval);
+            let mut devices = Vec::new();
+            let mut after: Option<String> = None;
+            // All pages up to `limit` devices.
+            let r = loop {
+                let filter = DeviceFilter {
+                    state: state.as_deref().and_then(DeviceState::parse),
+                    region: region.clone(),
+                    after: after.clone(),
+                    limit: limit.min(MAX_PAGE_LIMIT),
+                    offline_before_ms: cutoff,
+                };
+                match store.list_devices(&filter).await {
+                    Ok(page) => {
+                        let full = page.len() == filter.limit as usize;
+                        after = page.last().map(|d| d.agent_id.clone());
+                        devices.extend(page);
+                        if !full || devices.len() >= limit as usize {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            store.close().await;
+            r.map_err(|source| CliError::Store { url, source })?;
+            devices.truncate(limit as usize);
+            let views: Vec<DeviceView> = devices
+                .into_iter()
+                .map(|d| DeviceView::from_record(d, cutoff, false))
+                .collect();
+            let mut out = std::io::stdout().lock();
+            if json {
+                let page = crate::fleet::DevicePage {
+                    devices: views,
+                    next_after: None,
+                };
+                serde_json::to_writer_pretty(&mut out, &page).map_err(std::io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(render_devices(&views).as_bytes())?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Devices as an aligned table.
+pub fn render_devices(devices: &[DeviceView]) -> String {
+    let mut rows = vec![[
+        "DEVICE".to_owned(),
+        "STATE".to_owned(),
+        "REGION".to_owned(),
+        "LAST_SEEN".to_owned(),
+        "AGENT".to_owned(),
+    ]];
+    for d in devices {
+        rows.push([
+            sanitize(&d.agent_id),
+            d.state.clone(),
+            d.region.as_deref().map_or("-".into(), sanitize),
+            d.last_seen_at.map_or("-".into(), |t| t.to_string()),
+            d.agent_version.as_deref().map_or("-".into(), sanitize),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < r.len() {
+                line.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if devices.is_empty() {
+        out.push_str("(no devices)\n");
+    }
+    out
+}
+
+async fn killswitch(cmd: KillswitchCommand) -> Result<(), CliError> {
+    match cmd {
+        KillswitchCommand::Set {
+            scope,
+            reason,
+            store,
+        } => {
+            let scope = scope.scope()?;
+            let reason = reason.trim().to_owned();
+            if reason.is_empty() || reason.len() > 512 || reason.chars().any(char::is_control) {
+                return Err(CliError::Usage(
+                    "--reason must be 1..=512 bytes of text without control characters".into(),
+                ));
+            }
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.set_killswitch(&scope, &reason, now()).await;
+            store.close().await;
+            r.map_err(|source| CliError::Store { url, source })?;
+            eprintln!("kill switch set: {scope:?}");
+            Ok(())
+        }
+        KillswitchCommand::Clear { scope, store } => {
+            let scope = scope.scope()?;
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.clear_killswitch(&scope).await;
+            store.close().await;
+            match r {
+                Ok(true) => {
+                    eprintln!("kill switch cleared: {scope:?}");
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Failed(format!("no kill switch {scope:?} is set"))),
+                Err(source) => Err(CliError::Store { url, source }),
+            }
+        }
+        KillswitchCommand::List { store } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.list_killswitches().await;
+            store.close().await;
+            let list = r.map_err(|source| CliError::Store { url, source })?;
+            let mut out = std::io::stdout().lock();
+            for k in &list {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    k.scope,
+                    if k.target.is_empty() { "-" } else { &k.target },
+                    k.set_at,
+                    sanitize(&k.reason)
+                )?;
+            }
+            if list.is_empty() {
+                writeln!(out, "(no kill switch set)")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn incidents(args: IncidentsArgs) -> Result<(), CliError> {
     let storage = match (&args.db, &args.config) {
         (Some(db), _) => StorageConfig::with_url(
@@ -188,6 +607,12 @@ async fn incidents(args: IncidentsArgs) -> Result<(), CliError> {
         }),
         check: args.check,
         agent_id: args.agent_id.clone(),
+        category: args.category,
+        customer_id: args.customer_id.clone(),
+        region: args.region.clone(),
+        access_node: args.access_node.clone(),
+        from: args.from,
+        to: args.to,
     };
     let page = store
         .list_incidents(&filter, args.limit, cursor.as_ref())

@@ -20,6 +20,16 @@ pub const DEFAULT_STORAGE_URL: &str = "sqlite:///var/lib/netmedic/collector.sqli
 pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 5000;
 /// Default `[fleet] heartbeat_interval_secs`.
 pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u32 = 300;
+/// Default `[storage] max_connections` (PostgreSQL pool size).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Default `[ingest] queue_capacity`.
+pub const DEFAULT_QUEUE_CAPACITY: u32 = 4096;
+/// Default `[ingest] max_group_requests`.
+pub const DEFAULT_MAX_GROUP_REQUESTS: u32 = 512;
+/// Default `[ingest] writers`.
+pub const DEFAULT_WRITERS: u32 = 2;
+/// Default `[ingest] retry_after_secs`.
+pub const DEFAULT_RETRY_AFTER_SECS: u32 = 2;
 
 /// The validated configuration the collector runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +37,20 @@ pub struct CollectorConfig {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub fleet: FleetConfig,
+    pub ingest: IngestConfig,
+}
+
+/// The write path: a bounded queue in front of group-committing writer tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Requests waiting for a writer; when full, new ones get 429 with `Retry-After`.
+    pub queue_capacity: u32,
+    /// Most requests one writer commits in one transaction.
+    pub max_group_requests: u32,
+    /// Writer tasks (PostgreSQL; SQLite has one writer whatever this says).
+    pub writers: u32,
+    /// `Retry-After` of a 429 (queue full).
+    pub retry_after_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +66,8 @@ pub struct StorageConfig {
     pub url: StorageUrl,
     /// How long a write waits for the database lock before the request gets a 503.
     pub busy_timeout_ms: u32,
+    /// Connection pool size (PostgreSQL; SQLite uses a fixed small pool).
+    pub max_connections: u32,
 }
 
 impl StorageConfig {
@@ -50,6 +76,7 @@ impl StorageConfig {
         Self {
             url,
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -60,11 +87,14 @@ pub struct FleetConfig {
     pub heartbeat_interval_secs: u32,
 }
 
-/// Which storage backend to use, and where. PostgreSQL joins this enum in a later issue.
+/// Which storage backend to use, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageUrl {
     /// One SQLite database file (created when missing).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database (`postgres://user:password@host:port/db?options`), shared by any
+    /// number of collector processes.
+    Postgres { url: String },
 }
 
 impl StorageUrl {
@@ -77,10 +107,13 @@ impl StorageUrl {
         let path = if let Some(rest) = s.strip_prefix("sqlite:") {
             rest.strip_prefix("//").unwrap_or(rest)
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Err("PostgreSQL storage is not supported by this version yet".into());
+            if s.split_once("://").is_none_or(|(_, rest)| rest.is_empty()) {
+                return Err("the PostgreSQL URL names no server or database".into());
+            }
+            return Ok(StorageUrl::Postgres { url: s.to_owned() });
         } else if let Some((scheme, _)) = s.split_once("://") {
             return Err(format!(
-                "unsupported storage scheme `{scheme}` (expected sqlite)"
+                "unsupported storage scheme `{scheme}` (expected sqlite or postgres)"
             ));
         } else {
             s
@@ -102,7 +135,27 @@ impl fmt::Display for StorageUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StorageUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            // Never print a password (logs, `check-config`).
+            StorageUrl::Postgres { url } => f.write_str(&redact_password(url)),
         }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -118,9 +171,16 @@ impl Default for CollectorConfig {
                     path: "/var/lib/netmedic/collector.sqlite".into(),
                 },
                 busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
             },
             fleet: FleetConfig {
                 heartbeat_interval_secs: DEFAULT_HEARTBEAT_INTERVAL_SECS,
+            },
+            ingest: IngestConfig {
+                queue_capacity: DEFAULT_QUEUE_CAPACITY,
+                max_group_requests: DEFAULT_MAX_GROUP_REQUESTS,
+                writers: DEFAULT_WRITERS,
+                retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
             },
         }
     }
@@ -195,6 +255,7 @@ struct FileConfig {
     server: FileServer,
     storage: FileStorage,
     fleet: FileFleet,
+    ingest: FileIngest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +270,27 @@ struct FileServer {
 struct FileStorage {
     url: Spanned<String>,
     busy_timeout_ms: Spanned<u32>,
+    max_connections: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileIngest {
+    queue_capacity: Spanned<u32>,
+    max_group_requests: Spanned<u32>,
+    writers: Spanned<u32>,
+    retry_after_secs: Spanned<u32>,
+}
+
+impl Default for FileIngest {
+    fn default() -> Self {
+        Self {
+            queue_capacity: Spanned::new(0..0, DEFAULT_QUEUE_CAPACITY),
+            max_group_requests: Spanned::new(0..0, DEFAULT_MAX_GROUP_REQUESTS),
+            writers: Spanned::new(0..0, DEFAULT_WRITERS),
+            retry_after_secs: Spanned::new(0..0, DEFAULT_RETRY_AFTER_SECS),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +313,7 @@ impl Default for FileStorage {
         Self {
             url: Spanned::new(0..0, DEFAULT_STORAGE_URL.into()),
             busy_timeout_ms: Spanned::new(0..0, DEFAULT_BUSY_TIMEOUT_MS),
+            max_connections: Spanned::new(0..0, DEFAULT_MAX_CONNECTIONS),
         }
     }
 }
@@ -377,12 +460,68 @@ impl CollectorConfig {
             None
         };
 
+        let mut ranged = |v: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
+            let x = *v.get_ref();
+            if range.contains(&x) {
+                Some(x)
+            } else {
+                problem(
+                    v.span(),
+                    field,
+                    format!("{x} is out of range ({}..={})", range.start(), range.end()),
+                );
+                None
+            }
+        };
+        let max_connections = ranged(
+            &file.storage.max_connections,
+            "storage.max_connections",
+            1..=1000,
+        );
+        let queue_capacity = ranged(
+            &file.ingest.queue_capacity,
+            "ingest.queue_capacity",
+            1..=1_000_000,
+        );
+        let max_group_requests = ranged(
+            &file.ingest.max_group_requests,
+            "ingest.max_group_requests",
+            1..=10_000,
+        );
+        let writers = ranged(&file.ingest.writers, "ingest.writers", 1..=64);
+        let retry_after_secs = ranged(
+            &file.ingest.retry_after_secs,
+            "ingest.retry_after_secs",
+            1..=3600,
+        );
+        let ingest = match (
+            queue_capacity,
+            max_group_requests,
+            writers,
+            retry_after_secs,
+        ) {
+            (
+                Some(queue_capacity),
+                Some(max_group_requests),
+                Some(writers),
+                Some(retry_after_secs),
+            ) => Some(IngestConfig {
+                queue_capacity,
+                max_group_requests,
+                writers,
+                retry_after_secs,
+            }),
+            _ => None,
+        };
+
         match (
             listen_addr,
             max_body_bytes,
             url,
             busy_timeout_ms,
             heartbeat_interval_secs,
+            max_connections,
+            ingest,
         ) {
             (
                 Some(listen_addr),
@@ -390,6 +529,8 @@ impl CollectorConfig {
                 Some(url),
                 Some(busy_timeout_ms),
                 Some(heartbeat_interval_secs),
+                Some(max_connections),
+                Some(ingest),
             ) => Ok(CollectorConfig {
                 server: ServerConfig {
                     listen_addr,
@@ -398,10 +539,12 @@ impl CollectorConfig {
                 storage: StorageConfig {
                     url,
                     busy_timeout_ms,
+                    max_connections,
                 },
                 fleet: FleetConfig {
                     heartbeat_interval_secs,
                 },
+                ingest,
             }),
             _ => Err(invalid(problems)),
         }
@@ -460,7 +603,17 @@ mod tests {
         assert_eq!(p("sqlite://rel.db"), sqlite("rel.db"));
         assert_eq!(p("sqlite:rel.db"), sqlite("rel.db"));
         assert_eq!(p("/plain/path.db"), sqlite("/plain/path.db"));
-        assert!(p("postgres://h/db").unwrap_err().contains("PostgreSQL"));
+        assert_eq!(
+            p("postgres://u:pw@127.0.0.1:5432/db"),
+            Ok(StorageUrl::Postgres {
+                url: "postgres://u:pw@127.0.0.1:5432/db".into()
+            })
+        );
+        assert_eq!(
+            p("postgres://u:pw@127.0.0.1:5432/db").unwrap().to_string(),
+            "postgres://u:***@127.0.0.1:5432/db"
+        );
+        assert!(p("postgres://").is_err());
         assert!(p("mysql://h/db").unwrap_err().contains("mysql"));
         assert!(p("sqlite://").is_err());
         assert!(p("").is_err());
@@ -494,7 +647,7 @@ mod tests {
     fn all_value_problems_are_reported_at_once() {
         let err = parse(
             "[server]\nlisten_addr = \"localhost\"\nmax_body_bytes = 1\n\
-             [storage]\nurl = \"postgres://db/x\"\n[fleet]\nheartbeat_interval_secs = 0\n",
+             [storage]\nurl = \"mysql://db/x\"\n[fleet]\nheartbeat_interval_secs = 0\n",
         )
         .unwrap_err();
         let msg = err.to_string();

@@ -2,12 +2,19 @@
 //! binary (`main.rs`) only parses arguments and maps errors to exit codes.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod fleet;
+pub mod ingest;
 pub mod logging;
+pub mod metrics;
+pub mod openapi;
 pub mod store;
 
-use config::CollectorConfig;
+use config::{CollectorConfig, StorageUrl};
+use ingest::WriteQueue;
+use metrics::Metrics;
 use netmedic_proto::Timestamp;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,8 +27,12 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub queue: WriteQueue,
+    pub metrics: Arc<Metrics>,
     pub heartbeat_interval_secs: u32,
     pub max_body_bytes: usize,
+    /// `Retry-After` of a 429 when the write queue is full.
+    pub retry_after_secs: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +62,7 @@ pub struct Server {
     addr: SocketAddr,
     store: Arc<dyn Store>,
     task: JoinHandle<Result<(), std::io::Error>>,
+    writers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -68,6 +80,10 @@ impl Server {
     /// completed), then closes the database.
     pub async fn wait(self) -> Result<(), ServeError> {
         let result = self.task.await;
+        // The router (and its queue senders) is gone: the writers drain the queue and stop.
+        for w in self.writers {
+            let _ = w.await;
+        }
         self.store.close().await;
         result
             .map_err(ServeError::Join)?
@@ -96,10 +112,26 @@ where
         .await
         .map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
+    let metrics = Arc::new(Metrics::default());
+    // SQLite has one writer at a time: a second writer task would only wait on the lock.
+    let writers = match config.storage.url {
+        StorageUrl::Sqlite { .. } => 1,
+        StorageUrl::Postgres { .. } => config.ingest.writers as usize,
+    };
+    let (queue, writers) = ingest::start(
+        store.clone(),
+        metrics.clone(),
+        config.ingest.queue_capacity as usize,
+        config.ingest.max_group_requests as usize,
+        writers,
+    );
     let state = AppState {
         store: store.clone(),
+        queue,
+        metrics,
         heartbeat_interval_secs: config.fleet.heartbeat_interval_secs,
         max_body_bytes: config.server.max_body_bytes,
+        retry_after_secs: config.ingest.retry_after_secs,
     };
     let app = api::router(state);
     let task = tokio::spawn(async move {
@@ -111,7 +143,12 @@ where
         "netmedic-collector listening on http://{addr} (storage {})",
         config.storage.url
     );
-    Ok(Server { addr, store, task })
+    Ok(Server {
+        addr,
+        store,
+        task,
+        writers,
+    })
 }
 
 /// Serves until `shutdown` resolves and every in-flight request is answered.

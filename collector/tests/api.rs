@@ -263,12 +263,25 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_stores_nothing() {
     )
     .await;
 
-    // A compressed body this version does not decode.
+    // A compression this collector does not decode, and a body that claims gzip but is not.
+    let token = s.tokens.lock().unwrap()[common::DEFAULT_DEVICE].clone();
     let resp = s
         .client
         .post(s.url(paths::REPORTS))
+        .bearer_auth(&token)
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
+        .body(good.to_string())
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "invalid_gzip").await;
+    let resp = s
+        .client
+        .post(s.url(paths::REPORTS))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
         .body(good.to_string())
         .send()
         .await
@@ -518,5 +531,123 @@ async fn a_locked_database_gets_503_with_retry_after_and_nothing_is_acked() {
     assert_eq!(s.count("events").await, 0);
     // Once the lock is gone the agent's retry succeeds.
     assert_eq!(ack(&s, &b).await.accepted, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_write_queue_gets_429_with_retry_after_never_500() {
+    use sqlx::Connection;
+    let s = TestServer::start_with(|c| {
+        c.ingest.queue_capacity = 1;
+        c.ingest.retry_after_secs = 7;
+        c.storage.busy_timeout_ms = 60_000;
+    })
+    .await;
+    let token = s.tokens.lock().unwrap()[common::DEFAULT_DEVICE].clone();
+    // Another writer holds the database: the collector's writer blocks, its queue fills.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&s.db_path);
+    let mut other = sqlx::sqlite::SqliteConnection::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (client, url, token) = (s.client.clone(), s.url(paths::HEARTBEATS), token.clone());
+        tasks.spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&heartbeat(common::DEFAULT_DEVICE))
+                .send()
+                .await
+                .unwrap();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status(), retry)
+        });
+    }
+    // The refused ones answer at once, while the lock is still held; stop collecting once the
+    // client has seen every refusal the server counted (admitted ones are blocked meanwhile).
+    let mut refused = 0u32;
+    while let Some(r) = tasks.join_next().await {
+        let (status, retry) = r.unwrap();
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry.as_deref(), Some("7"));
+        refused += 1;
+        let metrics = s.get("/metrics").await.text().await.unwrap();
+        if metrics.contains(&format!(
+            "netmedic_collector_write_queue_rejected_total {refused}\n"
+        )) {
+            break;
+        }
+    }
+    assert!(refused >= 1);
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    // The admitted ones complete once the database is free; nothing is a 500.
+    while let Some(r) = tasks.join_next().await {
+        let (status, _) = r.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+    }
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("netmedic_collector_write_queue_rejected_total "),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_without_device_ids_and_openapi_lists_every_route() {
+    let s = TestServer::start().await;
+    let resp = s
+        .post_json(paths::HEARTBEATS, &heartbeat(common::DEFAULT_DEVICE))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = s.get("/metrics").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for want in [
+        "netmedic_collector_heartbeats_total 1\n",
+        "netmedic_collector_http_requests_total{route=\"/api/v1/heartbeats\",status=\"200\"} 1\n",
+        "netmedic_collector_http_request_duration_seconds_bucket{route=\"/api/v1/heartbeats\",le=\"+Inf\"} 1\n",
+        "# TYPE netmedic_collector_write_group_duration_seconds histogram\n",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+    assert!(!text.contains(common::DEFAULT_DEVICE), "{text}");
+
+    let doc: serde_json::Value = s.get("/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for p in netmedic_collector::openapi::PATHS {
+        assert!(doc["paths"].get(p).is_some(), "{p} undocumented");
+        // Every documented path is served (a path parameter is filled in).
+        let concrete = p
+            .replace("{agent_id}", "cpe-0001")
+            .replace("{incident_id}", "inc-x");
+        let resp = s.get(&concrete).await;
+        if resp.status() == StatusCode::NOT_FOUND {
+            let e: ErrorBody = resp.json().await.unwrap();
+            assert_ne!(e.reason, "no such endpoint", "{p} is not routed");
+        }
+    }
+    assert_eq!(
+        doc["paths"].as_object().unwrap().len(),
+        netmedic_collector::openapi::PATHS.len()
+    );
     s.stop().await;
 }

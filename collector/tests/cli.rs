@@ -214,3 +214,87 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     assert!(lines.iter().any(|l| l.contains("SIGTERM")), "{lines:?}");
     assert!(db.exists());
 }
+
+#[test]
+fn device_add_prints_only_the_token_and_the_fleet_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite").display().to_string();
+    // Enrolment may precede the first `serve`: it creates the database.
+    let (code, out, err) = run(&["device", "add", "cpe-7", "--region", "north", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let token = out.strip_suffix('\n').unwrap();
+    assert_eq!(token.len(), 64, "{out:?}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{out:?}");
+    assert!(err.contains("enrolled device cpe-7"), "{err}");
+    // The database holds only the hash.
+    let raw = std::fs::read(dir.path().join("c.sqlite")).unwrap();
+    assert!(!raw.windows(64).any(|w| w == token.as_bytes()));
+
+    let (code, _, err) = run(&["device", "add", "cpe-7", "--db", &db]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already enrolled"), "{err}");
+    let (code, _, err) = run(&["device", "add", "bad id", "--db", &db]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, err) = run(&["device", "list", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("DEVICE"), "{out}");
+    assert!(out.contains("cpe-7") && out.contains("never_seen") && out.contains("north"));
+
+    let (code, _, err) = run(&[
+        "killswitch",
+        "set",
+        "--region",
+        "north",
+        "--reason",
+        "storm",
+        "--db",
+        &db,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["killswitch", "list", "--db", &db]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("region\tnorth") && out.contains("storm"),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "killswitch",
+        "set",
+        "--fleet",
+        "--device",
+        "x",
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(code, 2, "one scope only: {err}");
+    let (code, _, err) = run(&["killswitch", "clear", "--region", "north", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run(&["killswitch", "clear", "--region", "north", "--db", &db]);
+    assert_eq!(code, 1);
+
+    let (code, out, err) = run(&[
+        "diag", "request", "cpe-7", "--checks", "dns,icmp", "--db", &db,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("diag-"), "{out}");
+    let (code, _, err) = run(&[
+        "diag",
+        "request",
+        "cpe-7",
+        "--checks",
+        "telepathy",
+        "--db",
+        &db,
+    ]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, _, err) = run(&["device", "revoke", "cpe-7", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["device", "list", "--json", "--db", &db]);
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["devices"][0]["state"], "revoked");
+    let (code, _, _) = run(&["device", "revoke", "cpe-7", "--db", &db]);
+    assert_eq!(code, 1);
+}

@@ -109,6 +109,39 @@ impl<'a> Stack<'a> {
         };
         stack.wait_collector_ready(Duration::from_secs(30))?;
         for cpe in lab.cpes() {
+            // Enrol the agent: `device add` prints only the token; the agent sends it as
+            // `Authorization: Bearer` from a 0600 token file.
+            let id = format!("lab-cpe-{}", cpe.index);
+            let out = std::process::Command::new(&collector_bin)
+                .args(["device", "add", &id, "--config", &cfg])
+                .output()
+                .map_err(|e| {
+                    LabError::Setup(format!("running netmedic-collector device add: {e}"))
+                })?;
+            if !out.status.success() {
+                return Err(LabError::Setup(format!(
+                    "netmedic-collector device add {id} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            let token_path = lab.dir().join(format!("agent{}.token", cpe.index));
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&token_path)
+                    .and_then(|mut f| f.write_all(&out.stdout).map(|()| f))
+                    .map_err(|e| {
+                        LabError::Setup(format!("writing {}: {e}", token_path.display()))
+                    })?;
+                f.flush().map_err(|e| {
+                    LabError::Setup(format!("writing {}: {e}", token_path.display()))
+                })?;
+            }
             let path = stack.write_agent_config(cpe)?;
             stack.agent_configs.push(path);
             stack.agents.push(None);
@@ -152,6 +185,7 @@ firmware_version = "lab"
 
 [collector]
 url = "http://{collector}"
+token_file = "{token}"
 request_timeout_secs = 5
 max_backoff_secs = 2
 
@@ -170,6 +204,11 @@ ping_count = 2
             state = state.display(),
             mode = o.mode,
             collector = self.collector_addr,
+            token = self
+                .lab
+                .dir()
+                .join(format!("agent{}.token", cpe.index))
+                .display(),
             wan = WAN_IFACE,
             lease = cpe.lease_file.display(),
             interval = o.check_interval_secs,

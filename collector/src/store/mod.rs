@@ -1,14 +1,18 @@
 //! Storage behind a trait: what the HTTP API and the CLI need from a database, independent of
-//! the backend (SQLite now, PostgreSQL later), plus the backend-neutral pieces (cursor, errors).
+//! the backend (SQLite or PostgreSQL, chosen by the storage URL), plus the backend-neutral pieces
+//! (cursor, errors, write groups, device and fleet records).
 
 pub mod assemble;
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use crate::config::{StorageConfig, StorageUrl};
 use netmedic_proto::{
-    CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck, ReportBatch,
-    Timestamp,
+    Advisory, Category, CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck,
+    ReportBatch, Timestamp,
 };
+use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,6 +46,12 @@ pub enum StoreError {
     /// A value does not fit the storage representation (e.g. seq above 2^63-1).
     #[error("value out of range: {0}")]
     OutOfRange(String),
+    /// The request conflicts with what is stored (e.g. enrolling an enrolled device).
+    #[error("{0}")]
+    Conflict(String),
+    /// The named device does not exist.
+    #[error("no device {0:?}")]
+    NoSuchDevice(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -58,12 +68,21 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Which incidents to list. Every `None` means "any".
+/// Which incidents to list. Every `None` means "any". Customer, region and access node come
+/// from the `subscribers` table (region falls back to the device's enrolment region).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncidentFilter {
     pub status: Option<IncidentStatus>,
+    pub category: Option<Category>,
     pub check: Option<CheckId>,
     pub agent_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub region: Option<String>,
+    pub access_node: Option<String>,
+    /// Incidents that started at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Incidents that started strictly before this instant.
+    pub to: Option<Timestamp>,
 }
 
 /// Position after the last incident of a page, in the listing order (newest `started_at` first,
@@ -116,24 +135,246 @@ impl Cursor {
     }
 }
 
-/// The collector's storage. Implementations must make `ingest_report` atomic and durable before
-/// returning (the ack lets the agent delete its spool), and idempotent by `event_id`.
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores a validated batch in one transaction and updates the incidents it touches.
-    /// Events already stored (by `event_id`) are counted as duplicates and change nothing; every
-    /// event of the batch is acked.
-    fn ingest_report<'a>(
-        &'a self,
-        batch: &'a ReportBatch,
-        received_at: Timestamp,
-    ) -> BoxFuture<'a, Result<ReportAck>>;
+/// How a write proves which device it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Hex SHA-256 of the bearer token the request carried.
+    TokenSha256(String),
+    /// Local tools and tests writing straight to the store: no token, the device row is created
+    /// when missing.
+    Trusted,
+}
 
-    /// Records a validated heartbeat as the device's latest state.
-    fn record_heartbeat<'a>(
-        &'a self,
-        heartbeat: &'a Heartbeat,
-        received_at: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
+/// One request's share of a group-committed write.
+#[derive(Debug, Clone)]
+pub enum WriteKind {
+    Report(ReportBatch),
+    Heartbeat(Heartbeat),
+}
+
+impl WriteKind {
+    pub fn agent_id(&self) -> &str {
+        match self {
+            WriteKind::Report(b) => &b.agent_id,
+            WriteKind::Heartbeat(h) => &h.agent_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteItem {
+    pub auth: Auth,
+    pub kind: WriteKind,
+    pub received_at: Timestamp,
+}
+
+/// The durable outcome of one write item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOk {
+    Report(ReportAck),
+    /// Advisories for the heartbeat reply (pending diagnostics are now marked delivered).
+    Heartbeat(Vec<Advisory>),
+}
+
+/// Why a write item was refused (nothing of it was stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No enrolled device has this token.
+    UnknownToken,
+    /// The token's device was revoked.
+    Revoked { agent_id: String },
+    /// The token belongs to another device than the document names.
+    WrongDevice {
+        token_device: String,
+        claimed: String,
+    },
+}
+
+pub type ItemResult = std::result::Result<WriteOk, Denied>;
+
+/// What to do when a token did not match on the fast path: find out why.
+pub fn denial(found: Option<(String, Option<i64>)>, claimed: &str) -> Denied {
+    match found {
+        None => Denied::UnknownToken,
+        Some((agent_id, Some(_))) => Denied::Revoked { agent_id },
+        Some((token_device, None)) => Denied::WrongDevice {
+            token_device,
+            claimed: claimed.to_owned(),
+        },
+    }
+}
+
+/// Scope of a kill switch. An empty selector never means "all": the fleet is named explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KillScope {
+    Fleet,
+    Region(String),
+    Device(String),
+}
+
+impl KillScope {
+    /// (scope, target) as stored: `("fleet", "")`, `("region", R)`, `("device", ID)`.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            KillScope::Fleet => ("fleet", ""),
+            KillScope::Region(r) => ("region", r),
+            KillScope::Device(d) => ("device", d),
+        }
+    }
+
+    pub fn from_parts(scope: &str, target: String) -> Option<Self> {
+        match scope {
+            "fleet" => Some(KillScope::Fleet),
+            "region" => Some(KillScope::Region(target)),
+            "device" => Some(KillScope::Device(target)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KillSwitch {
+    pub scope: &'static str,
+    /// Region or device id; empty for the fleet.
+    pub target: String,
+    pub reason: String,
+    pub set_at: Timestamp,
+}
+
+/// The kill-switch advisory for a device, if any switch covers it (device first, then region,
+/// then fleet: the most specific reason wins).
+pub fn kill_advisory(
+    switches: &[KillSwitch],
+    agent_id: &str,
+    region: Option<&str>,
+) -> Option<Advisory> {
+    let pick = |scope: &str, target: &str| {
+        switches
+            .iter()
+            .find(|k| k.scope == scope && k.target == target)
+    };
+    pick("device", agent_id)
+        .or_else(|| region.and_then(|r| pick("region", r)))
+        .or_else(|| pick("fleet", ""))
+        .map(|k| Advisory::KillSwitch {
+            reason: k.reason.clone(),
+        })
+}
+
+/// Builds the diagnostics advisory from a stored request (checks stored comma-separated).
+pub fn diag_advisory(request_id: String, checks: &str) -> Result<Advisory> {
+    let checks = checks
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            CheckId::parse(c).ok_or_else(|| StoreError::Corrupt(format!("diagnostics check {c:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Advisory::Diagnostics { request_id, checks })
+}
+
+/// A device as stored: enrolment and the latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub agent_id: String,
+    /// Enrolment region (`device add --region`); the subscribers table may say better.
+    pub region: Option<String>,
+    pub enrolled_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub first_seen_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub agent_version: Option<String>,
+    pub firmware_version: Option<String>,
+    /// The latest heartbeat as JSON.
+    pub last_heartbeat: Option<String>,
+    pub customer_id: Option<String>,
+    pub access_node: Option<String>,
+}
+
+/// Devices by state, computed at query time from `last_seen_at` (so every collector process
+/// sharing one database agrees without a sweeper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Enrolled, no heartbeat yet.
+    NeverSeen,
+    Online,
+    /// Silent for more than 3 heartbeat intervals.
+    Offline,
+    Revoked,
+}
+
+impl DeviceState {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "never_seen" => Some(Self::NeverSeen),
+            "online" => Some(Self::Online),
+            "offline" => Some(Self::Offline),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NeverSeen => "never_seen",
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// State of a device given the instant before which a last heartbeat means "offline".
+    pub fn of(d: &DeviceRecord, offline_before_ms: i64) -> Self {
+        match (d.revoked_at, d.last_seen_at) {
+            (Some(_), _) => Self::Revoked,
+            (None, None) => Self::NeverSeen,
+            (None, Some(t)) if t < offline_before_ms => Self::Offline,
+            (None, Some(_)) => Self::Online,
+        }
+    }
+}
+
+/// Which devices to list, ordered by `agent_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub state: Option<DeviceState>,
+    pub region: Option<String>,
+    /// Keyset cursor: devices with an id greater than this.
+    pub after: Option<String>,
+    pub limit: u32,
+    /// A device last seen before this instant (Unix ms) is offline.
+    pub offline_before_ms: i64,
+}
+
+/// One event of an incident's timeline (`GET /api/v1/incidents/{agent}/{incident}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TimelineEvent {
+    pub event_id: String,
+    pub seq: u64,
+    pub kind: netmedic_proto::EventKind,
+    pub at: Timestamp,
+    pub received_at: Timestamp,
+    /// Number of action records this event carried (the records are in `actions`).
+    pub action_count: u32,
+}
+
+/// An incident with its event timeline, oldest event (by seq) first.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct IncidentDetail {
+    #[serde(flatten)]
+    pub incident: IncidentView,
+    pub events: Vec<TimelineEvent>,
+}
+
+/// The collector's storage. Writes arrive in groups ([`Store::write_group`]): one transaction,
+/// durable before returning, idempotent by `event_id`, device tokens checked inside the same
+/// transaction so a revocation takes effect at once on every process sharing the database.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies every item in one transaction and returns one result per item, in order. A
+    /// refused item (bad token, another device's id) stores nothing and does not affect the
+    /// others. An `Err` means nothing of the group was stored.
+    fn write_group<'a>(&'a self, items: &'a [WriteItem]) -> BoxFuture<'a, Result<Vec<ItemResult>>>;
 
     /// Incidents matching `filter`, newest first, at most `limit` (clamped to 1..=500).
     fn list_incidents<'a>(
@@ -147,13 +388,86 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &'a self,
         agent_id: &'a str,
         incident_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<IncidentView>>>;
+    ) -> BoxFuture<'a, Result<Option<IncidentDetail>>>;
+
+    /// Enrols a device with the SHA-256 (hex) of its new token. A revoked device is re-enrolled;
+    /// an active one is a [`StoreError::Conflict`].
+    fn enrol_device<'a>(
+        &'a self,
+        agent_id: &'a str,
+        region: Option<&'a str>,
+        token_sha256: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Enrols many devices (id, token hash) in one transaction (load tests, bulk provisioning).
+    fn enrol_devices<'a>(
+        &'a self,
+        devices: &'a [(String, String)],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Revokes a device's token; `Ok(false)` when no such enrolled, active device exists.
+    fn revoke_device<'a>(
+        &'a self,
+        agent_id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    fn list_devices<'a>(
+        &'a self,
+        filter: &'a DeviceFilter,
+    ) -> BoxFuture<'a, Result<Vec<DeviceRecord>>>;
+
+    fn get_device<'a>(&'a self, agent_id: &'a str) -> BoxFuture<'a, Result<Option<DeviceRecord>>>;
+
+    fn set_killswitch<'a>(
+        &'a self,
+        scope: &'a KillScope,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// `Ok(false)` when no such switch was set.
+    fn clear_killswitch<'a>(&'a self, scope: &'a KillScope) -> BoxFuture<'a, Result<bool>>;
+
+    fn list_killswitches(&self) -> BoxFuture<'_, Result<Vec<KillSwitch>>>;
+
+    /// Queues on-demand diagnostics for a device's next heartbeat reply.
+    /// [`StoreError::NoSuchDevice`] when the device is not enrolled.
+    fn request_diagnostics<'a>(
+        &'a self,
+        agent_id: &'a str,
+        checks: &'a [CheckId],
+        request_id: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Cheap round trip to the database, for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
 
     /// Flushes and closes connections (on shutdown).
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Stores one batch without a token (local tools, tests): a group of one trusted item.
+    fn ingest_report<'a>(
+        &'a self,
+        batch: &'a ReportBatch,
+        received_at: Timestamp,
+    ) -> BoxFuture<'a, Result<ReportAck>> {
+        Box::pin(async move {
+            let item = WriteItem {
+                auth: Auth::Trusted,
+                kind: WriteKind::Report(batch.clone()),
+                received_at,
+            };
+            let mut out = self.write_group(std::slice::from_ref(&item)).await?;
+            match out.pop() {
+                Some(Ok(WriteOk::Report(ack))) => Ok(ack),
+                other => Err(StoreError::Corrupt(format!("trusted report got {other:?}"))),
+            }
+        })
+    }
 }
 
 /// How a store is opened.
@@ -171,6 +485,9 @@ pub async fn open(config: &StorageConfig, mode: OpenMode) -> Result<Arc<dyn Stor
     match &config.url {
         StorageUrl::Sqlite { path } => Ok(Arc::new(
             sqlite::SqliteStore::open(path, mode, busy_timeout).await?,
+        )),
+        StorageUrl::Postgres { url } => Ok(Arc::new(
+            postgres::PgStore::open(url, busy_timeout, config.max_connections).await?,
         )),
     }
 }

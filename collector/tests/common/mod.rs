@@ -1,6 +1,9 @@
-//! Test support: a real collector on 127.0.0.1:0 backed by a SQLite file in a tempdir, an HTTP
-//! client, and builders for wire documents.
+//! Test support: a real collector on 127.0.0.1:0 backed by a SQLite file in a tempdir or by a
+//! throwaway PostgreSQL server (`pg.rs`), an HTTP client that sends each device's bearer token,
+//! and builders for wire documents.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod pg;
 
 use netmedic_collector::config::{CollectorConfig, StorageUrl};
 use netmedic_collector::{Server, serve};
@@ -10,15 +13,24 @@ use netmedic_proto::{
 };
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+
+/// The device every test server enrols at start; raw posts use its token.
+pub const DEFAULT_DEVICE: &str = "cpe-0001";
 
 pub struct TestServer {
     pub dir: TempDir,
     pub db_path: PathBuf,
+    pub storage: StorageUrl,
+    pub pg: Option<Arc<pg::PgServer>>,
     pub base: String,
     pub client: reqwest::Client,
+    /// Tokens of the devices enrolled through [`TestServer::enrol`].
+    pub tokens: Mutex<HashMap<String, String>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<Server>,
 }
@@ -42,9 +54,36 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().unwrap(), tweak).await
     }
 
+    /// Starts a server on a fresh database of a throwaway PostgreSQL server.
+    pub async fn start_pg(
+        pg: Arc<pg::PgServer>,
+        db: &str,
+        tweak: impl FnOnce(&mut CollectorConfig),
+    ) -> Self {
+        let url = pg.create_db(db).await;
+        Self::start_on(
+            tempfile::tempdir().unwrap(),
+            Some(pg),
+            StorageUrl::Postgres { url },
+            tweak,
+        )
+        .await
+    }
+
     /// Starts a server on the database in `dir` (e.g. one a stopped server left behind).
     pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut CollectorConfig)) -> Self {
+        let url = test_config(&dir).storage.url;
+        Self::start_on(dir, None, url, tweak).await
+    }
+
+    async fn start_on(
+        dir: TempDir,
+        pg: Option<Arc<pg::PgServer>>,
+        url: StorageUrl,
+        tweak: impl FnOnce(&mut CollectorConfig),
+    ) -> Self {
         let mut config = test_config(&dir);
+        config.storage.url = url;
         tweak(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
         let server = serve(&config, async move {
@@ -55,13 +94,98 @@ impl TestServer {
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback());
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Self {
+        let s = Self {
             db_path: dir.path().join("collector.sqlite"),
+            storage: config.storage.url.clone(),
+            pg,
             dir,
             base: format!("http://{addr}"),
             client,
+            tokens: Mutex::new(HashMap::new()),
             shutdown: Some(tx),
             server: Some(server),
+        };
+        s.enrol(DEFAULT_DEVICE).await;
+        s
+    }
+
+    pub fn store(&self) -> &Arc<dyn netmedic_collector::store::Store> {
+        self.server.as_ref().unwrap().store()
+    }
+
+    /// Enrols a device (as `device add` does) and remembers its token.
+    pub async fn enrol(&self, id: &str) -> String {
+        self.enrol_in(id, None).await
+    }
+
+    pub async fn enrol_in(&self, id: &str, region: Option<&str>) -> String {
+        let token = netmedic_collector::auth::new_token().unwrap();
+        let hash = netmedic_collector::auth::token_sha256(&token);
+        let now = netmedic_collector::now();
+        if let Err(e) = self.store().enrol_device(id, region, &hash, now).await {
+            // Enrolled by an earlier server on this database: issue a new token.
+            assert!(e.to_string().contains("already enrolled"), "{e}");
+            self.store().revoke_device(id, now).await.unwrap();
+            self.store()
+                .enrol_device(id, region, &hash, now)
+                .await
+                .unwrap();
+        }
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), token.clone());
+        token
+    }
+
+    /// The token to send for a document naming `agent_id`: its own once enrolled (enrolling a
+    /// valid, unknown id on first use), else the default device's.
+    async fn token_for(&self, agent_id: Option<&str>) -> String {
+        let known = |id: &str| self.tokens.lock().unwrap().get(id).cloned();
+        match agent_id {
+            Some(id) if netmedic_collector::fleet::valid_id(id) => match known(id) {
+                Some(t) => t,
+                None => self.enrol(id).await,
+            },
+            _ => known(DEFAULT_DEVICE).unwrap(),
+        }
+    }
+
+    /// POSTs a document with an explicit token (None: no Authorization header).
+    pub async fn post_as<T: serde::Serialize>(
+        &self,
+        path: &str,
+        doc: &T,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(doc);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Runs one SQL statement on the collector's database (tests seed tables the importers of
+    /// a later issue will fill, or age a device's last heartbeat).
+    pub async fn exec(&self, sql: &str) {
+        match &self.storage {
+            StorageUrl::Sqlite { path } => {
+                let opts = SqliteConnectOptions::new().filename(path);
+                let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            StorageUrl::Postgres { url } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
         }
     }
 
@@ -76,16 +200,27 @@ impl TestServer {
         content_type: Option<&str>,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        let mut req = self.client.post(self.url(path)).body(body);
+        let token = self.token_for(None).await;
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
         req.send().await.unwrap()
     }
 
+    /// POSTs a document with the token of the device it names (see [`Self::token_for`]).
     pub async fn post_json<T: serde::Serialize>(&self, path: &str, doc: &T) -> reqwest::Response {
+        let v = serde_json::to_value(doc).unwrap();
+        let token = self
+            .token_for(v.get("agent_id").and_then(|a| a.as_str()))
+            .await;
         self.client
             .post(self.url(path))
+            .bearer_auth(token)
             .json(doc)
             .send()
             .await
@@ -96,14 +231,24 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    /// Row count of one of the collector's tables, read straight from the SQLite file.
+    /// Row count of one of the collector's tables, read straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
-        count_rows(&self.db_path, table).await
+        match &self.storage {
+            StorageUrl::Sqlite { path } => count_rows(path, table).await,
+            StorageUrl::Postgres { url } => {
+                let sql = count_sql(table);
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                n
+            }
+        }
     }
 
+    /// Rows written by ingest (events, incidents, actions, seen devices).
     pub async fn total_rows(&self) -> i64 {
         let mut n = 0;
-        for t in ["events", "incidents", "incident_actions", "devices"] {
+        for t in ["events", "incidents", "incident_actions", "seen_devices"] {
             n += self.count(t).await;
         }
         n
@@ -122,14 +267,20 @@ impl TestServer {
     }
 }
 
-pub async fn count_rows(db: &std::path::Path, table: &str) -> i64 {
-    let sql = match table {
+fn count_sql(table: &str) -> &'static str {
+    match table {
         "events" => "SELECT COUNT(*) FROM events",
         "incidents" => "SELECT COUNT(*) FROM incidents",
         "incident_actions" => "SELECT COUNT(*) FROM incident_actions",
         "devices" => "SELECT COUNT(*) FROM devices",
+        "seen_devices" => "SELECT COUNT(*) FROM devices WHERE last_seen_at IS NOT NULL",
+        "diagnostics_requests" => "SELECT COUNT(*) FROM diagnostics_requests",
         other => panic!("unknown table {other}"),
-    };
+    }
+}
+
+pub async fn count_rows(db: &std::path::Path, table: &str) -> i64 {
+    let sql = count_sql(table);
     let opts = SqliteConnectOptions::new().filename(db).read_only(true);
     let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();

@@ -1,0 +1,164 @@
+//! The OpenAPI 3.1 document served at `/api/openapi.json`. Hand-written rather than derived with
+//! `utoipa`: the wire types live in the no-I/O `netmedic-proto` crate that the agent also builds
+//! for routers, and deriving `ToSchema` there would pull utoipa into the CPE build. A test
+//! (`tests/api.rs`) checks that every route the router serves is documented here.
+
+use serde_json::{Value, json};
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        m.insert(
+            (*c).to_owned(),
+            json!({"description": "Error with a reason", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"200": {"description": description, "content": {"application/json": {"schema": schema}}}})
+}
+
+fn q(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+}
+
+fn p(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+/// Every path of the API, as the router serves it.
+pub const PATHS: &[&str] = &[
+    "/api/v1/reports",
+    "/api/v1/heartbeats",
+    "/api/v1/incidents",
+    "/api/v1/incidents/{agent_id}/{incident_id}",
+    "/api/v1/devices",
+    "/api/v1/devices/{agent_id}",
+    "/api/v1/devices/{agent_id}/diagnostics",
+    "/api/v1/killswitches",
+    "/api/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The document, as JSON text.
+pub fn document() -> String {
+    let obj = |props: Value| json!({"type": "object", "properties": props});
+    let device_auth = json!([{"deviceToken": []}]);
+    let ingest_errors = ["400", "401", "403", "413", "415", "429", "503"];
+    let doc = json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "netmedic collector API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Agents POST report batches and heartbeats with their device token \
+                (`Authorization: Bearer`), optionally gzip-compressed. Every error is an ErrorBody. \
+                429 and 503 carry Retry-After."
+        },
+        "paths": {
+            "/api/v1/reports": {"post": {
+                "summary": "Ingest a report batch (idempotent by event_id)",
+                "security": device_auth,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReportBatch"}}}},
+                "responses": merge(ok("Every listed event is durably stored", json!({"$ref": "#/components/schemas/ReportAck"})), error_responses(&ingest_errors))
+            }},
+            "/api/v1/heartbeats": {"post": {
+                "summary": "Record a heartbeat; the reply carries advisories",
+                "security": device_auth,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Heartbeat"}}}},
+                "responses": merge(ok("Recorded", json!({"$ref": "#/components/schemas/HeartbeatReply"})), error_responses(&ingest_errors))
+            }},
+            "/api/v1/incidents": {"get": {
+                "summary": "Incidents, newest first, keyset-paginated",
+                "parameters": [
+                    q("status", "open | resolved"), q("category", "experience category"),
+                    q("check", "check id"), q("agent_id", "device id"),
+                    q("customer_id", "from the subscribers table"), q("region", "subscriber region, else enrolment region"),
+                    q("access_node", "from the subscribers table"),
+                    q("from", "RFC 3339; started at or after"), q("to", "RFC 3339; started before"),
+                    q("limit", "1..=500, default 50"), q("cursor", "next_cursor of the previous page")
+                ],
+                "responses": merge(ok("A page", json!({"$ref": "#/components/schemas/IncidentPage"})), error_responses(&["400", "503"]))
+            }},
+            "/api/v1/incidents/{agent_id}/{incident_id}": {"get": {
+                "summary": "One incident with its event timeline and action trail",
+                "parameters": [p("agent_id"), p("incident_id")],
+                "responses": merge(ok("The incident", json!({"$ref": "#/components/schemas/IncidentDetail"})), error_responses(&["404", "503"]))
+            }},
+            "/api/v1/devices": {"get": {
+                "summary": "Devices with their state (online, offline after 3 silent heartbeat intervals, never_seen, revoked)",
+                "parameters": [q("state", "online | offline | never_seen | revoked"), q("region", "region"), q("after", "next_after of the previous page"), q("limit", "1..=500")],
+                "responses": merge(ok("A page", json!({"$ref": "#/components/schemas/DevicePage"})), error_responses(&["400", "503"]))
+            }},
+            "/api/v1/devices/{agent_id}": {"get": {
+                "summary": "One device with its latest heartbeat",
+                "parameters": [p("agent_id")],
+                "responses": merge(ok("The device", json!({"$ref": "#/components/schemas/Device"})), error_responses(&["404", "503"]))
+            }},
+            "/api/v1/devices/{agent_id}/diagnostics": {"post": {
+                "summary": "Queue on-demand diagnostics, delivered once in the device's next heartbeat reply",
+                "parameters": [p("agent_id")],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": obj(json!({"checks": {"type": "array", "items": {"type": "string"}}}))}}},
+                "responses": merge(json!({"202": {"description": "Queued", "content": {"application/json": {"schema": obj(json!({"request_id": {"type": "string"}}))}}}}), error_responses(&["400", "404", "503"]))
+            }},
+            "/api/v1/killswitches": {
+                "get": {"summary": "Kill switches in force", "responses": ok("The list", json!({"$ref": "#/components/schemas/KillSwitchList"}))},
+                "put": {
+                    "summary": "Set a kill switch for a device, a region or the fleet",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": obj(json!({"scope": {"enum": ["fleet", "region", "device"]}, "target": {"type": "string"}, "reason": {"type": "string"}}))}}},
+                    "responses": merge(ok("The list after the change", json!({"$ref": "#/components/schemas/KillSwitchList"})), error_responses(&["400", "503"]))
+                },
+                "delete": {
+                    "summary": "Clear a kill switch",
+                    "parameters": [q("scope", "fleet | region | device"), q("target", "region or device id")],
+                    "responses": merge(ok("The list after the change", json!({"$ref": "#/components/schemas/KillSwitchList"})), error_responses(&["400", "404", "503"]))
+                }
+            },
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Readiness (database reachable)", "responses": merge(json!({"200": {"description": "ready"}}), error_responses(&["503"]))}},
+            "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}}
+        },
+        "components": {
+            "securitySchemes": {"deviceToken": {"type": "http", "scheme": "bearer", "description": "Printed once by `netmedic-collector device add ID`"}},
+            "schemas": {
+                "ErrorBody": obj(json!({"error": {"type": "string"}, "reason": {"type": "string"}, "violations": {"type": "array", "items": obj(json!({"field": {"type": "string"}, "problem": {"type": "string"}}))}})),
+                "ReportBatch": obj(json!({"schema_version": {"type": "integer"}, "agent_id": {"type": "string"}, "events": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentEvent"}}})),
+                "IncidentEvent": obj(json!({
+                    "event_id": {"type": "string"}, "incident_id": {"type": "string"}, "seq": {"type": "integer"},
+                    "kind": {"enum": ["opened", "updated", "resolved"]}, "check": {"type": "string"}, "cause": {"type": "string"},
+                    "category": {"type": "string"}, "severity": {"enum": ["minor", "major", "critical"]},
+                    "started_at": {"type": "string", "format": "date-time"}, "at": {"type": "string", "format": "date-time"},
+                    "summary": {"type": "string"}, "evidence": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "actions": {"type": "array", "items": obj(json!({"action": {"type": "string"}, "outcome": {"type": "string"}, "at": {"type": "string", "format": "date-time"}, "detail": {"type": "string"}}))},
+                    "auto_healed": {"type": "boolean"}
+                })),
+                "ReportAck": obj(json!({"accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "acked_event_ids": {"type": "array", "items": {"type": "string"}}})),
+                "Heartbeat": obj(json!({"schema_version": {"type": "integer"}, "agent_id": {"type": "string"}, "agent_version": {"type": "string"}, "firmware_version": {"type": "string"}, "uptime_secs": {"type": "integer"}, "sent_at": {"type": "string", "format": "date-time"}, "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "degraded", "failed", "unknown"]}}, "spool_depth": {"type": "integer"}, "dropped_total": {"type": "integer"}})),
+                "HeartbeatReply": obj(json!({"schema_version": {"type": "integer"}, "server_time": {"type": "string", "format": "date-time"}, "heartbeat_interval_secs": {"type": "integer"}, "advisories": {"type": "array", "items": {"$ref": "#/components/schemas/Advisory"}}})),
+                "Advisory": {"oneOf": [
+                    obj(json!({"type": {"const": "upstream_outage"}, "network_event_id": {"type": "string"}, "until": {"type": "string", "format": "date-time"}})),
+                    obj(json!({"type": {"const": "kill_switch"}, "reason": {"type": "string"}})),
+                    obj(json!({"type": {"const": "diagnostics"}, "request_id": {"type": "string"}, "checks": {"type": "array", "items": {"type": "string"}}}))
+                ]},
+                "IncidentView": obj(json!({"agent_id": {"type": "string"}, "incident_id": {"type": "string"}, "check": {"type": "string"}, "cause": {"type": "string"}, "category": {"type": "string"}, "severity": {"type": "string"}, "status": {"enum": ["open", "resolved"]}, "started_at": {"type": "string"}, "resolved_at": {"type": ["string", "null"]}, "auto_healed": {"type": ["boolean", "null"]}, "summary": {"type": "string"}, "evidence": {"type": "object"}, "actions": {"type": "array"}, "event_count": {"type": "integer"}})),
+                "IncidentPage": obj(json!({"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentView"}}, "next_cursor": {"type": ["string", "null"]}})),
+                "IncidentDetail": {"allOf": [{"$ref": "#/components/schemas/IncidentView"}, obj(json!({"events": {"type": "array", "items": obj(json!({"event_id": {"type": "string"}, "seq": {"type": "integer"}, "kind": {"type": "string"}, "at": {"type": "string"}, "received_at": {"type": "string"}, "action_count": {"type": "integer"}}))}}))]},
+                "Device": obj(json!({"agent_id": {"type": "string"}, "state": {"enum": ["online", "offline", "never_seen", "revoked"]}, "region": {"type": ["string", "null"]}, "customer_id": {"type": ["string", "null"]}, "access_node": {"type": ["string", "null"]}, "enrolled_at": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]}, "first_seen_at": {"type": ["string", "null"]}, "last_seen_at": {"type": ["string", "null"]}, "agent_version": {"type": ["string", "null"]}, "firmware_version": {"type": ["string", "null"]}, "last_heartbeat": {"$ref": "#/components/schemas/Heartbeat"}})),
+                "DevicePage": obj(json!({"devices": {"type": "array", "items": {"$ref": "#/components/schemas/Device"}}, "next_after": {"type": ["string", "null"]}})),
+                "KillSwitchList": obj(json!({"killswitches": {"type": "array", "items": obj(json!({"scope": {"type": "string"}, "target": {"type": "string"}, "reason": {"type": "string"}, "set_at": {"type": "string"}}))}}))
+            }
+        }
+    });
+    doc.to_string()
+}

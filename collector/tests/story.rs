@@ -1,0 +1,712 @@
+//! The story suite: the same test bodies on SQLite and on a real PostgreSQL server the test
+//! starts itself — enrol, report, replay, out-of-order events, bad tokens and other devices' ids,
+//! revoke, offline detection, advisories, queries.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::pg::PgServer;
+use common::{TestServer, action, batch, event, ts};
+use netmedic_collector::fleet::{DevicePage, DeviceView};
+use netmedic_collector::store::IncidentDetail;
+use netmedic_proto::{
+    ActionId, ActionOutcome, Advisory, Category, CheckId, CheckStatus, ErrorBody, EventKind,
+    Heartbeat, HeartbeatReply, IncidentPage, IncidentStatus, ReportAck, SCHEMA_VERSION, paths,
+};
+use reqwest::StatusCode;
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn start(backend: Backend) -> TestServer {
+    match backend {
+        Backend::Sqlite => TestServer::start().await,
+        Backend::Postgres => {
+            let pg = Arc::new(PgServer::start());
+            TestServer::start_pg(pg, "netmedic", |_| {}).await
+        }
+    }
+}
+
+/// Each story runs once per backend.
+macro_rules! stories {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
+        }
+    };
+}
+
+stories!(
+    enrol_report_replay_and_out_of_order_events,
+    bad_tokens_other_devices_and_bad_bodies_store_nothing,
+    revocation_takes_effect_at_once,
+    devices_go_offline_after_three_silent_intervals_and_come_back,
+    heartbeat_replies_carry_kill_switches_and_diagnostics_once,
+    incidents_filter_by_subscriber_time_and_kind,
+    one_group_isolates_a_bad_token_from_its_neighbours,
+);
+
+fn heartbeat(agent_id: &str) -> Heartbeat {
+    Heartbeat {
+        schema_version: SCHEMA_VERSION,
+        agent_id: agent_id.into(),
+        agent_version: "0.1.0".into(),
+        firmware_version: "OpenWrt 24.10".into(),
+        uptime_secs: 60,
+        sent_at: ts(0),
+        checks: [(CheckId::Dns, CheckStatus::Ok)].into_iter().collect(),
+        spool_depth: 0,
+        dropped_total: 0,
+    }
+}
+
+async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
+    assert_eq!(resp.status(), status, "for expected error {code}");
+    let body: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error, code, "{body:?}");
+    assert!(!body.reason.is_empty());
+    body
+}
+
+async fn ok_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> T {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn beat(s: &TestServer, id: &str, token: &str) -> HeartbeatReply {
+    ok_json(
+        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
+            .await,
+    )
+    .await
+}
+
+async fn detail(s: &TestServer, agent: &str, incident: &str) -> IncidentDetail {
+    ok_json(
+        s.get(&format!("/api/v1/incidents/{agent}/{incident}"))
+            .await,
+    )
+    .await
+}
+
+async fn list(s: &TestServer, query: &str) -> IncidentPage {
+    ok_json(s.get(&format!("{}{query}", paths::INCIDENTS)).await).await
+}
+
+async fn enrol_report_replay_and_out_of_order_events(b: Backend) {
+    let s = start(b).await;
+    let token = s.enrol("cpe-0100").await;
+    let mut opened = event("ev-1", "inc-1", 1, EventKind::Opened);
+    opened.actions = vec![
+        action(ActionId::RestoreRoute, ActionOutcome::Planned, 1),
+        action(ActionId::RestoreRoute, ActionOutcome::Done, 2),
+    ];
+    let mut updated = event("ev-2", "inc-1", 2, EventKind::Updated);
+    updated.actions = vec![action(ActionId::RestoreRoute, ActionOutcome::Verified, 3)];
+    let resolved = event("ev-3", "inc-1", 3, EventKind::Resolved);
+
+    // The resolution arrives first (the agent's spool replays out of order).
+    let ack: ReportAck = ok_json(
+        s.post_as(
+            paths::REPORTS,
+            &batch("cpe-0100", vec![resolved.clone()]),
+            Some(&token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((ack.accepted, ack.duplicates), (1, 0));
+    let d = detail(&s, "cpe-0100", "inc-1").await;
+    assert_eq!(d.incident.status, IncidentStatus::Resolved);
+    assert_eq!(d.incident.event_count, 1);
+
+    let ack: ReportAck = ok_json(
+        s.post_as(
+            paths::REPORTS,
+            &batch("cpe-0100", vec![updated.clone(), opened.clone()]),
+            Some(&token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((ack.accepted, ack.duplicates), (2, 0));
+    let d = detail(&s, "cpe-0100", "inc-1").await;
+    assert_eq!(d.incident.status, IncidentStatus::Resolved);
+    assert_eq!(d.incident.event_count, 3);
+    assert_eq!(d.incident.auto_healed, Some(true));
+    assert_eq!(d.incident.summary, "no default route (event 3)");
+    let outcomes: Vec<ActionOutcome> = d.incident.actions.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ActionOutcome::Planned,
+            ActionOutcome::Done,
+            ActionOutcome::Verified
+        ]
+    );
+    let timeline: Vec<(u64, EventKind)> = d.events.iter().map(|e| (e.seq, e.kind)).collect();
+    assert_eq!(
+        timeline,
+        [
+            (1, EventKind::Opened),
+            (2, EventKind::Updated),
+            (3, EventKind::Resolved)
+        ]
+    );
+    assert_eq!(d.events[1].at, ts(20));
+    assert_eq!(d.events[0].action_count, 2);
+
+    // A replay of everything changes nothing and gets the same acked ids.
+    let rows = s.total_rows().await;
+    let page = list(&s, "").await;
+    let replay = batch("cpe-0100", vec![opened, updated, resolved]);
+    let first: ReportAck = ok_json(s.post_as(paths::REPORTS, &replay, Some(&token)).await).await;
+    let second: ReportAck = ok_json(s.post_as(paths::REPORTS, &replay, Some(&token)).await).await;
+    assert_eq!((first.accepted, first.duplicates), (0, 3));
+    assert_eq!(first, second);
+    assert_eq!(first.acked_event_ids, ["ev-1", "ev-2", "ev-3"]);
+    assert_eq!(s.total_rows().await, rows);
+    assert_eq!(list(&s, "").await, page);
+    assert_eq!(s.count("incidents").await, 1);
+    s.stop().await;
+}
+
+async fn bad_tokens_other_devices_and_bad_bodies_store_nothing(b: Backend) {
+    let s = start(b).await;
+    let token_a = s.enrol("cpe-a").await;
+    let _token_b = s.enrol("cpe-b").await;
+    let rows = s.total_rows().await;
+    let good_b = batch("cpe-b", vec![event("ev-1", "inc-1", 1, EventKind::Opened)]);
+
+    // Another device's id: 403 naming both.
+    let e = expect_error(
+        s.post_as(paths::REPORTS, &good_b, Some(&token_a)).await,
+        StatusCode::FORBIDDEN,
+        "wrong_device",
+    )
+    .await;
+    assert!(
+        e.reason.contains("cpe-a") && e.reason.contains("cpe-b"),
+        "{}",
+        e.reason
+    );
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-b"), Some(&token_a))
+            .await,
+        StatusCode::FORBIDDEN,
+        "wrong_device",
+    )
+    .await;
+    // No token, a malformed one, an unknown one.
+    expect_error(
+        s.post_as(paths::REPORTS, &good_b, None).await,
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
+    expect_error(
+        s.post_as(paths::REPORTS, &good_b, Some("xyz")).await,
+        StatusCode::UNAUTHORIZED,
+        "malformed_token",
+    )
+    .await;
+    let unknown = netmedic_collector::auth::new_token().unwrap();
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-a"), Some(&unknown))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_token",
+    )
+    .await;
+
+    // A wrong schema version and a missing field, with a valid token.
+    let mut v = serde_json::to_value(batch(
+        "cpe-a",
+        vec![event("ev-2", "inc-2", 1, EventKind::Opened)],
+    ))
+    .unwrap();
+    v["schema_version"] = 99.into();
+    let e = expect_error(
+        s.post_as(paths::REPORTS, &v, Some(&token_a)).await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_schema_version",
+    )
+    .await;
+    assert!(e.reason.contains("99"), "{}", e.reason);
+    v["schema_version"] = SCHEMA_VERSION.into();
+    v["events"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("incident_id");
+    let e = expect_error(
+        s.post_as(paths::REPORTS, &v, Some(&token_a)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_report",
+    )
+    .await;
+    assert!(e.reason.contains("incident_id"), "{}", e.reason);
+
+    // A 10 MB body, plain and as a gzip bomb (10 MB of zeros inflating past the limit).
+    let mut big = batch("cpe-a", vec![event("ev-3", "inc-3", 1, EventKind::Opened)]);
+    big.events[0]
+        .evidence
+        .insert("blob".into(), "x".repeat(10_000_000));
+    expect_error(
+        s.post_as(paths::REPORTS, &big, Some(&token_a)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    )
+    .await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&serde_json::to_vec(&big).unwrap()).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let resp = s
+        .client
+        .post(s.url(paths::REPORTS))
+        .bearer_auth(&token_a)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+
+    assert_eq!(s.total_rows().await, rows, "nothing may be stored");
+
+    // A good gzip body is accepted.
+    let good_a = batch("cpe-a", vec![event("ev-4", "inc-4", 1, EventKind::Opened)]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&serde_json::to_vec(&good_a).unwrap()).unwrap();
+    let resp = s
+        .client
+        .post(s.url(paths::REPORTS))
+        .bearer_auth(&token_a)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let ack: ReportAck = ok_json(resp).await;
+    assert_eq!(ack.accepted, 1);
+    s.stop().await;
+}
+
+async fn revocation_takes_effect_at_once(b: Backend) {
+    let s = start(b).await;
+    let old = s.enrol("cpe-r").await;
+    beat(&s, "cpe-r", &old).await;
+    assert!(
+        s.store()
+            .revoke_device("cpe-r", netmedic_collector::now())
+            .await
+            .unwrap()
+    );
+    let e = expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-r"), Some(&old))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "revoked_token",
+    )
+    .await;
+    assert!(e.reason.contains("cpe-r"), "{}", e.reason);
+    expect_error(
+        s.post_as(
+            paths::REPORTS,
+            &batch("cpe-r", vec![event("ev-1", "inc-1", 1, EventKind::Opened)]),
+            Some(&old),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "revoked_token",
+    )
+    .await;
+    assert_eq!(s.count("events").await, 0);
+    // Re-enrolment issues a new token; the old one stays refused.
+    let new = s.enrol("cpe-r").await;
+    assert_ne!(new, old);
+    beat(&s, "cpe-r", &new).await;
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-r"), Some(&old))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_token",
+    )
+    .await;
+    s.stop().await;
+}
+
+async fn devices(s: &TestServer, query: &str) -> Vec<(String, String)> {
+    let page: DevicePage = ok_json(s.get(&format!("/api/v1/devices{query}")).await).await;
+    page.devices
+        .into_iter()
+        .map(|d| (d.agent_id, d.state))
+        .collect()
+}
+
+async fn devices_go_offline_after_three_silent_intervals_and_come_back(b: Backend) {
+    let s = start(b).await; // heartbeat interval 60 s (tests/common)
+    let on = s.enrol("cpe-on").await;
+    let off = s.enrol("cpe-off").await;
+    s.enrol("cpe-never").await;
+    beat(&s, "cpe-on", &on).await;
+    let reply = beat(&s, "cpe-off", &off).await;
+    assert_eq!(reply.heartbeat_interval_secs, 60);
+    let all = devices(&s, "").await;
+    assert!(all.contains(&("cpe-on".into(), "online".into())), "{all:?}");
+    assert!(
+        all.contains(&("cpe-off".into(), "online".into())),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&("cpe-never".into(), "never_seen".into())),
+        "{all:?}"
+    );
+
+    // Just under 3 intervals of silence: still online. Just over: offline.
+    s.exec("UPDATE devices SET last_seen_at = last_seen_at - 170000 WHERE agent_id = 'cpe-off'")
+        .await;
+    assert_eq!(
+        devices(&s, "?state=offline").await,
+        Vec::<(String, String)>::new()
+    );
+    s.exec("UPDATE devices SET last_seen_at = last_seen_at - 20000 WHERE agent_id = 'cpe-off'")
+        .await;
+    assert_eq!(
+        devices(&s, "?state=offline").await,
+        [("cpe-off".to_string(), "offline".to_string())]
+    );
+    let one: DeviceView = ok_json(s.get("/api/v1/devices/cpe-off").await).await;
+    assert_eq!(one.state, "offline");
+    assert_eq!(
+        one.last_heartbeat.map(|h| h.agent_version).as_deref(),
+        Some("0.1.0")
+    );
+
+    // It comes back.
+    beat(&s, "cpe-off", &off).await;
+    assert_eq!(
+        devices(&s, "?state=offline").await,
+        Vec::<(String, String)>::new()
+    );
+    let online: Vec<String> = devices(&s, "?state=online")
+        .await
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(online, ["cpe-off", "cpe-on"]);
+    s.store()
+        .revoke_device("cpe-never", netmedic_collector::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        devices(&s, "?state=revoked").await,
+        [("cpe-never".to_string(), "revoked".to_string())]
+    );
+    expect_error(
+        s.get("/api/v1/devices?state=sleepy").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+    s.stop().await;
+}
+
+fn kill_reason(r: &HeartbeatReply) -> Option<&str> {
+    r.advisories.iter().find_map(|a| match a {
+        Advisory::KillSwitch { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+async fn put_kill(s: &TestServer, scope: &str, target: Option<&str>, reason: &str) {
+    let resp = s
+        .client
+        .put(s.url("/api/v1/killswitches"))
+        .json(&serde_json::json!({"scope": scope, "target": target, "reason": reason}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
+}
+
+async fn delete_kill(s: &TestServer, query: &str) -> StatusCode {
+    s.client
+        .delete(s.url(&format!("/api/v1/killswitches?{query}")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn heartbeat_replies_carry_kill_switches_and_diagnostics_once(b: Backend) {
+    let s = start(b).await;
+    let k1 = s.enrol_in("cpe-k1", Some("north")).await;
+    let k2 = s.enrol_in("cpe-k2", Some("south")).await;
+    assert!(beat(&s, "cpe-k1", &k1).await.advisories.is_empty());
+
+    put_kill(&s, "device", Some("cpe-k1"), "line work").await;
+    assert_eq!(
+        kill_reason(&beat(&s, "cpe-k1", &k1).await),
+        Some("line work")
+    );
+    assert_eq!(kill_reason(&beat(&s, "cpe-k2", &k2).await), None);
+
+    put_kill(&s, "region", Some("south"), "storm").await;
+    assert_eq!(kill_reason(&beat(&s, "cpe-k2", &k2).await), Some("storm"));
+    put_kill(&s, "fleet", None, "bad release").await;
+    // The most specific switch gives the reason.
+    assert_eq!(
+        kill_reason(&beat(&s, "cpe-k1", &k1).await),
+        Some("line work")
+    );
+    assert_eq!(
+        delete_kill(&s, "scope=device&target=cpe-k1").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        delete_kill(&s, "scope=device&target=cpe-k1").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        kill_reason(&beat(&s, "cpe-k1", &k1).await),
+        Some("bad release")
+    );
+    assert_eq!(delete_kill(&s, "scope=fleet").await, StatusCode::OK);
+    assert_eq!(kill_reason(&beat(&s, "cpe-k1", &k1).await), None);
+    // The subscribers table's region wins over the enrolment region.
+    s.exec(
+        "INSERT INTO subscribers (agent_id, customer_id, region) VALUES ('cpe-k1', 'c-1', 'south')",
+    )
+    .await;
+    assert_eq!(kill_reason(&beat(&s, "cpe-k1", &k1).await), Some("storm"));
+    // An empty selector never means "all".
+    let resp = s
+        .client
+        .put(s.url("/api/v1/killswitches"))
+        .json(&serde_json::json!({"scope": "region", "reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "invalid_body").await;
+
+    // Diagnostics: queued, delivered in exactly one reply.
+    let resp = s
+        .client
+        .post(s.url("/api/v1/devices/cpe-k2/diagnostics"))
+        .json(&serde_json::json!({"checks": ["dns", "icmp"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let queued: serde_json::Value = resp.json().await.unwrap();
+    let request_id = queued["request_id"].as_str().unwrap().to_owned();
+    let reply = beat(&s, "cpe-k2", &k2).await;
+    assert!(
+        reply.advisories.contains(&Advisory::Diagnostics {
+            request_id: request_id.clone(),
+            checks: vec![CheckId::Icmp, CheckId::Dns],
+        }),
+        "{reply:?}"
+    );
+    let again = beat(&s, "cpe-k2", &k2).await;
+    assert!(
+        !again
+            .advisories
+            .iter()
+            .any(|a| matches!(a, Advisory::Diagnostics { .. })),
+        "{again:?}"
+    );
+    let resp = s
+        .client
+        .post(s.url("/api/v1/devices/cpe-nobody/diagnostics"))
+        .json(&serde_json::json!({"checks": ["dns"]}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, "no_such_device").await;
+    s.stop().await;
+}
+
+async fn incidents_filter_by_subscriber_time_and_kind(b: Backend) {
+    let s = start(b).await;
+    s.exec(
+        "INSERT INTO subscribers (agent_id, customer_id, region, access_node, plan, cpe_model, firmware)
+         VALUES ('cpe-d1', 'cust-1', 'north', 'olt-1', 'fiber-500', 'X1', '24.10'),
+                ('cpe-d2', 'cust-2', 'south', 'olt-2', 'dsl-50', 'X2', '23.05')",
+    )
+    .await;
+    s.enrol("cpe-d1").await;
+    s.enrol("cpe-d2").await;
+    s.enrol_in("cpe-d3", Some("north")).await;
+    let mk = |id: &str, inc: &str, check: CheckId, cat: Category, start: i64, kind: EventKind| {
+        let mut e = event(id, inc, 1, kind);
+        e.check = check;
+        e.category = cat;
+        e.started_at = ts(start);
+        e.at = ts(start + 5);
+        e
+    };
+    let reports = [
+        (
+            "cpe-d1",
+            mk(
+                "e1",
+                "inc-a",
+                CheckId::Dns,
+                Category::DnsFailure,
+                0,
+                EventKind::Opened,
+            ),
+        ),
+        (
+            "cpe-d1",
+            mk(
+                "e2",
+                "inc-b",
+                CheckId::DefaultRoute,
+                Category::NoInternet,
+                100,
+                EventKind::Resolved,
+            ),
+        ),
+        (
+            "cpe-d2",
+            mk(
+                "e3",
+                "inc-c",
+                CheckId::Dns,
+                Category::DnsFailure,
+                200,
+                EventKind::Opened,
+            ),
+        ),
+        (
+            "cpe-d3",
+            mk(
+                "e4",
+                "inc-d",
+                CheckId::Icmp,
+                Category::SlowOrLossy,
+                300,
+                EventKind::Opened,
+            ),
+        ),
+    ];
+    for (agent, e) in reports {
+        let resp = s.post_json(paths::REPORTS, &batch(agent, vec![e])).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let ids = |p: IncidentPage| -> Vec<String> {
+        p.incidents.into_iter().map(|i| i.incident_id).collect()
+    };
+    assert_eq!(
+        ids(list(&s, "").await),
+        ["inc-d", "inc-c", "inc-b", "inc-a"]
+    );
+    assert_eq!(
+        ids(list(&s, "?customer_id=cust-1").await),
+        ["inc-b", "inc-a"]
+    );
+    assert_eq!(
+        ids(list(&s, "?region=north").await),
+        ["inc-d", "inc-b", "inc-a"]
+    );
+    assert_eq!(ids(list(&s, "?access_node=olt-2").await), ["inc-c"]);
+    assert_eq!(
+        ids(list(&s, "?category=dns_failure").await),
+        ["inc-c", "inc-a"]
+    );
+    assert_eq!(ids(list(&s, "?check=icmp").await), ["inc-d"]);
+    assert_eq!(ids(list(&s, "?status=resolved").await), ["inc-b"]);
+    assert_eq!(ids(list(&s, "?agent_id=cpe-d2").await), ["inc-c"]);
+    let q = format!("?from={}&to={}", ts(100), ts(300));
+    assert_eq!(ids(list(&s, &q).await), ["inc-c", "inc-b"]);
+    let q = format!("?from={}&category=dns_failure&region=south", ts(1));
+    assert_eq!(ids(list(&s, &q).await), ["inc-c"]);
+    // Pagination walks every incident once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = list(&s, &format!("?limit=1&cursor={cursor}")).await;
+        seen.extend(page.incidents.iter().map(|i| i.incident_id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["inc-d", "inc-c", "inc-b", "inc-a"]);
+    let e = expect_error(
+        s.get("/api/v1/incidents?category=sad&from=yesterday").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+    assert_eq!(e.violations.len(), 2, "{e:?}");
+    s.stop().await;
+}
+
+/// Group commit must not let one request's good token vouch for another's bad one: the same
+/// device twice in one write group, once with its token and once with a wrong one.
+async fn one_group_isolates_a_bad_token_from_its_neighbours(b: Backend) {
+    use netmedic_collector::store::{Auth, Denied, WriteItem, WriteKind, WriteOk};
+    let s = start(b).await;
+    let good = s.enrol("cpe-g").await;
+    let other = s.enrol("cpe-h").await;
+    let hash = |t: &str| Auth::TokenSha256(netmedic_collector::auth::token_sha256(t));
+    let item = |auth: Auth, kind: WriteKind| WriteItem {
+        auth,
+        kind,
+        received_at: netmedic_collector::now(),
+    };
+    let items = vec![
+        item(hash(&good), WriteKind::Heartbeat(heartbeat("cpe-g"))),
+        item(hash(&other), WriteKind::Heartbeat(heartbeat("cpe-g"))),
+        item(
+            hash(&other),
+            WriteKind::Report(batch(
+                "cpe-g",
+                vec![event("ev-1", "inc-1", 1, EventKind::Opened)],
+            )),
+        ),
+        item(
+            hash(&good),
+            WriteKind::Report(batch(
+                "cpe-g",
+                vec![event("ev-2", "inc-2", 1, EventKind::Opened)],
+            )),
+        ),
+    ];
+    let results = s.store().write_group(&items).await.unwrap();
+    assert!(
+        matches!(results[0], Ok(WriteOk::Heartbeat(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1], Err(Denied::WrongDevice { token_device, .. }) if token_device == "cpe-h"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(Denied::WrongDevice { .. })),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[3], Ok(WriteOk::Report(a)) if a.accepted == 1),
+        "{results:?}"
+    );
+    assert_eq!(s.count("events").await, 1);
+    s.stop().await;
+}
