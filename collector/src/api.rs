@@ -4,20 +4,23 @@
 //! bad input gets a 4xx and stores nothing; a full write queue gets 429 and storage trouble 503,
 //! both with `Retry-After`.
 
-use crate::auth::{BearerError, parse_bearer, token_sha256};
+use crate::analytics::{NetworkEventView, Report, ReportParams};
+use crate::auth::{BearerError, Role, parse_bearer, token_sha256};
 use crate::fleet::{DevicePage, DeviceView, offline_before_ms, valid_id};
+use crate::import::{ImportFormat, ImportKind, ImportReport};
 use crate::ingest::SubmitError;
 use crate::store::{
     Auth, Cursor, DEFAULT_PAGE_LIMIT, Denied, DeviceFilter, DeviceState, IncidentDetail,
-    IncidentFilter, KillScope, KillSwitch, MAX_PAGE_LIMIT, StoreError, WriteItem, WriteKind,
-    WriteOk,
+    IncidentFilter, KillScope, KillSwitch, MAX_PAGE_LIMIT, NetworkEventFilter, StoreError,
+    WriteItem, WriteKind, WriteOk,
 };
 use crate::{AppState, now};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -58,6 +61,9 @@ pub fn router(state: AppState) -> Router {
                 .put(put_killswitch)
                 .delete(delete_killswitch),
         )
+        .route("/api/v1/import/{kind}", post(post_import))
+        .route("/api/v1/report", get(get_report))
+        .route("/api/v1/network-events", get(list_network_events))
         .route("/api/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -569,6 +575,7 @@ fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>)
 }
 
 async fn list_incidents(
+    _: Viewer,
     State(state): State<AppState>,
     query: Result<Query<IncidentQuery>, QueryRejection>,
 ) -> Result<Json<netmedic_proto::IncidentPage>, ApiError> {
@@ -582,6 +589,7 @@ async fn list_incidents(
 }
 
 async fn get_incident(
+    _: Viewer,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
@@ -608,6 +616,7 @@ pub struct DeviceQuery {
 }
 
 async fn list_devices(
+    _: Viewer,
     State(state): State<AppState>,
     query: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> Result<Json<DevicePage>, ApiError> {
@@ -663,6 +672,7 @@ async fn list_devices(
 }
 
 async fn get_device(
+    _: Viewer,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
@@ -695,6 +705,7 @@ fn json_error(r: JsonRejection) -> ApiError {
 }
 
 async fn post_diagnostics(
+    Operator(caller): Operator,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<DiagnosticsRequest>, JsonRejection>,
@@ -707,6 +718,10 @@ async fn post_diagnostics(
             DiagError::Invalid(m) => ApiError::bad_request("invalid_body", m),
             DiagError::Store(e) => ApiError::from(e),
         })?;
+    log::info!(
+        "diagnostics {request_id} for {agent_id} requested by {}",
+        caller.name
+    );
     Ok((StatusCode::ACCEPTED, Json(DiagnosticsQueued { request_id })))
 }
 
@@ -795,8 +810,13 @@ impl From<KillSwitch> for KillSwitchView {
 }
 
 async fn list_killswitches(
+    _: Viewer,
     State(state): State<AppState>,
 ) -> Result<Json<KillSwitchList>, ApiError> {
+    killswitch_list(&state).await
+}
+
+async fn killswitch_list(state: &AppState) -> Result<Json<KillSwitchList>, ApiError> {
     let list = state.store.list_killswitches().await?;
     Ok(Json(KillSwitchList {
         killswitches: list.into_iter().map(KillSwitchView::from).collect(),
@@ -804,6 +824,7 @@ async fn list_killswitches(
 }
 
 async fn put_killswitch(
+    Operator(caller): Operator,
     State(state): State<AppState>,
     body: Result<Json<KillSwitchRequest>, JsonRejection>,
 ) -> Result<Json<KillSwitchList>, ApiError> {
@@ -819,10 +840,12 @@ async fn put_killswitch(
         ));
     }
     state.store.set_killswitch(&scope, reason, now()).await?;
-    list_killswitches(State(state)).await
+    log::info!("kill switch {scope:?} set by {}: {reason}", caller.name);
+    killswitch_list(&state).await
 }
 
 async fn delete_killswitch(
+    Operator(caller): Operator,
     State(state): State<AppState>,
     query: Result<Query<KillSwitchRequest>, QueryRejection>,
 ) -> Result<Json<KillSwitchList>, ApiError> {
@@ -836,7 +859,8 @@ async fn delete_killswitch(
             "no such kill switch is set",
         ));
     }
-    list_killswitches(State(state)).await
+    log::info!("kill switch {scope:?} cleared by {}", caller.name);
+    killswitch_list(&state).await
 }
 
 async fn openapi() -> Response {
@@ -847,7 +871,12 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.metrics_requires_token
+        && let Err(e) = authorize(&state, &headers, Role::Viewer).await
+    {
+        return e.into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -877,4 +906,230 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this endpoint",
     )
+}
+
+/// Who called a query or admin endpoint: the API token's name and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Extractor: any valid API token (viewer or operator).
+#[derive(Debug)]
+pub struct Viewer(pub Caller);
+
+/// Extractor: an API token with the operator role.
+#[derive(Debug)]
+pub struct Operator(pub Caller);
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(state, &parts.headers, Role::Viewer)
+            .await
+            .map(Viewer)
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(state, &parts.headers, Role::Operator)
+            .await
+            .map(Operator)
+    }
+}
+
+/// Checks `Authorization: Bearer` against the API tokens: 401 without a valid one, 403 when its
+/// role is not enough.
+pub async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Caller, ApiError> {
+    let deny = |status, code: &str, reason: String| {
+        state.metrics.inc(
+            "netmedic_collector_api_auth_denied_total",
+            &format!("reason=\"{code}\""),
+            1,
+        );
+        Err(ApiError::new(status, code, reason))
+    };
+    let token = match parse_bearer(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        Ok(t) => t,
+        Err(BearerError::Missing) => {
+            return deny(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "send `Authorization: Bearer <API token>` (see `netmedic-collector token add`)"
+                    .into(),
+            );
+        }
+        Err(BearerError::Malformed(why)) => {
+            return deny(StatusCode::UNAUTHORIZED, "malformed_token", why.to_owned());
+        }
+    };
+    match state.store.api_token_lookup(&token_sha256(token)).await? {
+        None => deny(
+            StatusCode::UNAUTHORIZED,
+            "unknown_token",
+            "no active API token has this value (device tokens only report and heartbeat)".into(),
+        ),
+        Some((name, role)) if !role.allows(needed) => deny(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the token {name:?} has the role {}; this needs {}",
+                role.as_str(),
+                needed.as_str()
+            ),
+        ),
+        Some((name, role)) => Ok(Caller { name, role }),
+    }
+}
+
+/// Query string of `POST /api/v1/import/{kind}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// `csv` or `jsonl`; default from the Content-Type (`application/x-ndjson`,
+    /// `application/jsonl` → JSON Lines), else CSV.
+    pub format: Option<String>,
+    /// `true`: any bad row aborts the import and nothing is written.
+    pub strict: Option<bool>,
+}
+
+async fn post_import(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ImportQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ImportReport>, ApiError> {
+    let Path(kind) = path.map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))?;
+    let kind = ImportKind::parse(&kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{kind:?} is not one of subscribers, surveys, contacts"),
+        )
+    })?;
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let format = match q.format.as_deref() {
+        Some(f) => ImportFormat::parse(f).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("format {f:?} is not csv or jsonl"))
+        })?,
+        None => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ct.contains("ndjson") || ct.contains("jsonl") || ct.contains("json-seq") {
+                ImportFormat::Jsonl
+            } else {
+                ImportFormat::Csv
+            }
+        }
+    };
+    let body = body.map_err(|rej| {
+        ApiError::new(
+            rej.status(),
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "unreadable_body"
+            },
+            format!(
+                "{} (import larger files with `netmedic-collector import`)",
+                rej.body_text()
+            ),
+        )
+    })?;
+    let mut source = crate::import::source(kind, format, Box::new(std::io::Cursor::new(body)))
+        .map_err(|e| ApiError::bad_request("invalid_import", e.to_string()))?;
+    let report = state
+        .store
+        .import(&mut *source, q.strict.unwrap_or(false))
+        .await
+        .map_err(|e| match e {
+            crate::import::ImportError::Store(e) => ApiError::from(e),
+            other => ApiError::bad_request("invalid_import", other.to_string()),
+        })?;
+    log::info!("import by {}: {}", caller.name, report.summary());
+    Ok(Json(report))
+}
+
+/// Query string of `GET /api/v1/report`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+async fn get_report(
+    _: Viewer,
+    State(state): State<AppState>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<Report>, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let time = |field: &str, v: Option<&str>| -> Result<Option<Timestamp>, ApiError> {
+        match v {
+            None | Some("") => Ok(None),
+            Some(t) => t.parse::<Timestamp>().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{field}: {t:?} is not an RFC 3339 timestamp"),
+                )
+            }),
+        }
+    };
+    let params = ReportParams::from_config(
+        &state.experience,
+        time("from", q.from.as_deref())?,
+        time("to", q.to.as_deref())?,
+    );
+    Ok(Json(state.store.report(&params).await?))
+}
+
+/// Query string of `GET /api/v1/network-events`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEventQuery {
+    /// `true`: only unresolved events.
+    pub active: Option<bool>,
+    /// `true`: list each event's member incidents.
+    pub members: Option<bool>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkEventList {
+    pub network_events: Vec<NetworkEventView>,
+}
+
+async fn list_network_events(
+    _: Viewer,
+    State(state): State<AppState>,
+    query: Result<Query<NetworkEventQuery>, QueryRejection>,
+) -> Result<Json<NetworkEventList>, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let filter = NetworkEventFilter {
+        active_only: q.active.unwrap_or(false),
+        from_ms: None,
+        to_ms: None,
+        limit: q
+            .limit
+            .unwrap_or(DEFAULT_PAGE_LIMIT)
+            .clamp(1, MAX_PAGE_LIMIT),
+    };
+    let network_events = state
+        .store
+        .network_events(&filter, q.members.unwrap_or(false))
+        .await?;
+    Ok(Json(NetworkEventList { network_events }))
 }

@@ -1,4 +1,4 @@
-//! Device tokens: 256 random bits from the OS, shown once as 64 hex characters, stored only as
+//! Device and API tokens: 256 random bits from the OS, shown once as 64 hex characters, stored only as
 //! their SHA-256 (DESIGN §4: a slow password hash is for people's passwords; a token with 256 bits
 //! of entropy cannot be brute-forced, and it is checked on every heartbeat).
 
@@ -36,6 +36,41 @@ pub fn new_token() -> Result<String, RandomError> {
 /// What the database stores and looks tokens up by: hex SHA-256 of the token text.
 pub fn token_sha256(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// What an API token (a person's or a tool's, not a device's) may do. A later issue adds NOC
+/// users with passwords; they get the same roles.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads incidents, devices, kill switches, reports, network events.
+    Viewer,
+    /// Also changes things: kill switches, diagnostics, imports.
+    Operator,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
 }
 
 /// Why an `Authorization` header is not a usable bearer token.

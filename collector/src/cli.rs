@@ -1,5 +1,7 @@
-//! Command line: `serve`, `incidents`, `device add|revoke|list`, `killswitch set|clear|list`,
-//! `diag request` (all straight on the store named by the config) and `check-config`.
+//! Command line: `serve`, `incidents`, `device add|revoke|list`, `token add|revoke|list`,
+//! `killswitch set|clear|list`, `diag request`, `import subscribers|surveys|contacts`, `report`,
+//! `network-events`, `correlate` (all straight on the store named by the config) and
+//! `check-config`.
 
 use crate::config::{CollectorConfig, ConfigError, DEFAULT_CONFIG_PATH, StorageConfig, StorageUrl};
 use crate::fleet::{DeviceView, offline_before_ms, valid_id};
@@ -49,6 +51,112 @@ pub enum Command {
     /// On-demand diagnostics, delivered once in the device's next heartbeat reply.
     #[command(subcommand)]
     Diag(DiagCommand),
+    /// API tokens for people and tools (`viewer` reads, `operator` also changes things).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Import subscribers, surveys or contacts from CSV or JSON Lines (upsert by id).
+    Import(ImportArgs),
+    /// The customer-experience report.
+    Report(ReportArgs),
+    /// List network events (mass outages).
+    NetworkEvents {
+        /// Only unresolved events.
+        #[arg(long)]
+        active: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run one mass-outage correlation pass now (the server runs one every
+    /// `outage.interval_secs`).
+    Correlate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it on stdout (only the token; shown once, stored hashed).
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an API token; its next request is refused.
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List API tokens (names and roles, never the tokens).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Operator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Subscribers,
+    Surveys,
+    Contacts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[arg(value_enum)]
+    pub kind: KindArg,
+    /// The file (`-` for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Default: from the extension (.jsonl/.ndjson → jsonl), else csv.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Any bad row aborts the import and nothing is written.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the import report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Incidents, surveys and contacts at or after this RFC 3339 instant.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<netmedic_proto::Timestamp>,
+    /// ... and before this one.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<netmedic_proto::Timestamp>,
+    #[arg(long)]
+    pub json: bool,
+    /// Configuration file (database, `[experience]` settings) [default: /etc/netmedic/collector.toml].
+    #[arg(long, short, value_name = "FILE", conflicts_with = "db")]
+    pub config: Option<PathBuf>,
+    /// Database URL instead of a config file (default `[experience]` settings).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// Where the store is: a config file, or a database URL.
@@ -285,6 +393,68 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 Err(crate::api::DiagError::Store(source)) => Err(CliError::Store { url, source }),
             }
         }
+        Command::Token(cmd) => token(cmd).await,
+        Command::Import(args) => import(args).await,
+        Command::Report(args) => report(args).await,
+        Command::NetworkEvents {
+            active,
+            json,
+            store,
+        } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let filter = crate::store::NetworkEventFilter {
+                active_only: active,
+                from_ms: None,
+                to_ms: None,
+                limit: MAX_PAGE_LIMIT,
+            };
+            let r = store.network_events(&filter, json).await;
+            store.close().await;
+            let events = r.map_err(|source| CliError::Store { url, source })?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let list = crate::api::NetworkEventList {
+                    network_events: events,
+                };
+                serde_json::to_writer_pretty(&mut out, &list).map_err(std::io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                for e in &events {
+                    writeln!(
+                        out,
+                        "{}  {}  {}  {}  {} devices  {} incidents",
+                        e.event_id,
+                        sanitize(&e.access_node),
+                        e.started_at,
+                        e.resolved_at
+                            .map_or("(ongoing)".to_owned(), |t| t.to_string()),
+                        e.devices,
+                        e.incidents
+                    )?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Correlate { store: args } => {
+            let cfg = match &args.config {
+                Some(p) => CollectorConfig::load(p)?,
+                None if args.db.is_none() => {
+                    CollectorConfig::load(&PathBuf::from(DEFAULT_CONFIG_PATH))?
+                }
+                None => CollectorConfig::default(),
+            };
+            let (store, url, _) = open_store(&args, OpenMode::MustExist).await?;
+            let params = crate::correlate::OutageParams::from_config(&cfg.outage);
+            let r = store.correlate(&params, now()).await;
+            store.close().await;
+            let o = r.map_err(|source| CliError::Store { url, source })?;
+            println!(
+                "{} network events created, {} incidents joined, {} events resolved",
+                o.events_created, o.members_added, o.events_resolved
+            );
+            Ok(())
+        }
         Command::CheckConfig { file } => {
             let cfg = CollectorConfig::load(&file)?;
             println!(
@@ -475,6 +645,159 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn token(cmd: TokenCommand) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Add { name, role, store } => {
+            check_id(&name).map_err(|_| {
+                CliError::Usage(format!(
+                    "{name:?} is not a token name (1..=64 of A-Z a-z 0-9 . _ : -)"
+                ))
+            })?;
+            let role = match role {
+                RoleArg::Viewer => crate::auth::Role::Viewer,
+                RoleArg::Operator => crate::auth::Role::Operator,
+            };
+            let token = crate::auth::new_token().map_err(|e| CliError::Failed(e.to_string()))?;
+            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
+            let r = store
+                .api_token_add(&name, role, &crate::auth::token_sha256(&token), now())
+                .await;
+            store.close().await;
+            match r {
+                Ok(()) => {}
+                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
+                Err(source) => return Err(CliError::Store { url, source }),
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{token}")?;
+            out.flush()?;
+            eprintln!(
+                "created API token {name} ({}); the token above is shown once: send it as \
+                 `Authorization: Bearer <token>`",
+                role.as_str()
+            );
+            Ok(())
+        }
+        TokenCommand::Revoke { name, store } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.api_token_revoke(&name, now()).await;
+            store.close().await;
+            match r {
+                Ok(true) => {
+                    eprintln!("revoked API token {name}");
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Failed(format!("no active API token {name:?}"))),
+                Err(source) => Err(CliError::Store { url, source }),
+            }
+        }
+        TokenCommand::List { store } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.api_token_list().await;
+            store.close().await;
+            let list = r.map_err(|source| CliError::Store { url, source })?;
+            let mut out = std::io::stdout().lock();
+            for t in list {
+                writeln!(
+                    out,
+                    "{}  {}  created {}  {}",
+                    t.name,
+                    t.role.as_str(),
+                    t.created_at,
+                    t.revoked_at
+                        .map_or("active".to_owned(), |r| format!("revoked {r}"))
+                )?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+async fn import(args: ImportArgs) -> Result<(), CliError> {
+    use crate::import::{ImportError, ImportFormat, ImportKind};
+    let kind = match args.kind {
+        KindArg::Subscribers => ImportKind::Subscribers,
+        KindArg::Surveys => ImportKind::Surveys,
+        KindArg::Contacts => ImportKind::Contacts,
+    };
+    let format = match args.format {
+        Some(FormatArg::Csv) => ImportFormat::Csv,
+        Some(FormatArg::Jsonl) => ImportFormat::Jsonl,
+        None => ImportFormat::guess(&args.file),
+    };
+    let input: Box<dyn std::io::Read + Send> =
+        if args.file.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(&args.file).map_err(|e| {
+                CliError::Usage(format!("cannot open {}: {e}", args.file.display()))
+            })?)
+        };
+    let file = args.file.display().to_string();
+    let mut source = crate::import::source(kind, format, input)
+        .map_err(|e| CliError::Failed(format!("{file}: {e}")))?;
+    // Imports may precede the server's first start.
+    let (store, url, _) = open_store(&args.store, OpenMode::CreateAndMigrate).await?;
+    let r = store.import(&mut *source, args.strict).await;
+    store.close().await;
+    let report = match r {
+        Ok(r) => r,
+        Err(ImportError::Store(source)) => return Err(CliError::Store { url, source }),
+        Err(e) => return Err(CliError::Failed(format!("{file}: {e}"))),
+    };
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+        out.flush()?;
+    } else {
+        let mut err = std::io::stderr().lock();
+        for b in &report.bad_rows {
+            writeln!(err, "{file}:{}: {}", b.line, sanitize(&b.reason))?;
+        }
+        if report.bad_rows_not_listed > 0 {
+            writeln!(err, "... and {} more bad rows", report.bad_rows_not_listed)?;
+        }
+        println!("{}", report.summary());
+    }
+    if !report.committed {
+        return Err(CliError::Failed(format!(
+            "{file}: {} bad rows; --strict: nothing was imported",
+            report.skipped
+        )));
+    }
+    Ok(())
+}
+
+async fn report(args: ReportArgs) -> Result<(), CliError> {
+    let store_args = StoreArgs {
+        config: args.config.clone(),
+        db: args.db.clone(),
+    };
+    let cfg = match (&args.db, &args.config) {
+        (Some(_), _) => CollectorConfig::default(),
+        (None, p) => CollectorConfig::load(
+            &p.clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+        )?,
+    };
+    let (store, url, _) = open_store(&store_args, OpenMode::MustExist).await?;
+    let params = crate::analytics::ReportParams::from_config(&cfg.experience, args.from, args.to);
+    let r = store.report(&params).await;
+    store.close().await;
+    let report = r.map_err(|source| CliError::Store { url, source })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(crate::analytics::render(&report).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Devices as an aligned table.

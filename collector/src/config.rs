@@ -1,7 +1,9 @@
 //! Collector configuration: the TOML file format, its defaults, and validation that reports every
 //! problem at once as `file:line:column: message`.
 
+use netmedic_proto::Category;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -38,7 +40,72 @@ pub struct CollectorConfig {
     pub storage: StorageConfig,
     pub fleet: FleetConfig,
     pub ingest: IngestConfig,
+    pub experience: CxConfig,
+    pub outage: OutageConfig,
 }
+
+/// `[experience]`: linking incidents to contacts and surveys, and the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CxConfig {
+    /// A contact created this long after an incident's start is linked to it.
+    pub contact_window_hours: u32,
+    /// A survey answered this long after an incident's start is linked to it.
+    pub survey_window_days: u32,
+    /// Cost of one support contact, in the currency's minor unit (cents).
+    pub cost_per_contact_cents: u64,
+    pub currency: String,
+    /// Contact reason (lower case) → incident category: a match makes a strong link.
+    pub reason_categories: BTreeMap<String, Category>,
+    /// Longest churn-risk list in a report.
+    pub churn_top: u32,
+}
+
+/// `[outage]`: mass-outage correlation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutageConfig {
+    /// K: distinct devices behind one access node ...
+    pub min_devices: u32,
+    /// ... whose incidents start within T minutes make a network event.
+    pub window_mins: u32,
+    /// Seconds between correlation passes of each collector process.
+    pub interval_secs: u32,
+    /// Validity of the upstream-outage advisory after each pass.
+    pub advisory_secs: u32,
+    /// Incident categories that count.
+    pub categories: Vec<Category>,
+}
+
+/// Default `[experience] reason_categories`.
+pub fn default_reason_categories() -> BTreeMap<String, Category> {
+    [
+        ("no_internet", Category::NoInternet),
+        ("no internet", Category::NoInternet),
+        ("outage", Category::NoInternet),
+        ("dns", Category::DnsFailure),
+        ("dns_failure", Category::DnsFailure),
+        ("websites_not_loading", Category::DnsFailure),
+        ("slow", Category::SlowOrLossy),
+        ("slow_internet", Category::SlowOrLossy),
+        ("intermittent", Category::Intermittent),
+        ("disconnects", Category::Intermittent),
+        ("misconfiguration", Category::LocalMisconfig),
+        ("line", Category::LineDegraded),
+        ("line_quality", Category::LineDegraded),
+        ("router", Category::DeviceHealth),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Default `[outage] categories`.
+pub const DEFAULT_OUTAGE_CATEGORIES: [Category; 5] = [
+    Category::NoInternet,
+    Category::DnsFailure,
+    Category::SlowOrLossy,
+    Category::Intermittent,
+    Category::LineDegraded,
+];
 
 /// The write path: a bounded queue in front of group-committing writer tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +126,8 @@ pub struct ServerConfig {
     pub listen_addr: SocketAddr,
     /// Largest accepted request body; larger ones get a 413.
     pub max_body_bytes: usize,
+    /// `/metrics` needs an API token (any role) when true; open on the listen address otherwise.
+    pub metrics_requires_token: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +234,7 @@ impl Default for CollectorConfig {
             server: ServerConfig {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 8440)),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
+                metrics_requires_token: false,
             },
             storage: StorageConfig {
                 url: StorageUrl::Sqlite {
@@ -181,6 +251,21 @@ impl Default for CollectorConfig {
                 max_group_requests: DEFAULT_MAX_GROUP_REQUESTS,
                 writers: DEFAULT_WRITERS,
                 retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            },
+            experience: CxConfig {
+                contact_window_hours: 72,
+                survey_window_days: 30,
+                cost_per_contact_cents: 1500,
+                currency: "EUR".into(),
+                reason_categories: default_reason_categories(),
+                churn_top: 50,
+            },
+            outage: OutageConfig {
+                min_devices: 3,
+                window_mins: 10,
+                interval_secs: 30,
+                advisory_secs: 900,
+                categories: DEFAULT_OUTAGE_CATEGORIES.to_vec(),
             },
         }
     }
@@ -256,6 +341,65 @@ struct FileConfig {
     storage: FileStorage,
     fleet: FileFleet,
     ingest: FileIngest,
+    experience: FileCx,
+    outage: FileOutage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileCx {
+    contact_window_hours: Spanned<u32>,
+    survey_window_days: Spanned<u32>,
+    cost_per_contact_cents: Spanned<u64>,
+    currency: Spanned<String>,
+    reason_categories: Spanned<BTreeMap<String, String>>,
+    churn_top: Spanned<u32>,
+}
+
+impl Default for FileCx {
+    fn default() -> Self {
+        let d = CollectorConfig::default().experience;
+        Self {
+            contact_window_hours: Spanned::new(0..0, d.contact_window_hours),
+            survey_window_days: Spanned::new(0..0, d.survey_window_days),
+            cost_per_contact_cents: Spanned::new(0..0, d.cost_per_contact_cents),
+            currency: Spanned::new(0..0, d.currency),
+            reason_categories: Spanned::new(
+                0..0,
+                d.reason_categories
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().to_owned()))
+                    .collect(),
+            ),
+            churn_top: Spanned::new(0..0, d.churn_top),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileOutage {
+    min_devices: Spanned<u32>,
+    window_mins: Spanned<u32>,
+    interval_secs: Spanned<u32>,
+    advisory_secs: Spanned<u32>,
+    categories: Spanned<Vec<String>>,
+}
+
+impl Default for FileOutage {
+    fn default() -> Self {
+        let d = CollectorConfig::default().outage;
+        Self {
+            min_devices: Spanned::new(0..0, d.min_devices),
+            window_mins: Spanned::new(0..0, d.window_mins),
+            interval_secs: Spanned::new(0..0, d.interval_secs),
+            advisory_secs: Spanned::new(0..0, d.advisory_secs),
+            categories: Spanned::new(
+                0..0,
+                d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +407,7 @@ struct FileConfig {
 struct FileServer {
     listen_addr: Spanned<String>,
     max_body_bytes: Spanned<u64>,
+    metrics_requires_token: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +449,7 @@ impl Default for FileServer {
         Self {
             listen_addr: Spanned::new(0..0, DEFAULT_LISTEN_ADDR.into()),
             max_body_bytes: Spanned::new(0..0, DEFAULT_MAX_BODY_BYTES),
+            metrics_requires_token: false,
         }
     }
 }
@@ -367,6 +513,11 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),
         _ => key.to_owned(),
     })
+}
+
+fn category_list() -> String {
+    let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    all.join(", ")
 }
 
 impl CollectorConfig {
@@ -514,6 +665,95 @@ impl CollectorConfig {
             _ => None,
         };
 
+        let cx = &file.experience;
+        let contact_window_hours = ranged(
+            &cx.contact_window_hours,
+            "experience.contact_window_hours",
+            1..=24 * 90,
+        );
+        let survey_window_days = ranged(
+            &cx.survey_window_days,
+            "experience.survey_window_days",
+            1..=365,
+        );
+        let churn_top = ranged(&cx.churn_top, "experience.churn_top", 1..=10_000);
+        let ot = &file.outage;
+        let min_devices = ranged(&ot.min_devices, "outage.min_devices", 2..=100_000);
+        let window_mins = ranged(&ot.window_mins, "outage.window_mins", 1..=1440);
+        let interval_secs = ranged(&ot.interval_secs, "outage.interval_secs", 1..=3600);
+        let advisory_secs = ranged(&ot.advisory_secs, "outage.advisory_secs", 10..=86_400);
+        let mut reason_categories = BTreeMap::new();
+        for (reason, cat) in cx.reason_categories.get_ref() {
+            match Category::parse(cat) {
+                Some(c) => {
+                    reason_categories.insert(reason.trim().to_ascii_lowercase(), c);
+                }
+                None => problem(
+                    cx.reason_categories.span(),
+                    "experience.reason_categories",
+                    format!("{reason:?} = {cat:?}: not a category ({})", category_list()),
+                ),
+            }
+        }
+        let mut categories = Vec::new();
+        for cat in ot.categories.get_ref() {
+            match Category::parse(cat) {
+                Some(c) if !categories.contains(&c) => categories.push(c),
+                Some(_) => {}
+                None => problem(
+                    ot.categories.span(),
+                    "outage.categories",
+                    format!("{cat:?} is not a category ({})", category_list()),
+                ),
+            }
+        }
+        if categories.is_empty() && ot.categories.get_ref().is_empty() {
+            problem(
+                ot.categories.span(),
+                "outage.categories",
+                "an empty list never means \"all\": name the categories".into(),
+            );
+        }
+        let currency = cx.currency.get_ref().trim().to_owned();
+        if currency.is_empty()
+            || currency.len() > 8
+            || !currency.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            problem(
+                cx.currency.span(),
+                "experience.currency",
+                format!("{currency:?} is not a currency code such as \"EUR\""),
+            );
+        }
+        let experience = match (contact_window_hours, survey_window_days, churn_top) {
+            (Some(contact_window_hours), Some(survey_window_days), Some(churn_top)) => {
+                Some(CxConfig {
+                    contact_window_hours,
+                    survey_window_days,
+                    cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
+                    currency,
+                    reason_categories,
+                    churn_top,
+                })
+            }
+            _ => None,
+        };
+        let outage = match (min_devices, window_mins, interval_secs, advisory_secs) {
+            (Some(min_devices), Some(window_mins), Some(interval_secs), Some(advisory_secs)) => {
+                Some(OutageConfig {
+                    min_devices,
+                    window_mins,
+                    interval_secs,
+                    advisory_secs,
+                    categories,
+                })
+            }
+            _ => None,
+        };
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+
         match (
             listen_addr,
             max_body_bytes,
@@ -522,6 +762,8 @@ impl CollectorConfig {
             heartbeat_interval_secs,
             max_connections,
             ingest,
+            experience,
+            outage,
         ) {
             (
                 Some(listen_addr),
@@ -531,10 +773,13 @@ impl CollectorConfig {
                 Some(heartbeat_interval_secs),
                 Some(max_connections),
                 Some(ingest),
+                Some(experience),
+                Some(outage),
             ) => Ok(CollectorConfig {
                 server: ServerConfig {
                     listen_addr,
                     max_body_bytes,
+                    metrics_requires_token: file.server.metrics_requires_token,
                 },
                 storage: StorageConfig {
                     url,
@@ -545,6 +790,8 @@ impl CollectorConfig {
                     heartbeat_interval_secs,
                 },
                 ingest,
+                experience,
+                outage,
             }),
             _ => Err(invalid(problems)),
         }

@@ -1,11 +1,14 @@
 //! netmedic collector library: configuration, storage, the HTTP API and the CLI commands; the
 //! binary (`main.rs`) only parses arguments and maps errors to exit codes.
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod correlate;
 pub mod fleet;
+pub mod import;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
@@ -33,6 +36,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// `Retry-After` of a 429 when the write queue is full.
     pub retry_after_secs: u32,
+    /// `[experience]`: linking windows, reason mapping, cost per contact.
+    pub experience: config::CxConfig,
+    /// `/metrics` needs an API token.
+    pub metrics_requires_token: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +70,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     task: JoinHandle<Result<(), std::io::Error>>,
     writers: Vec<JoinHandle<()>>,
+    correlator: JoinHandle<()>,
 }
 
 impl Server {
@@ -80,6 +88,8 @@ impl Server {
     /// completed), then closes the database.
     pub async fn wait(self) -> Result<(), ServeError> {
         let result = self.task.await;
+        self.correlator.abort();
+        let _ = self.correlator.await;
         // The router (and its queue senders) is gone: the writers drain the queue and stop.
         for w in self.writers {
             let _ = w.await;
@@ -132,7 +142,14 @@ where
         heartbeat_interval_secs: config.fleet.heartbeat_interval_secs,
         max_body_bytes: config.server.max_body_bytes,
         retry_after_secs: config.ingest.retry_after_secs,
+        experience: config.experience.clone(),
+        metrics_requires_token: config.server.metrics_requires_token,
     };
+    let correlator = tokio::spawn(correlate_loop(
+        store.clone(),
+        correlate::OutageParams::from_config(&config.outage),
+        config.outage.interval_secs,
+    ));
     let app = api::router(state);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -148,7 +165,29 @@ where
         store,
         task,
         writers,
+        correlator,
     })
+}
+
+/// Runs a mass-outage correlation pass every `interval_secs` (every process does; passes are
+/// idempotent and serialised by the database).
+async fn correlate_loop(
+    store: Arc<dyn Store>,
+    params: correlate::OutageParams,
+    interval_secs: u32,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(u64::from(interval_secs)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.correlate(&params, now()).await {
+            Ok(o) if o != correlate::PassOutcome::default() => {
+                log::debug!("correlation pass: {o:?}");
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("correlation pass failed: {}", error_chain(&e)),
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves and every in-flight request is answered.

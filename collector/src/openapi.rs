@@ -45,6 +45,9 @@ pub const PATHS: &[&str] = &[
     "/api/v1/devices/{agent_id}",
     "/api/v1/devices/{agent_id}/diagnostics",
     "/api/v1/killswitches",
+    "/api/v1/import/{kind}",
+    "/api/v1/report",
+    "/api/v1/network-events",
     "/api/openapi.json",
     "/healthz",
     "/readyz",
@@ -63,8 +66,13 @@ pub fn document() -> String {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Agents POST report batches and heartbeats with their device token \
                 (`Authorization: Bearer`), optionally gzip-compressed. Every error is an ErrorBody. \
-                429 and 503 carry Retry-After."
+                429 and 503 carry Retry-After. Every other /api/v1/ route needs an API token \
+                (`netmedic-collector token add NAME --role viewer|operator`): viewer reads, only \
+                operator changes (kill switches, diagnostics, imports); 401 without a valid token, \
+                403 for a viewer. /healthz and /readyz are open; /metrics is open unless \
+                server.metrics_requires_token."
         },
+        "security": [{"apiToken": []}],
         "paths": {
             "/api/v1/reports": {"post": {
                 "summary": "Ingest a report batch (idempotent by event_id)",
@@ -124,13 +132,32 @@ pub fn document() -> String {
                     "responses": merge(ok("The list after the change", json!({"$ref": "#/components/schemas/KillSwitchList"})), error_responses(&["400", "404", "503"]))
                 }
             },
+            "/api/v1/import/{kind}": {"post": {
+                "summary": "Import subscribers, surveys or contacts (CSV with a header, or JSON Lines), upserted by id; operator",
+                "parameters": [p("kind"), q("format", "csv | jsonl (default from Content-Type)"), q("strict", "true: any bad row writes nothing")],
+                "requestBody": {"required": true, "content": {"text/csv": {}, "application/x-ndjson": {}}},
+                "responses": merge(ok("Rows read, taken, skipped, bad rows with their line and reason", obj(json!({"rows": {"type": "integer"}, "taken": {"type": "integer"}, "skipped": {"type": "integer"}, "committed": {"type": "boolean"}, "bad_rows": {"type": "array"}}))), error_responses(&["400", "401", "403", "404", "413", "503"]))
+            }},
+            "/api/v1/report": {"get": {
+                "summary": "Customer-experience report: NPS/CSAT with vs without incidents (95% intervals), contact rates, contacts avoided, churn risk, breakdowns, network events",
+                "parameters": [q("from", "RFC 3339"), q("to", "RFC 3339")],
+                "responses": merge(ok("The report", json!({"type": "object"})), error_responses(&["400", "401", "503"]))
+            }},
+            "/api/v1/network-events": {"get": {
+                "summary": "Network events (mass outages behind one access node), newest first",
+                "parameters": [q("active", "true: unresolved only"), q("members", "true: list member incidents"), q("limit", "1..=500")],
+                "responses": merge(ok("The list", obj(json!({"network_events": {"type": "array"}}))), error_responses(&["400", "401", "503"]))
+            }},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Readiness (database reachable)", "responses": merge(json!({"200": {"description": "ready"}}), error_responses(&["503"]))}},
             "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}}
         },
         "components": {
-            "securitySchemes": {"deviceToken": {"type": "http", "scheme": "bearer", "description": "Printed once by `netmedic-collector device add ID`"}},
+            "securitySchemes": {
+                "deviceToken": {"type": "http", "scheme": "bearer", "description": "Printed once by `netmedic-collector device add ID`"},
+                "apiToken": {"type": "http", "scheme": "bearer", "description": "Printed once by `netmedic-collector token add NAME --role viewer|operator`"}
+            },
             "schemas": {
                 "ErrorBody": obj(json!({"error": {"type": "string"}, "reason": {"type": "string"}, "violations": {"type": "array", "items": obj(json!({"field": {"type": "string"}, "problem": {"type": "string"}}))}})),
                 "ReportBatch": obj(json!({"schema_version": {"type": "integer"}, "agent_id": {"type": "string"}, "events": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentEvent"}}})),

@@ -193,6 +193,7 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
         .build()
         .unwrap();
     let body = rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let resp = client
             .get(format!("http://{addr}/healthz"))

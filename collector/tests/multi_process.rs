@@ -99,6 +99,7 @@ async fn two_collectors_on_one_postgres_lose_and_duplicate_nothing() {
     let a = spawn_collector(&config);
     let b = spawn_collector(&config);
     let bases = [format!("http://{}", a.addr), format!("http://{}", b.addr)];
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     // Every event goes to one process and its replay to the other, all at once.

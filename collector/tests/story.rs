@@ -436,6 +436,7 @@ async fn put_kill(s: &TestServer, scope: &str, target: Option<&str>, reason: &st
     let resp = s
         .client
         .put(s.url("/api/v1/killswitches"))
+        .bearer_auth(&s.admin_token)
         .json(&serde_json::json!({"scope": scope, "target": target, "reason": reason}))
         .send()
         .await
@@ -446,6 +447,7 @@ async fn put_kill(s: &TestServer, scope: &str, target: Option<&str>, reason: &st
 async fn delete_kill(s: &TestServer, query: &str) -> StatusCode {
     s.client
         .delete(s.url(&format!("/api/v1/killswitches?{query}")))
+        .bearer_auth(&s.admin_token)
         .send()
         .await
         .unwrap()
@@ -497,6 +499,7 @@ async fn heartbeat_replies_carry_kill_switches_and_diagnostics_once(b: Backend) 
     let resp = s
         .client
         .put(s.url("/api/v1/killswitches"))
+        .bearer_auth(&s.admin_token)
         .json(&serde_json::json!({"scope": "region", "reason": "x"}))
         .send()
         .await
@@ -507,6 +510,7 @@ async fn heartbeat_replies_carry_kill_switches_and_diagnostics_once(b: Backend) 
     let resp = s
         .client
         .post(s.url("/api/v1/devices/cpe-k2/diagnostics"))
+        .bearer_auth(&s.admin_token)
         .json(&serde_json::json!({"checks": ["dns", "icmp"]}))
         .send()
         .await
@@ -533,6 +537,7 @@ async fn heartbeat_replies_carry_kill_switches_and_diagnostics_once(b: Backend) 
     let resp = s
         .client
         .post(s.url("/api/v1/devices/cpe-nobody/diagnostics"))
+        .bearer_auth(&s.admin_token)
         .json(&serde_json::json!({"checks": ["dns"]}))
         .send()
         .await

@@ -3,11 +3,16 @@
 //! (cursor, errors, write groups, device and fleet records).
 
 pub mod assemble;
+mod cx;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
 
+use crate::analytics::{NetworkEventView, Report, ReportParams};
+use crate::auth::Role;
 use crate::config::{StorageConfig, StorageUrl};
+use crate::correlate::{OutageParams, PassOutcome};
+use crate::import::{ImportError, ImportReport, RowSource};
 use netmedic_proto::{
     Advisory, Category, CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck,
     ReportBatch, Timestamp,
@@ -443,6 +448,53 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Creates an API token (a person's or a tool's) with the SHA-256 (hex) of its text. A
+    /// revoked token of that name is replaced; an active one is a [`StoreError::Conflict`].
+    fn api_token_add<'a>(
+        &'a self,
+        name: &'a str,
+        role: Role,
+        token_sha256: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// `Ok(false)` when no active token has this name.
+    fn api_token_revoke<'a>(&'a self, name: &'a str, now: Timestamp)
+    -> BoxFuture<'a, Result<bool>>;
+
+    fn api_token_list(&self) -> BoxFuture<'_, Result<Vec<ApiTokenRecord>>>;
+
+    /// The name and role of the active API token with this hash.
+    fn api_token_lookup<'a>(
+        &'a self,
+        token_sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, Role)>>>;
+
+    /// Streams a source into the database, upserting by id: batches of
+    /// [`crate::import::IMPORT_BATCH_ROWS`] rows per transaction, or (strict) one transaction
+    /// rolled back if any row is bad.
+    fn import<'a>(
+        &'a self,
+        source: &'a mut dyn RowSource,
+        strict: bool,
+    ) -> BoxFuture<'a, std::result::Result<ImportReport, ImportError>>;
+
+    /// The customer-experience report (links computed from the data as stored now).
+    fn report<'a>(&'a self, params: &'a ReportParams) -> BoxFuture<'a, Result<Report>>;
+
+    /// One mass-outage correlation pass (idempotent; safe from several processes at once).
+    fn correlate<'a>(
+        &'a self,
+        params: &'a OutageParams,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<PassOutcome>>;
+
+    fn network_events<'a>(
+        &'a self,
+        filter: &'a NetworkEventFilter,
+        with_members: bool,
+    ) -> BoxFuture<'a, Result<Vec<NetworkEventView>>>;
+
     /// Cheap round trip to the database, for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
 
@@ -468,6 +520,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             }
         })
     }
+}
+
+/// An API token as listed (never its text or hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ApiTokenRecord {
+    pub name: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Which network events to list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkEventFilter {
+    /// Only unresolved events.
+    pub active_only: bool,
+    /// Events that started at or after / before these instants (Unix ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: u32,
 }
 
 /// How a store is opened.

@@ -16,6 +16,10 @@ use std::time::Duration;
 type Conn = PgConnection;
 type Db = sqlx::Postgres;
 shared_sql!();
+super::cx::cx_sql!();
+
+/// Correlation passes of several processes serialise on this transaction-scoped advisory lock.
+const CORRELATE_LOCK_SQL: Option<&str> = Some("SELECT pg_advisory_xact_lock(7305731101)");
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

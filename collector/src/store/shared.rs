@@ -154,6 +154,9 @@ macro_rules! shared_sql {
                     diags.entry(agent).or_default().push((id, checks));
                 }
             }
+            // Upstream-outage advisories of the devices behind an access node in a network
+            // event (see correlate.rs).
+            let mut outages = outage_advisories(conn, &ok, delivered_at).await?;
             for (i, hb, auth, _) in hbs {
                 let found = match auth {
                     Auth::TokenSha256(h) => recorded.get(&(hb.agent_id.clone(), Some(h.clone()))),
@@ -178,6 +181,9 @@ macro_rules! shared_sql {
                     .flatten()
                     .or_else(|| region.clone());
                 let mut advisories = Vec::new();
+                if let Some(a) = outages.remove(&hb.agent_id) {
+                    advisories.push(a);
+                }
                 if let Some(a) = kill_advisory(&switches, &hb.agent_id, region.as_deref()) {
                     advisories.push(a);
                 }
@@ -1083,6 +1089,8 @@ macro_rules! store_impl {
             fn close(&self) -> $crate::store::BoxFuture<'_, ()> {
                 Box::pin(self.pool.close())
             }
+
+            $crate::store::cx::cx_methods!();
         }
     };
 }

@@ -14,6 +14,10 @@ use std::time::Duration;
 type Conn = SqliteConnection;
 type Db = sqlx::Sqlite;
 shared_sql!();
+super::cx::cx_sql!();
+
+/// Correlation passes serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
+const CORRELATE_LOCK_SQL: Option<&str> = None;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -5,6 +5,7 @@
 
 pub mod pg;
 
+use netmedic_collector::auth::Role;
 use netmedic_collector::config::{CollectorConfig, StorageUrl};
 use netmedic_collector::{Server, serve};
 use netmedic_proto::{
@@ -31,6 +32,10 @@ pub struct TestServer {
     pub client: reqwest::Client,
     /// Tokens of the devices enrolled through [`TestServer::enrol`].
     pub tokens: Mutex<HashMap<String, String>>,
+    /// API token with the operator role ([`TestServer::get`] sends it).
+    pub admin_token: String,
+    /// API token with the viewer role.
+    pub viewer_token: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<Server>,
 }
@@ -93,6 +98,7 @@ impl TestServer {
         .unwrap();
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback());
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let s = Self {
             db_path: dir.path().join("collector.sqlite"),
@@ -102,11 +108,42 @@ impl TestServer {
             base: format!("http://{addr}"),
             client,
             tokens: Mutex::new(HashMap::new()),
+            admin_token: String::new(),
+            viewer_token: String::new(),
             shutdown: Some(tx),
             server: Some(server),
         };
         s.enrol(DEFAULT_DEVICE).await;
+        let mut s = s;
+        s.admin_token = s.api_token("test-admin", Role::Operator).await;
+        s.viewer_token = s.api_token("test-viewer", Role::Viewer).await;
         s
+    }
+
+    /// Creates (or re-creates) an API token.
+    pub async fn api_token(&self, name: &str, role: Role) -> String {
+        let token = netmedic_collector::auth::new_token().unwrap();
+        let now = netmedic_collector::now();
+        let _ = self.store().api_token_revoke(name, now).await.unwrap();
+        self.store()
+            .api_token_add(
+                name,
+                role,
+                &netmedic_collector::auth::token_sha256(&token),
+                now,
+            )
+            .await
+            .unwrap();
+        token
+    }
+
+    /// GET with an explicit API token (None: no Authorization header).
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
     }
 
     pub fn store(&self) -> &Arc<dyn netmedic_collector::store::Store> {
@@ -227,8 +264,9 @@ impl TestServer {
             .unwrap()
     }
 
+    /// GET with the operator API token.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.get_as(path, Some(&self.admin_token)).await
     }
 
     /// Row count of one of the collector's tables, read straight from the database.
@@ -275,6 +313,10 @@ fn count_sql(table: &str) -> &'static str {
         "devices" => "SELECT COUNT(*) FROM devices",
         "seen_devices" => "SELECT COUNT(*) FROM devices WHERE last_seen_at IS NOT NULL",
         "diagnostics_requests" => "SELECT COUNT(*) FROM diagnostics_requests",
+        "subscribers" => "SELECT COUNT(*) FROM subscribers",
+        "surveys" => "SELECT COUNT(*) FROM surveys",
+        "contacts" => "SELECT COUNT(*) FROM contacts",
+        "network_events" => "SELECT COUNT(*) FROM network_events",
         other => panic!("unknown table {other}"),
     }
 }

@@ -1,0 +1,674 @@
+//! Imports of customer-experience data (DESIGN §4 "Customer-experience model"): subscribers,
+//! surveys and contacts, from CSV (with a header row) or JSON Lines, **streamed** — a source hands
+//! out one validated row at a time, and the store commits them in batches
+//! ([`IMPORT_BATCH_ROWS`]), so a file of millions of rows needs little memory.
+//!
+//! A bad row is reported with its line number and reason and skipped; nothing already accepted
+//! is ever dropped. In strict mode the whole import runs in one transaction and any bad row rolls
+//! it back: nothing is written. Rows are upserted by their id, so re-importing a file changes
+//! nothing.
+
+use netmedic_proto::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader, Read};
+
+/// Rows committed per transaction in a non-strict import.
+pub const IMPORT_BATCH_ROWS: usize = 5000;
+/// Bad rows listed in an [`ImportReport`] (all are counted).
+pub const MAX_LISTED_BAD_ROWS: usize = 10_000;
+/// Longest id (customer, survey, contact, access node, ...).
+const MAX_ID_CHARS: usize = 128;
+/// Longest free text (a survey verbatim).
+const MAX_TEXT_CHARS: usize = 4096;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportKind {
+    Subscribers,
+    Surveys,
+    Contacts,
+}
+
+impl ImportKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscribers" => Some(Self::Subscribers),
+            "surveys" => Some(Self::Surveys),
+            "contacts" => Some(Self::Contacts),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribers => "subscribers",
+            Self::Surveys => "surveys",
+            Self::Contacts => "contacts",
+        }
+    }
+
+    /// (column, required) in the documented order.
+    pub fn columns(self) -> &'static [(&'static str, bool)] {
+        match self {
+            Self::Subscribers => &[
+                ("device_id", true),
+                ("customer_id", true),
+                ("region", false),
+                ("access_node", false),
+                ("plan", false),
+                ("cpe_model", false),
+                ("firmware", false),
+            ],
+            Self::Surveys => &[
+                ("survey_id", true),
+                ("customer_id", true),
+                ("answered_at", true),
+                ("nps", false),
+                ("csat", false),
+                ("channel", false),
+                ("verbatim", false),
+            ],
+            Self::Contacts => &[
+                ("contact_id", true),
+                ("customer_id", true),
+                ("created_at", true),
+                ("channel", false),
+                ("reason", false),
+                ("resolved_at", false),
+            ],
+        }
+    }
+}
+
+/// File format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    Csv,
+    Jsonl,
+}
+
+impl ImportFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Self::Csv),
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            _ => None,
+        }
+    }
+
+    /// From a file name's extension (`.jsonl`/`.ndjson` → JSON Lines, anything else CSV).
+    pub fn guess(path: &std::path::Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson") => Self::Jsonl,
+            _ => Self::Csv,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberRow {
+    pub agent_id: String,
+    pub customer_id: String,
+    pub region: Option<String>,
+    pub access_node: Option<String>,
+    pub plan: Option<String>,
+    pub cpe_model: Option<String>,
+    pub firmware: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurveyRow {
+    pub survey_id: String,
+    pub customer_id: String,
+    pub answered_at_ms: i64,
+    pub nps: Option<i64>,
+    pub csat: Option<i64>,
+    pub channel: Option<String>,
+    pub verbatim: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    pub contact_id: String,
+    pub customer_id: String,
+    pub created_at_ms: i64,
+    pub channel: Option<String>,
+    pub reason: Option<String>,
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// One validated row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Subscriber(SubscriberRow),
+    Survey(SurveyRow),
+    Contact(ContactRow),
+}
+
+/// A refused row: its 1-based line in the file and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRow {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub kind: ImportKind,
+    pub format: ImportFormat,
+    pub strict: bool,
+    /// Data rows read (header and blank lines excluded).
+    pub rows: u64,
+    /// Rows written (inserted or updated in place; 0 when a strict import was rolled back).
+    pub taken: u64,
+    /// Rows refused.
+    pub skipped: u64,
+    /// The refused rows (the first [`MAX_LISTED_BAD_ROWS`]).
+    pub bad_rows: Vec<BadRow>,
+    /// Refused rows beyond those listed.
+    pub bad_rows_not_listed: u64,
+    /// False when a strict import found bad rows and wrote nothing.
+    pub committed: bool,
+}
+
+impl ImportReport {
+    pub fn new(kind: ImportKind, format: ImportFormat, strict: bool) -> Self {
+        Self {
+            kind,
+            format,
+            strict,
+            rows: 0,
+            taken: 0,
+            skipped: 0,
+            bad_rows: Vec::new(),
+            bad_rows_not_listed: 0,
+            committed: true,
+        }
+    }
+
+    pub fn refuse(&mut self, bad: BadRow) {
+        self.skipped += 1;
+        if self.bad_rows.len() < MAX_LISTED_BAD_ROWS {
+            self.bad_rows.push(bad);
+        } else {
+            self.bad_rows_not_listed += 1;
+        }
+    }
+
+    /// One line for people: `surveys: 10 rows read, 8 taken, 2 skipped`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: {} rows read, {} taken, {} skipped",
+            self.kind.as_str(),
+            self.rows,
+            self.taken,
+            self.skipped
+        );
+        if !self.committed {
+            s.push_str(" (strict: bad rows found, nothing was written)");
+        }
+        s
+    }
+}
+
+/// Why an import stopped before the end of its input.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the input at line {line}: {message}")]
+    Read { line: u64, message: String },
+    #[error("bad header: {0}")]
+    Header(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A stream of validated rows.
+pub trait RowSource: Send {
+    fn kind(&self) -> ImportKind;
+    fn format(&self) -> ImportFormat;
+    /// The next row (`Ok(None)` at the end); a bad row is `Some(Err(..))` and reading goes on;
+    /// `Err` is fatal (unreadable input).
+    fn next_row(&mut self) -> Result<Option<Result<Record, BadRow>>, ImportError>;
+}
+
+/// Opens a source over `input` (CSV reads and checks its header now).
+pub fn source(
+    kind: ImportKind,
+    format: ImportFormat,
+    input: Box<dyn Read + Send>,
+) -> Result<Box<dyn RowSource>, ImportError> {
+    match format {
+        ImportFormat::Csv => Ok(Box::new(CsvSource::new(kind, input)?)),
+        ImportFormat::Jsonl => Ok(Box::new(JsonlSource {
+            kind,
+            input: BufReader::with_capacity(64 * 1024, input),
+            line: 0,
+            buf: String::new(),
+        })),
+    }
+}
+
+struct CsvSource {
+    kind: ImportKind,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    /// Index of each of `kind.columns()` in the file, if present.
+    index: Vec<Option<usize>>,
+    record: csv::StringRecord,
+}
+
+impl CsvSource {
+    fn new(kind: ImportKind, input: Box<dyn Read + Send>) -> Result<Self, ImportError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .buffer_capacity(64 * 1024)
+            .from_reader(input);
+        let headers = reader
+            .headers()
+            .map_err(|e| ImportError::Header(e.to_string()))?
+            .clone();
+        let names: Vec<String> = headers
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .collect();
+        let known = kind.columns();
+        for n in &names {
+            let n = if n == "agent_id" { "device_id" } else { n };
+            if !known.iter().any(|(k, _)| *k == n) {
+                let all: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+                return Err(ImportError::Header(format!(
+                    "unknown column {n:?} for {}; the columns are {}",
+                    kind.as_str(),
+                    all.join(", ")
+                )));
+            }
+        }
+        let index: Vec<Option<usize>> = known
+            .iter()
+            .map(|(k, _)| {
+                names
+                    .iter()
+                    .position(|n| n == k || (*k == "device_id" && n == "agent_id"))
+            })
+            .collect();
+        for ((k, required), i) in known.iter().zip(&index) {
+            if *required && i.is_none() {
+                return Err(ImportError::Header(format!(
+                    "the required column {k:?} is missing"
+                )));
+            }
+        }
+        Ok(Self {
+            kind,
+            reader,
+            index,
+            record: csv::StringRecord::new(),
+        })
+    }
+}
+
+impl RowSource for CsvSource {
+    fn kind(&self) -> ImportKind {
+        self.kind
+    }
+
+    fn format(&self) -> ImportFormat {
+        ImportFormat::Csv
+    }
+
+    fn next_row(&mut self) -> Result<Option<Result<Record, BadRow>>, ImportError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                let rec = &self.record;
+                let index = &self.index;
+                let get = |i: usize| -> Result<Option<Cow<'_, str>>, String> {
+                    Ok(index
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|c| rec.get(c))
+                        .map(Cow::Borrowed))
+                };
+                Ok(Some(
+                    parse_record(self.kind, get).map_err(|reason| BadRow { line, reason }),
+                ))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                match e.kind() {
+                    csv::ErrorKind::Io(_) => Err(ImportError::Read {
+                        line,
+                        message: e.to_string(),
+                    }),
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => Ok(Some(Err(BadRow {
+                        line,
+                        reason: format!("{len} fields, the header has {expected_len}"),
+                    }))),
+                    csv::ErrorKind::Utf8 { .. } => Ok(Some(Err(BadRow {
+                        line,
+                        reason: "not valid UTF-8".into(),
+                    }))),
+                    _ => Ok(Some(Err(BadRow {
+                        line,
+                        reason: e.to_string(),
+                    }))),
+                }
+            }
+        }
+    }
+}
+
+struct JsonlSource {
+    kind: ImportKind,
+    input: BufReader<Box<dyn Read + Send>>,
+    line: u64,
+    buf: String,
+}
+
+impl RowSource for JsonlSource {
+    fn kind(&self) -> ImportKind {
+        self.kind
+    }
+
+    fn format(&self) -> ImportFormat {
+        ImportFormat::Jsonl
+    }
+
+    fn next_row(&mut self) -> Result<Option<Result<Record, BadRow>>, ImportError> {
+        loop {
+            self.buf.clear();
+            self.line += 1;
+            let line = self.line;
+            let n = match self.input.read_line(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Skip the rest of the bad line.
+                    let mut sink = Vec::new();
+                    let _ = self.input.read_until(b'\n', &mut sink);
+                    return Ok(Some(Err(BadRow {
+                        line,
+                        reason: "not valid UTF-8".into(),
+                    })));
+                }
+                Err(e) => {
+                    return Err(ImportError::Read {
+                        line,
+                        message: e.to_string(),
+                    });
+                }
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            let text = self.buf.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(text) {
+                Ok(o) => o,
+                Err(e) => {
+                    return Ok(Some(Err(BadRow {
+                        line,
+                        reason: format!("not a JSON object: {e}"),
+                    })));
+                }
+            };
+            let cols = self.kind.columns();
+            if let Some(k) = obj.keys().find(|k| {
+                let k = if *k == "agent_id" {
+                    "device_id"
+                } else {
+                    k.as_str()
+                };
+                !cols.iter().any(|(c, _)| *c == k)
+            }) {
+                return Ok(Some(Err(BadRow {
+                    line,
+                    reason: format!("unknown field {k:?}"),
+                })));
+            }
+            let get = |i: usize| -> Result<Option<Cow<'_, str>>, String> {
+                let Some((name, _)) = cols.get(i) else {
+                    return Ok(None);
+                };
+                let v = obj.get(*name).or_else(|| {
+                    (*name == "device_id")
+                        .then(|| obj.get("agent_id"))
+                        .flatten()
+                });
+                match v {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),
+                    Some(serde_json::Value::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
+                    Some(_) => Err(format!("{name}: expected a string or a number")),
+                }
+            };
+            return Ok(Some(
+                parse_record(self.kind, get).map_err(|reason| BadRow { line, reason }),
+            ));
+        }
+    }
+}
+
+/// Validates one row given a getter of the `i`-th column of `kind.columns()`.
+fn parse_record<'a>(
+    kind: ImportKind,
+    get: impl Fn(usize) -> Result<Option<Cow<'a, str>>, String>,
+) -> Result<Record, String> {
+    let cols = kind.columns();
+    // Trimmed, empty → None.
+    let opt = |i: usize| -> Result<Option<String>, String> {
+        Ok(get(i)?
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()))
+    };
+    let name = |i: usize| cols.get(i).map_or("?", |c| c.0);
+    let req = |i: usize| -> Result<String, String> {
+        opt(i)?.ok_or_else(|| format!("{} is missing", name(i)))
+    };
+    let id = |i: usize, v: String| -> Result<String, String> {
+        if v.chars().count() > MAX_ID_CHARS || v.chars().any(char::is_control) {
+            Err(format!(
+                "{}: {:?} is not an id (1..={MAX_ID_CHARS} characters, no control characters)",
+                name(i),
+                trunc(&v)
+            ))
+        } else {
+            Ok(v)
+        }
+    };
+    let opt_id =
+        |i: usize| -> Result<Option<String>, String> { opt(i)?.map(|v| id(i, v)).transpose() };
+    let time = |i: usize, v: String| -> Result<i64, String> {
+        v.parse::<Timestamp>()
+            .map(|t| t.unix_millis())
+            .map_err(|_| format!("{}: {:?} is not an RFC 3339 timestamp", name(i), trunc(&v)))
+    };
+    let int = |i: usize, range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, String> {
+        match opt(i)? {
+            None => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if range.contains(&n) => Ok(Some(n)),
+                _ => Err(format!(
+                    "{}: {:?} is not an integer in {}..={}",
+                    name(i),
+                    trunc(&v),
+                    range.start(),
+                    range.end()
+                )),
+            },
+        }
+    };
+    match kind {
+        ImportKind::Subscribers => {
+            let agent_id = req(0)?;
+            if !crate::fleet::valid_id(&agent_id) {
+                return Err(format!(
+                    "device_id: {:?} is not a device id (1..=64 of A-Z a-z 0-9 . _ : -)",
+                    trunc(&agent_id)
+                ));
+            }
+            Ok(Record::Subscriber(SubscriberRow {
+                agent_id,
+                customer_id: id(1, req(1)?)?,
+                region: opt_id(2)?,
+                access_node: opt_id(3)?,
+                plan: opt_id(4)?,
+                cpe_model: opt_id(5)?,
+                firmware: opt_id(6)?,
+            }))
+        }
+        ImportKind::Surveys => {
+            let survey_id = id(0, req(0)?)?;
+            let customer_id = id(1, req(1)?)?;
+            let answered_at_ms = time(2, req(2)?)?;
+            let nps = int(3, 0..=10)?;
+            let csat = int(4, 1..=5)?;
+            if nps.is_none() && csat.is_none() {
+                return Err("neither nps nor csat is given".into());
+            }
+            let verbatim = opt(6)?;
+            if let Some(v) = &verbatim
+                && v.chars().count() > MAX_TEXT_CHARS
+            {
+                return Err(format!("verbatim: longer than {MAX_TEXT_CHARS} characters"));
+            }
+            Ok(Record::Survey(SurveyRow {
+                survey_id,
+                customer_id,
+                answered_at_ms,
+                nps,
+                csat,
+                channel: opt_id(5)?,
+                verbatim,
+            }))
+        }
+        ImportKind::Contacts => {
+            let contact_id = id(0, req(0)?)?;
+            let customer_id = id(1, req(1)?)?;
+            let created_at_ms = time(2, req(2)?)?;
+            let resolved_at_ms = opt(5)?.map(|v| time(5, v)).transpose()?;
+            if let Some(r) = resolved_at_ms
+                && r < created_at_ms
+            {
+                return Err("resolved_at is before created_at".into());
+            }
+            Ok(Record::Contact(ContactRow {
+                contact_id,
+                customer_id,
+                created_at_ms,
+                channel: opt_id(3)?,
+                reason: opt_id(4)?,
+                resolved_at_ms,
+            }))
+        }
+    }
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rows(kind: ImportKind, format: ImportFormat, text: &str) -> Vec<Result<Record, BadRow>> {
+        let mut src = source(
+            kind,
+            format,
+            Box::new(std::io::Cursor::new(text.to_owned())),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = src.next_row().unwrap() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn csv_rows_are_validated_with_their_line_numbers() {
+        let text = "survey_id,customer_id,answered_at,nps,csat,channel,verbatim\n\
+                    s1,c1,2025-01-02T03:04:05Z,9,,email,\"great, thanks\"\n\
+                    s2,c1,yesterday,9,,email,\n\
+                    s3,c2,2025-01-02T03:04:05Z,11,,,\n\
+                    s4,c2,2025-01-02T03:04:05Z,,,,\n\
+                    s5,c2\n\
+                    s6,c3,2025-01-02T03:04:05Z,,4,sms,\"multi\nline\"\n\
+                    s7,c3,2025-01-02T03:04:05Z,0,1,,\n";
+        let r = rows(ImportKind::Surveys, ImportFormat::Csv, text);
+        assert_eq!(r.len(), 7);
+        assert!(
+            matches!(&r[0], Ok(Record::Survey(s)) if s.nps == Some(9) && s.verbatim.as_deref() == Some("great, thanks"))
+        );
+        let bad: Vec<(u64, &str)> = r
+            .iter()
+            .filter_map(|x| x.as_ref().err().map(|b| (b.line, b.reason.as_str())))
+            .collect();
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
+        assert!(bad[0].1.contains("answered_at"), "{bad:?}");
+        assert_eq!(bad[1].0, 4);
+        assert!(bad[1].1.contains("nps"));
+        assert_eq!(bad[2].0, 5);
+        assert!(bad[2].1.contains("neither"));
+        assert_eq!(bad[3].0, 6);
+        assert!(bad[3].1.contains("fields"));
+        assert!(r[5].is_ok());
+        assert!(r[6].is_ok());
+    }
+
+    #[test]
+    fn csv_header_problems_are_fatal() {
+        let bad = |t: &str| {
+            source(
+                ImportKind::Contacts,
+                ImportFormat::Csv,
+                Box::new(std::io::Cursor::new(t.to_owned())),
+            )
+            .err()
+            .unwrap()
+            .to_string()
+        };
+        assert!(bad("contact_id,customer_id\n").contains("created_at"));
+        assert!(bad("contact_id,customer_id,created_at,colour\n").contains("colour"));
+    }
+
+    #[test]
+    fn jsonl_rows_with_line_numbers() {
+        let text = "{\"device_id\":\"cpe-1\",\"customer_id\":\"c1\",\"access_node\":\"olt-1\"}\n\
+                    \n\
+                    {\"device_id\":\"bad id!\",\"customer_id\":\"c1\"}\n\
+                    not json\n\
+                    {\"device_id\":\"cpe-2\",\"customer_id\":7,\"plan\":null}\n\
+                    {\"device_id\":\"cpe-3\",\"customer_id\":\"c\",\"colour\":\"red\"}\n";
+        let r = rows(ImportKind::Subscribers, ImportFormat::Jsonl, text);
+        assert_eq!(r.len(), 5);
+        assert!(r[0].is_ok());
+        assert_eq!(r[1].as_ref().unwrap_err().line, 3);
+        assert_eq!(r[2].as_ref().unwrap_err().line, 4);
+        assert!(matches!(&r[3], Ok(Record::Subscriber(s)) if s.customer_id == "7"));
+        assert!(r[4].as_ref().unwrap_err().reason.contains("colour"));
+    }
+
+    #[test]
+    fn contacts_resolved_before_created_is_refused() {
+        let r = rows(
+            ImportKind::Contacts,
+            ImportFormat::Csv,
+            "contact_id,customer_id,created_at,resolved_at\n\
+             k1,c1,2025-01-02T00:00:00Z,2025-01-01T00:00:00Z\n",
+        );
+        assert!(r[0].as_ref().unwrap_err().reason.contains("before"));
+    }
+}

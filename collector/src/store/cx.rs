@@ -1,0 +1,715 @@
+//! The SQL of API tokens, customer-experience imports, the report's queries and mass-outage
+//! correlation, shared by both backends the way `shared.rs` is: `cx_sql!()` expands functions
+//! over the backend's `Conn`/`Db` inside each backend module, `cx_methods!()` the matching
+//! `Store` methods inside `store_impl!`.
+
+macro_rules! cx_sql {
+    () => {
+        use $crate::analytics::{Aggregator, Dims, NetworkEventView, Outcome, Report, ReportParams};
+        use $crate::auth::Role;
+        use $crate::correlate::{ActiveEvent, Candidate, OutageParams, PassOutcome};
+        use $crate::import::{IMPORT_BATCH_ROWS, ImportError, ImportReport, Record, RowSource};
+        use $crate::store::{ApiTokenRecord, NetworkEventFilter};
+        use futures::TryStreamExt;
+
+        async fn api_token_add_in(
+            conn: &mut Conn,
+            name: &str,
+            role: Role,
+            sha: &str,
+            now: i64,
+        ) -> Result<()> {
+            let existing: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT revoked_at FROM api_tokens WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some((None,)) = existing {
+                return Err(StoreError::Conflict(format!(
+                    "an active API token named {name:?} exists; revoke it first"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO api_tokens (name, token_sha256, role, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, NULL)
+                 ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256,
+                    role = excluded.role, created_at = excluded.created_at, revoked_at = NULL",
+            )
+            .bind(name)
+            .bind(sha)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn api_token_revoke_in(conn: &mut Conn, name: &str, now: i64) -> Result<bool> {
+            let n = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            )
+            .bind(name)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(n > 0)
+        }
+
+        async fn api_token_list_in(conn: &mut Conn) -> Result<Vec<ApiTokenRecord>> {
+            let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.into_iter()
+                .map(|(name, role, created, revoked)| {
+                    Ok(ApiTokenRecord {
+                        name,
+                        role: Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                        created_at: timestamp(created, "created_at")?,
+                        revoked_at: revoked.map(|r| timestamp(r, "revoked_at")).transpose()?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn api_token_lookup_in(
+            conn: &mut Conn,
+            sha: &str,
+        ) -> Result<Option<(String, Role)>> {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT name, role FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            )
+            .bind(sha)
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(|(n, r)| {
+                Role::parse(&r)
+                    .map(|role| (n, role))
+                    .ok_or_else(|| StoreError::Corrupt(format!("role {r:?}")))
+            })
+            .transpose()
+        }
+
+        /// Upserts validated rows (all of one kind) by their id.
+        async fn insert_records(conn: &mut Conn, rows: &[Record]) -> Result<()> {
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let Some(first) = chunk.first() else {
+                    continue;
+                };
+                let mut qb = match first {
+                    Record::Subscriber(_) => sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO subscribers (agent_id, customer_id, region, access_node, plan, cpe_model, firmware) ",
+                    ),
+                    Record::Survey(_) => sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO surveys (survey_id, customer_id, answered_at, nps, csat, channel, verbatim) ",
+                    ),
+                    Record::Contact(_) => sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO contacts (contact_id, customer_id, created_at, channel, reason, resolved_at) ",
+                    ),
+                };
+                qb.push_values(chunk, |mut b, r| match r {
+                    Record::Subscriber(s) => {
+                        b.push_bind(s.agent_id.clone())
+                            .push_bind(s.customer_id.clone())
+                            .push_bind(s.region.clone())
+                            .push_bind(s.access_node.clone())
+                            .push_bind(s.plan.clone())
+                            .push_bind(s.cpe_model.clone())
+                            .push_bind(s.firmware.clone());
+                    }
+                    Record::Survey(s) => {
+                        b.push_bind(s.survey_id.clone())
+                            .push_bind(s.customer_id.clone())
+                            .push_bind(s.answered_at_ms)
+                            .push_bind(s.nps)
+                            .push_bind(s.csat)
+                            .push_bind(s.channel.clone())
+                            .push_bind(s.verbatim.clone());
+                    }
+                    Record::Contact(c) => {
+                        b.push_bind(c.contact_id.clone())
+                            .push_bind(c.customer_id.clone())
+                            .push_bind(c.created_at_ms)
+                            .push_bind(c.channel.clone())
+                            .push_bind(c.reason.clone())
+                            .push_bind(c.resolved_at_ms);
+                    }
+                });
+                qb.push(match first {
+                    Record::Subscriber(_) => {
+                        " ON CONFLICT (agent_id) DO UPDATE SET customer_id = excluded.customer_id,
+                          region = excluded.region, access_node = excluded.access_node,
+                          plan = excluded.plan, cpe_model = excluded.cpe_model,
+                          firmware = excluded.firmware"
+                    }
+                    Record::Survey(_) => {
+                        " ON CONFLICT (survey_id) DO UPDATE SET customer_id = excluded.customer_id,
+                          answered_at = excluded.answered_at, nps = excluded.nps,
+                          csat = excluded.csat, channel = excluded.channel,
+                          verbatim = excluded.verbatim"
+                    }
+                    Record::Contact(_) => {
+                        " ON CONFLICT (contact_id) DO UPDATE SET customer_id = excluded.customer_id,
+                          created_at = excluded.created_at, channel = excluded.channel,
+                          reason = excluded.reason, resolved_at = excluded.resolved_at"
+                    }
+                });
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// A file may repeat an id: the last row wins (as re-importing it would), and one
+        /// multi-row upsert must not name a key twice (PostgreSQL refuses that).
+        fn dedup_batch(rows: &mut Vec<Record>) {
+            let key = |r: &Record| -> String {
+                match r {
+                    Record::Subscriber(s) => s.agent_id.clone(),
+                    Record::Survey(s) => s.survey_id.clone(),
+                    Record::Contact(c) => c.contact_id.clone(),
+                }
+            };
+            let mut seen = std::collections::HashSet::new();
+            let mut out: Vec<Record> = Vec::with_capacity(rows.len());
+            for r in rows.drain(..).rev() {
+                if seen.insert(key(&r)) {
+                    out.push(r);
+                }
+            }
+            out.reverse();
+            *rows = out;
+        }
+
+        #[derive(Debug, sqlx::FromRow)]
+        struct ReportIncidentRow {
+            agent_id: String,
+            incident_id: String,
+            category: String,
+            auto_healed: Option<bool>,
+            escalated_actions: i64,
+            customer_id: Option<String>,
+            region: Option<String>,
+            access_node: Option<String>,
+            cpe_model: Option<String>,
+            firmware: Option<String>,
+            contact_id: Option<String>,
+            reason: Option<String>,
+        }
+
+        #[derive(Debug, sqlx::FromRow)]
+        struct ReportSurveyRow {
+            survey_id: String,
+            customer_id: String,
+            nps: Option<i64>,
+            csat: Option<i64>,
+            region: Option<String>,
+            access_node: Option<String>,
+            cpe_model: Option<String>,
+            firmware: Option<String>,
+            category: Option<String>,
+            auto_healed: Option<bool>,
+            escalated_actions: Option<i64>,
+        }
+
+        async fn report_in(conn: &mut Conn, params: &ReportParams) -> Result<Report> {
+            let (from, to) = params.bounds();
+            let mut agg = Aggregator::new(params.clone());
+            {
+                let mut rows = sqlx::query_as::<_, ReportIncidentRow>(
+                    "SELECT i.agent_id, i.incident_id, i.category, i.auto_healed,
+                        (SELECT COUNT(*) FROM incident_actions a
+                          WHERE a.agent_id = i.agent_id AND a.incident_id = i.incident_id
+                            AND a.outcome = 'escalated') AS escalated_actions,
+                        s.customer_id, s.region, s.access_node, s.cpe_model, s.firmware,
+                        c.contact_id, c.reason
+                     FROM incidents i
+                     LEFT JOIN subscribers s ON s.agent_id = i.agent_id
+                     LEFT JOIN contacts c ON c.customer_id = s.customer_id
+                          AND c.created_at >= i.started_at AND c.created_at < i.started_at + $3
+                     WHERE i.started_at >= $1 AND i.started_at < $2
+                     ORDER BY i.agent_id, i.incident_id, c.contact_id",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(params.contact_window_ms)
+                .fetch(&mut *conn);
+                while let Some(r) = rows.try_next().await? {
+                    agg.incident($crate::analytics::IncidentRow {
+                        category: parse_enum(&r.category, Category::parse, "category")?,
+                        auto_healed: r.auto_healed,
+                        escalated_actions: r.escalated_actions,
+                        customer_id: r.customer_id,
+                        dims: Dims {
+                            region: r.region,
+                            access_node: r.access_node,
+                            cpe_model: r.cpe_model,
+                            firmware: r.firmware,
+                        },
+                        contact_reason: r.contact_id.map(|_| r.reason.unwrap_or_default()),
+                        agent_id: r.agent_id,
+                        incident_id: r.incident_id,
+                    });
+                }
+            }
+            agg.incidents_done();
+            {
+                let mut rows = sqlx::query_as::<_, ReportSurveyRow>(
+                    "SELECT sv.survey_id, sv.customer_id, sv.nps, sv.csat,
+                        s.region, s.access_node, s.cpe_model, s.firmware,
+                        i.category, i.auto_healed,
+                        (SELECT COUNT(*) FROM incident_actions a
+                          WHERE a.agent_id = i.agent_id AND a.incident_id = i.incident_id
+                            AND a.outcome = 'escalated') AS escalated_actions
+                     FROM surveys sv
+                     LEFT JOIN subscribers s ON s.customer_id = sv.customer_id
+                     LEFT JOIN incidents i ON i.agent_id = s.agent_id
+                          AND i.started_at <= sv.answered_at
+                          AND i.started_at > sv.answered_at - $3
+                     WHERE sv.answered_at >= $1 AND sv.answered_at < $2
+                     ORDER BY sv.survey_id, s.agent_id, i.incident_id",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(params.survey_window_ms)
+                .fetch(&mut *conn);
+                while let Some(r) = rows.try_next().await? {
+                    let incident = match r.category {
+                        None => None,
+                        Some(c) => Some((
+                            parse_enum(&c, Category::parse, "category")?,
+                            Outcome::of(r.auto_healed, r.escalated_actions.unwrap_or(0)),
+                        )),
+                    };
+                    agg.survey($crate::analytics::SurveyRow {
+                        survey_id: r.survey_id,
+                        customer_id: r.customer_id,
+                        nps: r.nps,
+                        csat: r.csat,
+                        dims: Dims {
+                            region: r.region,
+                            access_node: r.access_node,
+                            cpe_model: r.cpe_model,
+                            firmware: r.firmware,
+                        },
+                        incident,
+                    });
+                }
+            }
+            {
+                let mut rows = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT customer_id, COUNT(*) FROM contacts
+                     WHERE created_at >= $1 AND created_at < $2
+                     GROUP BY customer_id HAVING COUNT(*) >= 2",
+                )
+                .bind(from)
+                .bind(to)
+                .fetch(&mut *conn);
+                while let Some((c, n)) = rows.try_next().await? {
+                    if agg.is_candidate(&c) {
+                        agg.contacts(&c, u64::try_from(n).unwrap_or(0));
+                    }
+                }
+            }
+            let mut subs: [Vec<(String, u64)>; 4] = Default::default();
+            for (i, col) in $crate::analytics::DIMENSIONS.iter().enumerate() {
+                // `col` is one of four fixed column names, never input.
+                let sql = format!(
+                    "SELECT COALESCE({col}, '{}'), COUNT(*) FROM subscribers GROUP BY 1 ORDER BY 1",
+                    $crate::analytics::UNKNOWN
+                );
+                let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                subs[i] = rows
+                    .into_iter()
+                    .map(|(v, n)| (v, u64::try_from(n).unwrap_or(0)))
+                    .collect();
+            }
+            let filter = NetworkEventFilter {
+                active_only: false,
+                from_ms: params.from_ms,
+                to_ms: params.to_ms,
+                limit: 500,
+            };
+            let events = network_events_in(conn, &filter, false).await?;
+            Ok(agg.finish(subs, events))
+        }
+
+        async fn network_events_in(
+            conn: &mut Conn,
+            filter: &NetworkEventFilter,
+            with_members: bool,
+        ) -> Result<Vec<NetworkEventView>> {
+            let rows: Vec<(String, String, i64, Option<i64>, i64, i64, i64)> = sqlx::query_as(
+                "SELECT event_id, access_node, started_at, resolved_at, until_at, device_count,
+                        member_count
+                 FROM network_events
+                 WHERE started_at >= $1 AND started_at < $2
+                   AND ($3 = 0 OR resolved_at IS NULL)
+                 ORDER BY started_at DESC, event_id
+                 LIMIT $4",
+            )
+            .bind(filter.from_ms.unwrap_or(i64::MIN / 2))
+            .bind(filter.to_ms.unwrap_or(i64::MAX / 2))
+            .bind(i64::from(filter.active_only))
+            .bind(i64::from(filter.limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, node, started, resolved, until, devices, members) in rows {
+                let member_list = if with_members {
+                    sqlx::query_as::<_, (String, String)>(
+                        "SELECT agent_id, incident_id FROM network_event_members
+                         WHERE event_id = $1 ORDER BY agent_id, incident_id",
+                    )
+                    .bind(&id)
+                    .fetch_all(&mut *conn)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                out.push(NetworkEventView {
+                    event_id: id,
+                    access_node: node,
+                    started_at: timestamp(started, "started_at")?,
+                    resolved_at: resolved.map(|r| timestamp(r, "resolved_at")).transpose()?,
+                    advisory_until: timestamp(until, "until_at")?,
+                    devices: u64::try_from(devices).unwrap_or(0),
+                    incidents: u64::try_from(members).unwrap_or(0),
+                    members: member_list,
+                });
+            }
+            Ok(out)
+        }
+
+        /// One correlation pass inside the caller's write transaction.
+        async fn correlate_in(
+            conn: &mut Conn,
+            params: &OutageParams,
+            now: i64,
+        ) -> Result<PassOutcome> {
+            if let Some(sql) = CORRELATE_LOCK_SQL {
+                sqlx::query(sql).execute(&mut *conn).await?;
+            }
+            let mut out = PassOutcome::default();
+            let active: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT event_id, access_node, started_at FROM network_events
+                 WHERE resolved_at IS NULL",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let active: Vec<ActiveEvent> = active
+                .into_iter()
+                .map(|(event_id, access_node, started_at_ms)| ActiveEvent {
+                    event_id,
+                    access_node,
+                    started_at_ms,
+                })
+                .collect();
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT i.agent_id, i.incident_id, s.access_node, i.started_at
+                 FROM incidents i
+                 JOIN subscribers s ON s.agent_id = i.agent_id
+                 LEFT JOIN network_event_members m
+                   ON m.agent_id = i.agent_id AND m.incident_id = i.incident_id
+                 WHERE m.event_id IS NULL AND s.access_node IS NOT NULL AND i.started_at >= ",
+            );
+            qb.push_bind(now - params.lookback_ms());
+            qb.push(" AND i.category IN (");
+            let mut sep = qb.separated(", ");
+            for c in &params.categories {
+                sep.push_bind(c.as_str());
+            }
+            qb.push(")");
+            let rows: Vec<(String, String, String, i64)> =
+                qb.build_query_as().fetch_all(&mut *conn).await?;
+            let candidates: Vec<Candidate> = rows
+                .into_iter()
+                .map(|(agent_id, incident_id, access_node, started_at_ms)| Candidate {
+                    agent_id,
+                    incident_id,
+                    access_node,
+                    started_at_ms,
+                })
+                .collect();
+            let plan = $crate::correlate::plan(&candidates, &active, params);
+            for (id, node, started) in &plan.new_events {
+                let n = sqlx::query(
+                    "INSERT INTO network_events (event_id, access_node, started_at, resolved_at,
+                        until_at, device_count, member_count, created_at, updated_at)
+                     VALUES ($1, $2, $3, NULL, $4, 0, 0, $5, $5)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(node)
+                .bind(started)
+                .bind(now + params.advisory_ms)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                out.events_created += n;
+                log::info!(
+                    "network event {id}: mass outage behind access node {node:?} (from {})",
+                    timestamp(*started, "started_at")?
+                );
+            }
+            for chunk in plan.members.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO network_event_members (agent_id, incident_id, event_id) ",
+                );
+                qb.push_values(chunk, |mut b, (a, i, e)| {
+                    b.push_bind(a.clone())
+                        .push_bind(i.clone())
+                        .push_bind(e.clone());
+                });
+                qb.push(" ON CONFLICT (agent_id, incident_id) DO NOTHING");
+                out.members_added += qb.build().execute(&mut *conn).await?.rows_affected();
+            }
+            // Counts, resolution and the advisory's validity of every unresolved event.
+            let updated: Vec<(String, Option<i64>)> = sqlx::query_as(
+                "UPDATE network_events SET
+                    member_count = (SELECT COUNT(*) FROM network_event_members m
+                                    WHERE m.event_id = network_events.event_id),
+                    device_count = (SELECT COUNT(DISTINCT m.agent_id) FROM network_event_members m
+                                    WHERE m.event_id = network_events.event_id),
+                    resolved_at = CASE
+                        WHEN EXISTS (SELECT 1 FROM network_event_members m
+                                     JOIN incidents i ON i.agent_id = m.agent_id
+                                                     AND i.incident_id = m.incident_id
+                                     WHERE m.event_id = network_events.event_id
+                                       AND i.status = 'open')
+                        THEN NULL
+                        ELSE (SELECT MAX(i.resolved_at) FROM network_event_members m
+                              JOIN incidents i ON i.agent_id = m.agent_id
+                                              AND i.incident_id = m.incident_id
+                              WHERE m.event_id = network_events.event_id)
+                    END,
+                    until_at = $1,
+                    updated_at = $2
+                 WHERE resolved_at IS NULL
+                 RETURNING event_id, resolved_at",
+            )
+            .bind(now + params.advisory_ms)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (id, resolved) in &updated {
+                if resolved.is_some() {
+                    out.events_resolved += 1;
+                    log::info!("network event {id} resolved: all its incidents are resolved");
+                }
+            }
+            Ok(out)
+        }
+
+        /// Upstream-outage advisories for heartbeating devices behind an access node with an
+        /// unresolved network event.
+        async fn outage_advisories(
+            conn: &mut Conn,
+            agent_ids: &[&str],
+            now: i64,
+        ) -> Result<BTreeMap<String, netmedic_proto::Advisory>> {
+            let mut out = BTreeMap::new();
+            if agent_ids.is_empty() {
+                return Ok(out);
+            }
+            let any: Option<(String,)> = sqlx::query_as(
+                "SELECT event_id FROM network_events WHERE resolved_at IS NULL AND until_at > $1
+                 LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if any.is_none() {
+                return Ok(out);
+            }
+            for chunk in agent_ids.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT s.agent_id, ne.event_id, ne.until_at
+                     FROM subscribers s
+                     JOIN network_events ne ON ne.access_node = s.access_node
+                     WHERE ne.resolved_at IS NULL AND ne.until_at > ",
+                );
+                qb.push_bind(now);
+                qb.push(" AND s.agent_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.to_string());
+                }
+                qb.push(") ORDER BY ne.started_at");
+                let rows: Vec<(String, String, i64)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                for (agent, event, until) in rows {
+                    out.insert(
+                        agent,
+                        netmedic_proto::Advisory::UpstreamOutage {
+                            network_event_id: event,
+                            until: timestamp(until, "until_at")?,
+                        },
+                    );
+                }
+            }
+            Ok(out)
+        }
+    };
+}
+
+/// The `Store` methods of this module, expanded inside `store_impl!`.
+macro_rules! cx_methods {
+    () => {
+        fn api_token_add<'a>(
+            &'a self,
+            name: &'a str,
+            role: Role,
+            token_sha256: &'a str,
+            now: Timestamp,
+        ) -> $crate::store::BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                api_token_add_in(&mut tx, name, role, token_sha256, now.unix_millis()).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        }
+
+        fn api_token_revoke<'a>(
+            &'a self,
+            name: &'a str,
+            now: Timestamp,
+        ) -> $crate::store::BoxFuture<'a, Result<bool>> {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                api_token_revoke_in(&mut conn, name, now.unix_millis()).await
+            })
+        }
+
+        fn api_token_list(&self) -> $crate::store::BoxFuture<'_, Result<Vec<ApiTokenRecord>>> {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                api_token_list_in(&mut conn).await
+            })
+        }
+
+        fn api_token_lookup<'a>(
+            &'a self,
+            token_sha256: &'a str,
+        ) -> $crate::store::BoxFuture<'a, Result<Option<(String, Role)>>> {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                api_token_lookup_in(&mut conn, token_sha256).await
+            })
+        }
+
+        fn import<'a>(
+            &'a self,
+            source: &'a mut dyn RowSource,
+            strict: bool,
+        ) -> $crate::store::BoxFuture<'a, std::result::Result<ImportReport, ImportError>> {
+            Box::pin(async move {
+                let mut report = ImportReport::new(source.kind(), source.format(), strict);
+                let mut batch: Vec<Record> = Vec::with_capacity(IMPORT_BATCH_ROWS);
+                // Strict: one transaction for the whole file, rolled back on any bad row.
+                let mut strict_tx = if strict {
+                    Some(self.begin_write().await?)
+                } else {
+                    None
+                };
+                let mut pending: u64 = 0;
+                loop {
+                    let next = source.next_row()?;
+                    let end = next.is_none();
+                    match next {
+                        None => {}
+                        Some(Ok(r)) => {
+                            report.rows += 1;
+                            // After a bad row, a strict import only validates the rest.
+                            if !(strict && report.skipped > 0) {
+                                batch.push(r);
+                            }
+                        }
+                        Some(Err(bad)) => {
+                            report.rows += 1;
+                            report.refuse(bad);
+                            if strict {
+                                batch.clear();
+                            }
+                        }
+                    }
+                    if batch.len() >= IMPORT_BATCH_ROWS || (end && !batch.is_empty()) {
+                        let n = batch.len() as u64;
+                        dedup_batch(&mut batch);
+                        match &mut strict_tx {
+                            Some(tx) => {
+                                insert_records(tx, &batch).await?;
+                                pending += n;
+                            }
+                            None => {
+                                let mut tx = self.begin_write().await?;
+                                insert_records(&mut tx, &batch).await?;
+                                tx.commit().await.map_err(StoreError::from)?;
+                                report.taken += n;
+                            }
+                        }
+                        batch.clear();
+                    }
+                    if end {
+                        break;
+                    }
+                }
+                if let Some(tx) = strict_tx {
+                    if report.skipped > 0 {
+                        tx.rollback().await.map_err(StoreError::from)?;
+                        report.committed = false;
+                    } else {
+                        tx.commit().await.map_err(StoreError::from)?;
+                        report.taken = pending;
+                    }
+                }
+                Ok(report)
+            })
+        }
+
+        fn report<'a>(
+            &'a self,
+            params: &'a ReportParams,
+        ) -> $crate::store::BoxFuture<'a, Result<Report>> {
+            Box::pin(async move {
+                // One read transaction: every query of the report sees one snapshot.
+                let mut tx = self.pool.begin().await?;
+                let r = report_in(&mut tx, params).await?;
+                tx.commit().await?;
+                Ok(r)
+            })
+        }
+
+        fn correlate<'a>(
+            &'a self,
+            params: &'a OutageParams,
+            now: Timestamp,
+        ) -> $crate::store::BoxFuture<'a, Result<PassOutcome>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                let out = correlate_in(&mut tx, params, now.unix_millis()).await?;
+                tx.commit().await?;
+                Ok(out)
+            })
+        }
+
+        fn network_events<'a>(
+            &'a self,
+            filter: &'a NetworkEventFilter,
+            with_members: bool,
+        ) -> $crate::store::BoxFuture<'a, Result<Vec<NetworkEventView>>> {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                network_events_in(&mut conn, filter, with_members).await
+            })
+        }
+    };
+}
+
+pub(crate) use {cx_methods, cx_sql};
