@@ -14,6 +14,9 @@ have sysctl    || need+=(procps)
 have pkill     || need+=(procps)
 have snmpd     || need+=(snmpd)   # the lab's "modem" (modem_snmp check)
 have snmpget   || need+=(snmp)    # snmpget/snmpwalk, to debug the lab's modem by hand
+have socat     || need+=(socat)   # TLS-terminating proxy in front of the lab's collector (HTTPS tests)
+have openssl   || need+=(openssl) # throwaway CA and certificates for the HTTPS tests
+have systemd-analyze || need+=(systemd) # `systemd-analyze security/verify` of systemd/*.service
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: the lab builds network namespaces and must run as root" >&2
@@ -42,6 +45,20 @@ if ! have_initdb; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null \
     || apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  if $restore_policy; then rm -f "$policy"; fi
+fi
+# zabbix_agentd: the peer the agent's footprint benchmark (scripts/bench-footprint.sh) measures
+# beside netmedic-agent. policy-rc.d 101: installed, never started as a service here.
+if ! command -v zabbix_agentd >/dev/null 2>&1; then
+  echo "setup: installing zabbix-agent (footprint benchmark peer)"
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  restore_policy=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && restore_policy=true
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends zabbix-agent >/dev/null
   if $restore_policy; then rm -f "$policy"; fi
 fi
 if ! id postgres >/dev/null 2>&1; then

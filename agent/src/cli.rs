@@ -102,6 +102,7 @@ pub async fn check_once(
     config: AgentConfig,
     only: Option<CheckId>,
 ) -> Result<Vec<Observation>, crate::net::NetError> {
+    crate::tls::install_crypto_provider();
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {

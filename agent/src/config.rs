@@ -23,6 +23,14 @@ pub struct AgentConfig {
     pub checks: ChecksSection,
     #[serde(default)]
     pub spool: SpoolSection,
+    #[serde(default)]
+    pub heartbeat: HeartbeatSection,
+    /// `[healing]`: safety settings and action options of the healer (see `crate::healer`).
+    #[serde(default)]
+    pub healing: crate::healer::HealingConfig,
+    /// `[[playbook]]` tables: ladders per check and causes, overriding the built-in ones.
+    #[serde(default, rename = "playbook")]
+    pub playbooks: Vec<crate::healer::PlaybookConfig>,
 }
 
 /// How the healer may act.
@@ -78,6 +86,44 @@ pub struct CollectorSection {
     /// Ceiling of the exponential retry backoff.
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
+    /// The first delivery and heartbeat wait a random time in `[0, this]` after start, so a
+    /// fleet coming back after an outage does not arrive all at once. 0 disables it.
+    #[serde(default = "default_start_delay_max_secs")]
+    pub start_delay_max_secs: u64,
+    /// PEM file of the CA that signed the collector's certificate. When set, only this CA is
+    /// trusted (pinned); otherwise the system's roots are.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (mode 0600, like the token).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `[heartbeat]`: the small periodic "I am alive" report; its reply carries the advisories.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Mean period between heartbeats.
+    #[serde(default = "default_heartbeat_interval_secs")]
+    pub interval_secs: u64,
+    /// Each period is `interval_secs` ± a uniform random amount up to this.
+    #[serde(default = "default_heartbeat_jitter_secs")]
+    pub jitter_secs: u64,
+}
+
+impl Default for HeartbeatSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: default_heartbeat_interval_secs(),
+            jitter_secs: default_heartbeat_jitter_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -91,6 +137,10 @@ pub struct WanSection {
     /// Provisioned gateway, used when no lease names one (static WAN).
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// Pidfile of the WAN's DHCP client (udhcpc `-p`), which `renew_dhcp` signals. Unset: the
+    /// client is found by `healing.renew_dhcp.process` in the agent's network namespace.
+    #[serde(default)]
+    pub dhcp_pidfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -171,6 +221,18 @@ fn default_batch_max_events() -> usize {
 }
 fn default_max_backoff_secs() -> u64 {
     300
+}
+fn default_start_delay_max_secs() -> u64 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+fn default_heartbeat_interval_secs() -> u64 {
+    300
+}
+fn default_heartbeat_jitter_secs() -> u64 {
+    30
 }
 fn default_spool_max_events() -> usize {
     1000
@@ -334,6 +396,49 @@ impl AgentConfig {
         if self.collector.max_backoff_secs == 0 {
             bad("collector.max_backoff_secs", "must be at least 1".into());
         }
+        if self.collector.start_delay_max_secs > 3600 {
+            bad(
+                "collector.start_delay_max_secs",
+                "must be between 0 and 3600".into(),
+            );
+        }
+        let c = &self.collector;
+        for (field, value) in [
+            ("collector.token_file", &c.token_file),
+            ("collector.ca_file", &c.ca_file),
+            ("collector.client_cert_file", &c.client_cert_file),
+            ("collector.client_key_file", &c.client_key_file),
+        ] {
+            if value.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                bad(field, "must not be empty (omit the key instead)".into());
+            }
+        }
+        if c.client_cert_file.is_some() != c.client_key_file.is_some() {
+            bad(
+                "collector.client_cert_file",
+                "client_cert_file and client_key_file go together (mutual TLS)".into(),
+            );
+        }
+        let tls_keys = c.ca_file.is_some() || c.client_cert_file.is_some();
+        if tls_keys && !url.starts_with("https://") {
+            bad(
+                "collector.url",
+                "ca_file / client_cert_file need an https:// URL".into(),
+            );
+        }
+        let hb = &self.heartbeat;
+        if hb.interval_secs == 0 || hb.interval_secs > 86_400 {
+            bad(
+                "heartbeat.interval_secs",
+                "must be between 1 and 86400".into(),
+            );
+        }
+        if hb.jitter_secs > hb.interval_secs / 2 {
+            bad(
+                "heartbeat.jitter_secs",
+                "must be at most half of heartbeat.interval_secs".into(),
+            );
+        }
         let ifname = &self.wan.interface;
         if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
             bad(
@@ -350,6 +455,19 @@ impl AgentConfig {
             bad("spool.max_bytes", "must be at least 16384".into());
         }
         self.checks.problems(&mut p);
+        self.healing.problems(&mut p);
+        crate::healer::playbook_problems(&self.playbooks, &mut p);
+        if self
+            .wan
+            .dhcp_pidfile
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            p.push(Problem::new(
+                "wan.dhcp_pidfile",
+                "must not be empty (omit the key instead)",
+            ));
+        }
         p
     }
 }

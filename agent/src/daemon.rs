@@ -3,6 +3,13 @@
 //!
 //! **Invariant:** checks never wait on the collector — delivery runs in its own task and only
 //! ever reads the spool.
+//!
+//! Life cycle ([`run`]): systemd `READY=1` once the spool is recovered and the checks scheduled,
+//! `WATCHDOG=1` at half `WatchdogSec`; SIGHUP reloads the config (`RELOADING=1`, validated; a
+//! bad file or a change that needs a restart — `agent.id`, `agent.state_dir` — keeps the running
+//! config and logs why; a good one is applied once in-flight checks and heal steps finished:
+//! checks and intervals rebuilt, reporter and heartbeat restarted with the new collector
+//! settings, spool, detector state and open incidents kept); SIGTERM/SIGINT stop cleanly.
 
 use crate::actions;
 use crate::checks::Observation;
@@ -14,8 +21,9 @@ use crate::healer::{self, Decision};
 use crate::incident::Incident;
 use crate::net::Netlink;
 use crate::ping::Pinger;
-use crate::reporter::{self, Reporter};
+use crate::reporter::{self, Collector, Reporter};
 use crate::spool::Spool;
+use crate::{heartbeat, logging, notify};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, CheckStatus, EventKind, IncidentEvent};
@@ -85,6 +93,8 @@ struct Agent {
     spool: Arc<Mutex<Spool>>,
     seq: SeqGen,
     wake_reporter: Arc<tokio::sync::Notify>,
+    /// Healer state: persisted budgets, backoff and ladder memory (see `healer`).
+    heal: healer::HealState,
 }
 
 fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentEvent) {
@@ -93,7 +103,28 @@ fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentE
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(&event);
     match result {
-        Ok(()) => wake.notify_one(),
+        Ok(()) => {
+            // Durable now: the journal line tells what the spool acknowledged, with fields.
+            let last = event.actions.last();
+            let message_id = match event.kind {
+                EventKind::Opened => logging::MSG_INCIDENT_OPENED,
+                EventKind::Resolved => logging::MSG_INCIDENT_RESOLVED,
+                _ => logging::MSG_REMEDIATION,
+            };
+            log::info!(
+                check = event.check.as_str(),
+                incident_id = event.incident_id.as_str(),
+                action = last.map_or("", |a| a.action.as_str()),
+                message_id = message_id;
+                "spooled event {} ({} seq {}) of incident {}{}",
+                event.event_id,
+                event.kind,
+                event.seq,
+                event.incident_id,
+                last.map_or_else(String::new, |a| format!(": {} {}", a.action, a.outcome))
+            );
+            wake.notify_one();
+        }
         Err(e) => log::error!(
             "incident {} event {} ({}) dropped: {e}",
             event.incident_id,
@@ -114,11 +145,132 @@ async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<Net
     }
 }
 
-/// Runs the agent until `shutdown` completes.
+/// A validated config from SIGHUP with its collector client, ready to apply.
+struct Reload {
+    config: AgentConfig,
+    collector: Collector,
+}
+
+/// The delivery and heartbeat tasks; restarted when a reload changes the collector settings.
+struct Background {
+    delivery: tokio::task::JoinHandle<()>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn spawn(
+        ctx: &Arc<Context>,
+        collector: Collector,
+        spool: &Arc<Mutex<Spool>>,
+        wake: &Arc<tokio::sync::Notify>,
+        started: std::time::Instant,
+        first_start: bool,
+    ) -> Self {
+        let config = &ctx.config;
+        let c = &config.collector;
+        let start_delay_max_secs = if first_start {
+            c.start_delay_max_secs
+        } else {
+            0
+        };
+        let delivery = tokio::spawn(reporter::run(
+            Reporter::new(config, collector.clone()),
+            spool.clone(),
+            wake.clone(),
+            Duration::from_secs(c.max_backoff_secs),
+            start_delay_max_secs,
+        ));
+        let heartbeat = config.heartbeat.enabled.then(|| {
+            let first = if first_start {
+                reporter::start_delay(start_delay_max_secs)
+            } else {
+                heartbeat::next_period(config.heartbeat.interval_secs, config.heartbeat.jitter_secs)
+            };
+            // Local task: diagnostics run checks, whose futures are not `Send`.
+            tokio::task::spawn_local(heartbeat::run(
+                heartbeat::Heartbeater {
+                    collector,
+                    ctx: ctx.clone(),
+                    spool: spool.clone(),
+                    started,
+                },
+                first,
+            ))
+        });
+        Self {
+            delivery,
+            heartbeat,
+        }
+    }
+
+    fn abort(&self) {
+        self.delivery.abort();
+        if let Some(h) = &self.heartbeat {
+            h.abort();
+        }
+    }
+}
+
+/// Loads and validates `path` on every SIGHUP; sends what may be applied to the scheduler.
+async fn reload_on_sighup(
+    path: PathBuf,
+    mut current: AgentConfig,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Reload>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot handle SIGHUP ({e}): restart the agent to change its config");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        notify::reloading();
+        log::info!(message_id = logging::MSG_RELOAD; "SIGHUP: reloading {}", path.display());
+        let refused = |why: String| {
+            log::error!(
+                message_id = logging::MSG_RELOAD;
+                "reload refused, keeping the running configuration: {why}"
+            );
+            notify::ready();
+        };
+        let config = match AgentConfig::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                refused(e.to_string());
+                continue;
+            }
+        };
+        if config.agent.id != current.agent.id || config.agent.state_dir != current.agent.state_dir
+        {
+            refused("agent.id and agent.state_dir can only change with a restart".into());
+            continue;
+        }
+        let collector = match Collector::new(&config, shared.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                refused(e.to_string());
+                continue;
+            }
+        };
+        current = config.clone();
+        if tx.send(Reload { config, collector }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes; `config_path` is re-read on SIGHUP. Must run
+/// inside a [`tokio::task::LocalSet`] (the heartbeat is a local task).
 pub async fn run(
     config: AgentConfig,
+    config_path: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    logging::set_agent_id(&config.agent.id);
+    let started = std::time::Instant::now();
     let config = Arc::new(config);
     let state_dir = &config.agent.state_dir;
     std::fs::create_dir_all(state_dir).map_err(|source| DaemonError::StateDir {
@@ -139,13 +291,8 @@ pub async fn run(
     let seq = SeqGen::open(state_dir.join("seq"), spool.max_seq());
     let spool = Arc::new(Mutex::new(spool));
     let wake_reporter = Arc::new(tokio::sync::Notify::new());
-    let reporter = Reporter::new(&config)?;
-    let delivery = tokio::spawn(reporter::run(
-        reporter,
-        spool.clone(),
-        wake_reporter.clone(),
-        Duration::from_secs(config.collector.max_backoff_secs),
-    ));
+    let shared = Arc::new(Shared::default());
+    let collector = Collector::new(&config, shared.clone())?;
     let pinger = match Pinger::new() {
         Ok(p) => Some(p),
         Err(e) => {
@@ -153,14 +300,13 @@ pub async fn run(
             None
         }
     };
-    let shared = Arc::new(Shared::default());
     let ctx = Context {
         config: config.clone(),
         netlink: Netlink::connect()?,
         pinger,
         shared: shared.clone(),
     };
-    let net_events = match events::watch(&ctx.netlink, shared.clone()).await {
+    let mut net_events = match events::watch(&ctx.netlink, shared.clone()).await {
         Ok(rx) => Some(rx),
         Err(e) => {
             log::warn!("no netlink events ({e}): checks run on their intervals only");
@@ -178,20 +324,48 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let ctx = Arc::new(ctx);
+    let mut background = Background::spawn(&ctx, collector, &spool, &wake_reporter, started, true);
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
+    let hup = tokio::spawn(reload_on_sighup(
+        config_path,
+        (*config).clone(),
+        shared.clone(),
+        reload_tx,
+    ));
+    let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(every)));
+    let heal = healer::HealState::open(&config);
     let mut agent = Agent {
+        heal,
         config,
-        ctx: Arc::new(ctx),
+        ctx,
         checks,
         detector: Detector::default(),
         spool,
         seq,
         wake_reporter,
     };
-    tokio::select! {
-        () = agent.schedule(net_events) => {}
-        () = shutdown => log::info!("shutting down"),
+    notify::ready();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            reload = agent.schedule(&mut net_events, &mut reload_rx) => {
+                background.abort();
+                background = agent.apply(reload, started);
+                notify::ready();
+            }
+            () = &mut shutdown => {
+                log::info!("shutting down");
+                break;
+            }
+        }
     }
-    delivery.abort();
+    notify::stopping();
+    background.abort();
+    hup.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     Ok(())
 }
 
@@ -199,34 +373,76 @@ pub async fn run(
 enum Finished {
     /// Check `index` ran.
     Check(usize, Observation),
-    /// A heal step for check `index` ran `action`; `verify` is the last re-run of the check.
+    /// A heal step for check `index` ran (or refused) `action`; `verify` is the last re-run
+    /// of the check.
     Heal {
         index: usize,
         action: ActionId,
-        result: Result<String, actions::ActionError>,
+        result: StepResult,
         verify: Option<Observation>,
+    },
+}
+
+/// A rung the healer decided to take, with what its heal step needs to know.
+#[derive(Debug, Clone)]
+struct PlannedStep {
+    action: ActionId,
+    input: actions::ActionInput,
+    /// Disruptive on a service that still works: measure the LAN first (busy guard).
+    busy_guard: bool,
+    /// Disruptive: prove the fault is local right before acting.
+    locality_probe: bool,
+}
+
+/// How a heal step ended.
+#[derive(Debug)]
+enum StepResult {
+    /// Refused right before acting; with `pass_over` the ladder climbs past the rung,
+    /// otherwise the rung waits.
+    Skipped { reason: String, pass_over: bool },
+    /// Carrying it out failed.
+    Failed(String),
+    /// Carried out; `rollback` is the undo of a change that did not pass verification.
+    Done {
+        detail: String,
+        rollback: Option<Result<String, String>>,
     },
 }
 
 type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = Finished>>>>;
 
-/// Runs `action`, then re-runs the check until it passes (up to three times, a second apart).
-async fn heal_step(ctx: Arc<Context>, check: Check, index: usize, action: ActionId) -> Finished {
-    let result = actions::run(action, &ctx).await;
-    let mut verify = None;
-    if result.is_ok() {
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            let obs = check.run(&ctx).await;
-            let passed = !obs.is_failing() && obs.status != CheckStatus::Unknown;
-            verify = Some(obs);
-            if passed {
-                break;
-            }
-        }
+/// The fault seen live beyond the gateway: the WAN gateway answers, none of the ISP's probe
+/// targets (`checks.icmp.targets`) does. `None` when that cannot be shown (no targets).
+async fn upstream_now(ctx: &Context) -> Option<String> {
+    let targets = &ctx.config.checks.icmp.targets;
+    let pinger = ctx.pinger.as_ref()?;
+    if targets.is_empty() {
+        return None;
     }
+    let (gw, _) = checks::icmp::wan_gateway(ctx).await?;
+    let timeout = Duration::from_millis(500);
+    if !pinger.probe(gw.into(), 2, timeout, true).await.answered() {
+        return None;
+    }
+    let replies = futures::future::join_all(
+        targets
+            .iter()
+            .map(|t| pinger.probe((*t).into(), 2, timeout, true)),
+    )
+    .await;
+    replies.iter().all(|r| !r.answered()).then(|| {
+        format!(
+            "gateway {gw} answers but none of the probe targets ({}) does: the fault is upstream, a disruptive action cannot fix it",
+            targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Prechecks, acts, verifies by re-running the check (about once a second until it passes
+/// or `healing.verify_timeout_secs` ran out) and rolls a config change back if it did not help.
+async fn heal_step(ctx: Arc<Context>, check: Check, index: usize, step: PlannedStep) -> Finished {
+    let action = step.action;
+    let (result, verify) = heal_step_inner(&ctx, &check, &step).await;
     Finished::Heal {
         index,
         action,
@@ -235,15 +451,100 @@ async fn heal_step(ctx: Arc<Context>, check: Check, index: usize, action: Action
     }
 }
 
+async fn heal_step_inner(
+    ctx: &Context,
+    check: &Check,
+    step: &PlannedStep,
+) -> (StepResult, Option<Observation>) {
+    let h = &ctx.config.healing;
+    let skip = |reason: String, pass_over: bool| (StepResult::Skipped { reason, pass_over }, None);
+    if step.locality_probe
+        && let Some(why) = upstream_now(ctx).await
+    {
+        return skip(why, true);
+    }
+    if step.busy_guard {
+        let sample = Duration::from_millis(h.busy_sample_ms);
+        match healer::lan_bytes_per_sec(&h.busy_interface, sample).await {
+            Ok(rate) if rate > h.busy_bytes_per_sec => {
+                return skip(
+                    format!(
+                        "busy: {} carries {rate} bytes/s (threshold {}) and the service still works",
+                        h.busy_interface, h.busy_bytes_per_sec
+                    ),
+                    false,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return skip(
+                    format!(
+                        "busy guard cannot measure the LAN ({e}): not acting on a working service"
+                    ),
+                    false,
+                );
+            }
+        }
+    }
+    // Right before the action: the kill switch and the collector's advisories.
+    let adv = ctx.shared.advisories();
+    if let Some(why) = healer::kill_switch(h, &adv) {
+        return skip(format!("kill switch: {why}"), false);
+    }
+    if let Some(why) = healer::upstream_advisory(&adv) {
+        return skip(
+            format!("upstream outage advisory from the collector: {why}"),
+            false,
+        );
+    }
+    let applied = match actions::run(step.action, ctx, &step.input).await {
+        Ok(a) => a,
+        Err(e) => return (StepResult::Failed(e.to_string()), None),
+    };
+    let deadline = Instant::now() + Duration::from_secs(h.verify_timeout_secs);
+    let (verify, passed) = loop {
+        let obs = check.run(ctx).await;
+        let passed = !obs.is_failing() && obs.status != CheckStatus::Unknown;
+        if passed || Instant::now() >= deadline {
+            break (Some(obs), passed);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let rollback = match (&applied.undo, passed) {
+        (Some(undo), false) => Some(
+            actions::rollback(undo, ctx)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        (Some(actions::Undo::ResolvConf { saved, .. }), true) => {
+            actions::reset_dns::discard(saved);
+            None
+        }
+        _ => None,
+    };
+    (
+        StepResult::Done {
+            detail: applied.detail,
+            rollback,
+        },
+        verify,
+    )
+}
+
 impl Agent {
     /// The scheduler. Check runs and heal steps are futures polled concurrently, so a slow
     /// check (a loss measurement, a DNS timeout) never delays the reaction to a netlink event;
     /// all state (detector, incidents) is owned and changed here alone.
-    async fn schedule(&mut self, mut net_events: Option<mpsc::UnboundedReceiver<NetChange>>) {
+    ///
+    /// Returns a staged config reload once nothing is in flight any more (no check index or
+    /// heal step refers to the old catalogue); the caller applies it and calls again.
+    async fn schedule(
+        &mut self,
+        net_events: &mut Option<mpsc::UnboundedReceiver<NetChange>>,
+        reload: &mut mpsc::UnboundedReceiver<Reload>,
+    ) -> Reload {
         let n = self.checks.len();
-        if n == 0 {
-            std::future::pending::<()>().await;
-        }
+        let mut staged: Option<Reload> = None;
         let mut due: Vec<Instant> = vec![Instant::now(); n];
         let mut in_flight = vec![false; n];
         // A netlink change arrived while the check was running: run it again when it ends.
@@ -251,12 +552,21 @@ impl Agent {
         let mut healing = vec![false; n];
         let mut pending: Pending = FuturesUnordered::new();
         loop {
+            if pending.is_empty()
+                && let Some(r) = staged.take()
+            {
+                return r;
+            }
             let next_due = (0..n)
-                .filter(|i| !in_flight[*i])
+                .filter(|i| !in_flight[*i] && staged.is_none())
                 .map(|i| due[i])
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                Some(r) = reload.recv() => {
+                    // Applied when in-flight work drained; a newer reload replaces it.
+                    staged = Some(r);
+                }
                 () = tokio::time::sleep_until(next_due) => {
                     let now = Instant::now();
                     for i in 0..n {
@@ -265,7 +575,7 @@ impl Agent {
                         }
                     }
                 }
-                Some(first) = recv(&mut net_events) => {
+                Some(first) = recv(net_events), if staged.is_none() => {
                     let mut changes = vec![first];
                     if let Some(rx) = net_events.as_mut() {
                         while let Ok(c) = rx.try_recv() {
@@ -294,10 +604,13 @@ impl Agent {
                     Finished::Check(i, obs) => {
                         in_flight[i] = false;
                         due[i] = Instant::now() + self.checks[i].interval();
-                        if std::mem::take(&mut rerun[i]) {
+                        // With a reload staged, start nothing new: in-flight work drains.
+                        if std::mem::take(&mut rerun[i]) && staged.is_none() {
                             self.start_check(i, &mut pending, &mut in_flight);
                         }
-                        if let Some(action) = self.observe(i, obs, healing[i]) {
+                        let action = self.observe(i, obs, healing[i]);
+                        self.ctx.shared.set_check_statuses(self.detector.statuses());
+                        if let Some(action) = action {
                             healing[i] = true;
                             let fut = heal_step(self.ctx.clone(), self.checks[i].clone(), i, action);
                             pending.push(Box::pin(fut));
@@ -310,6 +623,50 @@ impl Agent {
                 },
             }
         }
+    }
+
+    /// Applies a validated reload (nothing in flight): new config, context and checks; the
+    /// spool, the detector and its open incidents stay. Returns the restarted background tasks.
+    fn apply(&mut self, reload: Reload, started: std::time::Instant) -> Background {
+        let Reload { config, collector } = reload;
+        let config = Arc::new(config);
+        self.spool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_bounds(config.spool.max_events, config.spool.max_bytes);
+        let pinger = match Pinger::new() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("no ICMP socket ({e}): gateway reachability will read as unknown");
+                None
+            }
+        };
+        self.ctx = Arc::new(Context {
+            config: config.clone(),
+            netlink: self.ctx.netlink.clone(),
+            pinger,
+            shared: self.ctx.shared.clone(),
+        });
+        self.checks = checks::enabled(&config);
+        self.config = config;
+        log::info!(
+            message_id = logging::MSG_RELOAD;
+            "configuration reloaded: {} mode, checks: {}",
+            self.config.agent.mode.as_str(),
+            self.checks
+                .iter()
+                .map(|c| format!("{}/{}s", c.id().as_str(), c.interval().as_secs()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Background::spawn(
+            &self.ctx,
+            collector,
+            &self.spool,
+            &self.wake_reporter,
+            started,
+            false,
+        )
     }
 
     fn start_check(&self, i: usize, pending: &mut Pending, in_flight: &mut [bool]) {
@@ -330,12 +687,41 @@ impl Agent {
         })
     }
 
-    /// Feeds an observation to the detector and decides on healing; returns the action to
+    /// The open upstream incident (icmp: gateway answers, ISP targets silent), if any, whose
+    /// consequences failures of `check` are.
+    fn upstream_parent(&self, check: CheckId) -> Option<CheckId> {
+        matches!(
+            check,
+            CheckId::Http | CheckId::Dns | CheckId::Mtu | CheckId::Clock
+        )
+        .then_some(CheckId::Icmp)
+        .filter(|_| self.upstream_incident_open())
+    }
+
+    fn upstream_incident_open(&self) -> bool {
+        self.detector
+            .incident(CheckId::Icmp)
+            .is_some_and(|i| i.cause == healer::UPSTREAM_CAUSE)
+    }
+
+    /// Feeds an observation to the detector and decides on healing; returns the step to
     /// start, with its intent already on disk.
-    fn observe(&mut self, i: usize, obs: Observation, healing: bool) -> Option<ActionId> {
+    fn observe(&mut self, i: usize, mut obs: Observation, healing: bool) -> Option<PlannedStep> {
         log::debug!("check {}: {:?} {}", obs.check, obs.status, obs.summary);
+        // icmp measured the gateway (first, so it would be the cause had it failed) and found
+        // only the ISP's targets silent: the fault lies beyond the gateway.
+        if obs.check == CheckId::Icmp
+            && obs.cause == "target_unreachable"
+            && self.config.checks.icmp.include_gateway
+        {
+            obs.cause = healer::UPSTREAM_CAUSE.to_string();
+            obs.category = netmedic_proto::Category::NoInternet;
+            obs.hint = "the gateway answers, the ISP's probe targets do not: an upstream fault; no local action can fix it".into();
+        }
         if obs.is_failing()
-            && let Some(parent) = self.failing_dependency(obs.check)
+            && let Some(parent) = self
+                .failing_dependency(obs.check)
+                .or_else(|| self.upstream_parent(obs.check))
         {
             // A consequence of a fault further down (e.g. DNS with the link down): it is
             // evidence on that incident, not an incident of its own.
@@ -356,6 +742,19 @@ impl Agent {
                     obs.cause,
                     obs.summary
                 );
+                if let Some(inc) = self.detector.incident_mut(obs.check) {
+                    let resumed =
+                        self.heal
+                            .on_opened(inc, &self.config.healing, std::time::Instant::now());
+                    if resumed > 0 {
+                        log::warn!(
+                            "incident {}: {} ({}) came back within healing.ladder_memory_secs: the ladder resumes after {resumed} rung(s) already tried",
+                            inc.id,
+                            obs.check,
+                            obs.cause
+                        );
+                    }
+                }
                 self.emit(obs.check, EventKind::Opened);
                 if healing { None } else { self.plan(obs.check) }
             }
@@ -363,16 +762,40 @@ impl Agent {
             Transition::StillFailing => None,
             Transition::Resolved(mut inc) => {
                 log::info!("incident {} resolved by itself: {}", inc.id, obs.summary);
+                self.heal.on_resolved(&inc, std::time::Instant::now());
                 self.spool_event(&mut inc, EventKind::Resolved);
                 None
             }
         }
     }
 
-    /// Decides the next rung of the ladder; records and spools the intent before it starts.
-    fn plan(&mut self, id: CheckId) -> Option<ActionId> {
-        let mode = self.config.agent.mode;
-        let decision = healer::decide(mode, self.detector.incident(id)?);
+    /// Decides the next rung of the ladder under the safety rules (see `healer`); records
+    /// every decision on the incident and spools the intent before the action starts.
+    fn plan(&mut self, id: CheckId) -> Option<PlannedStep> {
+        let config = self.config.clone();
+        let h = &config.healing;
+        let mode = config.agent.mode;
+        let inc = self.detector.incident(id)?;
+        let ladder = healer::ladder(&config, id, &inc.cause);
+        let now = std::time::Instant::now();
+        let advisories = self.ctx.shared.advisories();
+        let unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let facts = healer::Facts {
+            kill_switch: healer::kill_switch(h, &advisories),
+            upstream_advisory: healer::upstream_advisory(&advisories),
+            upstream_proven: inc.cause == healer::UPSTREAM_CAUSE || self.upstream_incident_open(),
+            service_down: self.detector.last_status(id) == Some(CheckStatus::Failed),
+            in_window: healer::in_window(&h.maintenance_windows, unix_secs, h.utc_offset_minutes),
+            backing_off: self.heal.backing_off(id, now),
+            reboot_enabled: h.reboot.enabled,
+        };
+        let boot_ms = crate::budget::boottime_ms();
+        let budget = &self.heal.budget;
+        let decision = healer::decide(mode, ladder.as_ref(), inc, &facts, |a| {
+            budget.refusal(a, boot_ms)
+        });
         match decision {
             Decision::Nothing => None,
             Decision::Escalate => {
@@ -386,38 +809,87 @@ impl Agent {
                         inc.record(
                             action,
                             ActionOutcome::Escalated,
-                            "every action of the playbook was tried; the NOC must act",
+                            "every action of the playbook was tried or ruled out; the NOC must act",
                         );
                     }
                 }
                 self.emit(id, EventKind::Updated);
                 None
             }
-            Decision::Act(action) => {
-                if let Some(inc) = self.detector.incident_mut(id) {
-                    inc.tried.push(action);
-                    inc.record(
-                        action,
-                        ActionOutcome::Planned,
-                        format!("playbook for {}", inc.cause),
-                    );
+            Decision::Wait { action, reason } => {
+                // Recorded once per reason, not on every check run while it lasts.
+                if self.heal.is_new_note(id, &reason)
+                    && let Some(inc) = self.detector.incident_mut(id)
+                {
+                    log::warn!("incident {}: {action} waits: {reason}", inc.id);
+                    inc.record(action, ActionOutcome::Skipped, reason);
+                    self.emit(id, EventKind::Updated);
                 }
+                None
+            }
+            Decision::PassOver { action, reason } => {
+                if let Some(inc) = self.detector.incident_mut(id) {
+                    log::warn!("incident {}: {action} passed over: {reason}", inc.id);
+                    inc.tried.push(action);
+                    inc.record(action, ActionOutcome::Skipped, reason);
+                }
+                self.emit(id, EventKind::Updated);
+                // The next rung (bounded: every pass adds a rung to `tried`).
+                self.plan(id)
+            }
+            Decision::Act { action, dry_run } => {
+                let ladder = ladder?;
+                let status = self.detector.last_status(id);
+                let inc = self.detector.incident_mut(id)?;
+                inc.tried.push(action);
+                let rung = inc.tried.len();
+                inc.record(
+                    action,
+                    ActionOutcome::Planned,
+                    format!(
+                        "{} playbook for {}/{}: rung {rung} of {} ({})",
+                        ladder.origin,
+                        id,
+                        inc.cause,
+                        ladder.actions.len(),
+                        ladder
+                            .actions
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
+                );
+                let input = actions::ActionInput {
+                    check: Some(id),
+                    cause: inc.cause.clone(),
+                    evidence: inc.evidence.clone(),
+                };
                 // The intent is on disk before the action starts.
                 self.emit(id, EventKind::Updated);
-                if mode == Mode::DryRun {
+                if dry_run {
+                    let why = if mode == Mode::DryRun {
+                        "dry_run mode: nothing changed"
+                    } else {
+                        "playbook in dry_run mode: nothing changed"
+                    };
                     log::info!("dry_run: would run {action} for {id}; nothing changed");
                     if let Some(inc) = self.detector.incident_mut(id) {
-                        inc.record(
-                            action,
-                            ActionOutcome::Skipped,
-                            "dry_run mode: nothing changed",
-                        );
+                        inc.record(action, ActionOutcome::Skipped, why);
                     }
                     self.emit(id, EventKind::Updated);
+                    self.heal.attempted(id, h, now);
                     return None;
                 }
+                self.heal.budget.charge(action, boot_ms);
                 log::info!("running {action} for {id}");
-                Some(action)
+                let disruptive = actions::is_disruptive(action);
+                Some(PlannedStep {
+                    action,
+                    input,
+                    busy_guard: disruptive && status != Some(CheckStatus::Failed),
+                    locality_probe: disruptive,
+                })
             }
         }
     }
@@ -427,30 +899,58 @@ impl Agent {
         &mut self,
         index: usize,
         action: ActionId,
-        result: Result<String, actions::ActionError>,
+        result: StepResult,
         verify: Option<Observation>,
     ) {
         let id = self.checks[index].id();
+        let config = self.config.clone();
+        let now = std::time::Instant::now();
+        if let StepResult::Skipped { pass_over, .. } = &result {
+            // Refused before it started: it did not use its budget.
+            self.heal
+                .budget
+                .refund(action, crate::budget::boottime_ms());
+            if !*pass_over {
+                self.heal.attempted(id, &config.healing, now);
+            }
+        } else {
+            self.heal.attempted(id, &config.healing, now);
+        }
         let Some(inc) = self.detector.incident_mut(id) else {
             // Resolved by itself while the action ran; nothing left to record against.
             log::info!("{action} finished after the {id} incident had already cleared");
             return;
         };
-        match result {
-            Ok(detail) => inc.record(action, ActionOutcome::Done, detail),
-            Err(e) => {
-                log::warn!("incident {}: {action} failed: {e}", inc.id);
-                inc.record(action, ActionOutcome::Failed, e.to_string());
+        let detail = match result {
+            StepResult::Skipped { reason, pass_over } => {
+                log::warn!("incident {}: {action} skipped: {reason}", inc.id);
+                if !pass_over {
+                    // The rung waits and is planned again after the backoff.
+                    inc.tried.retain(|a| *a != action);
+                }
+                inc.record(action, ActionOutcome::Skipped, reason);
                 self.emit(id, EventKind::Updated);
                 return;
             }
-        }
+            StepResult::Failed(e) => {
+                log::warn!("incident {}: {action} failed: {e}", inc.id);
+                inc.record(action, ActionOutcome::Failed, e);
+                self.emit(id, EventKind::Updated);
+                return;
+            }
+            StepResult::Done { detail, rollback } => {
+                inc.record(action, ActionOutcome::Done, detail.clone());
+                (detail, rollback)
+            }
+        };
+        let (_, rollback) = detail;
         match verify {
             Some(obs) if !obs.is_failing() && obs.status != CheckStatus::Unknown => {
                 inc.record(action, ActionOutcome::Verified, obs.summary.clone());
                 inc.healed_by = Some(action);
                 if let Some(mut inc) = self.detector.resolve_healed(id) {
                     log::info!("incident {} healed by {action}: {}", inc.id, obs.summary);
+                    self.heal.on_resolved(&inc, now);
                     self.spool_event(&mut inc, EventKind::Resolved);
                 }
             }
@@ -458,6 +958,21 @@ impl Agent {
                 let why = other.map_or_else(String::new, |o| o.summary);
                 log::warn!("incident {}: {action} did not help: {why}", inc.id);
                 inc.record(action, ActionOutcome::NotEffective, why);
+                match rollback {
+                    Some(Ok(what)) => {
+                        log::warn!("incident {}: {action} rolled back: {what}", inc.id);
+                        inc.record(action, ActionOutcome::RolledBack, what);
+                    }
+                    Some(Err(e)) => {
+                        log::error!("incident {}: rolling back {action} failed: {e}", inc.id);
+                        inc.record(
+                            action,
+                            ActionOutcome::Failed,
+                            format!("rollback failed: {e}"),
+                        );
+                    }
+                    None => {}
+                }
                 self.emit(id, EventKind::Updated);
             }
         }

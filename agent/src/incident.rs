@@ -54,7 +54,7 @@ impl Incident {
             action,
             outcome,
             at: crate::checks::now(),
-            detail: detail.into(),
+            detail: wire_text(&detail.into(), MAX_DETAIL_BYTES),
         });
     }
 
@@ -71,7 +71,7 @@ impl Incident {
             severity: self.severity,
             started_at: self.started_at,
             at: at.max(self.started_at),
-            summary: self.summary.clone(),
+            summary: wire_text(&self.summary, 512),
             evidence: self
                 .evidence
                 .iter()
@@ -81,9 +81,70 @@ impl Incident {
                         .iter()
                         .map(|(c, s)| (format!("consequence.{c}"), s.clone())),
                 )
+                .take(MAX_EVIDENCE_ENTRIES)
+                .map(|(k, v)| (wire_key(&k), wire_text(&v, MAX_EVIDENCE_VALUE_BYTES)))
                 .collect(),
             actions: std::mem::take(&mut self.pending_actions),
             auto_healed: (kind == EventKind::Resolved).then_some(self.healed_by.is_some()),
         }
+    }
+}
+
+/// The collector's limits (`netmedic_proto::validate`): an event over them is refused whole.
+const MAX_DETAIL_BYTES: usize = 512;
+const MAX_EVIDENCE_ENTRIES: usize = 32;
+const MAX_EVIDENCE_VALUE_BYTES: usize = 1024;
+
+/// An evidence key as the wire accepts it (1-64 of `A-Za-z0-9._:-`): other characters (the
+/// space in `resolver 192.0.2.53`) become `_`.
+pub fn wire_key(k: &str) -> String {
+    let mut out: String = k
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// Free text as the wire accepts it: control characters (a resolv.conf's newlines, a
+/// command's output) become spaces, and it is cut to `max` bytes on a character boundary.
+pub fn wire_text(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect();
+    if out.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wire_text_has_no_control_characters_and_fits() {
+        let t = super::wire_text("a\nb\tc", 100);
+        assert_eq!(t, "a b\tc");
+        assert_eq!(
+            super::wire_key("resolver 192.0.2.53"),
+            "resolver_192.0.2.53"
+        );
+        let long = "é".repeat(400);
+        let t = super::wire_text(&long, 512);
+        assert!(t.len() <= 512 && t.ends_with("..."));
     }
 }

@@ -6,6 +6,7 @@
 //! [`reporter`] delivers it.
 
 pub mod actions;
+pub mod budget;
 pub mod checks;
 pub mod cli;
 pub mod config;
@@ -13,11 +14,14 @@ pub mod daemon;
 pub mod detector;
 pub mod events;
 pub mod healer;
+pub mod heartbeat;
 pub mod ids;
 pub mod incident;
 pub mod lease;
 pub mod logging;
 pub mod net;
+pub mod notify;
 pub mod ping;
 pub mod reporter;
 pub mod spool;
+pub mod tls;

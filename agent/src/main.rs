@@ -5,6 +5,8 @@ use netmedic_agent::{cli, config::AgentConfig, daemon, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Every HTTP client (reporter, heartbeat, http and clock checks) uses rustls with ring.
+    netmedic_agent::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(c) => c,
@@ -77,7 +79,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = AgentConfig::load(path)?;
-    runtime()?.block_on(daemon::run(cfg, shutdown_signal()))?;
+    let rt = runtime()?;
+    tokio::task::LocalSet::new()
+        .block_on(&rt, daemon::run(cfg, path.to_path_buf(), shutdown_signal()))?;
     Ok(())
 }
 

@@ -1,14 +1,19 @@
 //! Reporter: delivers spooled incident events to the collector in batches.
 //!
 //! At-least-once: events leave the spool only when the collector's ack names them, and the
-//! collector deduplicates by event id. Failures back off exponentially with full jitter; a
-//! 429/503 `Retry-After` is honoured (no request before it); a 400 is never retried — the
-//! events it names are set aside with the collector's reason.
+//! collector deduplicates by event id. Bodies are gzip'd. Failures back off exponentially with
+//! full jitter; a 429/503 `Retry-After` is honoured (no request before it); a 400 is never
+//! retried — the events it names are set aside with the collector's reason. The first attempt
+//! waits a random start delay so a fleet coming back does not arrive at once. Every response's
+//! `Date` header becomes a clock sample for the `clock` check.
 
+use crate::checks::{ClockSample, Shared, clock::parse_http_date, now};
 use crate::spool::Spool;
+use crate::tls::TlsError;
 use netmedic_proto::{ErrorBody, ReportAck, ReportBatch, SCHEMA_VERSION, paths};
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,60 +32,134 @@ pub enum Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReporterError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-    #[error("token file {path}: {source}")]
-    Token {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Reads a bearer token file (first line, trimmed), refusing a mode looser than 0600.
+pub fn read_token(path: &std::path::Path) -> Result<String, ReporterError> {
+    Ok(crate::tls::read_token(path)?)
+}
+
+/// The collector endpoint: client, base URL, token; shared by the reporter and the heartbeat.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    client: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    shared: Arc<Shared>,
+}
+
+/// A body gzip'd when that makes it smaller (it always does for report batches).
+pub fn encode_body(json: &[u8]) -> (Vec<u8>, bool) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    match gz.write_all(json).and_then(|()| gz.finish()) {
+        Ok(z) if z.len() < json.len() => (z, true),
+        _ => (json.to_vec(), false),
+    }
+}
+
+impl Collector {
+    pub fn new(
+        config: &crate::config::AgentConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Self, ReporterError> {
+        let c = &config.collector;
+        let token = c.token_file.as_deref().map(read_token).transpose()?;
+        Ok(Self {
+            client: crate::tls::client(c)?,
+            base_url: c.url.trim_end_matches('/').to_string(),
+            token,
+            shared,
+        })
+    }
+
+    /// POSTs `body` as JSON (gzip'd when smaller) to `path`; records the clock sample.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, String> {
+        let url = format!("{}{path}", self.base_url);
+        let json = serde_json::to_vec(body).map_err(|e| format!("cannot encode: {e}"))?;
+        let (bytes, gzip) = encode_body(&json);
+        let mut req = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+        if gzip {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let started = Instant::now();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {}", chain(&e)))?;
+        self.clock_sample(&resp, started);
+        Ok(resp)
+    }
+
+    fn clock_sample(&self, resp: &reqwest::Response, started: Instant) {
+        let server = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
+        if let Some(server) = server {
+            self.shared.set_clock_sample(ClockSample {
+                server,
+                local: now(),
+                rtt_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+}
+
+/// An error with its sources, `a: b: c` (reqwest's own message hides the cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    client: reqwest::Client,
-    reports_url: String,
-    token: Option<String>,
+    collector: Collector,
     agent_id: String,
     batch_max_events: usize,
 }
 
-/// Reads a bearer token file (first line, trimmed).
-pub fn read_token(path: &std::path::Path) -> Result<String, ReporterError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
-        .map_err(|source| ReporterError::Token {
-            path: path.display().to_string(),
-            source,
-        })
-}
-
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp
-        .headers()
+/// A `Retry-After` in seconds (the collector's form) or as an HTTP-date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
-        .ok()?;
-    // Seconds form only; an HTTP-date from our collector is not expected.
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(v)?;
+    let ms = at.unix_millis() - now().unix_millis();
+    Some(Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)))
 }
 
 impl Reporter {
-    pub fn new(config: &crate::config::AgentConfig) -> Result<Self, ReporterError> {
-        let c = &config.collector;
-        let token = c.token_file.as_deref().map(read_token).transpose()?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(c.request_timeout_secs))
-            .connect_timeout(Duration::from_secs(c.request_timeout_secs.min(10)))
-            .user_agent(concat!("netmedic-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
-            reports_url: format!("{}{}", c.url.trim_end_matches('/'), paths::REPORTS),
-            token,
+    pub fn new(config: &crate::config::AgentConfig, collector: Collector) -> Self {
+        Self {
+            collector,
             agent_id: config.agent.id.clone(),
-            batch_max_events: c.batch_max_events,
-        })
+            batch_max_events: config.collector.batch_max_events,
+        }
     }
 
     /// Sends the oldest pending events once.
@@ -94,13 +173,9 @@ impl Reporter {
             agent_id: self.agent_id.clone(),
             events,
         };
-        let mut req = self.client.post(&self.reports_url).json(&batch);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = match req.send().await {
+        let resp = match self.collector.post_json(paths::REPORTS, &batch).await {
             Ok(r) => r,
-            Err(e) => return Outcome::Failed(format!("POST {}: {e}", self.reports_url)),
+            Err(e) => return Outcome::Failed(e),
         };
         let status = resp.status();
         if status.is_success() {
@@ -108,6 +183,9 @@ impl Reporter {
                 Ok(a) => a,
                 Err(e) => return Outcome::Failed(format!("unreadable ack: {e}")),
             };
+            for id in &ack.acked_event_ids {
+                log::debug!("collector acked event {id}");
+            }
             let mut s = lock(spool);
             return match s.ack(&ack.acked_event_ids) {
                 Ok(n) => Outcome::Delivered {
@@ -118,7 +196,9 @@ impl Reporter {
             };
         }
         if status.as_u16() == 429 || status.as_u16() == 503 {
-            return Outcome::RetryAfter(retry_after(&resp).unwrap_or(Duration::from_secs(30)));
+            return Outcome::RetryAfter(
+                retry_after(resp.headers()).unwrap_or(Duration::from_secs(30)),
+            );
         }
         if status.as_u16() == 400 || status.as_u16() == 422 {
             let body: Option<ErrorBody> = resp.json().await.ok();
@@ -174,11 +254,20 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A uniform random fraction in [0, 1].
+pub fn random_fraction() -> f64 {
+    f64::from(crate::ids::random_u16()) / f64::from(u16::MAX)
+}
+
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)].
 pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
-    let frac = f64::from(crate::ids::random_u16()) / f64::from(u16::MAX);
-    exp.mul_f64(frac)
+    exp.mul_f64(random_fraction())
+}
+
+/// A random start delay in `[0, max_secs]`.
+pub fn start_delay(max_secs: u64) -> Duration {
+    Duration::from_secs(max_secs).mul_f64(random_fraction())
 }
 
 /// Delivery loop: runs until the task is dropped.
@@ -187,7 +276,16 @@ pub async fn run(
     spool: Arc<Mutex<Spool>>,
     wake: Arc<tokio::sync::Notify>,
     max_backoff: Duration,
+    start_delay_max_secs: u64,
 ) {
+    let delay = start_delay(start_delay_max_secs);
+    if !delay.is_zero() {
+        log::info!(
+            "reporter: first delivery in {:.1} s (start delay)",
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+    }
     let mut failures = 0u32;
     loop {
         match reporter.deliver_once(&spool).await {
@@ -201,7 +299,10 @@ pub async fn run(
             Outcome::Rejected { .. } => continue,
             Outcome::Idle => failures = 0,
             Outcome::RetryAfter(d) => {
-                log::warn!("collector busy: retrying after {} s", d.as_secs());
+                log::warn!(
+                    "collector busy: next request in {} ms (Retry-After)",
+                    d.as_millis()
+                );
                 tokio::time::sleep(d).await;
                 continue;
             }
@@ -217,8 +318,8 @@ pub async fn run(
                 continue;
             }
         }
-        // Wait for new events, or poll now and then in case a wake-up was missed.
-        let _ = tokio::time::timeout(Duration::from_secs(60), wake.notified()).await;
+        // Wait for new events; poll now and then in case a wake-up was missed.
+        let _ = tokio::time::timeout(Duration::from_secs(300), wake.notified()).await;
     }
 }
 
@@ -234,5 +335,35 @@ mod tests {
             assert!(b <= cap);
             assert!(b <= Duration::from_secs(1 << attempt.min(20)));
         }
+    }
+
+    #[test]
+    fn start_delay_stays_in_range() {
+        assert_eq!(start_delay(0), Duration::ZERO);
+        for _ in 0..100 {
+            assert!(start_delay(30) <= Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn report_bodies_are_gzipped() {
+        let json = br#"{"events":[{"summary":"no default route"},{"summary":"no default route"}]}"#;
+        let (z, gz) = encode_body(json);
+        assert!(gz && z.len() < json.len());
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut out).unwrap();
+        assert_eq!(out.as_bytes(), json);
     }
 }

@@ -5,7 +5,12 @@
 //! only when the collector acknowledged them. Bounded by count and bytes; when full, the least
 //! severe, then oldest, events are dropped first and every drop is counted. A file that fails
 //! its CRC or does not parse is moved to `quarantine/` and counted; recovery never stops new
-//! events from being spooled.
+//! events from being spooled, and no file in the spool can make opening it fail.
+//!
+//! The dropped and quarantined totals persist in `counters` (rewritten atomically, only when a
+//! count changes), so the heartbeat's `dropped_total` keeps rising across restarts. A full disk
+//! (ENOSPC) is just another counted drop: nothing panics, the counters are written again at the
+//! next chance, and delivery (which only deletes) goes on, so space comes back by itself.
 
 use netmedic_proto::{IncidentEvent, Severity};
 use std::collections::BTreeMap;
@@ -63,6 +68,24 @@ pub struct Spool {
     dropped_total: u64,
     quarantined_total: u64,
     max_seq: u64,
+    /// The counters changed since they were last written successfully.
+    counters_dirty: bool,
+}
+
+const COUNTERS_FILE: &str = "counters";
+
+/// `(dropped_total, quarantined_total)` from the counters file; zeros when absent or unreadable.
+fn read_counters(path: &Path) -> (u64, u64) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut out = (0, 0);
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("dropped_total", v)) => out.0 = v.trim().parse().unwrap_or(0),
+            Some(("quarantined_total", v)) => out.1 = v.trim().parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn encode(event: &IncidentEvent) -> Result<Vec<u8>, SpoolError> {
@@ -132,13 +155,17 @@ impl Spool {
             dropped_total: 0,
             quarantined_total: 0,
             max_seq: 0,
+            counters_dirty: false,
         };
+        (spool.dropped_total, spool.quarantined_total) = read_counters(&dir.join(COUNTERS_FILE));
+        let _ = fs::remove_file(dir.join(format!("{COUNTERS_FILE}.tmp")));
         let mut rec = Recovery::default();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-            let entry = entry.map_err(io_err(dir))?;
+            // One unreadable directory entry must not stop recovery (nor crash-loop the agent).
+            let Ok(entry) = entry else { continue };
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.file_type().map_err(io_err(&path))?.is_file() {
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             if name.ends_with(".tmp") {
@@ -172,15 +199,50 @@ impl Spool {
                 }
             }
         }
+        spool.persist_counters();
         Ok((spool, rec))
     }
 
     fn quarantine_file(&mut self, path: &Path, name: &str) {
         self.quarantined_total += 1;
+        self.counters_dirty = true;
         if fs::rename(path, self.quarantine.join(name)).is_err() {
             // Could not move it aside: delete it rather than trip over it forever.
             let _ = fs::remove_file(path);
         }
+    }
+
+    /// Writes the counters when they changed (temp, fsync, rename). On failure (a full disk)
+    /// they stay dirty and are written at the next chance.
+    fn persist_counters(&mut self) {
+        if !self.counters_dirty {
+            return;
+        }
+        let path = self.dir.join(COUNTERS_FILE);
+        let tmp = self.dir.join(format!("{COUNTERS_FILE}.tmp"));
+        let text = format!(
+            "dropped_total={}\nquarantined_total={}\n",
+            self.dropped_total, self.quarantined_total
+        );
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        match written {
+            Ok(()) => self.counters_dirty = false,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                log::debug!("spool: cannot persist counters yet: {e}");
+            }
+        }
+    }
+
+    /// Changes the bounds (config reload); an overfull spool is trimmed at the next push.
+    pub fn set_bounds(&mut self, max_events: usize, max_bytes: u64) {
+        self.max_events = max_events;
+        self.max_bytes = max_bytes;
     }
 
     /// Highest sequence number ever seen in the spool.
@@ -219,6 +281,7 @@ impl Spool {
                         let _ = fs::remove_file(&e.path);
                         self.bytes = self.bytes.saturating_sub(e.bytes);
                         self.dropped_total += 1;
+                        self.counters_dirty = true;
                         log::warn!("spool full: dropped event {} (seq {})", key.1, key.0);
                     }
                 }
@@ -234,7 +297,9 @@ impl Spool {
         let result = self.push_inner(event);
         if result.is_err() {
             self.dropped_total += 1;
+            self.counters_dirty = true;
         }
+        self.persist_counters();
         result
     }
 
@@ -307,6 +372,7 @@ impl Spool {
                 self.quarantine_file(&e.path, &name);
             }
         }
+        self.persist_counters();
         out
     }
 
@@ -332,6 +398,8 @@ impl Spool {
         }
         if !keys.is_empty() {
             sync_dir(&self.dir)?;
+            // Space was freed: counters that could not be written on a full disk go now.
+            self.persist_counters();
         }
         Ok(keys.len())
     }
@@ -468,6 +536,26 @@ mod tests {
         let seqs: Vec<_> = s.pending(10).into_iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 4, 5]);
         assert_eq!(s.dropped_total(), 3);
+    }
+
+    #[test]
+    fn counters_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1, 1 << 20).unwrap();
+        s.push(&ev(1, Severity::Critical)).unwrap();
+        assert!(s.push(&ev(2, Severity::Minor)).is_err());
+        drop(s);
+        let name = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "evt"))
+            .unwrap();
+        fs::write(&name, b"garbage").unwrap();
+        let (s, _) = Spool::open(dir.path(), 1, 1 << 20).unwrap();
+        assert_eq!((s.dropped_total(), s.quarantined_total()), (1, 1));
+        drop(s);
+        let (s, _) = Spool::open(dir.path(), 1, 1 << 20).unwrap();
+        assert_eq!((s.dropped_total(), s.quarantined_total()), (1, 1));
     }
 
     #[test]

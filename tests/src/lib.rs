@@ -34,6 +34,8 @@ mod process;
 mod wait;
 
 pub mod bench;
+// Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
+pub mod delivery;
 pub mod stack;
 // Fault-injection servers for the dns, http and modem_snmp checks.
 pub mod dns;
@@ -41,6 +43,8 @@ pub mod httpd;
 pub mod snmpd;
 // Faults and services for the icmp, mtu, conntrack, service and clock checks.
 pub mod faults;
+// Helpers and timing of the self-healing tests.
+pub mod heal_faults;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -2,7 +2,10 @@
 //! agent binary in each CPE namespace, with generated configs, and helpers to ask the
 //! collector what it stored. Used by the end-to-end tests and the demo.
 
-use crate::{COLLECTOR_IP, Cpe, Lab, LabError, LabProcess, Result, WAN_IFACE, http_get, wait_for};
+use crate::{
+    COLLECTOR_IP, Cpe, HttpResponse, Lab, LabError, LabProcess, Result, WAN_IFACE, http_get,
+    http_request, wait_for,
+};
 use netmedic_proto::{IncidentPage, IncidentView};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,12 @@ pub struct StackOptions {
     pub ok_threshold: u32,
     /// Extra TOML appended to every agent config.
     pub extra_agent_toml: String,
+    /// Address the collector listens on in the ISP namespace (default [`COLLECTOR_IP`]). The
+    /// gateway address 100.64.0.1 keeps it reachable while `isp.cut_upstream()` drops traffic to
+    /// the upstream ranges (which include `COLLECTOR_IP`).
+    pub collector_ip: Option<std::net::Ipv4Addr>,
+    /// Extra TOML appended to the collector config (e.g. an `[outage]` section).
+    pub extra_collector_toml: String,
 }
 
 impl Default for StackOptions {
@@ -32,6 +41,8 @@ impl Default for StackOptions {
             fail_threshold: 2,
             ok_threshold: 2,
             extra_agent_toml: String::new(),
+            collector_ip: None,
+            extra_collector_toml: String::new(),
         }
     }
 }
@@ -73,20 +84,24 @@ pub struct Stack<'a> {
     /// `None` where the agent was stopped.
     pub agents: Vec<Option<LabProcess>>,
     pub agent_configs: Vec<PathBuf>,
+    /// An operator API token for the query/admin API (`token add lab-operator`).
+    pub api_token: String,
     options: StackOptions,
 }
 
 impl<'a> Stack<'a> {
     /// Starts the collector and an agent on every CPE, waiting until the collector answers.
     pub fn start(lab: &'a Lab, options: StackOptions) -> Result<Self> {
-        let collector_addr = SocketAddr::from((COLLECTOR_IP, COLLECTOR_PORT));
+        let collector_ip = options.collector_ip.unwrap_or(COLLECTOR_IP);
+        let collector_addr = SocketAddr::from((collector_ip, COLLECTOR_PORT));
         let db_path = lab.dir().join("collector.sqlite");
         let collector_config = lab.dir().join("collector.toml");
         std::fs::write(
             &collector_config,
             format!(
-                "[server]\nlisten_addr = \"{collector_addr}\"\n\n[storage]\nurl = \"sqlite://{}\"\n",
-                db_path.display()
+                "[server]\nlisten_addr = \"{collector_addr}\"\n\n[storage]\nurl = \"sqlite://{}\"\n{}",
+                db_path.display(),
+                options.extra_collector_toml
             ),
         )
         .map_err(|e| LabError::Setup(format!("writing collector config: {e}")))?;
@@ -105,9 +120,29 @@ impl<'a> Stack<'a> {
             db_path,
             agents: Vec::new(),
             agent_configs: Vec::new(),
+            api_token: String::new(),
             options,
         };
         stack.wait_collector_ready(Duration::from_secs(30))?;
+        let out = std::process::Command::new(&collector_bin)
+            .args([
+                "token",
+                "add",
+                "lab-operator",
+                "--role",
+                "operator",
+                "--config",
+                &cfg,
+            ])
+            .output()
+            .map_err(|e| LabError::Setup(format!("running netmedic-collector token add: {e}")))?;
+        if !out.status.success() {
+            return Err(LabError::Setup(format!(
+                "netmedic-collector token add failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        stack.api_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         for cpe in lab.cpes() {
             // Enrol the agent: `device add` prints only the token; the agent sends it as
             // `Authorization: Bearer` from a 0600 token file.
@@ -188,6 +223,7 @@ url = "http://{collector}"
 token_file = "{token}"
 request_timeout_secs = 5
 max_backoff_secs = 2
+start_delay_max_secs = 0
 
 [wan]
 interface = "{wan}"
@@ -261,12 +297,7 @@ ping_count = 2
 
     /// All incidents the collector stored (first page, up to 500), via its HTTP API.
     pub fn incidents(&self) -> Result<IncidentPage> {
-        let addr = self.collector_addr;
-        let resp = self
-            .lab
-            .isp()
-            .ns
-            .run(|| http_get(addr, "/api/v1/incidents?limit=500"))??;
+        let resp = self.api("GET", "/api/v1/incidents?limit=500", None)?;
         if resp.status != 200 {
             return Err(LabError::Setup(format!(
                 "GET /api/v1/incidents: {} {}",
@@ -275,6 +306,22 @@ ping_count = 2
         }
         serde_json::from_str(&resp.body)
             .map_err(|e| LabError::Setup(format!("unreadable incident page: {e}: {}", resp.body)))
+    }
+
+    /// A request to the collector's query/admin API with the stack's operator token, sent from
+    /// the ISP namespace. `body` is JSON.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Result<HttpResponse> {
+        let addr = self.collector_addr;
+        let auth = format!("Bearer {}", self.api_token);
+        self.lab.isp().ns.run(|| {
+            http_request(
+                addr,
+                method,
+                path,
+                &[("Authorization", auth.as_str())],
+                body.map(|b| ("application/json", b.as_bytes())),
+            )
+        })?
     }
 
     /// Waits until the collector holds an incident matching `pred`.

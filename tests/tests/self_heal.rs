@@ -86,6 +86,8 @@ fn dry_run_plans_but_changes_nothing_and_reports_once_the_wan_is_back() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
     let options = StackOptions {
         mode: "dry_run".into(),
+        // Short backoff so the whole ladder is planned within the test.
+        extra_agent_toml: netmedic_lab::heal_faults::healing_toml(""),
         ..StackOptions::default()
     };
     let stack = Stack::start(&lab, options).expect("stack");
@@ -95,6 +97,7 @@ fn dry_run_plans_but_changes_nothing_and_reports_once_the_wan_is_back() {
     cpe.delete_default_route().unwrap();
     let routes_before = cpe.ns.ip(&["-4", "route", "show", "table", "all"]).unwrap();
     let links_before = cpe.ns.ip(&["-o", "link", "show"]).unwrap();
+    let resolv_before = std::fs::read(&cpe.resolv_conf).unwrap();
 
     // The agent plans restore_route and skips it; the report waits in its spool, since the
     // fault itself cut the CPE off from the collector.
@@ -112,6 +115,24 @@ fn dry_run_plans_but_changes_nothing_and_reports_once_the_wan_is_back() {
         },
     )
     .unwrap();
+    // ...and the rest of the same ladder enforce mode would climb, then the escalation.
+    wait_for(
+        "dry-run ladder planned to the end",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let log = stack.agent_log(0);
+            if log.contains("dry_run: would run bounce_iface")
+                && log.contains("escalating to the NOC")
+            {
+                Ok(())
+            } else {
+                Err(netmedic_lab::heal_faults::tail(&log))
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&cpe.resolv_conf).unwrap(), resolv_before);
     assert_eq!(
         cpe.ns.ip(&["-4", "route", "show", "table", "all"]).unwrap(),
         routes_before
@@ -151,5 +172,24 @@ fn dry_run_plans_but_changes_nothing_and_reports_once_the_wan_is_back() {
         !outcomes.contains(&ActionOutcome::Done),
         "{:#?}",
         inc.actions
+    );
+    // The same ladder as enforce mode (the built-in default_route_missing playbook), each
+    // rung planned and skipped, then the escalation.
+    let trail: Vec<_> = inc.actions.iter().map(|a| (a.action, a.outcome)).collect();
+    let mut want = Vec::new();
+    for a in [
+        ActionId::RestoreRoute,
+        ActionId::RenewDhcp,
+        ActionId::BounceIface,
+    ] {
+        want.push((a, ActionOutcome::Planned));
+        want.push((a, ActionOutcome::Skipped));
+    }
+    want.push((ActionId::BounceIface, ActionOutcome::Escalated));
+    assert_eq!(trail, want, "{:#?}", inc.actions);
+    assert!(
+        inc.actions[1].detail.contains("dry_run"),
+        "{:?}",
+        inc.actions[1]
     );
 }

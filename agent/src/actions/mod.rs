@@ -1,11 +1,20 @@
 //! Remediation actions. One file per action; the closed [`ActionId`] enum from the protocol names
-//! them. An action changes the system and says what it changed; the healer decides when to run
-//! it, verifies it and records it.
+//! them. An action changes the system and says what it changed (and, for a config change, how
+//! to undo it); the healer decides when to run it, verifies it and records it.
 
+pub mod bounce_iface;
+pub mod flush_conntrack;
+pub mod reboot;
+pub mod renew_dhcp;
+pub mod reset_dns;
+pub mod restart_service;
 pub mod restore_route;
+pub mod set_mtu;
 
 use crate::checks::Context;
-use netmedic_proto::ActionId;
+use netmedic_proto::{ActionId, CheckId};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -16,12 +25,114 @@ pub enum ActionError {
     Failed(String),
 }
 
-/// Runs an action; `Ok` carries a one-line description of what was changed.
-pub async fn run(action: ActionId, ctx: &Context) -> Result<String, ActionError> {
+/// What the action is asked to fix: the incident's check, cause and latest evidence.
+#[derive(Debug, Clone, Default)]
+pub struct ActionInput {
+    pub check: Option<CheckId>,
+    pub cause: String,
+    pub evidence: BTreeMap<String, String>,
+}
+
+/// How to undo a configuration change that did not help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// Put the saved original resolv.conf back, byte for byte.
+    ResolvConf {
+        target: std::path::PathBuf,
+        saved: std::path::PathBuf,
+    },
+    /// Set the interface's MTU back.
+    Mtu { ifname: String, mtu: u32 },
+}
+
+/// A carried-out action: one line for the trail, and its undo when it changed config.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub detail: String,
+    pub undo: Option<Undo>,
+}
+
+impl Applied {
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            undo: None,
+        }
+    }
+}
+
+/// Actions that interrupt the subscriber's service while they run: the busy guard, the
+/// maintenance windows and the "prove it is local" precheck apply to them.
+pub fn is_disruptive(action: ActionId) -> bool {
+    matches!(
+        action,
+        ActionId::BounceIface
+            | ActionId::Reboot
+            | ActionId::RestartService
+            | ActionId::FlushConntrack
+    )
+}
+
+/// Runs an action.
+pub async fn run(
+    action: ActionId,
+    ctx: &Context,
+    input: &ActionInput,
+) -> Result<Applied, ActionError> {
     match action {
-        ActionId::RestoreRoute => restore_route::run(ctx).await,
-        other => Err(ActionError::NotApplicable(format!(
-            "{other} is not available in this build"
-        ))),
+        ActionId::RestoreRoute => restore_route::run(ctx).await.map(Applied::new),
+        ActionId::RenewDhcp => renew_dhcp::run(ctx).await.map(Applied::new),
+        ActionId::ResetDns => reset_dns::run(ctx),
+        ActionId::SetMtu => set_mtu::run(ctx, input).await,
+        ActionId::BounceIface => bounce_iface::run(ctx).await.map(Applied::new),
+        ActionId::FlushConntrack => flush_conntrack::run(ctx).map(Applied::new),
+        ActionId::RestartService => restart_service::run(ctx, input).await.map(Applied::new),
+        ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
+    }
+}
+
+/// Undoes a configuration change; `Ok` says what was restored.
+pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError> {
+    match undo {
+        Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
+        Undo::Mtu { ifname, mtu } => set_mtu::set(ctx, ifname, *mtu)
+            .await
+            .map(|()| format!("MTU of {ifname} set back to {mtu}")),
+    }
+}
+
+/// Runs a configured command (argv, never a shell string) with a timeout; `Ok` carries its
+/// exit status and the tail of its output.
+pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, ActionError> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| ActionError::NotApplicable("no command configured".into()))?;
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .map_err(|_| ActionError::Failed(format!("{prog} did not finish within {timeout:?}")))?
+        .map_err(|e| ActionError::Failed(format!("cannot run {prog}: {e}")))?;
+    let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if text.is_empty() {
+        text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    }
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(200)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if out.status.success() {
+        Ok(format!("{prog} exited 0"))
+    } else {
+        Err(ActionError::Failed(format!(
+            "{prog}: {}: {tail}",
+            out.status
+        )))
     }
 }

@@ -146,6 +146,8 @@ pub struct Shared {
     pub links: Mutex<link::LinkTable>,
     /// Advisories from the latest heartbeat reply.
     pub advisories: Mutex<Advisories>,
+    /// Latest status of each enabled check (the detector's view), for heartbeats.
+    pub check_statuses: Mutex<BTreeMap<CheckId, CheckStatus>>,
 }
 
 impl Shared {
@@ -168,6 +170,20 @@ impl Shared {
             .advisories
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
+    }
+
+    pub fn check_statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
+        self.check_statuses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_check_statuses(&self, s: BTreeMap<CheckId, CheckStatus>) {
+        *self
+            .check_statuses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
     }
 
     pub fn set_clock_sample(&self, s: ClockSample) {

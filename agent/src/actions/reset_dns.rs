@@ -1,0 +1,251 @@
+//! `reset_dns`: rewrites resolv.conf to the provisioned resolvers (`checks.dns
+//! .provisioned_resolvers`, else the `dns=` of the DHCP lease), keeping the original for
+//! rollback.
+//!
+//! The original bytes are saved first, durably (temp, fsync, rename, fsync dir), to
+//! `<state_dir>/rollback/resolv.conf.orig`; a rollback writes exactly those bytes back and
+//! re-reads the file to prove it. `search`, `domain` and `options` lines of the original are
+//! kept; only the `nameserver` lines change.
+//!
+//! ## How the file is written
+//! Normally atomically: a temp file in the same directory, fsync, rename over the target,
+//! fsync of the directory — a reader sees the old file or the new one, never a mix. But
+//! resolv.conf is often a mount point: `ip netns exec` (the lab, containers) bind-mounts
+//! `/etc/netns/<ns>/resolv.conf` over it, and renaming over a mount point fails with EBUSY
+//! (and would only hide the mount from new processes anyway). So when the target is a mount
+//! point (per `/proc/self/mountinfo`), or the rename fails with EBUSY/EXDEV, the file is
+//! rewritten in place: write the whole content from offset 0, truncate to its length, fsync.
+//! No temp file is ever created next to a bind-mounted file (its directory is the host's).
+//! resolv.conf is a few hundred bytes, written with one `write` call; a reader racing it may
+//! at worst see the new head with the old tail for an instant — the resolver re-reads the
+//! file on its next change, and the verification that follows re-reads it too.
+
+use super::{ActionError, Applied, Undo};
+use crate::checks::Context;
+use std::io::{Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The resolvers to restore.
+fn provisioned(ctx: &Context) -> Vec<IpAddr> {
+    let cfg = &ctx.config.checks.dns.provisioned_resolvers;
+    if !cfg.is_empty() {
+        return cfg.clone();
+    }
+    ctx.config
+        .wan
+        .lease_file
+        .as_deref()
+        .and_then(|p| crate::lease::Lease::read(p).ok().flatten())
+        .map(|l| l.dns.into_iter().map(IpAddr::V4).collect())
+        .unwrap_or_default()
+}
+
+/// The new resolv.conf: the original's `search`/`domain`/`options` lines plus the resolvers.
+pub fn render(original: &str, resolvers: &[IpAddr]) -> String {
+    let mut out = String::from("# written by netmedic-agent reset_dns (provisioned resolvers)\n");
+    for line in original.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if matches!(first, "search" | "domain" | "options") {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    for r in resolvers {
+        out.push_str(&format!("nameserver {r}\n"));
+    }
+    out
+}
+
+pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
+    let resolvers = provisioned(ctx);
+    if resolvers.is_empty() {
+        return Err(ActionError::NotApplicable(
+            "no provisioned resolvers: set checks.dns.provisioned_resolvers or a lease with dns="
+                .into(),
+        ));
+    }
+    let configured = &ctx.config.checks.dns.resolv_conf;
+    let target = std::fs::canonicalize(configured)
+        .map_err(|e| ActionError::Failed(format!("{}: {e}", configured.display())))?;
+    let original = std::fs::read(&target)
+        .map_err(|e| ActionError::Failed(format!("reading {}: {e}", target.display())))?;
+    let new = render(&String::from_utf8_lossy(&original), &resolvers);
+    if new.as_bytes() == original.as_slice() {
+        return Err(ActionError::NotApplicable(format!(
+            "{} already names the provisioned resolvers",
+            target.display()
+        )));
+    }
+    let dir = ctx.config.agent.state_dir.join("rollback");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
+    let saved = dir.join("resolv.conf.orig");
+    crate::budget::write_durable(&saved, &original).map_err(|e| {
+        ActionError::Failed(format!("saving the original to {}: {e}", saved.display()))
+    })?;
+    let how = write_config_file(&target, new.as_bytes())
+        .map_err(|e| ActionError::Failed(format!("writing {}: {e}", target.display())))?;
+    let list: Vec<String> = resolvers.iter().map(ToString::to_string).collect();
+    Ok(Applied {
+        detail: format!(
+            "{} now names {} (written {how}; original saved to {})",
+            target.display(),
+            list.join(", "),
+            saved.display()
+        ),
+        undo: Some(Undo::ResolvConf { target, saved }),
+    })
+}
+
+/// Writes the saved original back, byte for byte, and proves it by reading it again.
+pub fn rollback(target: &Path, saved: &Path) -> Result<String, ActionError> {
+    let original = std::fs::read(saved).map_err(|e| {
+        ActionError::Failed(format!(
+            "reading the saved original {}: {e}",
+            saved.display()
+        ))
+    })?;
+    let how = write_config_file(target, &original)
+        .map_err(|e| ActionError::Failed(format!("restoring {}: {e}", target.display())))?;
+    let now = std::fs::read(target)
+        .map_err(|e| ActionError::Failed(format!("re-reading {}: {e}", target.display())))?;
+    if now != original {
+        return Err(ActionError::Failed(format!(
+            "{} differs from the saved original after the rollback",
+            target.display()
+        )));
+    }
+    let _ = std::fs::remove_file(saved);
+    Ok(format!(
+        "{} restored to the original ({} bytes, identical; written {how})",
+        target.display(),
+        original.len()
+    ))
+}
+
+/// The change was verified: the saved original is no longer needed.
+pub fn discard(saved: &Path) {
+    let _ = std::fs::remove_file(saved);
+}
+
+/// Replaces a config file's content: atomically where possible, in place on a mount point.
+pub fn write_config_file(target: &Path, bytes: &[u8]) -> std::io::Result<&'static str> {
+    if is_mount_point(target) {
+        write_in_place(target, bytes)?;
+        return Ok("in place: the file is a mount point");
+    }
+    match replace_atomically(target, bytes) {
+        Ok(()) => Ok("atomically (temp file + rename)"),
+        Err(e) if matches!(e.raw_os_error(), Some(16 | 18)) => {
+            // EBUSY / EXDEV: a mount point mountinfo did not show us.
+            write_in_place(target, bytes)?;
+            Ok("in place: rename over it failed")
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn replace_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = target.with_file_name(format!(".{name}.netmedic.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(target) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, target)?;
+        if let Some(dir) = target.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_in_place(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(target)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(bytes)?;
+    f.set_len(bytes.len() as u64)?;
+    f.sync_all()
+}
+
+/// Whether `path` is a mount point of this mount namespace (`/proc/self/mountinfo`, field 5,
+/// with its octal escapes).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape(m) == want)
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_keeps_search_and_options() {
+        let r = render(
+            "# x\nsearch lan\nnameserver 1.2.3.4\noptions timeout:1\n",
+            &["100.64.0.1".parse().unwrap()],
+        );
+        assert!(r.contains("search lan\n"));
+        assert!(r.contains("options timeout:1\n"));
+        assert!(r.ends_with("nameserver 100.64.0.1\n"));
+        assert!(!r.contains("1.2.3.4"));
+    }
+
+    #[test]
+    fn unescapes_mountinfo() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/etc/resolv.conf"), "/etc/resolv.conf");
+    }
+
+    #[test]
+    fn write_and_roll_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("resolv.conf");
+        let original = b"# odd  spacing \r\nnameserver 9.9.9.9\n\n\x00tail".to_vec();
+        std::fs::write(&target, &original).unwrap();
+        let saved = dir.path().join("orig");
+        crate::budget::write_durable(&saved, &original).unwrap();
+        write_config_file(&target, b"nameserver 1.1.1.1\n").unwrap();
+        write_in_place(&target, b"x").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
+        rollback(&target, &saved).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), original);
+        assert!(!saved.exists());
+    }
+}

@@ -1,0 +1,115 @@
+//! `set_mtu`: sets the WAN MTU through netlink — to `checks.mtu.expected_mtu` when the
+//! interface differs from it, else (path-MTU blackhole) to the largest size the `mtu` check saw
+//! cross the path (`largest_passing_bytes`), never below `healing.set_mtu.min_mtu`. The old
+//! MTU is the undo: a change that did not help is set back.
+
+use super::{ActionError, ActionInput, Applied, Undo};
+use crate::checks::Context;
+use futures::TryStreamExt;
+use netlink_packet_route::link::LinkAttribute;
+
+/// The interface's MTU, through netlink.
+pub async fn get(ctx: &Context, ifname: &str) -> Result<u32, ActionError> {
+    let index = index(ctx, ifname).await?;
+    let mut links = ctx
+        .netlink
+        .handle()
+        .link()
+        .get()
+        .match_index(index)
+        .execute();
+    let msg = links
+        .try_next()
+        .await
+        .map_err(|e| ActionError::Failed(format!("reading {ifname}: {e}")))?
+        .ok_or_else(|| ActionError::NotApplicable(format!("interface {ifname} is missing")))?;
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .ok_or_else(|| ActionError::Failed(format!("{ifname} reports no MTU")))
+}
+
+pub(crate) async fn index(ctx: &Context, ifname: &str) -> Result<u32, ActionError> {
+    ctx.netlink
+        .link_index(ifname)
+        .await
+        .map_err(|e| ActionError::Failed(e.to_string()))?
+        .ok_or_else(|| ActionError::NotApplicable(format!("interface {ifname} is missing")))
+}
+
+/// Sets the MTU of `ifname`.
+pub async fn set(ctx: &Context, ifname: &str, mtu: u32) -> Result<(), ActionError> {
+    let index = index(ctx, ifname).await?;
+    let msg = rtnetlink::LinkUnspec::new_with_index(index)
+        .mtu(mtu)
+        .build();
+    ctx.netlink
+        .handle()
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(|e| ActionError::Failed(format!("setting MTU {mtu} on {ifname}: {e}")))
+}
+
+/// The MTU to set, or why there is none.
+pub fn choose(
+    current: u32,
+    expected: u32,
+    largest_passing: Option<u32>,
+    min: u32,
+) -> Result<u32, String> {
+    if expected != 0 && current != expected {
+        return Ok(expected);
+    }
+    match largest_passing {
+        Some(p) if p >= min && p < current => Ok(p),
+        Some(p) if p < min => Err(format!(
+            "largest passing size {p} is below healing.set_mtu.min_mtu ({min})"
+        )),
+        _ => Err(format!(
+            "MTU {current} matches the provisioned one and no smaller passing size is known"
+        )),
+    }
+}
+
+pub async fn run(ctx: &Context, input: &ActionInput) -> Result<Applied, ActionError> {
+    let ifname = ctx.config.wan.interface.clone();
+    let current = get(ctx, &ifname).await?;
+    let largest = input
+        .evidence
+        .get("largest_passing_bytes")
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let target = choose(
+        current,
+        ctx.config.checks.mtu.expected_mtu,
+        largest,
+        ctx.config.healing.set_mtu.min_mtu,
+    )
+    .map_err(ActionError::NotApplicable)?;
+    set(ctx, &ifname, target).await?;
+    Ok(Applied {
+        detail: format!("MTU of {ifname} set from {current} to {target}"),
+        undo: Some(Undo::Mtu {
+            ifname,
+            mtu: current,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose;
+
+    #[test]
+    fn chooses_the_provisioned_mtu_then_the_path() {
+        assert_eq!(choose(1400, 1500, None, 1280), Ok(1500));
+        assert_eq!(choose(1500, 1500, Some(1472), 1280), Ok(1472));
+        assert_eq!(choose(1500, 0, Some(1400), 1280), Ok(1400));
+        assert!(choose(1500, 1500, None, 1280).is_err());
+        assert!(choose(1500, 1500, Some(600), 1280).is_err());
+    }
+}

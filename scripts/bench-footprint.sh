@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Agent footprint benchmark: size of the release-cpe binary (raw and xz), and steady RSS/PSS,
+# CPU per minute and wakeups per second of an idle agent with the default config in the lab,
+# over --minutes N (default 10, after a 1-minute warm-up), beside zabbix_agentd (Debian
+# zabbix-agent, foreground on the CPE's loopback) measured in the same run.
+# Usage: scripts/bench-footprint.sh [--minutes N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --minutes) minutes="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes N]" >&2; exit 64 ;;
+  esac
+done
+scripts/setup.sh
+cargo build --locked --profile release-cpe -p netmedic-agent
+cargo build --locked --release -p netmedic-collector
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/release-cpe/netmedic-agent"
+raw=$(stat -c %s "$bin")
+xzs=$(xz -9e -c "$bin" | wc -c)
+zbin=$(command -v zabbix_agentd)
+zraw=$(stat -c %s "$zbin")
+zxz=$(xz -9e -c "$zbin" | wc -c)
+printf '\nbinary size (target: <= 3.5 MB raw, <= 1.5 MB xz)\n'
+printf '%-16s %10s %10s\n' binary "MB raw" "MB xz"
+awk -v r="$raw" -v x="$xzs" 'BEGIN{printf "%-16s %10.2f %10.2f\n","netmedic-agent",r/1e6,x/1e6}'
+awk -v r="$zraw" -v x="$zxz" 'BEGIN{printf "%-16s %10.2f %10.2f  (dynamically linked; libs not counted)\n","zabbix_agentd",r/1e6,x/1e6}'
+# The collector comes from target/release, the agent from target/release-cpe.
+bindir="$(realpath "$target")/bench-footprint-bin"
+mkdir -p "$bindir"
+cp "$target/release/netmedic-collector" "$bin" "$bindir/"
+NETMEDIC_BIN_DIR="$bindir" NETMEDIC_FOOTPRINT_MINUTES="$minutes" \
+  cargo test --locked --release -p netmedic-lab --test daemon_footprint -- --ignored --nocapture

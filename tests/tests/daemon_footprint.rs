@@ -1,0 +1,240 @@
+//! Footprint benchmark (not a timed test: `#[ignore]`, run by scripts/bench-footprint.sh):
+//! steady RSS, PSS, CPU per minute and wakeups per second of an idle netmedic-agent with the
+//! shipped default config (config/agent.toml, pointed at the lab's collector) in a lab CPE,
+//! measured over `NETMEDIC_FOOTPRINT_MINUTES` (default 10) beside zabbix_agentd, running in the
+//! foreground on the same CPE's loopback in the same window. Prints one table.
+
+#![allow(clippy::unwrap_used)]
+
+use netmedic_lab::stack::{Stack, StackOptions, bin_path};
+use netmedic_lab::{Lab, LabProcess, WAN_IFACE, wait_for};
+use std::time::{Duration, Instant};
+
+/// What one process tree used at one moment.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sample {
+    rss_kib: u64,
+    pss_kib: u64,
+    cpu_ticks: u64,
+    ctx_switches: u64,
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<u32>().ok()),
+                );
+            }
+        }
+        i += 1;
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn field_kib(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sample(root: u32) -> Sample {
+    let mut s = Sample::default();
+    for pid in children(root) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.rss_kib += field_kib(&status, "VmRSS:");
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        s.pss_kib += field_kib(&rollup, "Pss:");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            s.cpu_ticks += n(11) + n(12);
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                s.ctx_switches += field_kib(&st, "voluntary_ctxt_switches:")
+                    + field_kib(&st, "nonvoluntary_ctxt_switches:");
+            }
+        }
+    }
+    s
+}
+
+struct Figures {
+    rss_median_kib: u64,
+    rss_max_kib: u64,
+    pss_median_kib: u64,
+    cpu_ms_per_min: f64,
+    wakeups_per_sec: f64,
+}
+
+fn summarize(samples: &[(Instant, Sample)]) -> Figures {
+    let mut rss: Vec<u64> = samples.iter().map(|s| s.1.rss_kib).collect();
+    let mut pss: Vec<u64> = samples.iter().map(|s| s.1.pss_kib).collect();
+    rss.sort_unstable();
+    pss.sort_unstable();
+    let (t0, first) = samples[0];
+    let (t1, last) = samples[samples.len() - 1];
+    let secs = (t1 - t0).as_secs_f64().max(1.0);
+    let tick_ms = 1000.0 / 100.0; // USER_HZ
+    Figures {
+        rss_median_kib: rss[rss.len() / 2],
+        rss_max_kib: rss[rss.len() - 1],
+        pss_median_kib: pss[pss.len() / 2],
+        cpu_ms_per_min: (last.cpu_ticks - first.cpu_ticks) as f64 * tick_ms / (secs / 60.0),
+        wakeups_per_sec: (last.ctx_switches - first.ctx_switches) as f64 / secs,
+    }
+}
+
+/// The shipped config with the lab's id, state dir, collector, token and lease file.
+fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent.toml"),
+    )
+    .unwrap();
+    let cpe = lab.cpe(0);
+    shipped
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or("").trim();
+            match key {
+                "id" => "id = \"lab-cpe-0\"".to_string(),
+                "state_dir" => format!(
+                    "state_dir = \"{}\"",
+                    lab.dir().join("footprint-state").display()
+                ),
+                "url" if l.starts_with("url") => {
+                    format!("url = \"http://{}\"", stack.collector_addr)
+                }
+                "token_file" => format!(
+                    "token_file = \"{}\"",
+                    lab.dir().join("agent0.token").display()
+                ),
+                "interface" if l.starts_with("interface") => format!("interface = \"{WAN_IFACE}\""),
+                "lease_file" => format!("lease_file = \"{}\"", cpe.lease_file.display()),
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Vec<Figures> {
+    let warmup = Duration::from_secs(60);
+    let every = Duration::from_secs(5);
+    let start = Instant::now();
+    let mut samples: Vec<Vec<(Instant, Sample)>> = vec![Vec::new(); procs.len()];
+    let end = start + warmup + Duration::from_secs_f64(minutes * 60.0);
+    while Instant::now() < end {
+        // The sampling period of the benchmark itself, not a wait for a condition.
+        std::thread::sleep(every);
+        for (i, (name, p)) in procs.iter_mut().enumerate() {
+            assert!(p.is_running(), "{name} exited: {}", p.log_tail(20));
+            if start.elapsed() >= warmup {
+                samples[i].push((Instant::now(), sample(p.pid())));
+            }
+        }
+    }
+    samples.iter().map(|s| summarize(s)).collect()
+}
+
+#[test]
+#[ignore = "benchmark: run by scripts/bench-footprint.sh (10+ minutes)"]
+fn idle_footprint_beside_zabbix_agentd() {
+    let minutes: f64 = std::env::var("NETMEDIC_FOOTPRINT_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
+    let lab = Lab::builder().cpes(1).build().expect("lab");
+    let mut stack = Stack::start(&lab, StackOptions::default()).expect("stack");
+    // The stack's agent runs a test config with debug logs: replace it by the default one.
+    if let Some(mut a) = stack.agents[0].take() {
+        a.kill().unwrap();
+    }
+    let cfg = lab.dir().join("footprint-agent.toml");
+    std::fs::write(&cfg, default_config(&lab, &stack)).unwrap();
+    let cpe = lab.cpe(0);
+    let bin = bin_path("netmedic-agent").unwrap();
+    let log = lab.log_path("footprint-agent");
+    let mut agent = cpe
+        .ns
+        .spawn(
+            &bin.display().to_string(),
+            &["run", "--config", &cfg.display().to_string()],
+            &log,
+        )
+        .unwrap();
+    wait_for(
+        "agent running its checks",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !agent.is_running() {
+                return Err(format!("agent exited: {text}"));
+            }
+            text.contains("running in").then_some(()).ok_or(text)
+        },
+    )
+    .unwrap();
+    let zconf = lab.dir().join("zabbix_agentd.conf");
+    std::fs::write(
+        &zconf,
+        format!(
+            "Server=127.0.0.1\nServerActive=\nListenIP=127.0.0.1\nListenPort=10050\nHostname=lab-cpe-0\n\
+             LogType=console\nPidFile={}\nAllowRoot=1\n",
+            lab.dir().join("zabbix_agentd.pid").display()
+        ),
+    )
+    .unwrap();
+    let zlog = lab.log_path("zabbix_agentd");
+    let mut zabbix = cpe
+        .ns
+        .spawn(
+            "zabbix_agentd",
+            &["-f", "-c", &zconf.display().to_string()],
+            &zlog,
+        )
+        .expect("zabbix_agentd (apt-get install zabbix-agent; scripts/setup.sh does)");
+    let figures = measure(
+        &mut [
+            ("netmedic-agent", &mut agent),
+            ("zabbix_agentd", &mut zabbix),
+        ],
+        minutes,
+    );
+    println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "process", "RSS MiB", "RSS max", "PSS MiB", "CPU ms/min", "wakeups/s"
+    );
+    for (name, f) in ["netmedic-agent", "zabbix_agentd (tree)"]
+        .iter()
+        .zip(&figures)
+    {
+        println!(
+            "{:<16} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>10.2}",
+            name,
+            f.rss_median_kib as f64 / 1024.0,
+            f.rss_max_kib as f64 / 1024.0,
+            f.pss_median_kib as f64 / 1024.0,
+            f.cpu_ms_per_min,
+            f.wakeups_per_sec
+        );
+    }
+    println!("targets (netmedic-agent): RSS <= 4 MiB steady, <= 10 ms CPU/min, <= 1 wakeup/s");
+}
