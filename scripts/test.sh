@@ -11,3 +11,8 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+# The Debian packages (packaging/README.md): build both .debs, install, upgrade and purge them in
+# a throwaway overlay root; leaves nothing on this machine. NETMEDIC_SKIP_DEB_TEST=1 skips it.
+if [ "${NETMEDIC_SKIP_DEB_TEST:-0}" != 1 ]; then
+  packaging/test-debs.sh
+fi
