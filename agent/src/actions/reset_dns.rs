@@ -237,11 +237,11 @@ mod tests {
     fn write_and_roll_back_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("resolv.conf");
-        let original = b"# odd  spacing \r\nnameserver 9.9.9.9\n\n\x00tail".to_vec();
+        let original = b"# odd  spacing \r\nnameserver 192.0.2.99\n\n\x00tail".to_vec();
         std::fs::write(&target, &original).unwrap();
         let saved = dir.path().join("orig");
         crate::budget::write_durable(&saved, &original).unwrap();
-        write_config_file(&target, b"nameserver 1.1.1.1\n").unwrap();
+        write_config_file(&target, b"nameserver 198.51.100.99\n").unwrap();
         write_in_place(&target, b"x").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"x");
         rollback(&target, &saved).unwrap();
