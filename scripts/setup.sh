@@ -17,6 +17,10 @@ have snmpget   || need+=(snmp)    # snmpget/snmpwalk, to debug the lab's modem b
 have socat     || need+=(socat)   # TLS-terminating proxy in front of the lab's collector (HTTPS tests)
 have openssl   || need+=(openssl) # throwaway CA and certificates for the HTTPS tests
 have systemd-analyze || need+=(systemd) # `systemd-analyze security/verify` of systemd/*.service
+# Headless browser for the NOC console's end-to-end tests (tests/src/browser.rs): Debian's
+# chromium driven by its chromedriver; fonts-liberation (a Recommends) so screenshots have text.
+[ -x /usr/bin/chromium ]     || need+=(chromium fonts-liberation)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: the lab builds network namespaces and must run as root" >&2

@@ -2,12 +2,21 @@
 //! firmware version, uptime, per-check state, spool depth, dropped count; ≤ 600 bytes on the
 //! wire) goes to the collector. Its reply's advisories (upstream outage, kill switch, on-demand
 //! diagnostics) are stored in [`Shared`] for the healer and the checks; requested diagnostics
-//! are run here and their results logged (the collector has no place for them yet).
+//! are run here, their results logged and POSTed to the collector
+//! ([`paths::DIAGNOSTICS_RESULTS`]). A result the collector could not take (network trouble,
+//! 429, 5xx) waits in a small in-memory [`Outbox`] and is retried after the next successful
+//! heartbeat; one it refused (any other 4xx) is logged and dropped, as retrying cannot help.
 
-use crate::checks::{self, Advisories, Context, Shared, now};
+use crate::checks::{self, Advisories, Context, Observation, Shared, now};
+use crate::incident::{wire_key, wire_text};
 use crate::reporter::{Collector, random_fraction, retry_after};
 use crate::spool::Spool;
-use netmedic_proto::{Advisory, Heartbeat, HeartbeatReply, SCHEMA_VERSION, paths};
+use netmedic_proto::{
+    Advisory, CheckId, CheckStatus, DiagnosticCheck, DiagnosticsResult, ErrorBody, Heartbeat,
+    HeartbeatReply, SCHEMA_VERSION, paths,
+};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,9 +87,167 @@ pub fn next_period(interval_secs: u64, jitter_secs: u64) -> Duration {
     (base + jitter).saturating_sub(Duration::from_secs(jitter_secs))
 }
 
+/// Diagnostics results kept in memory for redelivery; past this the oldest is dropped.
+pub const OUTBOX_CAPACITY: usize = 8;
+
+/// The collector's limits (`netmedic_proto::Limits`): a result over them is refused whole.
+const MAX_TEXT_BYTES: usize = 512;
+const MAX_EVIDENCE_ENTRIES: usize = 32;
+const MAX_EVIDENCE_VALUE_BYTES: usize = 1024;
+
+/// What became of one attempt to deliver a diagnostics result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The collector stored it (or had already).
+    Delivered,
+    /// The collector refused it for good (a 4xx other than 429): retrying cannot help.
+    Refused(String),
+    /// Network trouble, 429 or 5xx: keep it and try again later.
+    Retry(String),
+}
+
+impl Delivery {
+    /// The verdict for a collector answer with this status; `reason` says what it said.
+    pub fn of_status(status: u16, reason: String) -> Self {
+        match status {
+            200..=299 => Delivery::Delivered,
+            429 => Delivery::Retry(reason),
+            400..=499 => Delivery::Refused(reason),
+            _ => Delivery::Retry(reason),
+        }
+    }
+}
+
+/// Diagnostics results waiting for the collector, oldest first, at most `capacity` of them.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<DiagnosticsResult>,
+    capacity: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new(OUTBOX_CAPACITY)
+    }
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queue: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Request ids waiting, oldest first.
+    pub fn request_ids(&self) -> impl Iterator<Item = &str> {
+        self.queue.iter().map(|r| r.request_id.as_str())
+    }
+
+    /// Queues a result. When the outbox is full the oldest result is dropped (logged) and
+    /// returned.
+    pub fn push(&mut self, result: DiagnosticsResult) -> Option<DiagnosticsResult> {
+        let dropped = if self.queue.len() >= self.capacity {
+            self.queue.pop_front()
+        } else {
+            None
+        };
+        if let Some(d) = &dropped {
+            log::warn!(
+                "diagnostics {}: result dropped undelivered ({} newer result(s) wait for the collector)",
+                d.request_id,
+                self.capacity
+            );
+        }
+        self.queue.push_back(result);
+        dropped
+    }
+
+    /// Delivers the queued results oldest first with `send`. A delivered or refused result
+    /// leaves the outbox; the first one to be retried stops the flush and stays, with every
+    /// result after it, for the next call. Returns how many left the outbox.
+    pub async fn flush<F, Fut>(&mut self, mut send: F) -> usize
+    where
+        F: FnMut(DiagnosticsResult) -> Fut,
+        Fut: Future<Output = Delivery>,
+    {
+        let mut done = 0;
+        while let Some(front) = self.queue.front() {
+            let id = front.request_id.clone();
+            match send(front.clone()).await {
+                Delivery::Delivered => {
+                    log::info!("diagnostics {id}: result delivered to the collector");
+                }
+                Delivery::Refused(why) => {
+                    log::error!(
+                        "diagnostics {id}: the collector refused the result ({why}); dropped, not retried"
+                    );
+                }
+                Delivery::Retry(why) => {
+                    log::warn!(
+                        "diagnostics {id}: result not delivered ({why}); {} result(s) kept, retried after the next heartbeat",
+                        self.queue.len()
+                    );
+                    break;
+                }
+            }
+            self.queue.pop_front();
+            done += 1;
+        }
+        done
+    }
+}
+
+/// One check's entry in a diagnostics result, bounded and cleaned to what the wire accepts.
+pub fn diagnostic_check(obs: &Observation) -> DiagnosticCheck {
+    let summary = if obs.summary.trim().is_empty() {
+        obs.cause.clone()
+    } else {
+        obs.summary.clone()
+    };
+    DiagnosticCheck {
+        check: obs.check,
+        status: obs.status,
+        cause: obs.cause.clone(),
+        summary: wire_text(&summary, MAX_TEXT_BYTES),
+        value: wire_text(&obs.value, MAX_TEXT_BYTES),
+        threshold: wire_text(&obs.threshold, MAX_TEXT_BYTES),
+        hint: wire_text(&obs.hint, MAX_TEXT_BYTES),
+        evidence: obs
+            .evidence
+            .iter()
+            .take(MAX_EVIDENCE_ENTRIES)
+            .map(|(k, v)| (wire_key(k), wire_text(v, MAX_EVIDENCE_VALUE_BYTES)))
+            .collect(),
+    }
+}
+
+/// The entry for a requested check this device does not run.
+pub fn not_enabled(check: CheckId) -> DiagnosticCheck {
+    DiagnosticCheck {
+        check,
+        status: CheckStatus::Unknown,
+        cause: "check_not_enabled".into(),
+        summary: format!("check {check} is not enabled on this device"),
+        value: String::new(),
+        threshold: String::new(),
+        hint: format!("enable [checks.{check}] in the agent config to run it"),
+        evidence: Default::default(),
+    }
+}
+
 impl Heartbeater {
-    /// Sends one heartbeat; returns how long the collector asked us to wait, if it did.
-    pub async fn send_once(&self) -> Result<Option<Duration>, String> {
+    /// Sends one heartbeat; returns how long the collector asked us to wait, if it did. After a
+    /// successful one, runs the requested diagnostics and delivers what `outbox` holds.
+    pub async fn send_once(&self, outbox: &mut Outbox) -> Result<Option<Duration>, String> {
         let config = &self.ctx.config;
         let hb = build(config, &self.ctx.shared, &self.spool, self.started);
         let resp = self.collector.post_json(paths::HEARTBEATS, &hb).await?;
@@ -111,12 +278,46 @@ impl Heartbeater {
                 None => log::info!("upstream outage advisory cleared"),
             }
         }
-        self.run_diagnostics().await;
+        for result in self.run_diagnostics().await {
+            outbox.push(result);
+        }
+        if !outbox.is_empty() {
+            outbox
+                .flush(|r| async move { self.post_result(&r).await })
+                .await;
+        }
         Ok(None)
     }
 
-    /// Runs the queued diagnostics requests and logs their results.
-    async fn run_diagnostics(&self) {
+    /// POSTs one diagnostics result with the device token.
+    async fn post_result(&self, result: &DiagnosticsResult) -> Delivery {
+        let resp = match self
+            .collector
+            .post_json(paths::DIAGNOSTICS_RESULTS, result)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Delivery::Retry(e),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Delivery::Delivered;
+        }
+        let reason = match resp.json::<ErrorBody>().await {
+            Ok(b) => {
+                let mut r = format!("{status} {}: {}", b.error, b.reason);
+                for v in &b.violations {
+                    r.push_str(&format!("; {}: {}", v.field, v.problem));
+                }
+                r
+            }
+            Err(_) => format!("collector answered {status}"),
+        };
+        Delivery::of_status(status.as_u16(), reason)
+    }
+
+    /// Runs the queued diagnostics requests, logs their results and returns them.
+    async fn run_diagnostics(&self) -> Vec<DiagnosticsResult> {
         let queued = std::mem::take(
             &mut self
                 .ctx
@@ -127,10 +328,12 @@ impl Heartbeater {
                 .diagnostics,
         );
         if queued.is_empty() {
-            return;
+            return Vec::new();
         }
         let catalogue = checks::enabled(&self.ctx.config);
+        let mut out = Vec::with_capacity(queued.len());
         for (request_id, wanted) in queued {
+            let mut results = Vec::with_capacity(wanted.len());
             log::info!(
                 "diagnostics {request_id}: running {}",
                 wanted
@@ -142,9 +345,11 @@ impl Heartbeater {
             for id in wanted {
                 let Some(check) = catalogue.iter().find(|c| c.id() == id) else {
                     log::warn!(check = id.as_str(); "diagnostics {request_id}: check {id} is not enabled here");
+                    results.push(not_enabled(id));
                     continue;
                 };
                 let obs = check.run(&self.ctx).await;
+                results.push(diagnostic_check(&obs));
                 log::info!(
                     check = id.as_str();
                     "diagnostics {request_id}: {id} {} ({}): {} [{}]",
@@ -158,7 +363,15 @@ impl Heartbeater {
                         .join(" ")
                 );
             }
+            out.push(DiagnosticsResult {
+                schema_version: SCHEMA_VERSION,
+                agent_id: self.ctx.config.agent.id.clone(),
+                request_id,
+                completed_at: now(),
+                results,
+            });
         }
+        out
     }
 }
 
@@ -166,9 +379,10 @@ impl Heartbeater {
 pub async fn run(hb: Heartbeater, first_delay: Duration) {
     let h = hb.ctx.config.heartbeat.clone();
     tokio::time::sleep(first_delay).await;
+    let mut outbox = Outbox::default();
     loop {
         let mut wait = next_period(h.interval_secs, h.jitter_secs);
-        match hb.send_once().await {
+        match hb.send_once(&mut outbox).await {
             Ok(None) => log::debug!("heartbeat sent"),
             Ok(Some(after)) => {
                 log::warn!("collector busy: next heartbeat in {} s", after.as_secs());
@@ -223,6 +437,124 @@ mod tests {
         assert_eq!(a.kill_switch, None);
         assert!(a.upstream_outage.is_some());
         assert_eq!(a.diagnostics.len(), 1, "still queued until run");
+    }
+
+    fn result(id: &str) -> DiagnosticsResult {
+        DiagnosticsResult {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-0001".into(),
+            request_id: id.into(),
+            completed_at: Timestamp::EPOCH,
+            results: vec![not_enabled(CheckId::Dns)],
+        }
+    }
+
+    fn ids(o: &Outbox) -> Vec<String> {
+        o.request_ids().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_drops_the_oldest() {
+        let mut o = Outbox::default();
+        for i in 0..OUTBOX_CAPACITY {
+            assert_eq!(o.push(result(&format!("d{i}"))), None);
+        }
+        assert_eq!(o.len(), OUTBOX_CAPACITY);
+        let dropped = o.push(result("d8")).map(|r| r.request_id);
+        assert_eq!(dropped.as_deref(), Some("d0"));
+        let dropped = o.push(result("d9")).map(|r| r.request_id);
+        assert_eq!(dropped.as_deref(), Some("d1"));
+        assert_eq!(o.len(), OUTBOX_CAPACITY);
+        assert_eq!(
+            ids(&o),
+            (2..10).map(|i| format!("d{i}")).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flush_stops_at_the_first_retry_and_keeps_the_rest_in_order() {
+        let mut o = Outbox::new(8);
+        for id in ["a", "b", "c", "d"] {
+            o.push(result(id));
+        }
+        let mut sent = Vec::new();
+        // a is stored, b refused for good (dropped), c hits a 503: c and d wait.
+        let n = o
+            .flush(|r| {
+                sent.push(r.request_id.clone());
+                let verdict = match r.request_id.as_str() {
+                    "a" => Delivery::of_status(200, String::new()),
+                    "b" => Delivery::of_status(400, "invalid".into()),
+                    _ => Delivery::of_status(503, "busy".into()),
+                };
+                async move { verdict }
+            })
+            .await;
+        assert_eq!(n, 2);
+        assert_eq!(sent, ["a", "b", "c"]);
+        assert_eq!(ids(&o), ["c", "d"]);
+
+        // After the next successful heartbeat the collector takes them.
+        let mut sent = Vec::new();
+        let n = o
+            .flush(|r| {
+                sent.push(r.request_id.clone());
+                async { Delivery::Delivered }
+            })
+            .await;
+        assert_eq!((n, sent), (2, vec!["c".to_string(), "d".to_string()]));
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn only_429_and_server_errors_are_retried() {
+        assert_eq!(Delivery::of_status(200, "x".into()), Delivery::Delivered);
+        assert_eq!(Delivery::of_status(202, "x".into()), Delivery::Delivered);
+        for s in [429, 500, 502, 503] {
+            assert!(
+                matches!(Delivery::of_status(s, "x".into()), Delivery::Retry(_)),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 413, 415] {
+            assert!(
+                matches!(Delivery::of_status(s, "x".into()), Delivery::Refused(_)),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn observations_become_valid_wire_entries() {
+        let mut obs = Observation::new(
+            CheckId::Dns,
+            CheckStatus::Failed,
+            "dns_timeout",
+            "resolver 192.0.2.53\ntimed out",
+        );
+        obs.value = "0 of 2 answered".into();
+        obs.threshold = "all resolvers answer".into();
+        obs.hint = "check the resolvers".into();
+        for i in 0..40 {
+            obs.evidence
+                .insert(format!("resolver {i}"), "x\n".repeat(1000));
+        }
+        let d = diagnostic_check(&obs);
+        assert_eq!(d.summary, "resolver 192.0.2.53 timed out");
+        assert_eq!(d.value, "0 of 2 answered");
+        assert_eq!(d.hint, "check the resolvers");
+        assert_eq!(d.evidence.len(), MAX_EVIDENCE_ENTRIES);
+        assert!(d.evidence.contains_key("resolver_0"));
+        let r = DiagnosticsResult {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-0001".into(),
+            request_id: "diag-00ff".into(),
+            completed_at: now(),
+            results: vec![d, not_enabled(CheckId::ModemSnmp)],
+        };
+        r.validate(&netmedic_proto::Limits::default()).unwrap();
+        assert_eq!(r.results[1].status, CheckStatus::Unknown);
+        assert_eq!(r.results[1].cause, "check_not_enabled");
     }
 
     /// A full heartbeat (every check reported, long ids and versions) stays well under 600

@@ -56,6 +56,11 @@ pub fn router(state: AppState) -> Router {
             post(post_diagnostics),
         )
         .route(
+            "/api/v1/devices/{agent_id}/diagnostics",
+            get(list_diagnostics),
+        )
+        .route(paths::DIAGNOSTICS_RESULTS, post(post_diagnostics_results))
+        .route(
             "/api/v1/killswitches",
             get(list_killswitches)
                 .put(put_killswitch)
@@ -68,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -123,6 +129,14 @@ impl ApiError {
 
     fn bad_request(error: &str, reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, reason)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
     }
 }
 
@@ -185,6 +199,11 @@ impl From<&StoreError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "no_such_device",
                 format!("no enrolled, active device {id:?}"),
+            ),
+            StoreError::NoSuchIncident(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_incident",
+                format!("no incident {id:?}"),
             ),
             StoreError::Corrupt(msg) => {
                 log::error!("storage returned corrupt data: {msg}");
@@ -490,11 +509,18 @@ pub struct IncidentQuery {
     pub from: Option<String>,
     /// RFC 3339: incidents that started before this instant.
     pub to: Option<String>,
+    /// CPE model (subscribers table).
+    pub cpe_model: Option<String>,
+    /// Firmware (subscribers table, else the device's heartbeat).
+    pub firmware: Option<String>,
+    /// `newest` (default) or `oldest` first.
+    pub order: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
-fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>), ApiError> {
+/// Validates an incident query (API and console share it), listing every bad field at once.
+pub fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>), ApiError> {
     let mut violations = Vec::new();
     let mut bad = |field: &str, problem: String| {
         violations.push(Violation {
@@ -509,6 +535,14 @@ fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>)
         Some(other) => {
             bad("status", format!("{other:?} is not one of open, resolved"));
             None
+        }
+    };
+    let oldest_first = match q.order.as_deref() {
+        None | Some("") | Some("newest") => false,
+        Some("oldest") => true,
+        Some(other) => {
+            bad("order", format!("{other:?} is not one of newest, oldest"));
+            false
         }
     };
     let check = match q.check.as_deref() {
@@ -570,6 +604,9 @@ fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Cursor>)
         access_node: some(q.access_node),
         from,
         to,
+        cpe_model: some(q.cpe_model),
+        firmware: some(q.firmware),
+        oldest_first,
     };
     Ok((filter, limit, cursor))
 }
@@ -752,6 +789,143 @@ pub async fn queue_diagnostics(
         .request_diagnostics(agent_id, &checks, &request_id, now())
         .await?;
     Ok(request_id)
+}
+
+impl Document for netmedic_proto::DiagnosticsResult {
+    const INVALID: &'static str = "invalid_diagnostics_result";
+    fn violations(&self) -> Vec<Violation> {
+        self.validate(&Limits::default())
+            .err()
+            .map(|e| e.violations)
+            .unwrap_or_default()
+    }
+}
+
+/// The answer to `POST /api/v1/diagnostics-results`: the result is durably stored (now or
+/// earlier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosticsResultAck {
+    pub request_id: String,
+    /// True when the request already had a result: this one changed nothing (a replay).
+    pub duplicate: bool,
+}
+
+/// `POST /api/v1/diagnostics-results`: an agent's result of an on-demand diagnostics request,
+/// with its device token (like heartbeats); stored on the request, idempotent by request id.
+async fn post_diagnostics_results(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<DiagnosticsResultAck>, ApiError> {
+    let token = match bearer(&state, &headers)? {
+        Auth::TokenSha256(h) => h,
+        Auth::Trusted => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "no device token",
+            ));
+        }
+    };
+    let result: netmedic_proto::DiagnosticsResult = decode(&headers, body, state.max_body_bytes)?;
+    let outcome = state
+        .store
+        .complete_diagnostics(&token, &result, now())
+        .await?;
+    let (agent, id) = (&result.agent_id, &result.request_id);
+    match outcome {
+        crate::store::CompleteOutcome::Stored => {
+            let not_ok = result
+                .results
+                .iter()
+                .filter(|c| c.status != netmedic_proto::CheckStatus::Ok)
+                .count();
+            log::info!(
+                "diagnostics {id} result from {agent}: {} check(s), {not_ok} not ok",
+                result.results.len()
+            );
+            Ok(Json(DiagnosticsResultAck {
+                request_id: result.request_id,
+                duplicate: false,
+            }))
+        }
+        crate::store::CompleteOutcome::AlreadyCompleted => {
+            log::debug!("diagnostics {id} result from {agent}: already stored");
+            Ok(Json(DiagnosticsResultAck {
+                request_id: result.request_id,
+                duplicate: true,
+            }))
+        }
+        crate::store::CompleteOutcome::Denied(denied) => {
+            let code = match denied {
+                Denied::UnknownToken => "unknown_token",
+                Denied::Revoked { .. } => "revoked_token",
+                Denied::WrongDevice { .. } => "wrong_device",
+            };
+            state.metrics.inc(
+                "netmedic_collector_auth_denied_total",
+                &format!("reason=\"{code}\""),
+                1,
+            );
+            Err(denied.into())
+        }
+        crate::store::CompleteOutcome::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            format!("no diagnostics request {id:?} was queued for device {agent:?}"),
+        )),
+    }
+}
+
+/// Query string of `GET /api/v1/devices/{agent_id}/diagnostics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsQuery {
+    /// 1..=500, default 50.
+    pub limit: Option<String>,
+}
+
+/// A device's diagnostics requests with their results, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosticsList {
+    pub agent_id: String,
+    pub diagnostics: Vec<crate::store::DiagnosticsRecord>,
+}
+
+async fn list_diagnostics(
+    _: Viewer,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<DiagnosticsQuery>, QueryRejection>,
+) -> Result<Json<DiagnosticsList>, ApiError> {
+    let Path(agent_id) = path.map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))?;
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE_LIMIT,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+            _ => {
+                let mut err = ApiError::bad_request("invalid_query", "invalid query parameters");
+                err.body.violations = vec![Violation {
+                    field: "limit".into(),
+                    problem: format!("{l:?} is not an integer in 1..={MAX_PAGE_LIMIT}"),
+                }];
+                return Err(err);
+            }
+        },
+    };
+    if state.store.get_device(&agent_id).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no device {agent_id:?}"),
+        ));
+    }
+    let diagnostics = state.store.list_diagnostics(&agent_id, limit).await?;
+    Ok(Json(DiagnosticsList {
+        agent_id,
+        diagnostics,
+    }))
 }
 
 /// Body of `PUT /api/v1/killswitches`; also the selector of `DELETE` (as a query string).

@@ -1,4 +1,5 @@
 //! Command line: `serve`, `incidents`, `device add|revoke|list`, `token add|revoke|list`,
+//! `user add|passwd|remove|list`,
 //! `killswitch set|clear|list`, `diag request`, `import subscribers|surveys|contacts`, `report`,
 //! `network-events`, `correlate` (all straight on the store named by the config) and
 //! `check-config`.
@@ -54,6 +55,9 @@ pub enum Command {
     /// API tokens for people and tools (`viewer` reads, `operator` also changes things).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// NOC console users: people who log in to the web pages with a password.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Import subscribers, surveys or contacts from CSV or JSON Lines (upsert by id).
     Import(ImportArgs),
     /// The customer-experience report.
@@ -96,6 +100,44 @@ pub enum TokenCommand {
         store: StoreArgs,
     },
     /// List API tokens (names and roles, never the tokens).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a NOC user. The password is read from stdin with --password-stdin (one line);
+    /// otherwise a strong one is generated and printed on stdout once.
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a user's password (ends their sessions); same password rules as `add`.
+    Passwd {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a user and end their sessions (their notes keep their name).
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users and roles.
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -394,6 +436,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Token(cmd) => token(cmd).await,
+        Command::User(cmd) => user(cmd).await,
         Command::Import(args) => import(args).await,
         Command::Report(args) => report(args).await,
         Command::NetworkEvents {
@@ -497,6 +540,9 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Shortest wait of a command for the database's write lock (milliseconds).
+const CLI_BUSY_TIMEOUT_MS: u32 = 30_000;
+
 /// The storage config and heartbeat interval named by `--db` or `--config`.
 fn storage_of(args: &StoreArgs) -> Result<(StorageConfig, u32), CliError> {
     match (&args.db, &args.config) {
@@ -520,7 +566,9 @@ async fn open_store(
     args: &StoreArgs,
     mode: OpenMode,
 ) -> Result<(std::sync::Arc<dyn Store>, String, u32), CliError> {
-    let (storage, interval) = storage_of(args)?;
+    let (mut storage, interval) = storage_of(args)?;
+    // A command run beside a busy server may wait for its write lock: longer than a request.
+    storage.busy_timeout_ms = storage.busy_timeout_ms.max(CLI_BUSY_TIMEOUT_MS);
     let url = storage.url.to_string();
     let store = store::open(&storage, mode)
         .await
@@ -708,6 +756,126 @@ async fn token(cmd: TokenCommand) -> Result<(), CliError> {
                     t.created_at,
                     t.revoked_at
                         .map_or("active".to_owned(), |r| format!("revoked {r}"))
+                )?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// The new password: the first line of stdin, or a generated one (`true`: print it).
+fn new_password(from_stdin: bool) -> Result<(String, bool), CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+        crate::web::password::check_new(&pw).map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok((pw, false))
+    } else {
+        // 96 random bits as 24 hex characters.
+        let pw = crate::auth::random_hex(12).map_err(|e| CliError::Failed(e.to_string()))?;
+        Ok((pw, true))
+    }
+}
+
+async fn hash_password(pw: String) -> Result<String, CliError> {
+    tokio::task::spawn_blocking(move || crate::web::password::hash(&pw))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+async fn user(cmd: UserCommand) -> Result<(), CliError> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            password_stdin,
+            store,
+        } => {
+            check_id(&name).map_err(|_| {
+                CliError::Usage(format!(
+                    "{name:?} is not a user name (1..=64 of A-Z a-z 0-9 . _ : -)"
+                ))
+            })?;
+            let role = match role {
+                RoleArg::Viewer => crate::auth::Role::Viewer,
+                RoleArg::Operator => crate::auth::Role::Operator,
+            };
+            let (pw, show) = new_password(password_stdin)?;
+            let phc = hash_password(pw.clone()).await?;
+            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
+            let r = store.noc_user_add(&name, role, &phc, now()).await;
+            store.close().await;
+            match r {
+                Ok(()) => {}
+                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
+                Err(source) => return Err(CliError::Store { url, source }),
+            }
+            if show {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{pw}")?;
+                out.flush()?;
+                eprintln!(
+                    "added NOC user {name} ({}); the generated password above is shown once",
+                    role.as_str()
+                );
+            } else {
+                eprintln!("added NOC user {name} ({})", role.as_str());
+            }
+            Ok(())
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            store,
+        } => {
+            let (pw, show) = new_password(password_stdin)?;
+            let phc = hash_password(pw.clone()).await?;
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.noc_user_set_password(&name, &phc, now()).await;
+            store.close().await;
+            match r {
+                Ok(true) => {
+                    if show {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "{pw}")?;
+                        out.flush()?;
+                    }
+                    eprintln!("new password for {name}; their sessions were ended");
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Failed(format!("no NOC user {name:?}"))),
+                Err(source) => Err(CliError::Store { url, source }),
+            }
+        }
+        UserCommand::Remove { name, store } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.noc_user_remove(&name).await;
+            store.close().await;
+            match r {
+                Ok(true) => {
+                    eprintln!("removed NOC user {name}; their sessions were ended");
+                    Ok(())
+                }
+                Ok(false) => Err(CliError::Failed(format!("no NOC user {name:?}"))),
+                Err(source) => Err(CliError::Store { url, source }),
+            }
+        }
+        UserCommand::List { store } => {
+            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
+            let r = store.noc_user_list().await;
+            store.close().await;
+            let list = r.map_err(|source| CliError::Store { url, source })?;
+            let mut out = std::io::stdout().lock();
+            for u in list {
+                writeln!(
+                    out,
+                    "{}  {}  created {}",
+                    u.name,
+                    u.role.as_str(),
+                    u.created_at
                 )?;
             }
             out.flush()?;
@@ -936,6 +1104,9 @@ async fn incidents(args: IncidentsArgs) -> Result<(), CliError> {
         access_node: args.access_node.clone(),
         from: args.from,
         to: args.to,
+        cpe_model: None,
+        firmware: None,
+        oldest_first: false,
     };
     let page = store
         .list_incidents(&filter, args.limit, cursor.as_ref())

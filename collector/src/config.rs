@@ -42,6 +42,21 @@ pub struct CollectorConfig {
     pub ingest: IngestConfig,
     pub experience: CxConfig,
     pub outage: OutageConfig,
+    pub web: WebConfig,
+}
+
+/// `[web]`: the NOC console's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// A session unused this long ends (minutes).
+    pub session_idle_mins: u32,
+    /// A session ends this long after login, used or not (hours).
+    pub session_max_hours: u32,
+    /// Mark the session cookie `Secure` (set when the console is served over HTTPS, e.g.
+    /// behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    /// Failed logins for one user name before further attempts are refused for a minute.
+    pub max_failed_logins: u32,
 }
 
 /// `[experience]`: linking incidents to contacts and surveys, and the report.
@@ -267,6 +282,12 @@ impl Default for CollectorConfig {
                 advisory_secs: 900,
                 categories: DEFAULT_OUTAGE_CATEGORIES.to_vec(),
             },
+            web: WebConfig {
+                session_idle_mins: 60,
+                session_max_hours: 12,
+                secure_cookies: false,
+                max_failed_logins: 5,
+            },
         }
     }
 }
@@ -343,6 +364,28 @@ struct FileConfig {
     ingest: FileIngest,
     experience: FileCx,
     outage: FileOutage,
+    web: FileWeb,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileWeb {
+    session_idle_mins: Spanned<u32>,
+    session_max_hours: Spanned<u32>,
+    secure_cookies: bool,
+    max_failed_logins: Spanned<u32>,
+}
+
+impl Default for FileWeb {
+    fn default() -> Self {
+        let d = CollectorConfig::default().web;
+        Self {
+            session_idle_mins: Spanned::new(0..0, d.session_idle_mins),
+            session_max_hours: Spanned::new(0..0, d.session_max_hours),
+            secure_cookies: d.secure_cookies,
+            max_failed_logins: Spanned::new(0..0, d.max_failed_logins),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,6 +725,21 @@ impl CollectorConfig {
         let window_mins = ranged(&ot.window_mins, "outage.window_mins", 1..=1440);
         let interval_secs = ranged(&ot.interval_secs, "outage.interval_secs", 1..=3600);
         let advisory_secs = ranged(&ot.advisory_secs, "outage.advisory_secs", 10..=86_400);
+        let session_idle_mins = ranged(
+            &file.web.session_idle_mins,
+            "web.session_idle_mins",
+            1..=7 * 24 * 60,
+        );
+        let session_max_hours = ranged(
+            &file.web.session_max_hours,
+            "web.session_max_hours",
+            1..=30 * 24,
+        );
+        let max_failed_logins = ranged(
+            &file.web.max_failed_logins,
+            "web.max_failed_logins",
+            1..=1000,
+        );
         let mut reason_categories = BTreeMap::new();
         for (reason, cat) in cx.reason_categories.get_ref() {
             match Category::parse(cat) {
@@ -750,6 +808,17 @@ impl CollectorConfig {
             }
             _ => None,
         };
+        let web = match (session_idle_mins, session_max_hours, max_failed_logins) {
+            (Some(session_idle_mins), Some(session_max_hours), Some(max_failed_logins)) => {
+                Some(WebConfig {
+                    session_idle_mins,
+                    session_max_hours,
+                    secure_cookies: file.web.secure_cookies,
+                    max_failed_logins,
+                })
+            }
+            _ => None,
+        };
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -764,6 +833,7 @@ impl CollectorConfig {
             ingest,
             experience,
             outage,
+            web,
         ) {
             (
                 Some(listen_addr),
@@ -775,6 +845,7 @@ impl CollectorConfig {
                 Some(ingest),
                 Some(experience),
                 Some(outage),
+                Some(web),
             ) => Ok(CollectorConfig {
                 server: ServerConfig {
                     listen_addr,
@@ -792,6 +863,7 @@ impl CollectorConfig {
                 ingest,
                 experience,
                 outage,
+                web,
             }),
             _ => Err(invalid(problems)),
         }

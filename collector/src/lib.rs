@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod store;
+pub mod web;
 
 use config::{CollectorConfig, StorageUrl};
 use ingest::WriteQueue;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub experience: config::CxConfig,
     /// `/metrics` needs an API token.
     pub metrics_requires_token: bool,
+    /// `[web]`: console sessions.
+    pub web: config::WebConfig,
+    /// The console's per-process state (report cache, login throttle).
+    pub console: Arc<web::Console>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,8 @@ where
         retry_after_secs: config.ingest.retry_after_secs,
         experience: config.experience.clone(),
         metrics_requires_token: config.server.metrics_requires_token,
+        web: config.web.clone(),
+        console: Arc::new(web::Console::default()),
     };
     let correlator = tokio::spawn(correlate_loop(
         store.clone(),

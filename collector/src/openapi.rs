@@ -44,6 +44,7 @@ pub const PATHS: &[&str] = &[
     "/api/v1/devices",
     "/api/v1/devices/{agent_id}",
     "/api/v1/devices/{agent_id}/diagnostics",
+    "/api/v1/diagnostics-results",
     "/api/v1/killswitches",
     "/api/v1/import/{kind}",
     "/api/v1/report",
@@ -187,5 +188,50 @@ pub fn document() -> String {
             }
         }
     });
-    doc.to_string()
+    with_diagnostics_results(doc).to_string()
+}
+
+/// The diagnostics-results routes and schemas: a device's result of an on-demand diagnostics
+/// request, and the listing of a device's requests with their results.
+fn with_diagnostics_results(mut doc: Value) -> Value {
+    let obj = |props: Value| json!({"type": "object", "properties": props});
+    let ts = json!({"type": "string", "format": "date-time"});
+    let ts_or_null = json!({"type": ["string", "null"], "format": "date-time"});
+    let status = json!({"enum": ["ok", "degraded", "failed", "unknown"]});
+    doc["paths"]["/api/v1/diagnostics-results"] = json!({"post": {
+        "summary": "An agent's result of an on-demand diagnostics request, with its device token; stored on the request (idempotent by request_id: the first result stays)",
+        "security": [{"deviceToken": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DiagnosticsResult"}}}},
+        "responses": merge(
+            ok("Stored now or earlier (duplicate)", obj(json!({"request_id": {"type": "string"}, "duplicate": {"type": "boolean"}}))),
+            error_responses(&["400", "401", "403", "404", "413", "415", "503"])
+        )
+    }});
+    doc["paths"]["/api/v1/devices/{agent_id}/diagnostics"]["get"] = json!({
+        "summary": "A device's diagnostics requests with their results, newest first",
+        "parameters": [p("agent_id"), q("limit", "1..=500, default 50")],
+        "responses": merge(ok("The list", {
+            let mut l = obj(json!({"agent_id": {"type": "string"}, "diagnostics": {"type": "array", "items": {"$ref": "#/components/schemas/DiagnosticsRecord"}}}));
+            l["required"] = json!(["agent_id", "diagnostics"]);
+            l
+        }), error_responses(&["400", "401", "404", "503"]))
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["DiagnosticCheck"] = obj(json!({
+        "check": {"type": "string"}, "status": status, "cause": {"type": "string"},
+        "summary": {"type": "string"}, "value": {"type": "string"}, "threshold": {"type": "string"},
+        "hint": {"type": "string"}, "evidence": {"type": "object", "additionalProperties": {"type": "string"}}
+    }));
+    schemas["DiagnosticsResult"] = obj(json!({
+        "schema_version": {"type": "integer"}, "agent_id": {"type": "string"},
+        "request_id": {"type": "string"}, "completed_at": ts,
+        "results": {"type": "array", "items": {"$ref": "#/components/schemas/DiagnosticCheck"}}
+    }));
+    schemas["DiagnosticsRecord"] = obj(json!({
+        "request_id": {"type": "string"}, "state": {"enum": ["queued", "delivered", "completed"]},
+        "checks": {"type": "array", "items": {"type": "string"}}, "requested_at": ts,
+        "delivered_at": ts_or_null, "completed_at": ts_or_null,
+        "result": {"oneOf": [{"$ref": "#/components/schemas/DiagnosticsResult"}, {"type": "null"}]}
+    }));
+    doc
 }

@@ -22,6 +22,7 @@ pub mod paths {
     pub const REPORTS: &str = "/api/v1/reports";
     pub const HEARTBEATS: &str = "/api/v1/heartbeats";
     pub const INCIDENTS: &str = "/api/v1/incidents";
+    pub const DIAGNOSTICS_RESULTS: &str = "/api/v1/diagnostics-results";
 }
 
 macro_rules! closed_enum {
@@ -253,6 +254,47 @@ pub enum Advisory {
         request_id: String,
         checks: Vec<CheckId>,
     },
+}
+
+/// The outcome of one check run for an on-demand diagnostics request: what the agent's check
+/// observed, with everything a NOC operator needs to read it without the agent's logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticCheck {
+    pub check: CheckId,
+    pub status: CheckStatus,
+    /// Machine-readable cause (`ok` when healthy), e.g. `default_route_missing`;
+    /// `check_not_enabled` when the device does not run this check.
+    pub cause: String,
+    /// One line for the NOC.
+    pub summary: String,
+    /// The headline measured value, e.g. `via 100.64.0.1 dev wan, 0.4 ms`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    /// The threshold the value was judged against.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub threshold: String,
+    /// What to do about it, when not ok.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hint: String,
+    /// What the check measured, keyed by name (e.g. `gateway`, `rtt_ms`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evidence: BTreeMap<String, String>,
+}
+
+/// What an agent POSTs to [`paths::DIAGNOSTICS_RESULTS`] once it has run the checks of an
+/// [`Advisory::Diagnostics`] request: one entry per requested check, in the request's order.
+/// Idempotent by `request_id`: the first result stored for a request is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsResult {
+    pub schema_version: u32,
+    pub agent_id: String,
+    /// The id of the request, as the advisory carried it.
+    pub request_id: String,
+    /// When the agent finished running the checks (agent clock).
+    pub completed_at: Timestamp,
+    pub results: Vec<DiagnosticCheck>,
 }
 
 /// The collector's reply to a heartbeat.

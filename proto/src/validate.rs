@@ -1,8 +1,12 @@
 //! Validation of decoded wire documents: every problem is reported at once, each with the path
 //! of the field it concerns, so a 400 tells the sender exactly what to fix.
 
-use crate::{EventKind, Heartbeat, IncidentEvent, ReportBatch, SCHEMA_VERSION};
+use crate::{
+    DiagnosticCheck, DiagnosticsResult, EventKind, Heartbeat, IncidentEvent, ReportBatch,
+    SCHEMA_VERSION,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Size bounds. Device-supplied strings are hostile until proven otherwise: everything is bounded.
@@ -16,6 +20,8 @@ pub struct Limits {
     pub max_evidence_value_len: usize,
     pub max_actions_per_event: usize,
     pub max_action_detail_len: usize,
+    /// Checks in one diagnostics result (a request names each check at most once).
+    pub max_diagnostic_results: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +35,7 @@ impl Default for Limits {
             max_evidence_value_len: 1024,
             max_actions_per_event: 64,
             max_action_detail_len: 512,
+            max_diagnostic_results: 32,
         }
     }
 }
@@ -112,6 +119,20 @@ fn schema(c: &mut Collect, v: u32) {
     }
 }
 
+/// Evidence maps (incidents and diagnostics alike): bounded count, identifier keys, text values.
+fn evidence(c: &mut Collect, p: &str, evidence: &BTreeMap<String, String>, l: &Limits) {
+    if evidence.len() > l.max_evidence_entries {
+        c.push(
+            format!("{p}.evidence"),
+            format!("more than {} entries", l.max_evidence_entries),
+        );
+    }
+    for (k, v) in evidence {
+        c.id(&format!("{p}.evidence key"), k, l.max_evidence_key_len);
+        c.text(&format!("{p}.evidence.{k}"), v, l.max_evidence_value_len);
+    }
+}
+
 fn event(c: &mut Collect, p: &str, e: &IncidentEvent, l: &Limits) {
     c.id(&format!("{p}.event_id"), &e.event_id, l.max_id_len);
     c.id(&format!("{p}.incident_id"), &e.incident_id, l.max_id_len);
@@ -123,16 +144,7 @@ fn event(c: &mut Collect, p: &str, e: &IncidentEvent, l: &Limits) {
     if e.at < e.started_at {
         c.push(format!("{p}.at"), "is before started_at");
     }
-    if e.evidence.len() > l.max_evidence_entries {
-        c.push(
-            format!("{p}.evidence"),
-            format!("more than {} entries", l.max_evidence_entries),
-        );
-    }
-    for (k, v) in &e.evidence {
-        c.id(&format!("{p}.evidence key"), k, l.max_evidence_key_len);
-        c.text(&format!("{p}.evidence.{k}"), v, l.max_evidence_value_len);
-    }
+    evidence(c, p, &e.evidence, l);
     if e.actions.len() > l.max_actions_per_event {
         c.push(
             format!("{p}.actions"),
@@ -195,6 +207,46 @@ impl Heartbeat {
     }
 }
 
+fn diagnostic_check(c: &mut Collect, p: &str, d: &DiagnosticCheck, l: &Limits) {
+    c.id(&format!("{p}.cause"), &d.cause, l.max_id_len);
+    if d.summary.is_empty() {
+        c.push(format!("{p}.summary"), "must not be empty");
+    }
+    c.text(&format!("{p}.summary"), &d.summary, l.max_summary_len);
+    c.text(&format!("{p}.value"), &d.value, l.max_summary_len);
+    c.text(&format!("{p}.threshold"), &d.threshold, l.max_summary_len);
+    c.text(&format!("{p}.hint"), &d.hint, l.max_summary_len);
+    evidence(c, p, &d.evidence, l);
+}
+
+impl DiagnosticsResult {
+    /// Checks everything serde could not: schema version, sizes, identifier syntax, each check
+    /// at most once.
+    pub fn validate(&self, l: &Limits) -> Result<(), ValidationError> {
+        let mut c = Collect::default();
+        schema(&mut c, self.schema_version);
+        c.id("agent_id", &self.agent_id, l.max_id_len);
+        c.id("request_id", &self.request_id, l.max_id_len);
+        if self.results.is_empty() {
+            c.push("results", "must not be empty");
+        }
+        if self.results.len() > l.max_diagnostic_results {
+            c.push(
+                "results",
+                format!("more than {} results", l.max_diagnostic_results),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in self.results.iter().enumerate() {
+            diagnostic_check(&mut c, &format!("results[{i}]"), d, l);
+            if !seen.insert(d.check) {
+                c.push(format!("results[{i}].check"), "repeated within the result");
+            }
+        }
+        c.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +270,117 @@ mod tests {
             actions: vec![],
             auto_healed: None,
         }
+    }
+
+    fn diag() -> DiagnosticsResult {
+        DiagnosticsResult {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-0001".into(),
+            request_id: "diag-0123456789abcdef".into(),
+            completed_at: Timestamp::from_unix_millis(1_700_000_000_000).unwrap(),
+            results: vec![
+                DiagnosticCheck {
+                    check: CheckId::DefaultRoute,
+                    status: crate::CheckStatus::Ok,
+                    cause: "ok".into(),
+                    summary: "default route via 100.64.0.1".into(),
+                    value: "via 100.64.0.1 dev wan, 0.4 ms".into(),
+                    threshold: "present, gateway answers".into(),
+                    hint: String::new(),
+                    evidence: [("gateway".to_string(), "100.64.0.1".to_string())].into(),
+                },
+                DiagnosticCheck {
+                    check: CheckId::Dns,
+                    status: crate::CheckStatus::Failed,
+                    cause: "dns_timeout".into(),
+                    summary: "no resolver answers".into(),
+                    value: String::new(),
+                    threshold: String::new(),
+                    hint: "check the resolvers".into(),
+                    evidence: Default::default(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_good_diagnostics_result_passes_and_roundtrips() {
+        let d = diag();
+        d.validate(&Limits::default()).unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        // Empty optional text is left out on the wire.
+        assert!(!json.contains("\"hint\":\"\""), "{json}");
+        assert_eq!(serde_json::from_str::<DiagnosticsResult>(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn every_diagnostics_problem_is_reported_with_its_field() {
+        let l = Limits::default();
+        let mut d = diag();
+        d.schema_version = 7;
+        d.agent_id = "bad id".into();
+        d.request_id = String::new();
+        d.results[0].cause = "no spaces allowed".into();
+        d.results[0].summary = String::new();
+        d.results[0].value = "x".repeat(l.max_summary_len + 1);
+        d.results[0].threshold = "a\nb".into();
+        d.results[0].hint = "\u{1b}[31m".into();
+        d.results[0]
+            .evidence
+            .insert("bad key".into(), "v".repeat(l.max_evidence_value_len + 1));
+        d.results[1].check = CheckId::DefaultRoute;
+        let err = d.validate(&l).unwrap_err();
+        let fields: Vec<_> = err.violations.iter().map(|v| v.field.as_str()).collect();
+        for want in [
+            "schema_version",
+            "agent_id",
+            "request_id",
+            "results[0].cause",
+            "results[0].summary",
+            "results[0].value",
+            "results[0].threshold",
+            "results[0].hint",
+            "results[0].evidence key",
+            "results[0].evidence.bad key",
+            "results[1].check",
+        ] {
+            assert!(fields.contains(&want), "missing {want} in {err}");
+        }
+    }
+
+    #[test]
+    fn diagnostics_results_are_bounded() {
+        let l = Limits::default();
+        let mut d = diag();
+        d.results.clear();
+        let err = d.validate(&l).unwrap_err();
+        assert_eq!(err.violations[0].field, "results", "{err}");
+
+        let mut d = diag();
+        let one = d.results[0].clone();
+        d.results = vec![one; l.max_diagnostic_results + 1];
+        let err = d.validate(&l).unwrap_err();
+        assert!(
+            err.violations
+                .iter()
+                .any(|v| v.field == "results" && v.problem.contains("more than")),
+            "{err}"
+        );
+
+        let mut d = diag();
+        d.results[0].evidence = (0..=l.max_evidence_entries)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        let err = d.validate(&l).unwrap_err();
+        assert_eq!(err.violations[0].field, "results[0].evidence", "{err}");
+    }
+
+    #[test]
+    fn unknown_diagnostics_fields_are_refused() {
+        let mut v = serde_json::to_value(diag()).unwrap();
+        v["results"][0]["extra"] = serde_json::json!(1);
+        let err = serde_json::from_value::<DiagnosticsResult>(v).unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
     }
 
     #[test]

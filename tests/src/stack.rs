@@ -370,6 +370,11 @@ ping_count = 2
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
+
+    /// The lab the stack runs in.
+    pub fn lab(&self) -> &'a Lab {
+        self.lab
+    }
 }
 
 fn summarize(page: &IncidentPage) -> Vec<String> {

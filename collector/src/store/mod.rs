@@ -4,6 +4,9 @@
 
 pub mod assemble;
 mod cx;
+mod diag;
+mod noc;
+pub mod noc_types;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
@@ -17,10 +20,17 @@ use netmedic_proto::{
     Advisory, Category, CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck,
     ReportBatch, Timestamp,
 };
+use noc_types::{
+    ContactRecord, IncidentAck, IncidentNote, NocUser, Overview, SessionRecord, SubscriberRecord,
+    SurveyRecord,
+};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+pub use diag::{CompleteOutcome, DiagnosticsRecord, DiagnosticsState};
 
 /// A boxed, `Send` future: keeps [`Store`] object-safe so the backend can be chosen at run time
 /// from the storage URL (`Arc<dyn Store>`).
@@ -57,6 +67,9 @@ pub enum StoreError {
     /// The named device does not exist.
     #[error("no device {0:?}")]
     NoSuchDevice(String),
+    /// The named incident (`agent/incident`) does not exist.
+    #[error("no incident {0:?}")]
+    NoSuchIncident(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -88,6 +101,12 @@ pub struct IncidentFilter {
     pub from: Option<Timestamp>,
     /// Incidents that started strictly before this instant.
     pub to: Option<Timestamp>,
+    /// The subscriber's CPE model (subscribers table).
+    pub cpe_model: Option<String>,
+    /// The firmware (subscribers table, else the device's last heartbeat).
+    pub firmware: Option<String>,
+    /// List oldest first instead of newest first (the cursor follows the order).
+    pub oldest_first: bool,
 }
 
 /// Position after the last incident of a page, in the listing order (newest `started_at` first,
@@ -448,6 +467,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Stores a device's diagnostics result on its request (`received_at`: the collector's
+    /// clock, kept as the request's `completed_at`). The token is checked in the same
+    /// transaction: unknown, revoked or another device's token → [`CompleteOutcome::Denied`];
+    /// a request id unknown or queued for another device → [`CompleteOutcome::NotFound`]; a
+    /// request that already has a result keeps it → [`CompleteOutcome::AlreadyCompleted`].
+    fn complete_diagnostics<'a>(
+        &'a self,
+        token_sha256: &'a str,
+        result: &'a netmedic_proto::DiagnosticsResult,
+        received_at: Timestamp,
+    ) -> BoxFuture<'a, Result<CompleteOutcome>>;
+
+    /// A device's diagnostics requests with their results, newest first, at most `limit`
+    /// (clamped to 1..=500).
+    fn list_diagnostics<'a>(
+        &'a self,
+        agent_id: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<DiagnosticsRecord>>>;
+
     /// Creates an API token (a person's or a tool's) with the SHA-256 (hex) of its text. A
     /// revoked token of that name is replaced; an active one is a [`StoreError::Conflict`].
     fn api_token_add<'a>(
@@ -494,6 +533,110 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         filter: &'a NetworkEventFilter,
         with_members: bool,
     ) -> BoxFuture<'a, Result<Vec<NetworkEventView>>>;
+
+    // ---- NOC console (store/noc.rs) ----
+
+    /// Adds a NOC user; an existing name is a [`StoreError::Conflict`].
+    fn noc_user_add<'a>(
+        &'a self,
+        name: &'a str,
+        role: Role,
+        password_phc: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    fn noc_user_get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<NocUser>>>;
+
+    fn noc_user_list(&self) -> BoxFuture<'_, Result<Vec<NocUser>>>;
+
+    /// Sets a user's password and ends all their sessions; `Ok(false)`: no such user.
+    fn noc_user_set_password<'a>(
+        &'a self,
+        name: &'a str,
+        password_phc: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Removes a user and their sessions; `Ok(false)`: no such user.
+    fn noc_user_remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Stores a new session under the SHA-256 (hex) of its cookie value (and sweeps expired ones).
+    fn session_create<'a>(
+        &'a self,
+        session_sha256: &'a str,
+        session: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The live session with this hash (not expired, not idle longer than `idle_ms`).
+    fn session_get<'a>(
+        &'a self,
+        session_sha256: &'a str,
+        now: Timestamp,
+        idle_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>>>;
+
+    fn session_delete<'a>(&'a self, session_sha256: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Acknowledges an incident (the first acknowledgement stays) and returns the one in force;
+    /// [`StoreError::NoSuchIncident`] when it does not exist.
+    fn incident_ack<'a>(
+        &'a self,
+        agent_id: &'a str,
+        incident_id: &'a str,
+        by: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<IncidentAck>>;
+
+    fn incident_note_add<'a>(
+        &'a self,
+        agent_id: &'a str,
+        incident_id: &'a str,
+        author: &'a str,
+        now: Timestamp,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// An incident's acknowledgement and notes (oldest note first).
+    fn incident_notes<'a>(
+        &'a self,
+        agent_id: &'a str,
+        incident_id: &'a str,
+    ) -> BoxFuture<'a, Result<(Option<IncidentAck>, Vec<IncidentNote>)>>;
+
+    /// Acknowledgements of the given (agent, incident) pairs.
+    fn incident_acks<'a>(
+        &'a self,
+        keys: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<BTreeMap<(String, String), IncidentAck>>>;
+
+    /// The console overview: device states (offline = last seen before `offline_before_ms`),
+    /// open incidents, and incidents started since `since_ms`.
+    fn overview<'a>(
+        &'a self,
+        now: Timestamp,
+        offline_before_ms: i64,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Overview>>;
+
+    fn subscribers_of_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SubscriberRecord>>>;
+
+    fn subscriber_of_device<'a>(
+        &'a self,
+        agent_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SubscriberRecord>>>;
+
+    /// A customer's contacts and survey answers in `[from_ms, to_ms)`, newest first, at most
+    /// `limit` of each.
+    fn customer_records<'a>(
+        &'a self,
+        customer_id: &'a str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<(Vec<ContactRecord>, Vec<SurveyRecord>)>>;
 
     /// Cheap round trip to the database, for `/readyz`.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;

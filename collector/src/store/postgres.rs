@@ -17,6 +17,8 @@ type Conn = PgConnection;
 type Db = sqlx::Postgres;
 shared_sql!();
 super::cx::cx_sql!();
+super::diag::diag_sql!();
+super::noc::noc_sql!();
 
 /// Correlation passes of several processes serialise on this transaction-scoped advisory lock.
 const CORRELATE_LOCK_SQL: Option<&str> = Some("SELECT pg_advisory_xact_lock(7305731101)");

@@ -505,6 +505,11 @@ macro_rules! shared_sql {
                 0 => DEFAULT_PAGE_LIMIT,
                 n => n.min(MAX_PAGE_LIMIT),
             };
+            let (cmp, dir) = if filter.oldest_first {
+                (">", "ASC")
+            } else {
+                ("<", "DESC")
+            };
             let sql = format!(
                 "SELECT {INCIDENT_COLUMNS}
                  FROM incidents i
@@ -519,8 +524,10 @@ macro_rules! shared_sql {
                    AND ($7 IS NULL OR s.access_node = $7)
                    AND ($8 IS NULL OR i.started_at >= $8)
                    AND ($9 IS NULL OR i.started_at < $9)
-                   AND ($10 IS NULL OR (i.started_at, i.agent_id, i.incident_id) < ($10, $11, $12))
-                 ORDER BY i.started_at DESC, i.agent_id DESC, i.incident_id DESC
+                   AND ($10 IS NULL OR (i.started_at, i.agent_id, i.incident_id) {cmp} ($10, $11, $12))
+                   AND ($14 IS NULL OR s.cpe_model = $14)
+                   AND ($15 IS NULL OR COALESCE(s.firmware, d.firmware_version) = $15)
+                 ORDER BY i.started_at {dir}, i.agent_id {dir}, i.incident_id {dir}
                  LIMIT $13"
             );
             let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -537,6 +544,8 @@ macro_rules! shared_sql {
                 .bind(cursor.map(|c| c.agent_id.as_str()))
                 .bind(cursor.map(|c| c.incident_id.as_str()))
                 .bind(i64::from(limit) + 1)
+                .bind(filter.cpe_model.as_deref())
+                .bind(filter.firmware.as_deref())
                 .fetch_all(&mut *conn)
                 .await?;
             let more = rows.len() > limit as usize;
@@ -1091,6 +1100,8 @@ macro_rules! store_impl {
             }
 
             $crate::store::cx::cx_methods!();
+            $crate::store::diag::diag_methods!();
+            $crate::store::noc::noc_methods!();
         }
     };
 }

@@ -15,6 +15,8 @@ type Conn = SqliteConnection;
 type Db = sqlx::Sqlite;
 shared_sql!();
 super::cx::cx_sql!();
+super::diag::diag_sql!();
+super::noc::noc_sql!();
 
 /// Correlation passes serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
 const CORRELATE_LOCK_SQL: Option<&str> = None;

@@ -1,0 +1,785 @@
+//! NOC console stories over HTTP against the real server, each on SQLite and on a real
+//! PostgreSQL: login, sessions and CSRF; operators act and viewers are refused; hostile device
+//! strings come back escaped; the incident list filters and pages; the `user` CLI. (The same
+//! pages are driven in headless Chromium by the lab's browser tests.)
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::pg::PgServer;
+use common::{TestServer, action, batch, event, ts};
+use netmedic_collector::auth::Role;
+use netmedic_collector::store::{IncidentFilter, KillScope};
+use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, EventKind};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn start(backend: Backend) -> TestServer {
+    let tweak = |c: &mut netmedic_collector::config::CollectorConfig| {
+        c.outage.interval_secs = 3600;
+        c.web.max_failed_logins = 3;
+    };
+    match backend {
+        Backend::Sqlite => TestServer::start_with(tweak).await,
+        Backend::Postgres => {
+            let pg = Arc::new(PgServer::start());
+            TestServer::start_pg(pg, "netmedic", tweak).await
+        }
+    }
+}
+
+macro_rules! stories {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
+        }
+    };
+}
+
+stories!(
+    login_sessions_and_csrf,
+    operators_act_and_viewers_are_refused,
+    hostile_device_strings_are_escaped,
+    incident_list_filters_and_pages,
+);
+
+const PASSWORD: &str = "a long enough password";
+
+/// A browser-like client: keeps cookies, does not follow redirects.
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers.get(LOCATION).unwrap().to_str().unwrap()
+    }
+
+    /// The value of the first hidden input named `name`.
+    fn hidden(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        let i = self
+            .body
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
+            + needle.len();
+        self.body[i..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Self {
+        Self {
+            base: server.base.clone(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&mut self, resp: reqwest::Response) -> Page {
+        for sc in resp.headers().get_all(SET_COOKIE) {
+            let sc = sc.to_str().unwrap();
+            let (kv, _) = sc.split_once(';').unwrap_or((sc, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        Page {
+            status,
+            headers,
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Page {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let csrf = page.hidden("csrf");
+        self.post(
+            "/login",
+            &[
+                ("username", user),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    /// The session's CSRF token (from the logout form every page has).
+    async fn csrf(&mut self) -> String {
+        self.get("/killswitches").await.hidden("csrf")
+    }
+}
+
+/// The text of HTML after entity decoding (what a browser shows).
+fn unescape(html: &str) -> String {
+    html.replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    use netmedic_collector::web::enc;
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn add_user(server: &TestServer, name: &str, role: Role) {
+    let phc = netmedic_collector::web::password::hash(PASSWORD).unwrap();
+    server
+        .store()
+        .noc_user_add(name, role, &phc, netmedic_collector::now())
+        .await
+        .unwrap();
+}
+
+async fn login_sessions_and_csrf(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "alice", Role::Operator).await;
+    let mut b = Browser::new(&server);
+
+    // Not logged in: every page sends to the login page, remembering where it was going.
+    let page = b.get("/incidents?status=open").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login?next=%2Fincidents%3Fstatus%3Dopen");
+
+    // The login form has a double-submit token; a post without the cookie is refused.
+    let login = b.get("/login").await;
+    let csp = login
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(login.headers.get("x-frame-options").unwrap(), "DENY");
+    let csrf = login.hidden("csrf");
+    let mut stranger = Browser::new(&server);
+    let page = stranger
+        .post(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(!stranger.cookies.contains_key("netmedic_session"));
+
+    // Wrong password, then right.
+    let page = b.login("alice", "not the password at all").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("Unknown user name or wrong password."));
+    let page = b.login("alice", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), "/");
+    let set = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("netmedic_session="))
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("alice · operator"), "{}", page.body);
+    assert_eq!(page.headers.get("cache-control").unwrap(), "no-store");
+
+    // Logout needs the CSRF token; afterwards the old cookie is worthless.
+    let old_cookie = b.cookies.clone();
+    let page = b.post("/logout", &[("csrf", "0000")]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let csrf = b.csrf().await;
+    let page = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    b.cookies = old_cookie;
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+
+    // A removed user's sessions end at once.
+    b.login("alice", PASSWORD).await;
+    assert_eq!(b.get("/").await.status, StatusCode::OK);
+    assert!(server.store().noc_user_remove("alice").await.unwrap());
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+
+    // Throttle: after max_failed_logins (3) failures even the right password waits.
+    add_user(&server, "bob", Role::Viewer).await;
+    for _ in 0..3 {
+        assert_eq!(
+            b.login("bob", "wrong wrong wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let page = b.login("bob", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    server.stop().await;
+}
+
+/// Stores one incident with an action trail; returns (agent, incident).
+async fn seed_incident(server: &TestServer, agent: &str, incident: &str) {
+    let mut opened = event(&format!("{incident}-e1"), incident, 1, EventKind::Opened);
+    opened.actions = vec![
+        action(ActionId::RestoreRoute, ActionOutcome::Planned, 1),
+        action(ActionId::RestoreRoute, ActionOutcome::Done, 2),
+    ];
+    let mut resolved = event(&format!("{incident}-e2"), incident, 2, EventKind::Resolved);
+    resolved.actions = vec![action(ActionId::RestoreRoute, ActionOutcome::Verified, 3)];
+    server
+        .store()
+        .ingest_report(&batch(agent, vec![opened, resolved]), ts(30))
+        .await
+        .unwrap();
+}
+
+async fn operators_act_and_viewers_are_refused(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "op", Role::Operator).await;
+    add_user(&server, "viewer", Role::Viewer).await;
+    seed_incident(&server, "cpe-0001", "inc-1").await;
+    let detail = "/incidents/cpe-0001/inc-1";
+
+    let mut v = Browser::new(&server);
+    v.login("viewer", PASSWORD).await;
+    let page = v.get(detail).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("restore_route"), "action trail shown");
+    assert!(page.body.contains("verified"));
+    assert!(
+        !page.body.contains("id=\"ack-form\""),
+        "no action forms for a viewer"
+    );
+    let csrf = v.csrf().await;
+    for (path, form) in [
+        (format!("{detail}/ack"), vec![("csrf", csrf.as_str())]),
+        (
+            format!("{detail}/notes"),
+            vec![("csrf", csrf.as_str()), ("body", "hello")],
+        ),
+        (
+            "/killswitches".to_owned(),
+            vec![("csrf", csrf.as_str()), ("scope", "fleet"), ("reason", "x")],
+        ),
+        (
+            "/devices/cpe-0001/diagnostics".to_owned(),
+            vec![("csrf", csrf.as_str()), ("check_dns", "on")],
+        ),
+    ] {
+        let page = v.post(&path, &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}: {}", page.body);
+        assert!(page.body.contains("only operators"), "{}", page.body);
+    }
+    let (ack, notes) = server
+        .store()
+        .incident_notes("cpe-0001", "inc-1")
+        .await
+        .unwrap();
+    assert!(ack.is_none() && notes.is_empty());
+    assert!(server.store().list_killswitches().await.unwrap().is_empty());
+
+    let mut op = Browser::new(&server);
+    op.login("op", PASSWORD).await;
+    let csrf = op.csrf().await;
+    // A wrong token or a foreign Origin changes nothing.
+    let page = op.post(&format!("{detail}/ack"), &[("csrf", "nope")]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let resp = op
+        .client
+        .post(format!("{}{detail}/ack", op.base))
+        .header("cookie", op.cookie_header())
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(
+        server
+            .store()
+            .incident_notes("cpe-0001", "inc-1")
+            .await
+            .unwrap()
+            .0
+            .is_none()
+    );
+
+    let page = op.post(&format!("{detail}/ack"), &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = op
+        .post(
+            &format!("{detail}/notes"),
+            &[("csrf", &csrf), ("body", "called the customer\nall good")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = op.get(detail).await;
+    assert!(page.body.contains("Acknowledged by op"), "{}", page.body);
+    assert!(page.body.contains("called the customer\nall good"));
+    let page = op
+        .post(
+            &format!("{detail}/notes"),
+            &[("csrf", &csrf), ("body", "  ")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let page = op
+        .post("/incidents/cpe-0001/nope/ack", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+
+    // Kill switch for the device: set, seen on its page, cleared.
+    let page = op
+        .post(
+            "/killswitches",
+            &[
+                ("csrf", &csrf),
+                ("scope", "device"),
+                ("target", "cpe-0001"),
+                ("reason", "line work"),
+                ("back", "device"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), "/devices/cpe-0001?done=kill_set");
+    let switches = server.store().list_killswitches().await.unwrap();
+    assert_eq!(switches.len(), 1);
+    assert_eq!(switches[0].reason, "line work");
+    assert!(
+        op.get("/devices/cpe-0001")
+            .await
+            .body
+            .contains("Remediation stopped: device cpe-0001")
+    );
+    let page = op
+        .post(
+            "/killswitches",
+            &[("csrf", &csrf), ("scope", "region"), ("reason", "x")],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::BAD_REQUEST,
+        "a region switch needs a region"
+    );
+    let page = op
+        .post(
+            "/killswitches/clear",
+            &[("csrf", &csrf), ("scope", "device"), ("target", "cpe-0001")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(server.store().list_killswitches().await.unwrap().is_empty());
+    let _ = KillScope::Fleet;
+
+    // Diagnostics: queued for the device's next heartbeat, listed on its page.
+    let page = op
+        .post(
+            "/devices/cpe-0001/diagnostics",
+            &[
+                ("csrf", &csrf),
+                ("check_dns", "on"),
+                ("check_default_route", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let diags = server
+        .store()
+        .list_diagnostics("cpe-0001", 10)
+        .await
+        .unwrap();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].checks, vec![CheckId::DefaultRoute, CheckId::Dns]);
+    let page = op
+        .post("/devices/cpe-0001/diagnostics", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "no check ticked");
+    server.stop().await;
+}
+
+async fn hostile_device_strings_are_escaped(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "op", Role::Operator).await;
+    let mut e = event("x-e1", "inc-x", 1, EventKind::Opened);
+    e.summary = "<script>alert(1)</script> \u{7}bell \u{202e}reversed".into();
+    e.evidence
+        .insert("resolver".into(), "\"><img src=x onerror=alert(2)>".into());
+    e.actions = vec![netmedic_proto::ActionRecord {
+        action: ActionId::ResetDns,
+        outcome: ActionOutcome::Failed,
+        at: ts(1),
+        detail: "</td><script>alert(3)</script>".into(),
+    }];
+    server
+        .store()
+        .ingest_report(&batch("cpe-0001", vec![e]), ts(2))
+        .await
+        .unwrap();
+    let mut b = Browser::new(&server);
+    b.login("op", PASSWORD).await;
+    for path in [
+        "/incidents",
+        "/incidents/cpe-0001/inc-x",
+        "/devices/cpe-0001",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        for raw in ["<script>alert", "<img src=x", "</td><script>"] {
+            assert!(!page.body.contains(raw), "{path} carries raw {raw:?}");
+        }
+        assert!(
+            unescape(&page.body).contains("<script>alert(1)</script>"),
+            "{path} shows the summary as text: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains("␇bell"),
+            "control character made visible on {path}"
+        );
+        assert!(
+            page.body.contains("⟨U+202E⟩reversed"),
+            "bidi override made visible on {path}"
+        );
+    }
+    let page = b.get("/incidents/cpe-0001/inc-x").await;
+    let text = unescape(&page.body);
+    assert!(text.contains("\"><img src=x onerror=alert(2)>"));
+    assert!(text.contains("</td><script>alert(3)"));
+    // Hostile query strings are not reflected raw either.
+    let page = b
+        .get("/incidents?region=%3Cscript%3Ealert(4)%3C/script%3E")
+        .await;
+    assert!(!page.body.contains("<script>alert(4)"));
+    server.stop().await;
+}
+
+async fn incident_list_filters_and_pages(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "v", Role::Viewer).await;
+    // 130 incidents on 3 devices; every 5th is a DNS failure.
+    let mut events = Vec::new();
+    for i in 0..130u64 {
+        let mut e = event(
+            &format!("ev-{i}"),
+            &format!("inc-{i:03}"),
+            1,
+            EventKind::Opened,
+        );
+        e.started_at = ts(i as i64);
+        e.at = ts(i as i64);
+        if i % 5 == 0 {
+            e.category = Category::DnsFailure;
+            e.check = CheckId::Dns;
+        }
+        events.push(e);
+    }
+    for (n, chunk) in events.chunks(50).enumerate() {
+        let agent = format!("cpe-{:04}", n + 1);
+        server
+            .store()
+            .ingest_report(&batch(&agent, chunk.to_vec()), ts(200))
+            .await
+            .unwrap();
+    }
+    let csv = "agent_id,customer_id,region,access_node,plan,cpe_model,firmware\n\
+               cpe-0002,cust-2,north,olt-7,fiber-500,HG8245,1.2.3\n";
+    let resp = server
+        .client
+        .post(server.url("/api/v1/import/subscribers?format=csv"))
+        .bearer_auth(&server.admin_token)
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
+    let mut b = Browser::new(&server);
+    b.login("v", PASSWORD).await;
+    let rows = |body: &str| body.matches("class=\"incident-row").count();
+    // Newest first, 50 a page, pages chain without repeats or gaps.
+    let mut seen = Vec::new();
+    let mut path = "/incidents".to_owned();
+    loop {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        for part in page.body.split("/incidents/").skip(1) {
+            if let Some(id) = part.split('"').next().and_then(|s| s.split('/').nth(1))
+                && id.starts_with("inc-")
+            {
+                seen.push(id.to_owned());
+            }
+        }
+        match page
+            .body
+            .split("id=\"next-page\"")
+            .next()
+            .and_then(|s| s.rsplit("href=\"").next())
+        {
+            Some(h) if page.body.contains("id=\"next-page\"") => {
+                path = h.split('"').next().unwrap().replace("&amp;", "&");
+            }
+            _ => break,
+        }
+    }
+    let expected: Vec<String> = (0..130).rev().map(|i| format!("inc-{i:03}")).collect();
+    assert_eq!(seen, expected);
+
+    let page = b.get("/incidents?category=dns_failure").await;
+    assert_eq!(rows(&page.body), 26);
+    assert!(!page.body.contains("id=\"next-page\""));
+    let page = b.get("/incidents?cpe_model=HG8245&order=oldest").await;
+    assert_eq!(rows(&page.body), 50, "the second device's incidents");
+    let first = page.body.find("inc-050").unwrap();
+    let later = page.body.find("inc-099").unwrap();
+    assert!(first < later, "oldest first");
+    let page = b
+        .get("/incidents?region=north&category=dns_failure&check=dns")
+        .await;
+    assert_eq!(rows(&page.body), 10);
+    let page = b.get("/incidents?category=nonsense&order=sideways").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unescape(&page.body).contains("category: \"nonsense\" is not a known category"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("order:"));
+    // The same filters through the store agree.
+    let n = server
+        .store()
+        .list_incidents(
+            &IncidentFilter {
+                firmware: Some("1.2.3".into()),
+                ..IncidentFilter::default()
+            },
+            500,
+            None,
+        )
+        .await
+        .unwrap()
+        .incidents
+        .len();
+    assert_eq!(n, 50);
+
+    // Pages a viewer can read all answer.
+    for p in [
+        "/",
+        "/devices",
+        "/devices/cpe-0002",
+        "/customers/cust-2",
+        "/experience",
+        "/network-events",
+        "/killswitches",
+    ] {
+        let page = b.get(p).await;
+        assert_eq!(page.status, StatusCode::OK, "{p}: {}", page.body);
+    }
+    assert_eq!(
+        b.get("/customers/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await;
+}
+
+/// `netmedic-collector user add|passwd|list|remove` on a real database file.
+#[tokio::test]
+async fn user_cli_adds_users_who_can_log_in() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = start(Backend::Sqlite).await;
+    let db = format!("sqlite://{}", server.db_path.display());
+    let bin = env!("CARGO_BIN_EXE_netmedic-collector");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--role",
+            "operator",
+            "--password-stdin",
+            "--db",
+            &db,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            "--db",
+            &db,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!out.status.success(), "duplicate refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    let out = run(
+        &[
+            "user",
+            "add",
+            "dave",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            "--db",
+            &db,
+        ],
+        "short\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+    // A generated password is printed once on stdout.
+    let out = run(
+        &["user", "add", "erin", "--role", "viewer", "--db", &db],
+        "",
+    );
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(generated.len(), 24);
+    let out = run(&["user", "list", "--db", &db], "");
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        list.contains("carol  operator") && list.contains("erin  viewer"),
+        "{list}"
+    );
+
+    let mut b = Browser::new(&server);
+    assert_eq!(
+        b.login("carol", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(b.get("/").await.status, StatusCode::OK);
+    let mut e = Browser::new(&server);
+    assert_eq!(
+        e.login("erin", &generated).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // passwd ends carol's session.
+    let out = run(
+        &["user", "passwd", "carol", "--password-stdin", "--db", &db],
+        "another long password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.login("carol", "another long password").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let out = run(&["user", "remove", "carol", "--db", &db], "");
+    assert!(out.status.success());
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+    server.stop().await;
+}
