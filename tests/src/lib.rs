@@ -34,6 +34,8 @@ mod process;
 mod wait;
 
 pub mod bench;
+// Headless Chromium over WebDriver, inside a lab namespace, for the NOC console's tests.
+pub mod browser;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
 pub mod delivery;
 pub mod stack;
