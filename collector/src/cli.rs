@@ -703,10 +703,7 @@ async fn token(cmd: TokenCommand) -> Result<(), CliError> {
                     "{name:?} is not a token name (1..=64 of A-Z a-z 0-9 . _ : -)"
                 ))
             })?;
-            let role = match role {
-                RoleArg::Viewer => crate::auth::Role::Viewer,
-                RoleArg::Operator => crate::auth::Role::Operator,
-            };
+            let role = role_of(role);
             let token = crate::auth::new_token().map_err(|e| CliError::Failed(e.to_string()))?;
             let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
             let r = store
@@ -729,23 +726,23 @@ async fn token(cmd: TokenCommand) -> Result<(), CliError> {
             Ok(())
         }
         TokenCommand::Revoke { name, store } => {
-            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = store.api_token_revoke(&name, now()).await;
-            store.close().await;
-            match r {
-                Ok(true) => {
-                    eprintln!("revoked API token {name}");
-                    Ok(())
-                }
-                Ok(false) => Err(CliError::Failed(format!("no active API token {name:?}"))),
-                Err(source) => Err(CliError::Store { url, source }),
+            let n = name.clone();
+            if with_store(&store, OpenMode::MustExist, |s| async move {
+                s.api_token_revoke(&n, now()).await
+            })
+            .await?
+            {
+                eprintln!("revoked API token {name}");
+                Ok(())
+            } else {
+                Err(CliError::Failed(format!("no active API token {name:?}")))
             }
         }
         TokenCommand::List { store } => {
-            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = store.api_token_list().await;
-            store.close().await;
-            let list = r.map_err(|source| CliError::Store { url, source })?;
+            let list = with_store(&store, OpenMode::MustExist, |s| async move {
+                s.api_token_list().await
+            })
+            .await?;
             let mut out = std::io::stdout().lock();
             for t in list {
                 writeln!(
@@ -761,6 +758,28 @@ async fn token(cmd: TokenCommand) -> Result<(), CliError> {
             out.flush()?;
             Ok(())
         }
+    }
+}
+
+/// Opens the store, runs `f` on it, closes it; a store error names the database.
+async fn with_store<T, F, Fut>(args: &StoreArgs, mode: OpenMode, f: F) -> Result<T, CliError>
+where
+    F: FnOnce(std::sync::Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let (store, url, _) = open_store(args, mode).await?;
+    let r = f(store.clone()).await;
+    store.close().await;
+    r.map_err(|source| match source {
+        StoreError::Conflict(m) => CliError::Failed(m),
+        source => CliError::Store { url, source },
+    })
+}
+
+fn role_of(r: RoleArg) -> crate::auth::Role {
+    match r {
+        RoleArg::Viewer => crate::auth::Role::Viewer,
+        RoleArg::Operator => crate::auth::Role::Operator,
     }
 }
 
@@ -799,31 +818,28 @@ async fn user(cmd: UserCommand) -> Result<(), CliError> {
                     "{name:?} is not a user name (1..=64 of A-Z a-z 0-9 . _ : -)"
                 ))
             })?;
-            let role = match role {
-                RoleArg::Viewer => crate::auth::Role::Viewer,
-                RoleArg::Operator => crate::auth::Role::Operator,
-            };
+            let role = role_of(role);
             let (pw, show) = new_password(password_stdin)?;
             let phc = hash_password(pw.clone()).await?;
-            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
-            let r = store.noc_user_add(&name, role, &phc, now()).await;
-            store.close().await;
-            match r {
-                Ok(()) => {}
-                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
-                Err(source) => return Err(CliError::Store { url, source }),
-            }
+            let n = name.clone();
+            with_store(&store, OpenMode::CreateAndMigrate, |s| async move {
+                s.noc_user_add(&n, role, &phc, now()).await
+            })
+            .await?;
             if show {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{pw}")?;
                 out.flush()?;
-                eprintln!(
-                    "added NOC user {name} ({}); the generated password above is shown once",
-                    role.as_str()
-                );
-            } else {
-                eprintln!("added NOC user {name} ({})", role.as_str());
             }
+            eprintln!(
+                "added NOC user {name} ({}){}",
+                role.as_str(),
+                if show {
+                    "; the generated password above is shown once"
+                } else {
+                    ""
+                }
+            );
             Ok(())
         }
         UserCommand::Passwd {
@@ -833,41 +849,40 @@ async fn user(cmd: UserCommand) -> Result<(), CliError> {
         } => {
             let (pw, show) = new_password(password_stdin)?;
             let phc = hash_password(pw.clone()).await?;
-            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = store.noc_user_set_password(&name, &phc, now()).await;
-            store.close().await;
-            match r {
-                Ok(true) => {
-                    if show {
-                        let mut out = std::io::stdout().lock();
-                        writeln!(out, "{pw}")?;
-                        out.flush()?;
-                    }
-                    eprintln!("new password for {name}; their sessions were ended");
-                    Ok(())
-                }
-                Ok(false) => Err(CliError::Failed(format!("no NOC user {name:?}"))),
-                Err(source) => Err(CliError::Store { url, source }),
+            let n = name.clone();
+            if !with_store(&store, OpenMode::MustExist, |s| async move {
+                s.noc_user_set_password(&n, &phc, now()).await
+            })
+            .await?
+            {
+                return Err(CliError::Failed(format!("no NOC user {name:?}")));
             }
+            if show {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{pw}")?;
+                out.flush()?;
+            }
+            eprintln!("new password for {name}; their sessions were ended");
+            Ok(())
         }
         UserCommand::Remove { name, store } => {
-            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = store.noc_user_remove(&name).await;
-            store.close().await;
-            match r {
-                Ok(true) => {
-                    eprintln!("removed NOC user {name}; their sessions were ended");
-                    Ok(())
-                }
-                Ok(false) => Err(CliError::Failed(format!("no NOC user {name:?}"))),
-                Err(source) => Err(CliError::Store { url, source }),
+            let n = name.clone();
+            if with_store(&store, OpenMode::MustExist, |s| async move {
+                s.noc_user_remove(&n).await
+            })
+            .await?
+            {
+                eprintln!("removed NOC user {name}; their sessions were ended");
+                Ok(())
+            } else {
+                Err(CliError::Failed(format!("no NOC user {name:?}")))
             }
         }
         UserCommand::List { store } => {
-            let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = store.noc_user_list().await;
-            store.close().await;
-            let list = r.map_err(|source| CliError::Store { url, source })?;
+            let list = with_store(&store, OpenMode::MustExist, |s| async move {
+                s.noc_user_list().await
+            })
+            .await?;
             let mut out = std::io::stdout().lock();
             for u in list {
                 writeln!(

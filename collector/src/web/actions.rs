@@ -200,21 +200,27 @@ fn kill_back(back: Option<&str>, target: Option<&str>, done: &str) -> Response {
     }
 }
 
+/// The kill-switch form, checked: operator, CSRF, a valid scope.
+#[allow(clippy::result_large_err)]
+fn kill_request(
+    session: &NocSession,
+    f: Result<Form<KillForm>, FormRejection>,
+    what: &str,
+) -> Result<(KillForm, crate::store::KillScope), Response> {
+    let f = form(session, f)?;
+    session.authorize_action(&f.csrf, what)?;
+    let scope = kill_scope(&f.scope, f.target.as_deref()).map_err(|m| bad(session, &m))?;
+    Ok((f, scope))
+}
+
 pub async fn set_killswitch(
     session: NocSession,
     State(state): State<AppState>,
     f: Result<Form<KillForm>, FormRejection>,
 ) -> Response {
-    let f = match form(&session, f) {
-        Ok(f) => f,
+    let (f, scope) = match kill_request(&session, f, "set kill switches") {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    if let Err(r) = session.authorize_action(&f.csrf, "set kill switches") {
-        return r;
-    }
-    let scope = match kill_scope(&f.scope, f.target.as_deref()) {
-        Ok(s) => s,
-        Err(m) => return bad(&session, &m),
     };
     let reason = f.reason.as_deref().map(str::trim).unwrap_or("");
     if reason.is_empty() || reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control)
@@ -245,16 +251,9 @@ pub async fn clear_killswitch(
     State(state): State<AppState>,
     f: Result<Form<KillForm>, FormRejection>,
 ) -> Response {
-    let f = match form(&session, f) {
-        Ok(f) => f,
+    let (f, scope) = match kill_request(&session, f, "clear kill switches") {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    if let Err(r) = session.authorize_action(&f.csrf, "clear kill switches") {
-        return r;
-    }
-    let scope = match kill_scope(&f.scope, f.target.as_deref()) {
-        Ok(s) => s,
-        Err(m) => return bad(&session, &m),
     };
     match state.store.clear_killswitch(&scope).await {
         Ok(true) => {
