@@ -129,7 +129,9 @@ fn check_command_prints_a_table_and_exits_by_status() {
             "[agent]\nid = \"t\"\nstate_dir = \"{}\"\n[collector]\nurl = \"http://203.0.113.10:8440\"\n\
              [wan]\ninterface = \"wan\"\nlease_file = \"{}\"\n\
              # No collector in this lab: its Date header is the clock check's reference.\n\
-             [checks.clock]\nenabled = false\n",
+             [checks.clock]\nenabled = false\n\
+             # The test machine's own load is not the fault under test.\n\
+             [checks.resources]\ndegraded_load_per_cpu = 500.0\nfailed_load_per_cpu = 1000.0\n",
             dir.join("state").display(),
             cpe.lease_file.display()
         ),
