@@ -510,44 +510,66 @@ macro_rules! shared_sql {
             } else {
                 ("<", "DESC")
             };
-            let sql = format!(
+            // Only the predicates in force: a generic `($n IS NULL OR col = $n)` would keep the
+            // planner from the indexes (agent, category, status; a customer's devices), and a
+            // filtered page over a million incidents would scan them all.
+            let mut q = sqlx::QueryBuilder::<Db>::new(format!(
                 "SELECT {INCIDENT_COLUMNS}
                  FROM incidents i
                  LEFT JOIN subscribers s ON s.agent_id = i.agent_id
                  LEFT JOIN devices d ON d.agent_id = i.agent_id
-                 WHERE ($1 IS NULL OR i.status = $1)
-                   AND ($2 IS NULL OR i.category = $2)
-                   AND ($3 IS NULL OR i.check_id = $3)
-                   AND ($4 IS NULL OR i.agent_id = $4)
-                   AND ($5 IS NULL OR s.customer_id = $5)
-                   AND ($6 IS NULL OR COALESCE(s.region, d.region) = $6)
-                   AND ($7 IS NULL OR s.access_node = $7)
-                   AND ($8 IS NULL OR i.started_at >= $8)
-                   AND ($9 IS NULL OR i.started_at < $9)
-                   AND ($10 IS NULL OR (i.started_at, i.agent_id, i.incident_id) {cmp} ($10, $11, $12))
-                   AND ($14 IS NULL OR s.cpe_model = $14)
-                   AND ($15 IS NULL OR COALESCE(s.firmware, d.firmware_version) = $15)
-                 ORDER BY i.started_at {dir}, i.agent_id {dir}, i.incident_id {dir}
-                 LIMIT $13"
-            );
-            let rows: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(filter.status.map(status_str))
-                .bind(filter.category.map(Category::as_str))
-                .bind(filter.check.map(CheckId::as_str))
-                .bind(filter.agent_id.as_deref())
-                .bind(filter.customer_id.as_deref())
-                .bind(filter.region.as_deref())
-                .bind(filter.access_node.as_deref())
-                .bind(filter.from.map(Timestamp::unix_millis))
-                .bind(filter.to.map(Timestamp::unix_millis))
-                .bind(cursor.map(|c| c.started_at_ms))
-                .bind(cursor.map(|c| c.agent_id.as_str()))
-                .bind(cursor.map(|c| c.incident_id.as_str()))
-                .bind(i64::from(limit) + 1)
-                .bind(filter.cpe_model.as_deref())
-                .bind(filter.firmware.as_deref())
-                .fetch_all(&mut *conn)
-                .await?;
+                 WHERE 1 = 1"
+            ));
+            if let Some(v) = filter.status {
+                q.push(" AND i.status = ").push_bind(status_str(v));
+            }
+            if let Some(v) = filter.category {
+                q.push(" AND i.category = ").push_bind(v.as_str());
+            }
+            if let Some(v) = filter.check {
+                q.push(" AND i.check_id = ").push_bind(v.as_str());
+            }
+            if let Some(v) = filter.agent_id.as_deref() {
+                q.push(" AND i.agent_id = ").push_bind(v.to_owned());
+            }
+            if let Some(v) = filter.customer_id.as_deref() {
+                q.push(" AND i.agent_id IN (SELECT agent_id FROM subscribers WHERE customer_id = ")
+                    .push_bind(v.to_owned())
+                    .push(")");
+            }
+            if let Some(v) = filter.region.as_deref() {
+                q.push(" AND COALESCE(s.region, d.region) = ").push_bind(v.to_owned());
+            }
+            if let Some(v) = filter.access_node.as_deref() {
+                q.push(" AND s.access_node = ").push_bind(v.to_owned());
+            }
+            if let Some(v) = filter.cpe_model.as_deref() {
+                q.push(" AND s.cpe_model = ").push_bind(v.to_owned());
+            }
+            if let Some(v) = filter.firmware.as_deref() {
+                q.push(" AND COALESCE(s.firmware, d.firmware_version) = ")
+                    .push_bind(v.to_owned());
+            }
+            if let Some(t) = filter.from {
+                q.push(" AND i.started_at >= ").push_bind(t.unix_millis());
+            }
+            if let Some(t) = filter.to {
+                q.push(" AND i.started_at < ").push_bind(t.unix_millis());
+            }
+            if let Some(c) = cursor {
+                q.push(format!(" AND (i.started_at, i.agent_id, i.incident_id) {cmp} ("))
+                    .push_bind(c.started_at_ms)
+                    .push(", ")
+                    .push_bind(c.agent_id.clone())
+                    .push(", ")
+                    .push_bind(c.incident_id.clone())
+                    .push(")");
+            }
+            q.push(format!(
+                " ORDER BY i.started_at {dir}, i.agent_id {dir}, i.incident_id {dir} LIMIT "
+            ))
+            .push_bind(i64::from(limit) + 1);
+            let rows: Vec<IncidentRow> = q.build_query_as().fetch_all(&mut *conn).await?;
             let more = rows.len() > limit as usize;
             let mut incidents = Vec::with_capacity(rows.len().min(limit as usize));
             for row in rows.into_iter().take(limit as usize) {
