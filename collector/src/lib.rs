@@ -76,6 +76,7 @@ pub struct Server {
     task: JoinHandle<Result<(), std::io::Error>>,
     writers: Vec<JoinHandle<()>>,
     correlator: JoinHandle<()>,
+    maintainer: JoinHandle<()>,
 }
 
 impl Server {
@@ -95,6 +96,8 @@ impl Server {
         let result = self.task.await;
         self.correlator.abort();
         let _ = self.correlator.await;
+        self.maintainer.abort();
+        let _ = self.maintainer.await;
         // The router (and its queue senders) is gone: the writers drain the queue and stop.
         for w in self.writers {
             let _ = w.await;
@@ -157,6 +160,7 @@ where
         correlate::OutageParams::from_config(&config.outage),
         config.outage.interval_secs,
     ));
+    let maintainer = tokio::spawn(maintain_loop(store.clone()));
     let app = api::router(state);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -173,6 +177,7 @@ where
         task,
         writers,
         correlator,
+        maintainer,
     })
 }
 
@@ -193,6 +198,23 @@ async fn correlate_loop(
             }
             Ok(_) => {}
             Err(e) => log::warn!("correlation pass failed: {}", error_chain(&e)),
+        }
+    }
+}
+
+/// How often the store refreshes its planner statistics ([`Store::maintain`]).
+const MAINTAIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs [`Store::maintain`] at start and then every [`MAINTAIN_INTERVAL`].
+async fn maintain_loop(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(MAINTAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match store.maintain().await {
+            Ok(()) => log::debug!("store maintenance took {:?}", started.elapsed()),
+            Err(e) => log::warn!("store maintenance failed: {}", error_chain(&e)),
         }
     }
 }

@@ -52,6 +52,7 @@ stories!(
     operators_act_and_viewers_are_refused,
     hostile_device_strings_are_escaped,
     incident_list_filters_and_pages,
+    overview_counts_devices_and_open_incidents,
 );
 
 const PASSWORD: &str = "a long enough password";
@@ -290,6 +291,97 @@ async fn login_sessions_and_csrf(backend: Backend) {
     }
     let page = b.login("bob", PASSWORD).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    server.stop().await;
+}
+
+/// The overview's numbers from the store: device states, degraded (online with an open
+/// incident, counted once however many it has), open incidents by category, recent ones.
+async fn overview_counts_devices_and_open_incidents(backend: Backend) {
+    let server = start(backend).await;
+    let store = server.store();
+    let now = ts(10_000);
+    let offline_before = ts(9_000).unix_millis();
+    let before = store
+        .overview(now, offline_before, ts(0).unix_millis())
+        .await
+        .unwrap();
+    for d in ["ov-1", "ov-2", "ov-3", "ov-4", "ov-5", "ov-6"] {
+        server.enrol(d).await;
+    }
+    let open = |id: &str, category: Category| {
+        let mut e = event(&format!("{id}-e1"), id, 1, EventKind::Opened);
+        e.category = category;
+        e
+    };
+    let resolved = |id: &str| {
+        vec![
+            event(&format!("{id}-e1"), id, 1, EventKind::Opened),
+            event(&format!("{id}-e2"), id, 2, EventKind::Resolved),
+        ]
+    };
+    let mut ov1 = vec![open("i-1a", Category::DnsFailure)];
+    ov1.extend(resolved("i-1b"));
+    let seeded = [
+        ("ov-1", ov1),
+        (
+            "ov-2",
+            vec![
+                open("i-2a", Category::NoInternet),
+                open("i-2b", Category::DnsFailure),
+            ],
+        ),
+        ("ov-3", resolved("i-3a")),
+        ("ov-4", vec![open("i-4a", Category::SlowOrLossy)]),
+        ("ov-5", vec![open("i-5a", Category::LineDegraded)]),
+    ];
+    for (agent, events) in seeded {
+        store
+            .ingest_report(&batch(agent, events), ts(30))
+            .await
+            .unwrap();
+    }
+    // ov-1..3 online, ov-4 offline, ov-5 revoked (still seen), ov-6 never seen.
+    let recent = ts(9_500).unix_millis();
+    let old = ts(100).unix_millis();
+    server
+        .exec(&format!(
+            "UPDATE devices SET last_seen_at = {recent}
+             WHERE agent_id IN ('ov-1', 'ov-2', 'ov-3', 'ov-5')"
+        ))
+        .await;
+    server
+        .exec(&format!(
+            "UPDATE devices SET last_seen_at = {old} WHERE agent_id = 'ov-4'"
+        ))
+        .await;
+    server
+        .exec(&format!(
+            "UPDATE devices SET revoked_at = {recent} WHERE agent_id = 'ov-5'"
+        ))
+        .await;
+    // Fresh planner statistics (SQLite `PRAGMA optimize`) change no answer.
+    store.maintain().await.unwrap();
+    let o = store
+        .overview(now, offline_before, ts(0).unix_millis())
+        .await
+        .unwrap();
+    assert_eq!(o.devices_online - before.devices_online, 3);
+    assert_eq!(o.devices_offline - before.devices_offline, 1);
+    assert_eq!(o.devices_revoked - before.devices_revoked, 1);
+    assert_eq!(o.devices_never_seen - before.devices_never_seen, 1);
+    // ov-1 (one open) and ov-2 (two open); not ov-3 (resolved), ov-4 (offline), ov-5 (revoked).
+    assert_eq!(o.devices_degraded - before.devices_degraded, 2);
+    // Ordered by the category's name, as the SQL does.
+    let mut expected = vec![
+        (Category::NoInternet, 1),
+        (Category::DnsFailure, 2),
+        (Category::SlowOrLossy, 1),
+        (Category::LineDegraded, 1),
+    ];
+    expected.sort_by_key(|(c, _)| c.as_str());
+    assert_eq!(o.open_by_category, expected);
+    assert_eq!(o.started - before.started, 7);
+    assert_eq!(o.resolved - before.resolved, 2);
     server.stop().await;
 }
 

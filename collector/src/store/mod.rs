@@ -521,6 +521,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The customer-experience report (links computed from the data as stored now).
     fn report<'a>(&'a self, params: &'a ReportParams) -> BoxFuture<'a, Result<Report>>;
 
+    /// Refreshes the query planner's statistics where the backend does not do it by itself
+    /// (SQLite: `PRAGMA optimize`, a no-op when little changed; PostgreSQL's autovacuum analyses
+    /// on its own, so nothing). The server runs it at start and then every hour.
+    fn maintain(&self) -> BoxFuture<'_, Result<()>>;
+
     /// One mass-outage correlation pass (idempotent; safe from several processes at once).
     fn correlate<'a>(
         &'a self,

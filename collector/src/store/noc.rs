@@ -357,10 +357,13 @@ macro_rules! noc_sql {
             .bind(offline_before_ms)
             .fetch_one(&mut *conn)
             .await?;
+            // One probe of the open-incidents index per online device (migration 0006/0005),
+            // not a scan of every open incident.
             let (degraded,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(DISTINCT i.agent_id) FROM incidents i
-                 JOIN devices d ON d.agent_id = i.agent_id
-                 WHERE i.status = 'open' AND d.revoked_at IS NULL AND d.last_seen_at >= $1",
+                "SELECT COUNT(*) FROM devices d
+                 WHERE d.revoked_at IS NULL AND d.last_seen_at >= $1
+                   AND EXISTS (SELECT 1 FROM incidents i
+                               WHERE i.agent_id = d.agent_id AND i.status = 'open')",
             )
             .bind(offline_before_ms)
             .fetch_one(&mut *conn)

@@ -29,6 +29,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// 40001) before the requests get a 503.
 const WRITE_ATTEMPTS: u32 = 3;
 
+/// Autovacuum keeps PostgreSQL's planner statistics: nothing to do.
+const MAINTAIN_SQL: Option<&str> = None;
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,

@@ -964,6 +964,15 @@ macro_rules! shared_sql {
 macro_rules! store_impl {
     ($ty:ty) => {
         impl $crate::store::Store for $ty {
+            fn maintain(&self) -> $crate::store::BoxFuture<'_, Result<()>> {
+                Box::pin(async move {
+                    if let Some(sql) = MAINTAIN_SQL {
+                        sqlx::query(sql).execute(&self.pool).await?;
+                    }
+                    Ok(())
+                })
+            }
+
             fn write_group<'a>(
                 &'a self,
                 items: &'a [WriteItem],
