@@ -760,21 +760,28 @@ async fn user_cli_adds_users_who_can_log_in() {
     let server = start(Backend::Sqlite).await;
     let db = format!("sqlite://{}", server.db_path.display());
     let bin = env!("CARGO_BIN_EXE_netmedic-collector");
+    // The server runs on this test's runtime: the command runs on a blocking thread, never on
+    // the runtime's own, or a server transaction caught mid-way would hold the write lock the
+    // command waits for until its busy timeout.
     let run = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let stdin = stdin.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(bin)
+                .args(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
     };
     let out = run(
         &[
@@ -788,7 +795,9 @@ async fn user_cli_adds_users_who_can_log_in() {
             &db,
         ],
         &format!("{PASSWORD}\n"),
-    );
+    )
+    .await
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -806,7 +815,9 @@ async fn user_cli_adds_users_who_can_log_in() {
             &db,
         ],
         &format!("{PASSWORD}\n"),
-    );
+    )
+    .await
+    .unwrap();
     assert!(!out.status.success(), "duplicate refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
     let out = run(
@@ -821,7 +832,9 @@ async fn user_cli_adds_users_who_can_log_in() {
             &db,
         ],
         "short\n",
-    );
+    )
+    .await
+    .unwrap();
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -833,11 +846,13 @@ async fn user_cli_adds_users_who_can_log_in() {
     let out = run(
         &["user", "add", "erin", "--role", "viewer", "--db", &db],
         "",
-    );
+    )
+    .await
+    .unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(generated.len(), 24);
-    let out = run(&["user", "list", "--db", &db], "");
+    let out = run(&["user", "list", "--db", &db], "").await.unwrap();
     let list = String::from_utf8(out.stdout).unwrap();
     assert!(
         list.contains("carol  operator") && list.contains("erin  viewer"),
@@ -859,7 +874,9 @@ async fn user_cli_adds_users_who_can_log_in() {
     let out = run(
         &["user", "passwd", "carol", "--password-stdin", "--db", &db],
         "another long password\n",
-    );
+    )
+    .await
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -870,7 +887,9 @@ async fn user_cli_adds_users_who_can_log_in() {
         b.login("carol", "another long password").await.status,
         StatusCode::SEE_OTHER
     );
-    let out = run(&["user", "remove", "carol", "--db", &db], "");
+    let out = run(&["user", "remove", "carol", "--db", &db], "")
+        .await
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
     server.stop().await;
