@@ -483,6 +483,20 @@ impl Browser {
         wait_for(desc, timeout, POLL, || probe(self)).map_err(|e| self.on_page(e))
     }
 
+    /// Waits up to `timeout` until the text of the element matching `css` contains `needle`,
+    /// and returns that text; the timeout error shows the last text seen.
+    pub fn wait_for_text(&self, css: &str, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_until(
+            &format!("`{css}` to contain {needle:?}"),
+            timeout,
+            |b| match b.find(css).and_then(|e| e.text()) {
+                Ok(t) if t.contains(needle) => Ok(t),
+                Ok(t) => Err(format!("`{css}` says {:?}", excerpt(&t, 200))),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+    }
+
     /// Runs `js` as a synchronous script (`arguments[i]` are `args`; pass elements with
     /// [`Element::to_arg`]) and returns what it returns.
     pub fn execute(&self, js: &str, args: &[Value]) -> Result<Value> {

@@ -166,14 +166,14 @@ fn chromium_drives_a_page_inside_a_lab_namespace_and_cleans_up() {
     // Enter submits too.
     name.clear().unwrap();
     name.send_keys(&format!("again{}", keys::ENTER)).unwrap();
-    b.wait_until("the second greeting", T, |b| {
-        let text = b.find("#out").and_then(|e| e.text());
-        match text {
-            Ok(t) if t == "hello, again" => Ok(()),
-            other => Err(format!("#out is {other:?}")),
-        }
-    })
-    .unwrap();
+    assert_eq!(b.wait_for_text("#out", "again", T).unwrap(), "hello, again");
+    // A text that never comes: the error names the selector and what it said last.
+    let e = b
+        .wait_for_text("#out", "never said", Duration::from_millis(200))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("#out") && e.contains("hello, again"), "{e}");
 
     // Names resolve through the lab's DNS (the namespace's /etc/netns resolv.conf).
     let by_name = format!("http://{COLLECTOR_NAME}:{}/named", site.addr().port());

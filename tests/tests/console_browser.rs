@@ -278,13 +278,7 @@ fn noc_console_in_chromium() {
         .send_keys("customer called, line fine now")
         .unwrap();
     b.find("#add-note").unwrap().click().unwrap();
-    b.wait_until("the note is listed", WAIT, |b| {
-        b.find("#notes")
-            .and_then(|n| n.text())
-            .ok()
-            .filter(|t| t.contains("customer called"))
-    })
-    .unwrap();
+    b.wait_for_text("#notes", "customer called", WAIT).unwrap();
     b.screenshot("04-incident-acknowledged").unwrap();
 
     // The customer's timeline.
@@ -305,24 +299,14 @@ fn noc_console_in_chromium() {
         .send_keys("line work tonight")
         .unwrap();
     b.find("#kill-set").unwrap().click().unwrap();
-    b.wait_until("the kill switch is shown", WAIT, |b| {
-        b.find("#kill-state")
-            .and_then(|e| e.text())
-            .ok()
-            .filter(|t| t.contains("Remediation stopped"))
-    })
-    .unwrap();
+    b.wait_for_text("#kill-state", "Remediation stopped", WAIT)
+        .unwrap();
     let api = stack.api("GET", "/api/v1/killswitches", None).unwrap();
     assert!(api.body.contains("line work tonight"), "{}", api.body);
     b.screenshot("06-device-killswitch").unwrap();
     b.find("#kill-clear").unwrap().click().unwrap();
-    b.wait_until("the kill switch is cleared", WAIT, |b| {
-        b.find("#kill-state")
-            .and_then(|e| e.text())
-            .ok()
-            .filter(|t| t.contains("No kill switch"))
-    })
-    .unwrap();
+    b.wait_for_text("#kill-state", "No kill switch", WAIT)
+        .unwrap();
     let api = stack.api("GET", "/api/v1/killswitches", None).unwrap();
     assert!(!api.body.contains("line work tonight"), "{}", api.body);
 
