@@ -12,10 +12,8 @@ DEVICES=${DEVICES:-10000}
 HB_CONNS=${HB_CONNS:-256}
 EV_CONNS=${EV_CONNS:-8}
 
-cargo build --release --locked -p netmedic-collector --bins >&2
-TARGET=${CARGO_TARGET_DIR:-target}
-COLLECTOR=$TARGET/release/netmedic-collector
-LOADGEN=$TARGET/release/netmedic-loadgen
+. scripts/lib/collector.sh
+build_collector_bins
 
 WORK=$(mktemp -d /var/tmp/nm-bench.XXXXXX)
 COLLECTOR_PID=""
@@ -58,31 +56,6 @@ phase() {
       us = t / hz * 1e6 / (n * per);
       printf "  collector CPU: %.1f us per item (%.2f s for %d items) -> %.0f items/s if it had both cores\n", us, t / hz, n * per, 2e6 / us }'
   fi
-}
-
-# start_collector URL: starts the collector on 127.0.0.1 (free port), sets ADDR and COLLECTOR_PID.
-start_collector() {
-  cat >"$WORK/collector.toml" <<TOML
-[server]
-listen_addr = "127.0.0.1:0"
-[storage]
-url = "$1"
-TOML
-  : >"$WORK/collector.log"
-  "$COLLECTOR" serve --config "$WORK/collector.toml" 2>"$WORK/collector.log" &
-  COLLECTOR_PID=$!
-  ADDR=""
-  for _ in $(seq 1 300); do
-    ADDR=$(sed -n 's/.*listening on http:\/\/\([0-9.:]*\).*/\1/p' "$WORK/collector.log" | head -1)
-    [ -n "$ADDR" ] && break
-    kill -0 "$COLLECTOR_PID" 2>/dev/null || { cat "$WORK/collector.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$ADDR" ] || { echo "bench: collector did not start" >&2; exit 1; }
-}
-
-stop_collector() {
-  kill "$COLLECTOR_PID"; wait "$COLLECTOR_PID" 2>/dev/null || true; COLLECTOR_PID=""
 }
 
 bench_backend() { # NAME URL

@@ -9,9 +9,8 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}
 RUNS=${RUNS:-3}
 
-cargo build --release --locked -p netmedic-collector --bins >&2
-TARGET=${CARGO_TARGET_DIR:-target}
-COLLECTOR=$(realpath "$TARGET/release/netmedic-collector")
+. scripts/lib/collector.sh
+build_collector_bins
 
 WORK=$(mktemp -d /var/tmp/nm-bench-import.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
