@@ -732,6 +732,13 @@ impl Agent {
             }
             return None;
         }
+        if healing && self.detector.hold_pass(&obs) {
+            log::debug!(
+                "{} passes while its heal step runs: the step's verification resolves it",
+                obs.check
+            );
+            return None;
+        }
         let check = self.checks[i].hysteresis();
         match self.detector.observe(&obs, check) {
             Transition::Quiet => None,

@@ -94,6 +94,23 @@ impl Detector {
         self.states.get(&check).and_then(|s| s.last_status)
     }
 
+    /// A passing run while an action for this check's open incident is in flight: remembered
+    /// as the last status, but it does not resolve the incident. The heal step verifies by
+    /// re-running the check and resolves it crediting the action; resolving here would call a
+    /// fault the action fixed "resolved by itself" (the regular run and the verification race
+    /// once the fix lands). Returns false (nothing held) when no incident is open or the run
+    /// is not a pass: such runs go through [`Self::observe`].
+    pub fn hold_pass(&mut self, obs: &Observation) -> bool {
+        let Some(st) = self.states.get_mut(&obs.check) else {
+            return false;
+        };
+        if st.open.is_none() || obs.status != CheckStatus::Ok {
+            return false;
+        }
+        st.last_status = Some(obs.status);
+        true
+    }
+
     /// Records a failure that is a consequence of another check's fault: remembered as the
     /// last status, but it neither opens nor advances an incident of its own.
     pub fn note_consequence(&mut self, check: CheckId, status: CheckStatus) {
@@ -185,6 +202,28 @@ mod tests {
             d.observe(&obs(CheckStatus::Ok), H),
             Transition::Resolved(_)
         ));
+    }
+
+    #[test]
+    fn a_pass_during_a_heal_step_leaves_the_incident_to_the_verification() {
+        let h1 = Hysteresis {
+            fail_threshold: 2,
+            ok_threshold: 1,
+        };
+        let mut d = Detector::default();
+        // Nothing open: nothing held, the run goes to observe.
+        assert!(!d.hold_pass(&obs(CheckStatus::Ok)));
+        d.observe(&obs(CheckStatus::Failed), h1);
+        assert_eq!(d.observe(&obs(CheckStatus::Failed), h1), Transition::Opened);
+        // A failing run is not held (it updates the evidence through observe).
+        assert!(!d.hold_pass(&obs(CheckStatus::Failed)));
+        assert!(!d.hold_pass(&obs(CheckStatus::Unknown)));
+        // A pass is held: the incident stays open for the heal step to resolve and credit.
+        assert!(d.hold_pass(&obs(CheckStatus::Ok)));
+        assert!(d.incident(CheckId::DefaultRoute).is_some());
+        assert_eq!(d.last_status(CheckId::DefaultRoute), Some(CheckStatus::Ok));
+        assert!(d.resolve_healed(CheckId::DefaultRoute).is_some());
+        assert!(!d.hold_pass(&obs(CheckStatus::Ok)));
     }
 
     #[test]

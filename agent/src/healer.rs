@@ -53,7 +53,8 @@ pub struct HealingConfig {
     /// A check+cause that fails again within this time after its incident resolved resumes
     /// the ladder where it stopped (flapping). 0: every incident starts at the first rung.
     pub ladder_memory_secs: u64,
-    /// How long an action's verification re-runs the check (about once a second).
+    /// How long an action's verification re-runs the check (about once a second). A pass
+    /// within it credits the action; regular runs meanwhile do not resolve the incident.
     pub verify_timeout_secs: u64,
     /// All actions together, within a sliding window.
     pub global_budget: Limit,

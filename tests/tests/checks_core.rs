@@ -1,9 +1,10 @@
 //! End-to-end tests of the core checks (`link`, `wan_address`, `default_route`): the real agent
 //! binary observes real faults injected in a lab CPE, and one carrier loss is one incident.
 
+use netmedic_lab::heal_faults::tail;
 use netmedic_lab::stack::{Stack, StackOptions, agent_check};
 use netmedic_lab::{Lab, wait_for};
-use netmedic_proto::{CheckId, IncidentStatus};
+use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus};
 use std::time::Duration;
 
 fn status_cause(obs: &serde_json::Value) -> (String, String) {
@@ -210,6 +211,23 @@ fn a_wan_carrier_loss_is_one_incident_caused_by_link() {
         },
     )
     .unwrap();
+    // The bounce cannot bring back a carrier the ISP side dropped: once it is judged not to
+    // have helped (its verification window over), the carrier's return is the fault clearing
+    // by itself. Restored inside that window it would be credited to the bounce.
+    wait_for(
+        "bounce_iface to be judged not to have helped",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let log = stack.agent_log(0);
+            if log.contains("bounce_iface did not help") {
+                Ok(())
+            } else {
+                Err(tail(&log))
+            }
+        },
+    )
+    .unwrap();
     cpe.restore_wan_carrier().unwrap();
     let inc = stack
         .wait_incident("the resolved link incident", Duration::from_secs(60), |i| {
@@ -218,6 +236,13 @@ fn a_wan_carrier_loss_is_one_incident_caused_by_link() {
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.agent_log(0)));
     assert_eq!(inc.cause, "wan_carrier_lost");
     assert_eq!(inc.auto_healed, Some(false));
+    assert!(
+        inc.actions
+            .iter()
+            .any(|a| a.action == ActionId::BounceIface && a.outcome == ActionOutcome::NotEffective),
+        "{:#?}",
+        inc.actions
+    );
     assert!(
         inc.evidence.contains_key("consequence.default_route"),
         "the default_route failures are recorded as consequences: {:#?}",
