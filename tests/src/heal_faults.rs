@@ -140,22 +140,10 @@ pub fn measure(
                     Ok(())
                 } else {
                     // What the collector holds, so a failure says which condition was missing.
-                    let seen = stack.incidents().map_or_else(
-                        |e| format!("incidents unreadable: {e}"),
-                        |p| {
-                            p.incidents
-                                .iter()
-                                .map(|i| {
-                                    format!(
-                                        "{}/{} {:?} auto_healed={:?}",
-                                        i.check, i.cause, i.status, i.auto_healed
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        },
-                    );
-                    Err(format!("{n} so far; stored: {seen}"))
+                    let seen = stack
+                        .incidents()
+                        .map_or_else(|e| vec![e.to_string()], |p| crate::stack::summarize(&p));
+                    Err(format!("{n} so far; stored: {seen:?}"))
                 }
             },
         )

@@ -295,6 +295,24 @@ ping_count = 2
         std::fs::read_to_string(self.lab.log_path(&format!("agent{i}"))).unwrap_or_default()
     }
 
+    /// Waits until agent `i`'s log contains every one of `what`; the error shows the log's
+    /// tail (without DEBUG lines).
+    pub fn wait_agent_log(&self, i: usize, what: &[&str], timeout: Duration) -> Result<()> {
+        wait_for(
+            &format!("agent {i}'s log to show {what:?}"),
+            timeout,
+            Duration::from_millis(50),
+            || {
+                let log = self.agent_log(i);
+                if what.iter().all(|w| log.contains(w)) {
+                    Ok(())
+                } else {
+                    Err(crate::heal_faults::tail(&log))
+                }
+            },
+        )
+    }
+
     /// All incidents the collector stored (first page, up to 500), via its HTTP API.
     pub fn incidents(&self) -> Result<IncidentPage> {
         let resp = self.api("GET", "/api/v1/incidents?limit=500", None)?;
@@ -377,13 +395,14 @@ ping_count = 2
     }
 }
 
-fn summarize(page: &IncidentPage) -> Vec<String> {
+/// One line per incident (agent, check/cause, status, auto-healed), for failure messages.
+pub fn summarize(page: &IncidentPage) -> Vec<String> {
     page.incidents
         .iter()
         .map(|i| {
             format!(
-                "{}:{}:{:?}:healed={:?}",
-                i.agent_id, i.check, i.status, i.auto_healed
+                "{}:{}/{}:{:?}:healed={:?}",
+                i.agent_id, i.check, i.cause, i.status, i.auto_healed
             )
         })
         .collect()

@@ -1,7 +1,6 @@
 //! End-to-end tests of the core checks (`link`, `wan_address`, `default_route`): the real agent
 //! binary observes real faults injected in a lab CPE, and one carrier loss is one incident.
 
-use netmedic_lab::heal_faults::tail;
 use netmedic_lab::stack::{Stack, StackOptions, agent_check};
 use netmedic_lab::{Lab, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus};
@@ -181,20 +180,9 @@ fn a_wan_carrier_loss_is_one_incident_caused_by_link() {
     let stack = Stack::start(&lab, StackOptions::default()).unwrap();
     let cpe = lab.cpe(0);
     cpe.drop_wan_carrier().unwrap();
-    wait_for(
-        "the agent to open the link incident",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains("incident opened: link") {
-                Ok(())
-            } else {
-                Err(log)
-            }
-        },
-    )
-    .unwrap();
+    stack
+        .wait_agent_log(0, &["incident opened: link"], Duration::from_secs(30))
+        .unwrap();
     // Let the dependent checks (default_route every second) fail a few times under it.
     let runs = |log: &str| log.matches("check default_route: Failed").count();
     wait_for(
@@ -214,20 +202,9 @@ fn a_wan_carrier_loss_is_one_incident_caused_by_link() {
     // The bounce cannot bring back a carrier the ISP side dropped: once it is judged not to
     // have helped (its verification window over), the carrier's return is the fault clearing
     // by itself. Restored inside that window it would be credited to the bounce.
-    wait_for(
-        "bounce_iface to be judged not to have helped",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains("bounce_iface did not help") {
-                Ok(())
-            } else {
-                Err(tail(&log))
-            }
-        },
-    )
-    .unwrap();
+    stack
+        .wait_agent_log(0, &["bounce_iface did not help"], Duration::from_secs(60))
+        .unwrap();
     cpe.restore_wan_carrier().unwrap();
     let inc = stack
         .wait_incident("the resolved link incident", Duration::from_secs(60), |i| {

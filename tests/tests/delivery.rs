@@ -233,20 +233,9 @@ fn a_full_disk_is_a_counted_drop_and_delivery_resumes() {
     // The lab starts healthy; fill the disk, then cause an incident.
     let filler = tmpfs.fill("filler").unwrap();
     cpe.delete_default_route().unwrap();
-    wait_for(
-        "a counted drop",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains("dropped:") {
-                Ok(())
-            } else {
-                Err(tail(&log, 5))
-            }
-        },
-    )
-    .unwrap();
+    stack
+        .wait_agent_log(0, &["dropped:"], Duration::from_secs(30))
+        .unwrap();
     wait_for(
         "route restored",
         Duration::from_secs(30),

@@ -18,20 +18,7 @@ fn options(extra: &str) -> StackOptions {
 }
 
 fn wait_log(stack: &Stack<'_>, what: &str, timeout: Duration) {
-    wait_for(
-        &format!("agent log to show {what:?}"),
-        timeout,
-        Duration::from_millis(50),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains(what) {
-                Ok(())
-            } else {
-                Err(tail(&log))
-            }
-        },
-    )
-    .unwrap();
+    stack.wait_agent_log(0, &[what], timeout).unwrap();
 }
 
 /// Charges in the persisted budget file (0 when there is none).

@@ -101,37 +101,21 @@ fn dry_run_plans_but_changes_nothing_and_reports_once_the_wan_is_back() {
 
     // The agent plans restore_route and skips it; the report waits in its spool, since the
     // fault itself cut the CPE off from the collector.
-    wait_for(
-        "dry-run skip in the agent log",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains("dry_run: would run restore_route") {
-                Ok(())
-            } else {
-                Err(log)
-            }
-        },
-    )
-    .unwrap();
+    stack
+        .wait_agent_log(
+            0,
+            &["dry_run: would run restore_route"],
+            Duration::from_secs(60),
+        )
+        .unwrap();
     // ...and the rest of the same ladder enforce mode would climb, then the escalation.
-    wait_for(
-        "dry-run ladder planned to the end",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let log = stack.agent_log(0);
-            if log.contains("dry_run: would run bounce_iface")
-                && log.contains("escalating to the NOC")
-            {
-                Ok(())
-            } else {
-                Err(netmedic_lab::heal_faults::tail(&log))
-            }
-        },
-    )
-    .unwrap();
+    stack
+        .wait_agent_log(
+            0,
+            &["dry_run: would run bounce_iface", "escalating to the NOC"],
+            Duration::from_secs(60),
+        )
+        .unwrap();
     assert_eq!(std::fs::read(&cpe.resolv_conf).unwrap(), resolv_before);
     assert_eq!(
         cpe.ns.ip(&["-4", "route", "show", "table", "all"]).unwrap(),
