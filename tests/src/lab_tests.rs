@@ -251,11 +251,18 @@ fn fault_injection_and_recovery() {
     // A DHCP renew heals a deleted default route; a release removes the lease.
     cpe.delete_default_route().unwrap();
     cpe.renew_lease().unwrap();
-    wait_for("default route back after renew", T, POLL, || {
-        cpe.default_route().unwrap()
-    })
+    // The hook script sets the route before it rewrites resolv.conf: wait for both.
+    wait_for(
+        "default route and resolv.conf back after renew",
+        T,
+        POLL,
+        || {
+            let route = cpe.default_route().unwrap();
+            let resolv = cpe.resolv_conf().unwrap();
+            (route.is_some() && resolv.contains("nameserver 100.64.0.1")).then_some(())
+        },
+    )
     .unwrap();
-    assert!(cpe.resolv_conf().unwrap().contains("nameserver 100.64.0.1"));
     cpe.release_lease().unwrap();
     wait_for("lease file gone after release", T, POLL, || {
         cpe.lease().unwrap().is_none().then_some(())
