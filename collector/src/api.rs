@@ -11,8 +11,8 @@ use crate::import::{ImportFormat, ImportKind, ImportReport};
 use crate::ingest::SubmitError;
 use crate::store::{
     Auth, Cursor, DEFAULT_PAGE_LIMIT, Denied, DeviceFilter, DeviceState, IncidentDetail,
-    IncidentFilter, KillScope, KillSwitch, MAX_PAGE_LIMIT, NetworkEventFilter, StoreError,
-    WriteItem, WriteKind, WriteOk,
+    IncidentFilter, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT, NetworkEventFilter,
+    StoreError, WriteItem, WriteKind, WriteOk,
 };
 use crate::{AppState, now};
 use axum::Json;
@@ -513,7 +513,7 @@ pub struct IncidentQuery {
     pub cpe_model: Option<String>,
     /// Firmware (subscribers table, else the device's heartbeat).
     pub firmware: Option<String>,
-    /// `newest` (default) or `oldest` first.
+    /// `newest` (default), `oldest` or `severity` (most severe first, then newest).
     pub order: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
@@ -537,13 +537,15 @@ pub fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Curs
             None
         }
     };
-    let oldest_first = match q.order.as_deref() {
-        None | Some("") | Some("newest") => false,
-        Some("oldest") => true,
-        Some(other) => {
-            bad("order", format!("{other:?} is not one of newest, oldest"));
-            false
-        }
+    let order = match q.order.as_deref() {
+        None | Some("") => ListOrder::default(),
+        Some(o) => ListOrder::parse(o).unwrap_or_else(|| {
+            bad(
+                "order",
+                format!("{o:?} is not one of newest, oldest, severity"),
+            );
+            ListOrder::default()
+        }),
     };
     let check = match q.check.as_deref() {
         None | Some("") => None,
@@ -583,10 +585,23 @@ pub fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Curs
     };
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Cursor::decode(c).ok().or_else(|| {
-            bad("cursor", "not a cursor this server issued".into());
-            None
-        }),
+        Some(c) => match Cursor::decode(c) {
+            Ok(c) if c.fits(order) => Some(c),
+            Ok(_) => {
+                bad(
+                    "cursor",
+                    format!(
+                        "belongs to a list in another order than {:?}: start from the first page",
+                        order.as_str()
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                bad("cursor", "not a cursor this server issued".into());
+                None
+            }
+        },
     };
     if !violations.is_empty() {
         let mut err = ApiError::bad_request("invalid_query", "invalid query parameters");
@@ -606,7 +621,7 @@ pub fn parse_query(q: IncidentQuery) -> Result<(IncidentFilter, u32, Option<Curs
         to,
         cpe_model: some(q.cpe_model),
         firmware: some(q.firmware),
-        oldest_first,
+        order,
     };
     Ok((filter, limit, cursor))
 }

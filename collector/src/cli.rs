@@ -1121,7 +1121,7 @@ async fn incidents(args: IncidentsArgs) -> Result<(), CliError> {
         to: args.to,
         cpe_model: None,
         firmware: None,
-        oldest_first: false,
+        order: crate::store::ListOrder::Newest,
     };
     let page = store
         .list_incidents(&filter, args.limit, cursor.as_ref())

@@ -88,14 +88,16 @@ pub fn document() -> String {
                 "responses": merge(ok("Recorded", json!({"$ref": "#/components/schemas/HeartbeatReply"})), error_responses(&ingest_errors))
             }},
             "/api/v1/incidents": {"get": {
-                "summary": "Incidents, newest first, keyset-paginated",
+                "summary": "Incidents in the chosen order (newest first by default), keyset-paginated",
                 "parameters": [
                     q("status", "open | resolved"), q("category", "experience category"),
                     q("check", "check id"), q("agent_id", "device id"),
                     q("customer_id", "from the subscribers table"), q("region", "subscriber region, else enrolment region"),
                     q("access_node", "from the subscribers table"),
                     q("from", "RFC 3339; started at or after"), q("to", "RFC 3339; started before"),
-                    q("limit", "1..=500, default 50"), q("cursor", "next_cursor of the previous page")
+                    q("cpe_model", "from the subscribers table"), q("firmware", "subscribers table, else the device's heartbeat"),
+                    q("order", "newest (default) | oldest | severity (critical, major, minor; newest first within)"),
+                    q("limit", "1..=500, default 50"), q("cursor", "next_cursor of the previous page, in the same order")
                 ],
                 "responses": merge(ok("A page", json!({"$ref": "#/components/schemas/IncidentPage"})), error_responses(&["400", "503"]))
             }},

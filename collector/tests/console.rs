@@ -10,7 +10,7 @@ use common::pg::PgServer;
 use common::{TestServer, action, batch, event, ts};
 use netmedic_collector::auth::Role;
 use netmedic_collector::store::{IncidentFilter, KillScope};
-use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, EventKind};
+use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, EventKind, Severity};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
@@ -627,7 +627,7 @@ async fn hostile_device_strings_are_escaped(backend: Backend) {
 async fn incident_list_filters_and_pages(backend: Backend) {
     let server = start(backend).await;
     add_user(&server, "v", Role::Viewer).await;
-    // 130 incidents on 3 devices; every 5th is a DNS failure.
+    // 130 incidents on 3 devices; every 5th is a DNS failure, every 3rd major (else critical).
     let mut events = Vec::new();
     for i in 0..130u64 {
         let mut e = event(
@@ -641,6 +641,9 @@ async fn incident_list_filters_and_pages(backend: Backend) {
         if i % 5 == 0 {
             e.category = Category::DnsFailure;
             e.check = CheckId::Dns;
+        }
+        if i % 3 == 0 {
+            e.severity = Severity::Major;
         }
         events.push(e);
     }
@@ -703,6 +706,24 @@ async fn incident_list_filters_and_pages(backend: Backend) {
     let first = page.body.find("inc-050").unwrap();
     let later = page.body.find("inc-099").unwrap();
     assert!(first < later, "oldest first");
+    // Most severe first: every critical row before the first major one, newest first within.
+    let page = b.get("/incidents?category=dns_failure").await;
+    assert!(
+        page.body
+            .contains("href=\"/incidents?category=dns_failure&#38;order=severity\" id=\"sort-severity\">Severity<"),
+        "{}",
+        page.body
+    );
+    let page = b
+        .get("/incidents?category=dns_failure&order=severity")
+        .await;
+    assert_eq!(rows(&page.body), 26);
+    assert!(page.body.contains("id=\"sort-severity\">Severity ↓<"));
+    let last_critical = page.body.rfind("<td>critical</td>").unwrap();
+    let first_major = page.body.find("<td>major</td>").unwrap();
+    assert!(last_critical < first_major, "critical before major");
+    assert!(page.body.find("inc-125").unwrap() < page.body.find("inc-005").unwrap());
+    assert!(page.body.find("inc-120").unwrap() < page.body.find("inc-000").unwrap());
     let page = b
         .get("/incidents?region=north&category=dns_failure&check=dns")
         .await;

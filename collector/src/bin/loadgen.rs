@@ -1206,10 +1206,25 @@ async fn pages(
             format!("/incidents?region={}", form_enc(region)),
         ),
         page("/incidents?order=oldest", "/incidents?order=oldest".into()),
+        page(
+            "/incidents?order=severity",
+            "/incidents?order=severity".into(),
+        ),
     ];
     match anchor_href(&html, "id=\"next-page\"") {
         Some(h) => targets.push(page("/incidents?cursor=… (2nd page)", h)),
         None => println!("(the first page has no next-page link: fewer than 51 incidents?)"),
+    }
+    let by_severity = c
+        .send(
+            "GET",
+            "/incidents?order=severity",
+            &[("Cookie", &cookie)],
+            b"",
+        )
+        .await?;
+    if let Some(h) = anchor_href(&by_severity.text(), "id=\"next-page\"") {
+        targets.push(page("/incidents?order=severity&cursor=… (2nd page)", h));
     }
     match anchor_href(&html, "class=\"incident-link\"") {
         Some(h) => {

@@ -18,7 +18,7 @@ use crate::correlate::{OutageParams, PassOutcome};
 use crate::import::{ImportError, ImportReport, RowSource};
 use netmedic_proto::{
     Advisory, Category, CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck,
-    ReportBatch, Timestamp,
+    ReportBatch, Severity, Timestamp,
 };
 use noc_types::{
     ContactRecord, IncidentAck, IncidentNote, NocUser, Overview, SessionRecord, SubscriberRecord,
@@ -105,32 +105,84 @@ pub struct IncidentFilter {
     pub cpe_model: Option<String>,
     /// The firmware (subscribers table, else the device's last heartbeat).
     pub firmware: Option<String>,
-    /// List oldest first instead of newest first (the cursor follows the order).
-    pub oldest_first: bool,
+    /// The listing order (the cursor belongs to it).
+    pub order: ListOrder,
 }
 
-/// Position after the last incident of a page, in the listing order (newest `started_at` first,
-/// then `agent_id` and `incident_id` descending). Serialized opaquely (hex) on the wire.
+/// The order of an incident list. Every order ends on `(agent_id, incident_id)`, so it is total
+/// and a cursor resumes exactly where the page ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Latest `started_at` first (the default).
+    #[default]
+    Newest,
+    /// Earliest `started_at` first.
+    Oldest,
+    /// Critical, then major, then minor; newest first within a severity.
+    Severity,
+}
+
+impl ListOrder {
+    pub const ALL: [ListOrder; 3] = [ListOrder::Newest, ListOrder::Oldest, ListOrder::Severity];
+
+    /// The wire and query-string name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListOrder::Newest => "newest",
+            ListOrder::Oldest => "oldest",
+            ListOrder::Severity => "severity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// A severity's place in [`ListOrder::Severity`] (higher first); the backends' list SQL and
+/// index (migrations sqlite 0007, postgres 0006) compute the same numbers.
+pub fn severity_rank(s: Severity) -> i64 {
+    match s {
+        Severity::Minor => 1,
+        Severity::Major => 2,
+        Severity::Critical => 3,
+    }
+}
+
+/// Position after the last incident of a page, in the listing order ([`ListOrder`]: its key,
+/// then `agent_id` and `incident_id`). Serialized opaquely (hex) on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    /// [`severity_rank`] of the last incident, in (and only in) [`ListOrder::Severity`].
+    pub severity_rank: Option<i64>,
     pub started_at_ms: i64,
     pub agent_id: String,
     pub incident_id: String,
 }
 
 impl Cursor {
-    pub fn after(v: &IncidentView) -> Self {
+    pub fn after(v: &IncidentView, order: ListOrder) -> Self {
         Self {
+            severity_rank: (order == ListOrder::Severity).then(|| severity_rank(v.severity)),
             started_at_ms: v.started_at.unix_millis(),
             agent_id: v.agent_id.clone(),
             incident_id: v.incident_id.clone(),
         }
     }
 
-    /// Opaque text form: hex of `started_ms/agent_id/incident_id` (`/` never occurs in ids).
+    /// Whether this cursor was issued for a list in `order` (newest and oldest share a form).
+    pub fn fits(&self, order: ListOrder) -> bool {
+        self.severity_rank.is_some() == (order == ListOrder::Severity)
+    }
+
+    /// Opaque text form: hex of `started_ms/agent_id/incident_id` (`/` never occurs in ids),
+    /// prefixed by `S<rank>/` in the severity order.
     pub fn encode(&self) -> String {
+        let rank = self
+            .severity_rank
+            .map_or_else(String::new, |r| format!("S{r}/"));
         let raw = format!(
-            "{}/{}/{}",
+            "{rank}{}/{}/{}",
             self.started_at_ms, self.agent_id, self.incident_id
         );
         raw.bytes().map(|b| format!("{b:02x}")).collect()
@@ -146,12 +198,21 @@ impl Cursor {
             .collect::<Option<Vec<u8>>>()
             .ok_or(StoreError::InvalidCursor)?;
         let raw = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
+        let (severity_rank, raw) = match raw.strip_prefix('S') {
+            Some(rest) => {
+                let (rank, rest) = rest.split_once('/').ok_or(StoreError::InvalidCursor)?;
+                let rank: i64 = rank.parse().map_err(|_| StoreError::InvalidCursor)?;
+                (Some(rank), rest)
+            }
+            None => (None, raw.as_str()),
+        };
         let mut parts = raw.splitn(3, '/');
         let (Some(ms), Some(agent), Some(incident)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(StoreError::InvalidCursor);
         };
         Ok(Self {
+            severity_rank,
             started_at_ms: ms.parse().map_err(|_| StoreError::InvalidCursor)?,
             agent_id: agent.to_owned(),
             incident_id: incident.to_owned(),
@@ -719,14 +780,24 @@ mod tests {
 
     #[test]
     fn cursor_roundtrip_and_garbage() {
-        let c = Cursor {
+        let mut c = Cursor {
+            severity_rank: None,
             started_at_ms: 1_700_000_000_000,
             agent_id: "cpe:0001".into(),
             incident_id: "inc-1".into(),
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(c.fits(ListOrder::Newest) && c.fits(ListOrder::Oldest));
+        assert!(!c.fits(ListOrder::Severity));
+        c.severity_rank = Some(3);
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(c.fits(ListOrder::Severity) && !c.fits(ListOrder::Newest));
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
         for bad in ["", "zz", "abc", "2f2f", "61"] {
             assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+        for bad in ["S/1/a/b", "Sx/1/a/b", "S3", "S3/x/a/b", "S3/1/a"] {
+            assert!(Cursor::decode(&hex(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -29,6 +29,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// 40001) before the requests get a 503.
 const WRITE_ATTEMPTS: u32 = 3;
 
+/// `store::severity_rank` of an incident row `i`, written exactly as migration 0006's expression
+/// index so the planner uses it.
+const SEVERITY_RANK_SQL: &str =
+    "(CASE i.severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)";
+
 /// Autovacuum keeps PostgreSQL's planner statistics: nothing to do.
 const MAINTAIN_SQL: Option<&str> = None;
 

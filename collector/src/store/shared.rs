@@ -9,7 +9,7 @@ macro_rules! shared_sql {
         use $crate::store::assemble::assemble;
         use $crate::store::{
             Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, IncidentDetail,
-            IncidentFilter, ItemResult, KillScope, KillSwitch, MAX_PAGE_LIMIT, StoreError,
+            IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT, StoreError,
             TimelineEvent, WriteItem, WriteKind, WriteOk, denial, diag_advisory, kill_advisory,
         };
         use netmedic_proto::{
@@ -505,7 +505,10 @@ macro_rules! shared_sql {
                 0 => DEFAULT_PAGE_LIMIT,
                 n => n.min(MAX_PAGE_LIMIT),
             };
-            let (cmp, dir) = if filter.oldest_first {
+            if cursor.is_some_and(|c| !c.fits(filter.order)) {
+                return Err(StoreError::InvalidCursor);
+            }
+            let (cmp, dir) = if filter.order == ListOrder::Oldest {
                 (">", "ASC")
             } else {
                 ("<", "DESC")
@@ -557,16 +560,28 @@ macro_rules! shared_sql {
                 q.push(" AND i.started_at < ").push_bind(t.unix_millis());
             }
             if let Some(c) = cursor {
-                q.push(format!(" AND (i.started_at, i.agent_id, i.incident_id) {cmp} ("))
-                    .push_bind(c.started_at_ms)
+                q.push(" AND (");
+                if let Some(rank) = c.severity_rank {
+                    q.push(SEVERITY_RANK_SQL).push(", ");
+                    q.push(format!("i.started_at, i.agent_id, i.incident_id) {cmp} ("))
+                        .push_bind(rank)
+                        .push(", ");
+                } else {
+                    q.push(format!("i.started_at, i.agent_id, i.incident_id) {cmp} ("));
+                }
+                q.push_bind(c.started_at_ms)
                     .push(", ")
                     .push_bind(c.agent_id.clone())
                     .push(", ")
                     .push_bind(c.incident_id.clone())
                     .push(")");
             }
+            q.push(" ORDER BY ");
+            if filter.order == ListOrder::Severity {
+                q.push(format!("{SEVERITY_RANK_SQL} {dir}, "));
+            }
             q.push(format!(
-                " ORDER BY i.started_at {dir}, i.agent_id {dir}, i.incident_id {dir} LIMIT "
+                "i.started_at {dir}, i.agent_id {dir}, i.incident_id {dir} LIMIT "
             ))
             .push_bind(i64::from(limit) + 1);
             let rows: Vec<IncidentRow> = q.build_query_as().fetch_all(&mut *conn).await?;
@@ -577,7 +592,9 @@ macro_rules! shared_sql {
                 incidents.push(row.into_view(actions)?);
             }
             let next_cursor = if more {
-                incidents.last().map(|v| Cursor::after(v).encode())
+                incidents
+                    .last()
+                    .map(|v| Cursor::after(v, filter.order).encode())
             } else {
                 None
             };

@@ -28,6 +28,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// 0x0002 analyses where useful, with SQLite's own time-bounding analysis limit.
 const MAINTAIN_SQL: Option<&str> = Some("PRAGMA optimize=0x10002");
 
+/// `store::severity_rank` of an incident row `i`: the generated column that migration 0007
+/// indexes (SQLite seeks a row-value cursor on a column, not on an indexed expression).
+const SEVERITY_RANK_SQL: &str = "i.severity_rank";
+
 /// Pool size: SQLite has one writer at a time; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 4;
 

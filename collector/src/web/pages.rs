@@ -12,7 +12,9 @@ use crate::analytics::{Effect, NpsStat, Proportion, Report, ReportParams, Satisf
 use crate::api::{IncidentQuery, parse_query};
 use crate::fleet::{DeviceView, offline_before_ms};
 use crate::store::noc_types::HEAL_BUCKET_SECS;
-use crate::store::{DeviceFilter, DeviceState, IncidentFilter, NetworkEventFilter, StoreError};
+use crate::store::{
+    DeviceFilter, DeviceState, IncidentFilter, ListOrder, NetworkEventFilter, StoreError,
+};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -395,6 +397,8 @@ struct IncidentsPage {
     first_href: Option<String>,
     sort_href: String,
     sort_label: &'static str,
+    severity_href: String,
+    severity_label: &'static str,
     elapsed: String,
 }
 
@@ -510,7 +514,12 @@ pub async fn incidents(
             .as_deref()
             .map(|c| q.href(Some(c), q.order.as_deref()));
     }
-    let oldest = q.order.as_deref() == Some("oldest");
+    // An unknown order was reported above; the page falls back to the default.
+    let order = q
+        .order
+        .as_deref()
+        .and_then(ListOrder::parse)
+        .unwrap_or_default();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -533,13 +542,17 @@ pub async fn incidents(
         categories: options(&cats, q.category.as_deref(), "any category"),
         checks: options(&checks, q.check.as_deref(), "any check"),
         windows: options(&["1h", "24h", "7d", "30d"], q.window.as_deref(), "all time"),
-        orders: options(&["newest", "oldest"], q.order.as_deref(), "newest first")
-            .into_iter()
-            .skip(1)
-            .map(|mut o| {
-                o.selected = (o.value == "oldest") == oldest;
-                o.label = format!("{} first", o.value);
-                o
+        orders: ListOrder::ALL
+            .iter()
+            .map(|o| Opt {
+                value: o.as_str().to_owned(),
+                label: match o {
+                    ListOrder::Newest => "newest first",
+                    ListOrder::Oldest => "oldest first",
+                    ListOrder::Severity => "most severe first",
+                }
+                .to_owned(),
+                selected: *o == order,
             })
             .collect(),
         rows,
@@ -550,8 +563,25 @@ pub async fn incidents(
             .as_deref()
             .filter(|c| !c.is_empty())
             .map(|_| q.href(None, q.order.as_deref())),
-        sort_href: q.href(None, Some(if oldest { "newest" } else { "oldest" })),
-        sort_label: if oldest { "Started ↑" } else { "Started ↓" },
+        sort_href: q.href(
+            None,
+            Some(if order == ListOrder::Newest {
+                "oldest"
+            } else {
+                "newest"
+            }),
+        ),
+        sort_label: match order {
+            ListOrder::Newest => "Started ↓",
+            ListOrder::Oldest => "Started ↑",
+            ListOrder::Severity => "Started",
+        },
+        severity_href: q.href(None, Some(ListOrder::Severity.as_str())),
+        severity_label: if order == ListOrder::Severity {
+            "Severity ↓"
+        } else {
+            "Severity"
+        },
         elapsed: format!("{:.1} ms", started.elapsed().as_secs_f64() * 1000.0),
     };
     (status, render(&page)).into_response()
