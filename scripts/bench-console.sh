@@ -3,8 +3,8 @@
 # 1,000,000; target ≤ 200 ms). Seeds a fresh SQLite database with `netmedic-loadgen
 # seed-incidents` (through the library, with a subscribers mapping), starts the collector on
 # 127.0.0.1, creates a viewer user and a viewer API token with the CLI, then `netmedic-loadgen
-# pages` logs in and times the list (plain, filtered, oldest first, second page), an incident
-# page and the overview, beside /api/v1/incidents and /healthz as baselines.
+# pages` logs in and times the list (plain, filtered, oldest first, most severe first, second
+# pages), an incident page and the overview, beside /api/v1/incidents and /healthz as baselines.
 # Prints figures; asserts nothing.
 # Usage: scripts/bench-console.sh [N]   DEVICES=100000 REQUESTS=20 to change the defaults.
 set -euo pipefail
