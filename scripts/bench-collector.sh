@@ -20,21 +20,10 @@ COLLECTOR_PID=""
 PGDATA=""
 cleanup() {
   [ -n "$COLLECTOR_PID" ] && kill "$COLLECTOR_PID" 2>/dev/null && wait "$COLLECTOR_PID" 2>/dev/null || true
-  if [ -n "$PGDATA" ]; then
-    runuser -u postgres -- "$PG_CTL" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
+  stop_postgres
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-find_pg() {
-  for d in /usr/local/bin /usr/lib/postgresql/*/bin; do
-    [ -x "$d/$1" ] && { echo "$d/$1"; return; }
-  done
-  echo "bench: $1 not found (scripts/setup.sh installs PostgreSQL)" >&2; exit 1
-}
-INITDB=$(find_pg initdb)
-PG_CTL=$(find_pg pg_ctl)
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU time (user+system) of a process, in clock ticks.
@@ -81,10 +70,5 @@ bench_backend() { # NAME URL
 
 bench_backend sqlite "sqlite://$WORK/collector.sqlite"
 
-# A throwaway PostgreSQL 15: initdb as postgres, unix socket only, default durability settings.
-chown postgres:postgres "$WORK"
-PGDATA=$WORK/pgdata
-runuser -u postgres -- "$INITDB" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$PG_CTL" -D "$PGDATA" -l "$WORK/postgres.log" -w \
-  -o "-c listen_addresses='' -c unix_socket_directories='$WORK' -c max_connections=100" start >/dev/null
-bench_backend postgresql "postgres://postgres@localhost/postgres?host=$WORK"
+start_postgres
+bench_backend postgresql "$PG_URL"

@@ -36,3 +36,34 @@ TOML
 stop_collector() {
   kill "$COLLECTOR_PID"; wait "$COLLECTOR_PID" 2>/dev/null || true; COLLECTOR_PID=""
 }
+
+# find_pg NAME: the path of a PostgreSQL server program (scripts/setup.sh installs them).
+find_pg() {
+  local d
+  for d in /usr/local/bin /usr/lib/postgresql/*/bin; do
+    [ -x "$d/$1" ] && { echo "$d/$1"; return; }
+  done
+  echo "bench: $1 not found (scripts/setup.sh installs PostgreSQL)" >&2
+  return 1
+}
+
+# start_postgres: a throwaway PostgreSQL in $WORK (initdb as postgres, unix socket only, default
+# durability settings); sets PGDATA, PG_CTL and PG_URL. Run as root. stop_postgres stops it.
+start_postgres() {
+  local initdb
+  initdb=$(find_pg initdb)
+  PG_CTL=$(find_pg pg_ctl)
+  chown postgres:postgres "$WORK"
+  PGDATA=$WORK/pgdata
+  runuser -u postgres -- "$initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  runuser -u postgres -- "$PG_CTL" -D "$PGDATA" -l "$WORK/postgres.log" -w \
+    -o "-c listen_addresses='' -c unix_socket_directories='$WORK' -c max_connections=100" start >/dev/null
+  PG_URL="postgres://postgres@localhost/postgres?host=$WORK"
+}
+
+stop_postgres() {
+  if [ -n "${PGDATA:-}" ]; then
+    runuser -u postgres -- "$PG_CTL" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+    PGDATA=""
+  fi
+}
