@@ -15,15 +15,7 @@ EV_CONNS=${EV_CONNS:-8}
 . scripts/lib/collector.sh
 build_collector_bins
 
-WORK=$(mktemp -d /var/tmp/nm-bench.XXXXXX)
-COLLECTOR_PID=""
-PGDATA=""
-cleanup() {
-  [ -n "$COLLECTOR_PID" ] && kill "$COLLECTOR_PID" 2>/dev/null && wait "$COLLECTOR_PID" 2>/dev/null || true
-  stop_postgres
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir nm-bench
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU time (user+system) of a process, in clock ticks.

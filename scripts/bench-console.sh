@@ -18,15 +18,7 @@ REQUESTS=${REQUESTS:-20}
 . scripts/lib/collector.sh
 build_collector_bins
 
-WORK=$(mktemp -d /var/tmp/nm-bench-console.XXXXXX)
-COLLECTOR_PID=""
-PGDATA=""
-cleanup() {
-  [ -n "$COLLECTOR_PID" ] && kill "$COLLECTOR_PID" 2>/dev/null && wait "$COLLECTOR_PID" 2>/dev/null || true
-  stop_postgres
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir nm-bench-console
 BACKEND=${BACKEND:-sqlite}
 case "$BACKEND" in
   sqlite) DB="sqlite://$WORK/collector.sqlite" ;;

@@ -9,6 +9,23 @@ build_collector_bins() {
   LOADGEN=$(realpath "$target/release/netmedic-loadgen")
 }
 
+# bench_workdir NAME: makes the scratch directory $WORK (/var/tmp/NAME.XXXXXX) and, on exit,
+# stops the collector and PostgreSQL this script started and removes $WORK.
+bench_workdir() {
+  WORK=$(mktemp -d "/var/tmp/$1.XXXXXX")
+  COLLECTOR_PID=""
+  PGDATA=""
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  if [ -n "${COLLECTOR_PID:-}" ]; then
+    kill "$COLLECTOR_PID" 2>/dev/null && wait "$COLLECTOR_PID" 2>/dev/null || true
+  fi
+  stop_postgres
+  rm -rf "$WORK"
+}
+
 # The functions below need $WORK (a scratch directory) and $COLLECTOR.
 
 # start_collector URL: starts the collector on 127.0.0.1 (free port) with storage URL, sets ADDR
