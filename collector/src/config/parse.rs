@@ -1,0 +1,317 @@
+//! Validation of the parsed file into a [`CollectorConfig`]: every problem is collected, each with
+//! its location, before anything is refused.
+
+use super::error::{field_at, line_col};
+use super::file::FileConfig;
+use super::{
+    CollectorConfig, ConfigError, ConfigProblem, CxConfig, FleetConfig, IngestConfig, OutageConfig,
+    ServerConfig, StorageConfig, StorageUrl, WebConfig,
+};
+use netmedic_proto::Category;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+fn category_list() -> String {
+    let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    all.join(", ")
+}
+impl CollectorConfig {
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        };
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            invalid(vec![ConfigProblem {
+                line_col: span.as_ref().map(|s| line_col(text, s.start)),
+                field: span.as_ref().and_then(|s| field_at(text, s.start)),
+                message: e.message().trim_end().to_owned(),
+            }])
+        })?;
+
+        let mut problems = Vec::new();
+        let mut problem = |span: Range<usize>, field: &str, message: String| {
+            problems.push(ConfigProblem {
+                // A 0..0 span is a default value, which has no place in the file.
+                line_col: (span != (0..0)).then(|| line_col(text, span.start)),
+                field: Some(field.to_owned()),
+                message,
+            });
+        };
+
+        let listen_addr = match file.server.listen_addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problem(
+                    file.server.listen_addr.span(),
+                    "server.listen_addr",
+                    format!(
+                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:8440\" or \"[::]:8440\"",
+                        file.server.listen_addr.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let body = *file.server.max_body_bytes.get_ref();
+        let max_body_bytes = match usize::try_from(body) {
+            Ok(b) if (1024..=64 * 1024 * 1024).contains(&b) => Some(b),
+            _ => {
+                problem(
+                    file.server.max_body_bytes.span(),
+                    "server.max_body_bytes",
+                    format!("{body} is out of range (1024..=67108864)"),
+                );
+                None
+            }
+        };
+        let url = match StorageUrl::parse(file.storage.url.get_ref()) {
+            Ok(u) => Some(u),
+            Err(msg) => {
+                problem(file.storage.url.span(), "storage.url", msg);
+                None
+            }
+        };
+        let busy = *file.storage.busy_timeout_ms.get_ref();
+        let busy_timeout_ms = if (1..=600_000).contains(&busy) {
+            Some(busy)
+        } else {
+            problem(
+                file.storage.busy_timeout_ms.span(),
+                "storage.busy_timeout_ms",
+                format!("{busy} is out of range (1..=600000)"),
+            );
+            None
+        };
+        let hb = *file.fleet.heartbeat_interval_secs.get_ref();
+        let heartbeat_interval_secs = if (10..=86_400).contains(&hb) {
+            Some(hb)
+        } else {
+            problem(
+                file.fleet.heartbeat_interval_secs.span(),
+                "fleet.heartbeat_interval_secs",
+                format!("{hb} is out of range (10..=86400)"),
+            );
+            None
+        };
+
+        let mut ranged = |v: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
+            let x = *v.get_ref();
+            if range.contains(&x) {
+                Some(x)
+            } else {
+                problem(
+                    v.span(),
+                    field,
+                    format!("{x} is out of range ({}..={})", range.start(), range.end()),
+                );
+                None
+            }
+        };
+        let max_connections = ranged(
+            &file.storage.max_connections,
+            "storage.max_connections",
+            1..=1000,
+        );
+        let queue_capacity = ranged(
+            &file.ingest.queue_capacity,
+            "ingest.queue_capacity",
+            1..=1_000_000,
+        );
+        let max_group_requests = ranged(
+            &file.ingest.max_group_requests,
+            "ingest.max_group_requests",
+            1..=10_000,
+        );
+        let writers = ranged(&file.ingest.writers, "ingest.writers", 1..=64);
+        let retry_after_secs = ranged(
+            &file.ingest.retry_after_secs,
+            "ingest.retry_after_secs",
+            1..=3600,
+        );
+        let ingest = match (
+            queue_capacity,
+            max_group_requests,
+            writers,
+            retry_after_secs,
+        ) {
+            (
+                Some(queue_capacity),
+                Some(max_group_requests),
+                Some(writers),
+                Some(retry_after_secs),
+            ) => Some(IngestConfig {
+                queue_capacity,
+                max_group_requests,
+                writers,
+                retry_after_secs,
+            }),
+            _ => None,
+        };
+
+        let cx = &file.experience;
+        let contact_window_hours = ranged(
+            &cx.contact_window_hours,
+            "experience.contact_window_hours",
+            1..=24 * 90,
+        );
+        let survey_window_days = ranged(
+            &cx.survey_window_days,
+            "experience.survey_window_days",
+            1..=365,
+        );
+        let churn_top = ranged(&cx.churn_top, "experience.churn_top", 1..=10_000);
+        let ot = &file.outage;
+        let min_devices = ranged(&ot.min_devices, "outage.min_devices", 2..=100_000);
+        let window_mins = ranged(&ot.window_mins, "outage.window_mins", 1..=1440);
+        let interval_secs = ranged(&ot.interval_secs, "outage.interval_secs", 1..=3600);
+        let advisory_secs = ranged(&ot.advisory_secs, "outage.advisory_secs", 10..=86_400);
+        let session_idle_mins = ranged(
+            &file.web.session_idle_mins,
+            "web.session_idle_mins",
+            1..=7 * 24 * 60,
+        );
+        let session_max_hours = ranged(
+            &file.web.session_max_hours,
+            "web.session_max_hours",
+            1..=30 * 24,
+        );
+        let max_failed_logins = ranged(
+            &file.web.max_failed_logins,
+            "web.max_failed_logins",
+            1..=1000,
+        );
+        let mut reason_categories = BTreeMap::new();
+        for (reason, cat) in cx.reason_categories.get_ref() {
+            match Category::parse(cat) {
+                Some(c) => {
+                    reason_categories.insert(reason.trim().to_ascii_lowercase(), c);
+                }
+                None => problem(
+                    cx.reason_categories.span(),
+                    "experience.reason_categories",
+                    format!("{reason:?} = {cat:?}: not a category ({})", category_list()),
+                ),
+            }
+        }
+        let mut categories = Vec::new();
+        for cat in ot.categories.get_ref() {
+            match Category::parse(cat) {
+                Some(c) if !categories.contains(&c) => categories.push(c),
+                Some(_) => {}
+                None => problem(
+                    ot.categories.span(),
+                    "outage.categories",
+                    format!("{cat:?} is not a category ({})", category_list()),
+                ),
+            }
+        }
+        if categories.is_empty() && ot.categories.get_ref().is_empty() {
+            problem(
+                ot.categories.span(),
+                "outage.categories",
+                "an empty list never means \"all\": name the categories".into(),
+            );
+        }
+        let currency = cx.currency.get_ref().trim().to_owned();
+        if currency.is_empty()
+            || currency.len() > 8
+            || !currency.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            problem(
+                cx.currency.span(),
+                "experience.currency",
+                format!("{currency:?} is not a currency code such as \"EUR\""),
+            );
+        }
+        let experience = match (contact_window_hours, survey_window_days, churn_top) {
+            (Some(contact_window_hours), Some(survey_window_days), Some(churn_top)) => {
+                Some(CxConfig {
+                    contact_window_hours,
+                    survey_window_days,
+                    cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
+                    currency,
+                    reason_categories,
+                    churn_top,
+                })
+            }
+            _ => None,
+        };
+        let outage = match (min_devices, window_mins, interval_secs, advisory_secs) {
+            (Some(min_devices), Some(window_mins), Some(interval_secs), Some(advisory_secs)) => {
+                Some(OutageConfig {
+                    min_devices,
+                    window_mins,
+                    interval_secs,
+                    advisory_secs,
+                    categories,
+                })
+            }
+            _ => None,
+        };
+        let web = match (session_idle_mins, session_max_hours, max_failed_logins) {
+            (Some(session_idle_mins), Some(session_max_hours), Some(max_failed_logins)) => {
+                Some(WebConfig {
+                    session_idle_mins,
+                    session_max_hours,
+                    secure_cookies: file.web.secure_cookies,
+                    max_failed_logins,
+                })
+            }
+            _ => None,
+        };
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+
+        match (
+            listen_addr,
+            max_body_bytes,
+            url,
+            busy_timeout_ms,
+            heartbeat_interval_secs,
+            max_connections,
+            ingest,
+            experience,
+            outage,
+            web,
+        ) {
+            (
+                Some(listen_addr),
+                Some(max_body_bytes),
+                Some(url),
+                Some(busy_timeout_ms),
+                Some(heartbeat_interval_secs),
+                Some(max_connections),
+                Some(ingest),
+                Some(experience),
+                Some(outage),
+                Some(web),
+            ) => Ok(CollectorConfig {
+                server: ServerConfig {
+                    listen_addr,
+                    max_body_bytes,
+                    metrics_requires_token: file.server.metrics_requires_token,
+                },
+                storage: StorageConfig {
+                    url,
+                    busy_timeout_ms,
+                    max_connections,
+                },
+                fleet: FleetConfig {
+                    heartbeat_interval_secs,
+                },
+                ingest,
+                experience,
+                outage,
+                web,
+            }),
+            _ => Err(invalid(problems)),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The validated sections of `collector.toml` other than `[storage]`, and their defaults.
+
+use netmedic_proto::Category;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// `[web]`: the NOC console's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// A session unused this long ends (minutes).
+    pub session_idle_mins: u32,
+    /// A session ends this long after login, used or not (hours).
+    pub session_max_hours: u32,
+    /// Mark the session cookie `Secure` (set when the console is served over HTTPS, e.g.
+    /// behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    /// Failed logins for one user name before further attempts are refused for a minute.
+    pub max_failed_logins: u32,
+}
+
+/// `[experience]`: linking incidents to contacts and surveys, and the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CxConfig {
+    /// A contact created this long after an incident's start is linked to it.
+    pub contact_window_hours: u32,
+    /// A survey answered this long after an incident's start is linked to it.
+    pub survey_window_days: u32,
+    /// Cost of one support contact, in the currency's minor unit (cents).
+    pub cost_per_contact_cents: u64,
+    pub currency: String,
+    /// Contact reason (lower case) → incident category: a match makes a strong link.
+    pub reason_categories: BTreeMap<String, Category>,
+    /// Longest churn-risk list in a report.
+    pub churn_top: u32,
+}
+
+/// `[outage]`: mass-outage correlation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutageConfig {
+    /// K: distinct devices behind one access node ...
+    pub min_devices: u32,
+    /// ... whose incidents start within T minutes make a network event.
+    pub window_mins: u32,
+    /// Seconds between correlation passes of each collector process.
+    pub interval_secs: u32,
+    /// Validity of the upstream-outage advisory after each pass.
+    pub advisory_secs: u32,
+    /// Incident categories that count.
+    pub categories: Vec<Category>,
+}
+
+/// Default `[experience] reason_categories`.
+pub fn default_reason_categories() -> BTreeMap<String, Category> {
+    [
+        ("no_internet", Category::NoInternet),
+        ("no internet", Category::NoInternet),
+        ("outage", Category::NoInternet),
+        ("dns", Category::DnsFailure),
+        ("dns_failure", Category::DnsFailure),
+        ("websites_not_loading", Category::DnsFailure),
+        ("slow", Category::SlowOrLossy),
+        ("slow_internet", Category::SlowOrLossy),
+        ("intermittent", Category::Intermittent),
+        ("disconnects", Category::Intermittent),
+        ("misconfiguration", Category::LocalMisconfig),
+        ("line", Category::LineDegraded),
+        ("line_quality", Category::LineDegraded),
+        ("router", Category::DeviceHealth),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Default `[outage] categories`.
+pub const DEFAULT_OUTAGE_CATEGORIES: [Category; 5] = [
+    Category::NoInternet,
+    Category::DnsFailure,
+    Category::SlowOrLossy,
+    Category::Intermittent,
+    Category::LineDegraded,
+];
+
+/// The write path: a bounded queue in front of group-committing writer tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Requests waiting for a writer; when full, new ones get 429 with `Retry-After`.
+    pub queue_capacity: u32,
+    /// Most requests one writer commits in one transaction.
+    pub max_group_requests: u32,
+    /// Writer tasks (PostgreSQL; SQLite has one writer whatever this says).
+    pub writers: u32,
+    /// `Retry-After` of a 429 (queue full).
+    pub retry_after_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address the HTTP API binds to. Port 0 picks a free port (tests).
+    pub listen_addr: SocketAddr,
+    /// Largest accepted request body; larger ones get a 413.
+    pub max_body_bytes: usize,
+    /// `/metrics` needs an API token (any role) when true; open on the listen address otherwise.
+    pub metrics_requires_token: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// Interval the collector asks agents to send heartbeats at.
+    pub heartbeat_interval_secs: u32,
+}
