@@ -1,0 +1,130 @@
+//! Linking: what a report covers, how contacts and surveys are linked to incidents (windows,
+//! reason → category), and the joined rows the store streams into the aggregator.
+
+use netmedic_proto::{Category, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a report covers and how links are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportParams {
+    /// Incidents started, surveys answered and contacts created at or after this instant.
+    pub from_ms: Option<i64>,
+    /// ... and before this instant.
+    pub to_ms: Option<i64>,
+    pub contact_window_ms: i64,
+    pub survey_window_ms: i64,
+    /// Contact reason (lower case) → the incident category it speaks about.
+    pub reason_categories: BTreeMap<String, Category>,
+    pub cost_per_contact_cents: u64,
+    pub currency: String,
+    /// Longest churn-risk list.
+    pub churn_top: usize,
+}
+
+impl ReportParams {
+    pub fn from_config(
+        cx: &crate::config::CxConfig,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            from_ms: from.map(Timestamp::unix_millis),
+            to_ms: to.map(Timestamp::unix_millis),
+            contact_window_ms: i64::from(cx.contact_window_hours) * 3_600_000,
+            survey_window_ms: i64::from(cx.survey_window_days) * 86_400_000,
+            reason_categories: cx.reason_categories.clone(),
+            cost_per_contact_cents: cx.cost_per_contact_cents,
+            currency: cx.currency.clone(),
+            churn_top: cx.churn_top as usize,
+        }
+    }
+
+    /// Bounds for SQL (far past / far future when open).
+    pub fn bounds(&self) -> (i64, i64) {
+        (
+            self.from_ms.unwrap_or(i64::MIN / 2),
+            self.to_ms.unwrap_or(i64::MAX / 2),
+        )
+    }
+
+    pub fn category_of_reason(&self, reason: &str) -> Option<Category> {
+        self.reason_categories
+            .get(&reason.trim().to_ascii_lowercase())
+            .copied()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Resolved by the agent's own action.
+    AutoHealed,
+    /// Resolved without the agent's help, or an action escalated it to the NOC.
+    Escalated,
+    /// Still open and not escalated.
+    Open,
+}
+
+impl Outcome {
+    pub fn of(auto_healed: Option<bool>, escalated_actions: i64) -> Self {
+        match (auto_healed, escalated_actions > 0) {
+            (_, true) | (Some(false), _) => Self::Escalated,
+            (Some(true), false) => Self::AutoHealed,
+            (None, false) => Self::Open,
+        }
+    }
+}
+
+/// The subscriber attributes a breakdown groups by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dims {
+    pub region: Option<String>,
+    pub access_node: Option<String>,
+    pub cpe_model: Option<String>,
+    pub firmware: Option<String>,
+}
+
+impl Dims {
+    pub(super) fn values(&self) -> [(usize, &Option<String>); 4] {
+        [
+            (0, &self.region),
+            (1, &self.access_node),
+            (2, &self.cpe_model),
+            (3, &self.firmware),
+        ]
+    }
+}
+
+/// The breakdown dimensions (also the `subscribers` columns).
+pub const DIMENSIONS: [&str; 4] = ["region", "access_node", "cpe_model", "firmware"];
+
+/// Label of subscribers/incidents without a value for a dimension.
+pub const UNKNOWN: &str = "(unknown)";
+
+/// One incident joined with one linked contact (or none): the store sends every incident in the
+/// window, ordered by (agent, incident), one row per linked contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
+    pub agent_id: String,
+    pub incident_id: String,
+    pub category: Category,
+    pub auto_healed: Option<bool>,
+    pub escalated_actions: i64,
+    pub customer_id: Option<String>,
+    pub dims: Dims,
+    /// A linked contact's reason (`Some("")` for a contact without a reason).
+    pub contact_reason: Option<String>,
+}
+
+/// One survey joined with one linked incident (or none), ordered by survey id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurveyRow {
+    pub survey_id: String,
+    pub customer_id: String,
+    pub nps: Option<i64>,
+    pub csat: Option<i64>,
+    pub dims: Dims,
+    /// The linked incident's category and outcome.
+    pub incident: Option<(Category, Outcome)>,
+}

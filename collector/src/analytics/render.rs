@@ -1,0 +1,239 @@
+//! The report as text tables (`netmedic-collector report`).
+
+use super::report::*;
+use super::statistics::{Effect, NpsStat, Proportion};
+use netmedic_proto::Timestamp;
+
+fn fmt_nps(s: &Option<NpsStat>) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) => format!(
+            "{:+.1} [{:+.1}, {:+.1}] n={}",
+            s.nps, s.ci_low, s.ci_high, s.n
+        ),
+    }
+}
+
+fn fmt_prop(p: &Option<Proportion>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) => format!(
+            "{:.1}% [{:.1}, {:.1}] n={}",
+            100.0 * p.rate,
+            100.0 * p.ci_low,
+            100.0 * p.ci_high,
+            p.n
+        ),
+    }
+}
+
+fn fmt_effect(e: &Option<Effect>, unit: &str) -> String {
+    match e {
+        None => "-".into(),
+        Some(e) => format!(
+            "{:+.1}{unit} [{:+.1}, {:+.1}]{}",
+            e.estimate,
+            e.ci_low,
+            e.ci_high,
+            if e.significant() { " *" } else { "" }
+        ),
+    }
+}
+
+/// Aligned columns; cells are sanitised (ids come from imported files).
+fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = width.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let mut line = |cells: Vec<String>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = width.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+/// The report as readable text (tables).
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let t = |t: &Option<Timestamp>| t.map_or("-".to_owned(), |t| t.to_string());
+    out.push_str(&format!(
+        "Customer-experience report  from {}  to {}\n{} incidents ({} customers), {} surveys; \
+         contacts linked within {} h, surveys within {} days of an incident's start.\n\
+         Intervals are 95 %; * marks a difference whose interval excludes 0.\n\n",
+        t(&r.from),
+        t(&r.to),
+        r.incidents,
+        r.customers_with_incidents,
+        r.surveys,
+        r.contact_window_hours,
+        r.survey_window_days
+    ));
+    out.push_str("SATISFACTION (NPS points; CSAT % of 4-5 answers)\n");
+    let s = &r.satisfaction;
+    let mut rows = vec![vec![
+        "without incident".to_owned(),
+        fmt_nps(&s.without_incident.nps),
+        "(baseline)".into(),
+        fmt_prop(&s.without_incident.csat),
+        "(baseline)".into(),
+    ]];
+    let g = |g: &SatGroup| {
+        vec![
+            g.group.clone(),
+            fmt_nps(&g.satisfaction.nps),
+            fmt_effect(&g.nps_effect, ""),
+            fmt_prop(&g.satisfaction.csat),
+            fmt_effect(&g.csat_effect, " pp"),
+        ]
+    };
+    rows.push(g(&s.with_incident));
+    rows.push(g(&s.auto_healed));
+    rows.push(g(&s.escalated));
+    rows.extend(s.by_category.iter().map(g));
+    table(
+        &mut out,
+        &["GROUP", "NPS", "VS BASELINE", "CSAT", "VS BASELINE"],
+        rows,
+    );
+    out.push_str("\nCONTACTS (share of incidents followed by a contact)\n");
+    let c = &r.contacts;
+    let mut rows: Vec<Vec<String>> = c
+        .by_category
+        .iter()
+        .map(|x| {
+            vec![
+                x.category.as_str().to_owned(),
+                x.incidents.to_string(),
+                fmt_prop(&x.contact_rate),
+                x.strong_links.to_string(),
+            ]
+        })
+        .collect();
+    for (name, p) in [("auto_healed", &c.auto_healed), ("escalated", &c.escalated)] {
+        rows.push(vec![
+            format!("({name})"),
+            p.map_or(0, |p| p.n).to_string(),
+            fmt_prop(p),
+            String::new(),
+        ]);
+    }
+    table(
+        &mut out,
+        &["CATEGORY", "INCIDENTS", "CONTACT RATE", "STRONG"],
+        rows,
+    );
+    out.push_str(&format!(
+        "contacts avoided by self-healing: {}; worth {} {} at {:.2} {} per contact\n",
+        fmt_effect(&c.avoided, ""),
+        fmt_effect(&c.avoided_value, ""),
+        c.currency,
+        c.cost_per_contact,
+        c.currency
+    ));
+    if let Some(ratio) = c.escalated_to_auto_ratio {
+        out.push_str(&format!(
+            "escalated incidents are followed by a contact {ratio:.2}x as often as auto-healed ones\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\nCHURN RISK ({} customers: repeat incidents plus a detractor answer or repeat contacts)\n",
+        r.churn_candidates
+    ));
+    table(
+        &mut out,
+        &["CUSTOMER", "INCIDENTS", "CONTACTS", "LOWEST NPS", "SCORE"],
+        r.churn_risk
+            .iter()
+            .map(|x| {
+                vec![
+                    x.customer_id.clone(),
+                    x.incidents.to_string(),
+                    x.contacts.to_string(),
+                    x.lowest_nps.map_or("-".into(), |n| n.to_string()),
+                    x.score.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    for (dim, rows) in &r.breakdowns {
+        out.push_str(&format!("\nBY {}\n", dim.to_ascii_uppercase()));
+        table(
+            &mut out,
+            &[
+                "VALUE",
+                "SUBS",
+                "INCIDENTS",
+                "PER 100",
+                "AUTO-HEALED",
+                "CONTACT RATE",
+                "NPS",
+            ],
+            rows.iter()
+                .map(|b| {
+                    vec![
+                        b.value.clone(),
+                        b.subscribers.to_string(),
+                        b.incidents.to_string(),
+                        b.incidents_per_100_subscribers
+                            .map_or("-".into(), |x| format!("{x:.1}")),
+                        fmt_prop(&b.auto_healed),
+                        fmt_prop(&b.contact_rate),
+                        fmt_nps(&b.satisfaction.nps),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    out.push_str(&format!("\nNETWORK EVENTS ({})\n", r.network_events.len()));
+    table(
+        &mut out,
+        &[
+            "EVENT",
+            "ACCESS NODE",
+            "STARTED",
+            "RESOLVED",
+            "DEVICES",
+            "INCIDENTS",
+        ],
+        r.network_events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.event_id.clone(),
+                    e.access_node.clone(),
+                    e.started_at.to_string(),
+                    e.resolved_at.map_or("(ongoing)".into(), |t| t.to_string()),
+                    e.devices.to_string(),
+                    e.incidents.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    out
+}

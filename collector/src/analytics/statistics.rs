@@ -1,0 +1,179 @@
+//! Statistics: proportions with Wilson 95 % intervals, NPS with its variance-based interval,
+//! effects against a baseline, and the NPS/CSAT accumulator of a group of answers.
+
+use serde::{Deserialize, Serialize};
+
+/// z of a two-sided 95 % interval.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// A proportion `k/n` with its Wilson 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Proportion {
+    pub n: u64,
+    pub k: u64,
+    pub rate: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// Wilson score interval (good at small n and rates near 0 or 1).
+pub fn wilson(k: u64, n: u64) -> Option<Proportion> {
+    if n == 0 {
+        return None;
+    }
+    let nf = n as f64;
+    let p = k as f64 / nf;
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / nf;
+    let centre = (p + z2 / (2.0 * nf)) / denom;
+    let half = Z95 * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt() / denom;
+    Some(Proportion {
+        n,
+        k,
+        rate: p,
+        ci_low: (centre - half).max(0.0),
+        ci_high: (centre + half).min(1.0),
+    })
+}
+
+/// Net Promoter Score (−100..=100) of `n` answers with its 95 % interval: NPS/100 is the mean of
+/// a score of +1 (promoter, 9–10), 0 (passive, 7–8), −1 (detractor, 0–6), whose variance is
+/// `p + d − (p − d)²`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NpsStat {
+    pub n: u64,
+    pub promoters: u64,
+    pub detractors: u64,
+    pub nps: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Standard error, in NPS points.
+    pub se: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NpsAcc {
+    pub promoters: u64,
+    pub passives: u64,
+    pub detractors: u64,
+}
+
+impl NpsAcc {
+    pub fn add(&mut self, score: i64) {
+        match score {
+            9.. => self.promoters += 1,
+            7..=8 => self.passives += 1,
+            _ => self.detractors += 1,
+        }
+    }
+
+    pub fn stat(&self) -> Option<NpsStat> {
+        let n = self.promoters + self.passives + self.detractors;
+        if n == 0 {
+            return None;
+        }
+        let nf = n as f64;
+        let p = self.promoters as f64 / nf;
+        let d = self.detractors as f64 / nf;
+        let mean = p - d;
+        let var = (p + d - mean * mean).max(0.0);
+        let se = 100.0 * (var / nf).sqrt();
+        Some(NpsStat {
+            n,
+            promoters: self.promoters,
+            detractors: self.detractors,
+            nps: 100.0 * mean,
+            ci_low: 100.0 * mean - Z95 * se,
+            ci_high: 100.0 * mean + Z95 * se,
+            se,
+        })
+    }
+}
+
+/// A difference between two groups (`a − b`) with its 95 % interval (normal approximation of
+/// two independent samples).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    pub estimate: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+impl Effect {
+    fn new(estimate: f64, se: f64) -> Self {
+        Self {
+            estimate,
+            ci_low: estimate - Z95 * se,
+            ci_high: estimate + Z95 * se,
+        }
+    }
+
+    /// True when the interval excludes zero.
+    pub fn significant(&self) -> bool {
+        self.ci_low > 0.0 || self.ci_high < 0.0
+    }
+
+    pub fn covers(&self, x: f64) -> bool {
+        self.ci_low <= x && x <= self.ci_high
+    }
+
+    pub(super) fn scale(self, f: f64) -> Self {
+        let (a, b) = (self.ci_low * f, self.ci_high * f);
+        Self {
+            estimate: self.estimate * f,
+            ci_low: a.min(b),
+            ci_high: a.max(b),
+        }
+    }
+}
+
+pub fn nps_effect(a: Option<&NpsStat>, b: Option<&NpsStat>) -> Option<Effect> {
+    let (a, b) = (a?, b?);
+    Some(Effect::new(
+        a.nps - b.nps,
+        (a.se * a.se + b.se * b.se).sqrt(),
+    ))
+}
+
+/// Difference of two proportions, in rate units (0..1).
+pub fn prop_effect(a: Option<&Proportion>, b: Option<&Proportion>) -> Option<Effect> {
+    let (a, b) = (a?, b?);
+    let var = |p: &Proportion| p.rate * (1.0 - p.rate) / p.n as f64;
+    Some(Effect::new(a.rate - b.rate, (var(a) + var(b)).sqrt()))
+}
+
+/// NPS and CSAT of a group of survey answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SatAcc {
+    pub nps: NpsAcc,
+    pub csat_n: u64,
+    pub csat_satisfied: u64,
+}
+
+impl SatAcc {
+    pub(super) fn add(&mut self, nps: Option<i64>, csat: Option<i64>) {
+        if let Some(s) = nps {
+            self.nps.add(s);
+        }
+        if let Some(c) = csat {
+            self.csat_n += 1;
+            if c >= 4 {
+                self.csat_satisfied += 1;
+            }
+        }
+    }
+
+    pub fn stat(&self) -> Satisfaction {
+        Satisfaction {
+            nps: self.nps.stat(),
+            csat: wilson(self.csat_satisfied, self.csat_n),
+        }
+    }
+}
+
+/// NPS (answers 0–10) and CSAT (% of answers 4–5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Satisfaction {
+    pub nps: Option<NpsStat>,
+    pub csat: Option<Proportion>,
+}
