@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --locked --profile release-cpe -p netmedic-agent
-cargo build --locked --release -p netmedic-lab
-NETMEDIC_BIN_DIR="$PWD/target/release-cpe" exec target/release/netmedic-lab bench "$@"
+cargo build --locked --release -p netmedic-bench --bin netmedic-bench
+target=$(realpath "${CARGO_TARGET_DIR:-target}")
+NETMEDIC_BIN_DIR="$target/release-cpe" exec "$target/release/netmedic-bench" agent "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Collector load benchmark (TARGETS.md, collector rows). Prints figures; asserts nothing.
+# Collector load benchmark. Prints figures; asserts nothing.
 #   heartbeats/s, one per request, with p50/p99 latency; incident events/s in batches of 500;
 #   RSS per device after N distinct devices heartbeat — on SQLite and on a throwaway PostgreSQL.
 # The load generator (netmedic-loadgen) is a separate process; everything stays on 127.0.0.1 or

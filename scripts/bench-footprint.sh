@@ -15,7 +15,8 @@ while [ $# -gt 0 ]; do
 done
 scripts/setup.sh
 cargo build --locked --profile release-cpe -p netmedic-agent
-cargo build --locked --release -p netmedic-collector
+cargo build --locked --release -p netmedic-collector -p netmedic-bench \
+  --bin netmedic-collector --bin netmedic-bench
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release-cpe/netmedic-agent"
 raw=$(stat -c %s "$bin")
@@ -31,5 +32,4 @@ awk -v r="$zraw" -v x="$zxz" 'BEGIN{printf "%-16s %10.2f %10.2f  (dynamically li
 bindir="$(realpath "$target")/bench-footprint-bin"
 mkdir -p "$bindir"
 cp "$target/release/netmedic-collector" "$bin" "$bindir/"
-NETMEDIC_BIN_DIR="$bindir" NETMEDIC_FOOTPRINT_MINUTES="$minutes" \
-  cargo test --locked --release -p netmedic-lab --test daemon_footprint -- --ignored --nocapture
+NETMEDIC_BIN_DIR="$bindir" "$target/release/netmedic-bench" footprint --minutes "$minutes"

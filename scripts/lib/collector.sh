@@ -1,9 +1,10 @@
 # Shared by the benchmark scripts (sourced from the repository's top, not run): build the
-# release collector and load generator, start and stop the collector on 127.0.0.1.
+# release collector and load generator (crate bench/), start and stop the collector on 127.0.0.1.
 
 # build_collector_bins: builds them and sets COLLECTOR and LOADGEN (absolute paths).
 build_collector_bins() {
-  cargo build --release --locked -p netmedic-collector --bins >&2
+  cargo build --release --locked -p netmedic-collector -p netmedic-bench \
+    --bin netmedic-collector --bin netmedic-loadgen >&2
   local target=${CARGO_TARGET_DIR:-target}
   COLLECTOR=$(realpath "$target/release/netmedic-collector")
   LOADGEN=$(realpath "$target/release/netmedic-loadgen")

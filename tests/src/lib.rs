@@ -1,5 +1,6 @@
 //! The netmedic lab: a small ISP built from real Linux network namespaces, with fault
-//! injection, for the end-to-end tests, benchmarks and demo (see DESIGN.md §5).
+//! injection, for the end-to-end tests, the benchmarks (`bench/`) and the demo (see docs/design.md,
+//! "The lab").
 //!
 //! ```text
 //!  [<p>-isp]  bridge "access" 100.64.0.1/16, dnsmasq (DHCP 100.64.1.10-254; DNS for
@@ -33,7 +34,6 @@ mod netns;
 mod process;
 mod wait;
 
-pub mod bench;
 // Headless Chromium over WebDriver, inside a lab namespace, for the NOC console's tests.
 pub mod browser;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.

@@ -15,9 +15,8 @@ netmedic-lab — the netmedic lab (run as root)
 USAGE:
     netmedic-lab demo     build the lab, inject a fault, watch the agent heal it, tear down
     netmedic-lab sweep    remove namespaces left behind by lab processes that died
-    netmedic-lab bench [--drops N] [--runs N]
-                          agent benchmarks: link-down detection latency over N carrier drops
-                          (default 100) and the CPU time of one full check cycle (default 20 runs)";
+
+The benchmarks are `netmedic-bench` and `netmedic-loadgen` (crate bench/).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,39 +37,6 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("\nnetmedic-lab demo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("bench") => {
-            let flag = |name: &str, default: usize| {
-                args.iter()
-                    .position(|a| a == name)
-                    .and_then(|i| args.get(i + 1))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default)
-            };
-            let drops = flag("--drops", 100);
-            let runs = flag("--runs", 20);
-            println!("netmedic agent benchmark (lab, debug or release as built; 2 shared cores)");
-            let link = netmedic_lab::bench::link_down_latency(drops);
-            let cycle = netmedic_lab::bench::check_cycle_cpu(runs);
-            match (link, cycle) {
-                (Ok(l), Ok(c)) => {
-                    println!("{}", l.report());
-                    println!("{c}");
-                    ExitCode::SUCCESS
-                }
-                (l, c) => {
-                    for e in [
-                        l.err().map(|e| e.to_string()),
-                        c.err().map(|e| e.to_string()),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        eprintln!("netmedic-lab bench: {e}");
-                    }
                     ExitCode::FAILURE
                 }
             }

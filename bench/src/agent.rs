@@ -1,8 +1,8 @@
-//! Agent benchmarks in the lab: link-down detection latency over many real carrier drops, and
-//! the CPU time of one full check cycle. They print figures; nothing here asserts a time.
+//! `netmedic-bench agent`: link-down detection latency over many real carrier drops, and the CPU
+//! time of one full check cycle, in the lab. They print figures; nothing here asserts a time.
 
-use crate::stack::bin_path;
-use crate::{Lab, LabError, Result, WAN_IFACE, wait_for};
+use netmedic_lab::stack::bin_path;
+use netmedic_lab::{Lab, LabError, Result, WAN_IFACE, wait_for};
 use nix::sys::resource::{UsageWho, getrusage};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

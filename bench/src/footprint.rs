@@ -1,14 +1,16 @@
-//! Footprint benchmark (not a timed test: `#[ignore]`, run by scripts/bench-footprint.sh):
-//! steady RSS, PSS, CPU per minute and wakeups per second of an idle netmedic-agent with the
-//! shipped default config (config/agent.toml, pointed at the lab's collector) in a lab CPE,
-//! measured over `NETMEDIC_FOOTPRINT_MINUTES` (default 10) beside zabbix_agentd, running in the
-//! foreground on the same CPE's loopback in the same window. Prints one table.
+//! `netmedic-bench footprint`: steady RSS, PSS, CPU per minute and wakeups per second of an idle
+//! netmedic-agent with the shipped default config (config/agent.toml, compiled in and pointed at
+//! the lab's collector) in a lab CPE, measured over N minutes (after a 1-minute warm-up) beside
+//! zabbix_agentd, running in the foreground on the same CPE's loopback in the same window. Prints
+//! one table; asserts nothing. Run by scripts/bench-footprint.sh.
 
-#![allow(clippy::unwrap_used)]
-
+use anyhow::{Context, Result, anyhow, bail};
 use netmedic_lab::stack::{Stack, StackOptions, bin_path};
 use netmedic_lab::{Lab, LabProcess, WAN_IFACE, wait_for};
 use std::time::{Duration, Instant};
+
+/// The shipped agent config, the one a router starts with.
+const SHIPPED_AGENT_CONFIG: &str = include_str!("../../config/agent.toml");
 
 /// What one process tree used at one moment.
 #[derive(Debug, Default, Clone, Copy)]
@@ -74,6 +76,7 @@ fn sample(root: u32) -> Sample {
     s
 }
 
+#[derive(Debug, Default)]
 struct Figures {
     rss_median_kib: u64,
     rss_max_kib: u64,
@@ -87,14 +90,15 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
     let mut pss: Vec<u64> = samples.iter().map(|s| s.1.pss_kib).collect();
     rss.sort_unstable();
     pss.sort_unstable();
-    let (t0, first) = samples[0];
-    let (t1, last) = samples[samples.len() - 1];
+    let (Some(&(t0, first)), Some(&(t1, last))) = (samples.first(), samples.last()) else {
+        return Figures::default();
+    };
     let secs = (t1 - t0).as_secs_f64().max(1.0);
     let tick_ms = 1000.0 / 100.0; // USER_HZ
     Figures {
-        rss_median_kib: rss[rss.len() / 2],
-        rss_max_kib: rss[rss.len() - 1],
-        pss_median_kib: pss[pss.len() / 2],
+        rss_median_kib: rss.get(rss.len() / 2).copied().unwrap_or(0),
+        rss_max_kib: rss.last().copied().unwrap_or(0),
+        pss_median_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
         cpu_ms_per_min: (last.cpu_ticks - first.cpu_ticks) as f64 * tick_ms / (secs / 60.0),
         wakeups_per_sec: (last.ctx_switches - first.ctx_switches) as f64 / secs,
     }
@@ -102,12 +106,8 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
 
 /// The shipped config with the lab's id, state dir, collector, token and lease file.
 fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent.toml"),
-    )
-    .unwrap();
     let cpe = lab.cpe(0);
-    shipped
+    SHIPPED_AGENT_CONFIG
         .lines()
         .map(|l| {
             let key = l.split('=').next().unwrap_or("").trim();
@@ -133,7 +133,7 @@ fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
         .join("\n")
 }
 
-fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Vec<Figures> {
+fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Figures>> {
     let warmup = Duration::from_secs(60);
     let every = Duration::from_secs(5);
     let start = Instant::now();
@@ -143,32 +143,30 @@ fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Vec<Figures> 
         // The sampling period of the benchmark itself, not a wait for a condition.
         std::thread::sleep(every);
         for (i, (name, p)) in procs.iter_mut().enumerate() {
-            assert!(p.is_running(), "{name} exited: {}", p.log_tail(20));
+            if !p.is_running() {
+                bail!("{name} exited: {}", p.log_tail(20));
+            }
             if start.elapsed() >= warmup {
                 samples[i].push((Instant::now(), sample(p.pid())));
             }
         }
     }
-    samples.iter().map(|s| summarize(s)).collect()
+    Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-#[test]
-#[ignore = "benchmark: run by scripts/bench-footprint.sh (10+ minutes)"]
-fn idle_footprint_beside_zabbix_agentd() {
-    let minutes: f64 = std::env::var("NETMEDIC_FOOTPRINT_MINUTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10.0);
-    let lab = Lab::builder().cpes(1).build().expect("lab");
-    let mut stack = Stack::start(&lab, StackOptions::default()).expect("stack");
+pub fn run(minutes: f64) -> Result<()> {
+    let lab = Lab::builder().cpes(1).build().context("building the lab")?;
+    let mut stack =
+        Stack::start(&lab, StackOptions::default()).context("starting collector and agent")?;
     // The stack's agent runs a test config with debug logs: replace it by the default one.
     if let Some(mut a) = stack.agents[0].take() {
-        a.kill().unwrap();
+        a.kill().context("stopping the stack's agent")?;
     }
     let cfg = lab.dir().join("footprint-agent.toml");
-    std::fs::write(&cfg, default_config(&lab, &stack)).unwrap();
+    std::fs::write(&cfg, default_config(&lab, &stack))
+        .with_context(|| format!("writing {}", cfg.display()))?;
     let cpe = lab.cpe(0);
-    let bin = bin_path("netmedic-agent").unwrap();
+    let bin = bin_path("netmedic-agent")?;
     let log = lab.log_path("footprint-agent");
     let mut agent = cpe
         .ns
@@ -177,7 +175,7 @@ fn idle_footprint_beside_zabbix_agentd() {
             &["run", "--config", &cfg.display().to_string()],
             &log,
         )
-        .unwrap();
+        .context("starting netmedic-agent")?;
     wait_for(
         "agent running its checks",
         Duration::from_secs(30),
@@ -190,7 +188,7 @@ fn idle_footprint_beside_zabbix_agentd() {
             text.contains("running in").then_some(()).ok_or(text)
         },
     )
-    .unwrap();
+    .map_err(|e| anyhow!("{e}"))?;
     let zconf = lab.dir().join("zabbix_agentd.conf");
     std::fs::write(
         &zconf,
@@ -200,7 +198,7 @@ fn idle_footprint_beside_zabbix_agentd() {
             lab.dir().join("zabbix_agentd.pid").display()
         ),
     )
-    .unwrap();
+    .with_context(|| format!("writing {}", zconf.display()))?;
     let zlog = lab.log_path("zabbix_agentd");
     let mut zabbix = cpe
         .ns
@@ -209,14 +207,14 @@ fn idle_footprint_beside_zabbix_agentd() {
             &["-f", "-c", &zconf.display().to_string()],
             &zlog,
         )
-        .expect("zabbix_agentd (apt-get install zabbix-agent; scripts/setup.sh does)");
+        .context("starting zabbix_agentd (apt-get install zabbix-agent; scripts/setup.sh does)")?;
     let figures = measure(
         &mut [
             ("netmedic-agent", &mut agent),
             ("zabbix_agentd", &mut zabbix),
         ],
         minutes,
-    );
+    )?;
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
     println!(
         "{:<16} {:>10} {:>10} {:>10} {:>12} {:>10}",
@@ -237,4 +235,5 @@ fn idle_footprint_beside_zabbix_agentd() {
         );
     }
     println!("targets (netmedic-agent): RSS <= 4 MiB steady, <= 10 ms CPU/min, <= 1 wakeup/s");
+    Ok(())
 }

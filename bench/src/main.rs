@@ -1,0 +1,85 @@
+//! `netmedic-bench`: the agent's benchmarks in the lab (run as root). `agent` measures link-down
+//! detection latency over real carrier drops and the CPU time of one full check cycle;
+//! `footprint` measures an idle agent's memory, CPU and wakeups beside zabbix_agentd. They print
+//! figures; nothing asserts a time.
+
+mod agent;
+mod footprint;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+netmedic-bench — the netmedic agent benchmarks (run as root; binaries from NETMEDIC_BIN_DIR)
+
+USAGE:
+    netmedic-bench agent [--drops N] [--runs N]
+                          link-down detection latency over N carrier drops (default 100) and
+                          the CPU time of one full check cycle (default 20 runs)
+    netmedic-bench footprint [--minutes N]
+                          idle RSS/PSS, CPU per minute and wakeups per second of the agent with
+                          the shipped config, beside zabbix_agentd, over N minutes (default 10)
+                          after a 1-minute warm-up";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| -> Result<Option<f64>, String> {
+        match args.iter().position(|a| a == name) {
+            None => Ok(None),
+            Some(i) => args
+                .get(i + 1)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(Some)
+                .ok_or_else(|| format!("{name} needs a positive number")),
+        }
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("agent") => match (flag("--drops"), flag("--runs")) {
+            (Ok(drops), Ok(runs)) => run_agent(
+                drops.map_or(100, |d| d as usize),
+                runs.map_or(20, |r| r as usize),
+            ),
+            (Err(e), _) | (_, Err(e)) => return usage_error(&e),
+        },
+        Some("footprint") => match flag("--minutes") {
+            Ok(minutes) => footprint::run(minutes.unwrap_or(10.0)).map_err(|e| format!("{e:#}")),
+            Err(e) => return usage_error(&e),
+        },
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => return usage_error(&format!("unknown command {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netmedic-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(e: &str) -> ExitCode {
+    eprintln!("netmedic-bench: {e}\n\n{USAGE}");
+    ExitCode::from(64)
+}
+
+fn run_agent(drops: usize, runs: usize) -> Result<(), String> {
+    println!("netmedic agent benchmark (lab, debug or release as built; 2 shared cores)");
+    let link = agent::link_down_latency(drops);
+    let cycle = agent::check_cycle_cpu(runs);
+    match (link, cycle) {
+        (Ok(l), Ok(c)) => {
+            println!("{}", l.report());
+            println!("{c}");
+            Ok(())
+        }
+        (l, c) => Err([l.err(), c.err()]
+            .into_iter()
+            .flatten()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
