@@ -6,48 +6,24 @@
 
 mod common;
 
-use common::pg::PgServer;
-use common::{TestServer, action, batch, event, ts};
+use common::{Backend, TestServer, action, backend_stories, batch, event, ts};
 use netmedic_collector::auth::Role;
 use netmedic_collector::store::{IncidentFilter, KillScope};
 use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, EventKind, Severity};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 async fn start(backend: Backend) -> TestServer {
     let tweak = |c: &mut netmedic_collector::config::CollectorConfig| {
         c.outage.interval_secs = 3600;
         c.web.max_failed_logins = 3;
     };
-    match backend {
-        Backend::Sqlite => TestServer::start_with(tweak).await,
-        Backend::Postgres => {
-            let pg = Arc::new(PgServer::start());
-            TestServer::start_pg(pg, "netmedic", tweak).await
-        }
-    }
+    backend.start(tweak).await
 }
 
-macro_rules! stories {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-stories!(
+// Each story runs once per backend.
+backend_stories!(
     login_sessions_and_csrf,
     operators_act_and_viewers_are_refused,
     hostile_device_strings_are_escaped,

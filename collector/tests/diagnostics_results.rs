@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::TestServer;
-use common::pg::PgServer;
+use common::{Backend, TestServer, backend_stories};
 use netmedic_collector::api::{DiagnosticsList, DiagnosticsResultAck};
 use netmedic_collector::store::DiagnosticsState;
 use netmedic_proto::{
@@ -16,37 +15,13 @@ use netmedic_proto::{
 };
 use reqwest::StatusCode;
 use std::io::Write;
-use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 async fn start(backend: Backend) -> TestServer {
-    match backend {
-        Backend::Sqlite => TestServer::start().await,
-        Backend::Postgres => {
-            let pg = Arc::new(PgServer::start());
-            TestServer::start_pg(pg, "netmedic", |_| {}).await
-        }
-    }
+    backend.start(|_| {}).await
 }
 
-/// Each story runs once per backend.
-macro_rules! stories {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-stories!(
+// Each story runs once per backend.
+backend_stories!(
     queued_delivered_completed_and_listed,
     other_devices_unknown_requests_and_bad_bodies_store_nothing,
     a_replayed_result_is_idempotent_and_the_first_stays,

@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::pg::PgServer;
-use common::{TestServer, batch, event, ts};
+use common::{Backend, TestServer, backend_stories, batch, event, ts};
 use netmedic_collector::analytics::Report;
 use netmedic_collector::api::NetworkEventList;
 use netmedic_collector::correlate::OutageParams;
@@ -20,13 +19,6 @@ use netmedic_proto::{
 };
 use reqwest::StatusCode;
 use std::fmt::Write as _;
-use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 async fn start(backend: Backend) -> TestServer {
     let tweak = |c: &mut netmedic_collector::config::CollectorConfig| {
@@ -34,27 +26,11 @@ async fn start(backend: Backend) -> TestServer {
         // Passes are run by the tests themselves.
         c.outage.interval_secs = 3600;
     };
-    match backend {
-        Backend::Sqlite => TestServer::start_with(tweak).await,
-        Backend::Postgres => {
-            let pg = Arc::new(PgServer::start());
-            TestServer::start_pg(pg, "netmedic", tweak).await
-        }
-    }
+    backend.start(tweak).await
 }
 
-macro_rules! stories {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-stories!(
+// Each story runs once per backend.
+backend_stories!(
     api_tokens_guard_every_query_and_admin_route,
     imports_report_bad_lines_reimport_changes_nothing_and_strict_writes_nothing,
     links_follow_late_data,

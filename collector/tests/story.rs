@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::pg::PgServer;
-use common::{TestServer, action, batch, event, ts};
+use common::{Backend, TestServer, action, backend_stories, batch, event, ts};
 use netmedic_collector::fleet::{DevicePage, DeviceView};
 use netmedic_collector::store::IncidentDetail;
 use netmedic_proto::{
@@ -16,37 +15,13 @@ use netmedic_proto::{
 };
 use reqwest::StatusCode;
 use std::io::Write;
-use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 async fn start(backend: Backend) -> TestServer {
-    match backend {
-        Backend::Sqlite => TestServer::start().await,
-        Backend::Postgres => {
-            let pg = Arc::new(PgServer::start());
-            TestServer::start_pg(pg, "netmedic", |_| {}).await
-        }
-    }
+    backend.start(|_| {}).await
 }
 
-/// Each story runs once per backend.
-macro_rules! stories {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-stories!(
+// Each story runs once per backend.
+backend_stories!(
     enrol_report_replay_and_out_of_order_events,
     bad_tokens_other_devices_and_bad_bodies_store_nothing,
     revocation_takes_effect_at_once,

@@ -20,6 +20,47 @@ use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+/// The storage backends every story runs on: SQLite in a tempdir, and a real PostgreSQL server
+/// started for the test (stopped and removed when its [`TestServer`] drops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A test server on a fresh database of this backend, its config changed by `tweak`.
+    pub async fn start(self, tweak: impl FnOnce(&mut CollectorConfig)) -> TestServer {
+        match self {
+            Backend::Sqlite => TestServer::start_with(tweak).await,
+            Backend::Postgres => {
+                let pg = Arc::new(pg::PgServer::start());
+                TestServer::start_pg(pg, "netmedic", tweak).await
+            }
+        }
+    }
+}
+
+/// The backend matrix: each named story, an `async fn name(b: Backend)` of the calling test
+/// file, becomes two tests, `sqlite::name` and `postgres::name`.
+#[allow(unused_macros)]
+macro_rules! backend_stories {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() {
+                super::$name($crate::common::Backend::Sqlite).await
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                super::$name($crate::common::Backend::Postgres).await
+            })+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_stories;
+
 /// The device every test server enrols at start; raw posts use its token.
 pub const DEFAULT_DEVICE: &str = "cpe-0001";
 
