@@ -1,5 +1,5 @@
 //! Healer: maps an incident's cause to its playbook — an ordered ladder of actions, least
-//! disruptive first — and decides, under the safety rules of DESIGN.md §2, what happens next:
+//! disruptive first — and decides, under the rules of docs/design.md "Self-healing safety", what happens next:
 //! act, wait (and say why), pass over a rung, or escalate. Execution, verification and
 //! recording live in the daemon loop so that every step reaches the spool in order.
 //!

@@ -1,5 +1,5 @@
 //! Device and API tokens: 256 random bits from the OS, shown once as 64 hex characters, stored only as
-//! their SHA-256 (DESIGN §4: a slow password hash is for people's passwords; a token with 256 bits
+//! their SHA-256 (docs/design.md, "Collector": a slow password hash is for people's passwords; a token with 256 bits
 //! of entropy cannot be brute-forced, and it is checked on every heartbeat).
 
 use sha2::{Digest, Sha256};

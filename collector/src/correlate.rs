@@ -1,4 +1,4 @@
-//! Mass-outage correlation (DESIGN §4): incidents of at least K devices behind one access node
+//! Mass-outage correlation (docs/design.md, "Customer-experience model"): incidents of at least K devices behind one access node
 //! that start within T minutes become one **network event**; later incidents of that node join
 //! it while it lasts; it resolves when all its members have (at the latest member's resolution).
 //! While it lasts, heartbeat replies to every agent behind the node carry

@@ -1,4 +1,4 @@
-//! Imports of customer-experience data (DESIGN §4 "Customer-experience model"): subscribers,
+//! Imports of customer-experience data (docs/design.md, "Customer-experience model"): subscribers,
 //! surveys and contacts, from CSV (with a header row) or JSON Lines, **streamed** — a source hands
 //! out one validated row at a time, and the store commits them in batches
 //! ([`IMPORT_BATCH_ROWS`]), so a file of millions of rows needs little memory.

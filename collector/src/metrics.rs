@@ -2,7 +2,7 @@
 //! at `/metrics`. Hand-written instead of `metrics` + `metrics-exporter-prometheus`: that recorder
 //! is process-global (several servers in one test process would mix their counts), and a dozen
 //! series do not need it. Labels are only route templates, status codes and reasons — never a
-//! device or customer id (bounded cardinality, DESIGN §7).
+//! device or customer id (bounded cardinality, docs/design.md "Conventions").
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

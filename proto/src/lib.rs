@@ -56,7 +56,7 @@ macro_rules! closed_enum {
 }
 
 closed_enum!(
-    /// The agent's checks (DESIGN.md §2). Shared identifiers for config, API, metrics and logs.
+    /// The agent's checks (docs/design.md, "Checks"). Shared identifiers for config, API, metrics and logs.
     CheckId {
         Link => "link",
         WanAddress => "wan_address",

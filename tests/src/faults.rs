@@ -95,7 +95,7 @@ pub fn fill_conntrack(cpe: &Cpe, dest: Ipv4Addr, flows: u16) -> Result<u64> {
     )
 }
 
-/// The "dnsmasq on the LAN" of a CPE (DESIGN.md §5): DHCP and DNS (forwarding to the ISP)
+/// The "dnsmasq on the LAN" of a CPE (docs/design.md, "The lab"): DHCP and DNS (forwarding to the ISP)
 /// for the LAN host, running in the CPE namespace with a pidfile, as on a real router.
 /// Stopped on drop.
 #[derive(Debug)]

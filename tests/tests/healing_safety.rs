@@ -1,4 +1,4 @@
-//! End-to-end safety of self-healing (DESIGN.md §2, issue 4): an upstream cut gets no
+//! End-to-end safety of self-healing (docs/design.md, "Self-healing safety"): an upstream cut gets no
 //! disruptive action and one incident with cause upstream, and the budgets hold; the kill
 //! switch stops the next action; a reset_dns that did not help is rolled back byte for byte.
 
