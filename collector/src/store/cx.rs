@@ -560,7 +560,7 @@ macro_rules! cx_sql {
 
 /// The `Store` methods of this module, expanded inside `store_impl!`.
 macro_rules! cx_methods {
-    () => {
+    (access) => {
         fn api_token_add<'a>(
             &'a self,
             name: &'a str,
@@ -603,7 +603,8 @@ macro_rules! cx_methods {
                 api_token_lookup_in(&mut conn, token_sha256).await
             })
         }
-
+    };
+    (cx) => {
         fn import<'a>(
             &'a self,
             source: &'a mut dyn RowSource,
@@ -685,7 +686,8 @@ macro_rules! cx_methods {
                 Ok(r)
             })
         }
-
+    };
+    (incidents) => {
         fn correlate<'a>(
             &'a self,
             params: &'a OutageParams,

@@ -177,7 +177,7 @@ macro_rules! diag_sql {
 }
 
 macro_rules! diag_methods {
-    () => {
+    (ingest) => {
         fn complete_diagnostics<'a>(
             &'a self,
             token_sha256: &'a str,
@@ -193,7 +193,8 @@ macro_rules! diag_methods {
                 Ok(out)
             })
         }
-
+    };
+    (fleet) => {
         fn list_diagnostics<'a>(
             &'a self,
             agent_id: &'a str,

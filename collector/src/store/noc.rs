@@ -575,7 +575,7 @@ macro_rules! noc_sql {
 
 /// The `Store` methods of this module, expanded inside `store_impl!`.
 macro_rules! noc_methods {
-    () => {
+    (access) => {
         fn noc_user_add<'a>(
             &'a self,
             name: &'a str,
@@ -670,7 +670,8 @@ macro_rules! noc_methods {
                 session_delete_in(&mut conn, session_sha256).await
             })
         }
-
+    };
+    (incidents) => {
         fn incident_ack<'a>(
             &'a self,
             agent_id: &'a str,
@@ -746,7 +747,8 @@ macro_rules! noc_methods {
                 Ok(o)
             })
         }
-
+    };
+    (cx) => {
         fn subscribers_of_customer<'a>(
             &'a self,
             customer_id: &'a str,
