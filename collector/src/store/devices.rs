@@ -233,8 +233,7 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<()>> {
             Box::pin(async move {
                 let mut tx = self.begin_write().await?;
-                enrol_device_in(&mut tx, agent_id, region, token_sha256, now.unix_millis())
-                    .await?;
+                enrol_device_in(&mut tx, agent_id, region, token_sha256, now.unix_millis()).await?;
                 tx.commit().await?;
                 Ok(())
             })
@@ -324,14 +323,8 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<()>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                request_diagnostics_in(
-                    &mut conn,
-                    agent_id,
-                    checks,
-                    request_id,
-                    now.unix_millis(),
-                )
-                .await
+                request_diagnostics_in(&mut conn, agent_id, checks, request_id, now.unix_millis())
+                    .await
             })
         }
     };

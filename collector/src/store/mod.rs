@@ -59,8 +59,8 @@ mod write;
 use crate::auth::Role;
 use crate::config::{StorageConfig, StorageUrl};
 use netmedic_proto::{
-    Advisory, Category, CheckId, Heartbeat, IncidentStatus, IncidentView, ReportAck, ReportBatch, Severity,
-    Timestamp,
+    Advisory, Category, CheckId, Heartbeat, IncidentStatus, IncidentView, ReportAck, ReportBatch,
+    Severity, Timestamp,
 };
 use serde::Serialize;
 use std::future::Future;
@@ -500,7 +500,6 @@ pub struct IncidentDetail {
     pub incident: IncidentView,
     pub events: Vec<TimelineEvent>,
 }
-
 
 /// An API token as listed (never its text or hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -42,7 +42,8 @@ impl Dialect for PgDialect {
 
     /// Correlation passes of several processes serialise on this transaction-scoped advisory
     /// lock.
-    const CORRELATE_LOCK_SQL: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7305731101)");
+    const CORRELATE_LOCK_SQL: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7305731101)");
 
     /// Autovacuum keeps PostgreSQL's planner statistics: nothing to do.
     const MAINTAIN_SQL: Option<&'static str> = None;

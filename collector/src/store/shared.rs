@@ -53,23 +53,23 @@ impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
 /// top level of a backend's module, with the backend's [`Dialect`] type.
 macro_rules! sql_store {
     ($d:ty) => {
-        use $crate::store::shared::SqlStore;
-        use $crate::store::{
-            AccessStore, BoxFuture, CxStore, FleetStore, IncidentStore, IngestStore,
-            LifecycleStore,
-        };
-        use $crate::store::assemble::assemble;
-        use $crate::store::{
-            Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, IncidentDetail,
-            IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT, StoreError,
-            TimelineEvent, WriteItem, WriteKind, WriteOk, denial, diag_advisory, kill_advisory,
-        };
         use netmedic_proto::{
-            ActionId, ActionOutcome, ActionRecord, Category, CheckId,
-            Heartbeat, IncidentEvent, IncidentPage, IncidentStatus, IncidentView, ReportAck,
-            ReportBatch, Severity, Timestamp,
+            ActionId, ActionOutcome, ActionRecord, Category, CheckId, Heartbeat, IncidentEvent,
+            IncidentPage, IncidentStatus, IncidentView, ReportAck, ReportBatch, Severity,
+            Timestamp,
         };
         use std::collections::{BTreeMap, BTreeSet};
+        use $crate::store::assemble::assemble;
+        use $crate::store::shared::SqlStore;
+        use $crate::store::{
+            AccessStore, BoxFuture, CxStore, FleetStore, IncidentStore, IngestStore, LifecycleStore,
+        };
+        use $crate::store::{
+            Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, IncidentDetail,
+            IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT,
+            StoreError, TimelineEvent, WriteItem, WriteKind, WriteOk, denial, diag_advisory,
+            kill_advisory,
+        };
 
         type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -81,7 +81,8 @@ macro_rules! sql_store {
         type Conn = <Db as sqlx::Database>::Connection;
         // The dialect's SQL fragments, spelled short for the query builders.
         const SEVERITY_RANK_SQL: &str = <$d as $crate::store::dialect::Dialect>::SEVERITY_RANK_SQL;
-        const CORRELATE_LOCK_SQL: Option<&str> = <$d as $crate::store::dialect::Dialect>::CORRELATE_LOCK_SQL;
+        const CORRELATE_LOCK_SQL: Option<&str> =
+            <$d as $crate::store::dialect::Dialect>::CORRELATE_LOCK_SQL;
 
         fn status_str(s: IncidentStatus) -> &'static str {
             match s {
@@ -114,16 +115,20 @@ macro_rules! sql_store {
         impl SqlStore<$d> {
             /// Applies the pending migrations of the dialect and wraps the pool.
             async fn migrated(pool: sqlx::Pool<Db>) -> Result<Self> {
-                <$d as $crate::store::dialect::Dialect>::migrator().run(&pool).await?;
+                <$d as $crate::store::dialect::Dialect>::migrator()
+                    .run(&pool)
+                    .await?;
                 Ok(Self::from_pool(pool))
             }
 
             /// A write transaction, opened the dialect's way.
             async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>> {
-                Ok(match <$d as $crate::store::dialect::Dialect>::BEGIN_WRITE_SQL {
-                    Some(sql) => self.pool.begin_with(sql).await?,
-                    None => self.pool.begin().await?,
-                })
+                Ok(
+                    match <$d as $crate::store::dialect::Dialect>::BEGIN_WRITE_SQL {
+                        Some(sql) => self.pool.begin_with(sql).await?,
+                        None => self.pool.begin().await?,
+                    },
+                )
             }
 
             /// One write group, retried as the dialect allows (deadlock, serialization failure).
@@ -132,10 +137,15 @@ macro_rules! sql_store {
                 loop {
                     attempt += 1;
                     match self.write_once(items).await {
-                        Err(e) if attempt < <$d as $crate::store::dialect::Dialect>::WRITE_ATTEMPTS => match <$d as $crate::store::dialect::Dialect>::retry_reason(&e) {
-                            Some(reason) => log::debug!("write group retried after {reason}"),
-                            None => return Err(e),
-                        },
+                        Err(e)
+                            if attempt
+                                < <$d as $crate::store::dialect::Dialect>::WRITE_ATTEMPTS =>
+                        {
+                            match <$d as $crate::store::dialect::Dialect>::retry_reason(&e) {
+                                Some(reason) => log::debug!("write group retried after {reason}"),
+                                None => return Err(e),
+                            }
+                        }
                         other => return other,
                     }
                 }

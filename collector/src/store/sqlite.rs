@@ -3,11 +3,10 @@
 //! The SQL itself is shared with PostgreSQL (`shared.rs`); this file is the [`Dialect`] and the
 //! connection options.
 
-use super::dialect::Dialect;
 use super::OpenMode;
+use super::dialect::Dialect;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::path::Path;
 use std::time::Duration;
