@@ -1,7 +1,7 @@
 //! The SQL of API tokens, customer-experience imports, the report's queries and mass-outage
-//! correlation, shared by both backends the way `shared.rs` is: `cx_sql!()` expands functions
-//! over the backend's `Conn`/`Db` inside each backend module, `cx_methods!()` the matching
-//! `Store` methods inside `store_impl!`.
+//! correlation, shared by every backend: `cx_sql!()` expands the functions over the backend's
+//! `Conn`/`Db` inside `sql_store!` (`shared.rs`), `cx_methods!(access | cx | incidents)` the
+//! matching methods of [`super::AccessStore`], [`super::CxStore`] and [`super::IncidentStore`].
 
 macro_rules! cx_sql {
     () => {
@@ -558,7 +558,7 @@ macro_rules! cx_sql {
     };
 }
 
-/// The `Store` methods of this module, expanded inside `store_impl!`.
+/// The store methods of this module, one arm per capability trait, expanded inside its `impl`.
 macro_rules! cx_methods {
     (access) => {
         fn api_token_add<'a>(

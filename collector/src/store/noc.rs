@@ -1,7 +1,8 @@
 //! The SQL of the NOC console (users, sessions, acknowledgements and notes, the overview's
 //! aggregates, a customer's records), shared by both backends the way `cx.rs` is: `noc_sql!()`
-//! expands functions over the backend's `Conn` inside each backend module, `noc_methods!()` the
-//! matching `Store` methods inside `store_impl!`.
+//! expands functions over the backend's `Conn` inside `sql_store!` (`shared.rs`),
+//! `noc_methods!(access | incidents | cx)` the matching methods of [`super::AccessStore`],
+//! [`super::IncidentStore`] and [`super::CxStore`].
 
 macro_rules! noc_sql {
     () => {
@@ -573,7 +574,7 @@ macro_rules! noc_sql {
     };
 }
 
-/// The `Store` methods of this module, expanded inside `store_impl!`.
+/// The store methods of this module, one arm per capability trait, expanded inside its `impl`.
 macro_rules! noc_methods {
     (access) => {
         fn noc_user_add<'a>(

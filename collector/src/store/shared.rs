@@ -8,11 +8,11 @@
 //! invoked once in each backend's file, expands them (from `write.rs`, `incidents.rs`,
 //! `devices.rs`, `diag.rs`, `cx.rs`, `noc.rs`) over that backend's concrete connection type and
 //! implements the capability traits for `SqlStore<D>`. Functions generic over `sqlx::Database`
-//! would need a where-clause per bound and decoded type (`Executor` for `&mut Connection`,
-//! `Encode`/`Decode`/`Type` for every Rust type, `ColumnIndex`, `IntoArguments`) repeated on
-//! every impl block, and the `Send` proofs of their futures do not go through sqlx's
-//! higher-ranked bounds; expanding over the concrete types keeps the SQL plain and the compiler
-//! checking each backend fully.
+//! instead would carry a where-clause per capability they use, repeated on every impl block
+//! (`Database` implies neither `Executor` for `&mut Connection` nor `Encode`/`Decode`/`Type` for
+//! `i64`, `String`, `bool`, `Option<_>`...), and sqlx 0.9's generic `QueryResult` has no
+//! `rows_affected`, which eight statements here need; expanding over the concrete types keeps
+//! the SQL plain and lets the compiler check each backend fully.
 
 use super::dialect::Dialect;
 use std::marker::PhantomData;
