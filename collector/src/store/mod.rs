@@ -23,9 +23,9 @@
 //! serialise (`CORRELATE_LOCK_SQL`), planner maintenance (`MAINTAIN_SQL`) and the migrations
 //! (`migrator`). The SQL text is one for all backends (`$N` placeholders, `ON CONFLICT`,
 //! `RETURNING`, row values), written once in `write.rs`, `incidents.rs`, `devices.rs`,
-//! `diag.rs`, `cx.rs` and `noc.rs`, and compiled per backend by `sql_store!(D)` over the
-//! backend's concrete connection type (see `shared.rs` for why it is not generic over sqlx's
-//! `Database`).
+//! `diag.rs`, `access.rs`, `cx.rs` and `noc.rs`, and compiled per backend by `sql_store!(D)`
+//! over the backend's concrete connection type (see `shared.rs` for why it is not generic over
+//! sqlx's `Database`).
 //!
 //! # Adding a backend
 //!
@@ -42,6 +42,7 @@
 //! A query that the new backend cannot run as written becomes a new `Dialect` item used by the
 //! shared SQL, never a per-backend copy of the query.
 
+mod access;
 pub mod assemble;
 mod capabilities;
 mod cx;

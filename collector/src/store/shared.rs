@@ -6,9 +6,9 @@
 //!
 //! The SQL functions themselves are written once but compiled per backend: `sql_store!(D)`,
 //! invoked once in each backend's file, expands them (from `write.rs`, `incidents.rs`,
-//! `devices.rs`, `diag.rs`, `cx.rs`, `noc.rs`) over that backend's concrete connection type and
-//! implements the capability traits for `SqlStore<D>`. Functions generic over `sqlx::Database`
-//! instead would carry a where-clause per capability they use, repeated on every impl block
+//! `devices.rs`, `diag.rs`, `access.rs`, `cx.rs`, `noc.rs`) over that backend's concrete
+//! connection type and implements the capability traits for `SqlStore<D>`. Functions generic
+//! over `sqlx::Database` instead would carry a where-clause per capability they use, repeated on every impl block
 //! (`Database` implies neither `Executor` for `&mut Connection` nor `Encode`/`Decode`/`Type` for
 //! `i64`, `String`, `bool`, `Option<_>`...), and sqlx 0.9's generic `QueryResult` has no
 //! `rows_affected`, which eight statements here need; expanding over the concrete types keeps
@@ -108,6 +108,7 @@ macro_rules! sql_store {
         $crate::store::write::write_sql!();
         $crate::store::incidents::incidents_sql!();
         $crate::store::devices::devices_sql!();
+        $crate::store::access::access_sql!();
         $crate::store::cx::cx_sql!();
         $crate::store::diag::diag_sql!();
         $crate::store::noc::noc_sql!();
@@ -183,8 +184,7 @@ macro_rules! sql_store {
         }
 
         impl AccessStore for SqlStore<$d> {
-            $crate::store::cx::cx_methods!(access);
-            $crate::store::noc::noc_methods!(access);
+            $crate::store::access::access_methods!();
         }
 
         impl CxStore for SqlStore<$d> {
