@@ -82,8 +82,8 @@ pub mod prelude {
 
 pub use diag::{CompleteOutcome, DiagnosticsRecord, DiagnosticsState};
 
-/// A boxed, `Send` future: keeps the store traits object-safe so the backend can be chosen at run time
-/// from the storage URL (`Arc<dyn Store>`).
+/// A boxed, `Send` future: keeps the store traits object-safe so the backend can be chosen at
+/// run time from the storage URL (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Largest page the query API hands out.

@@ -8,11 +8,11 @@
 //! invoked once in each backend's file, expands them (from `write.rs`, `incidents.rs`,
 //! `devices.rs`, `diag.rs`, `access.rs`, `cx.rs`, `noc.rs`) over that backend's concrete
 //! connection type and implements the capability traits for `SqlStore<D>`. Functions generic
-//! over `sqlx::Database` instead would carry a where-clause per capability they use, repeated on every impl block
-//! (`Database` implies neither `Executor` for `&mut Connection` nor `Encode`/`Decode`/`Type` for
-//! `i64`, `String`, `bool`, `Option<_>`...), and sqlx 0.9's generic `QueryResult` has no
-//! `rows_affected`, which eight statements here need; expanding over the concrete types keeps
-//! the SQL plain and lets the compiler check each backend fully.
+//! over `sqlx::Database` instead would carry a where-clause per capability they use, repeated
+//! on every impl block (`Database` implies neither `Executor` for `&mut Connection` nor
+//! `Encode`/`Decode`/`Type` for `i64`, `String`, `bool`, `Option<_>`...), and sqlx 0.9's generic
+//! `QueryResult` has no `rows_affected`, which eight statements here need; expanding over the
+//! concrete types keeps the SQL plain and lets the compiler check each backend fully.
 
 use super::dialect::Dialect;
 use std::marker::PhantomData;

@@ -1,6 +1,6 @@
 //! The write path of the SQL backends: a group of report batches and heartbeats applied in the
-//! caller's transaction. `write_sql!()` expands these functions inside [`super::shared::sql_store`]'s
-//! expansion, over the backend's `Conn` and `Db`.
+//! caller's transaction. `write_sql!()` expands these functions inside `sql_store!`
+//! (`shared.rs`), over the backend's `Conn` and `Db`.
 
 macro_rules! write_sql {
     () => {
