@@ -1,97 +1,15 @@
-//! The SQL of API tokens, customer-experience imports, the report's queries and mass-outage
-//! correlation, shared by both backends the way `shared.rs` is: `cx_sql!()` expands functions
-//! over the backend's `Conn`/`Db` inside each backend module, `cx_methods!()` the matching
-//! `Store` methods inside `store_impl!`.
+//! The SQL of customer-experience imports, the report's queries and mass-outage correlation,
+//! shared by every backend: `cx_sql!()` expands the functions over the backend's `Conn`/`Db`
+//! inside `sql_store!` (`shared.rs`), `cx_methods!(cx | incidents)` the matching methods of
+//! [`super::CxStore`] and [`super::IncidentStore`].
 
 macro_rules! cx_sql {
     () => {
         use $crate::analytics::{Aggregator, Dims, NetworkEventView, Outcome, Report, ReportParams};
-        use $crate::auth::Role;
         use $crate::correlate::{ActiveEvent, Candidate, OutageParams, PassOutcome};
         use $crate::import::{IMPORT_BATCH_ROWS, ImportError, ImportReport, Record, RowSource};
-        use $crate::store::{ApiTokenRecord, NetworkEventFilter};
+        use $crate::store::NetworkEventFilter;
         use futures::TryStreamExt;
-
-        async fn api_token_add_in(
-            conn: &mut Conn,
-            name: &str,
-            role: Role,
-            sha: &str,
-            now: i64,
-        ) -> Result<()> {
-            let existing: Option<(Option<i64>,)> =
-                sqlx::query_as("SELECT revoked_at FROM api_tokens WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if let Some((None,)) = existing {
-                return Err(StoreError::Conflict(format!(
-                    "an active API token named {name:?} exists; revoke it first"
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO api_tokens (name, token_sha256, role, created_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, NULL)
-                 ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256,
-                    role = excluded.role, created_at = excluded.created_at, revoked_at = NULL",
-            )
-            .bind(name)
-            .bind(sha)
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        async fn api_token_revoke_in(conn: &mut Conn, name: &str, now: i64) -> Result<bool> {
-            let n = sqlx::query(
-                "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
-            )
-            .bind(name)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(n > 0)
-        }
-
-        async fn api_token_list_in(conn: &mut Conn) -> Result<Vec<ApiTokenRecord>> {
-            let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            rows.into_iter()
-                .map(|(name, role, created, revoked)| {
-                    Ok(ApiTokenRecord {
-                        name,
-                        role: Role::parse(&role)
-                            .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-                        created_at: timestamp(created, "created_at")?,
-                        revoked_at: revoked.map(|r| timestamp(r, "revoked_at")).transpose()?,
-                    })
-                })
-                .collect()
-        }
-
-        async fn api_token_lookup_in(
-            conn: &mut Conn,
-            sha: &str,
-        ) -> Result<Option<(String, Role)>> {
-            let row: Option<(String, String)> = sqlx::query_as(
-                "SELECT name, role FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
-            )
-            .bind(sha)
-            .fetch_optional(&mut *conn)
-            .await?;
-            row.map(|(n, r)| {
-                Role::parse(&r)
-                    .map(|role| (n, role))
-                    .ok_or_else(|| StoreError::Corrupt(format!("role {r:?}")))
-            })
-            .transpose()
-        }
 
         /// Upserts validated rows (all of one kind) by their id.
         async fn insert_records(conn: &mut Conn, rows: &[Record]) -> Result<()> {
@@ -558,52 +476,9 @@ macro_rules! cx_sql {
     };
 }
 
-/// The `Store` methods of this module, expanded inside `store_impl!`.
+/// The store methods of this module, one arm per capability trait, expanded inside its `impl`.
 macro_rules! cx_methods {
-    () => {
-        fn api_token_add<'a>(
-            &'a self,
-            name: &'a str,
-            role: Role,
-            token_sha256: &'a str,
-            now: Timestamp,
-        ) -> $crate::store::BoxFuture<'a, Result<()>> {
-            Box::pin(async move {
-                let mut tx = self.begin_write().await?;
-                api_token_add_in(&mut tx, name, role, token_sha256, now.unix_millis()).await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        }
-
-        fn api_token_revoke<'a>(
-            &'a self,
-            name: &'a str,
-            now: Timestamp,
-        ) -> $crate::store::BoxFuture<'a, Result<bool>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                api_token_revoke_in(&mut conn, name, now.unix_millis()).await
-            })
-        }
-
-        fn api_token_list(&self) -> $crate::store::BoxFuture<'_, Result<Vec<ApiTokenRecord>>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                api_token_list_in(&mut conn).await
-            })
-        }
-
-        fn api_token_lookup<'a>(
-            &'a self,
-            token_sha256: &'a str,
-        ) -> $crate::store::BoxFuture<'a, Result<Option<(String, Role)>>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                api_token_lookup_in(&mut conn, token_sha256).await
-            })
-        }
-
+    (cx) => {
         fn import<'a>(
             &'a self,
             source: &'a mut dyn RowSource,
@@ -685,7 +560,8 @@ macro_rules! cx_methods {
                 Ok(r)
             })
         }
-
+    };
+    (incidents) => {
         fn correlate<'a>(
             &'a self,
             params: &'a OutageParams,

@@ -1,8 +1,9 @@
 //! Results of on-demand diagnostics: the SQL that stores an agent's [`DiagnosticsResult`] on its
 //! request row (device token checked in the same transaction, idempotent by request id) and
 //! lists a device's requests with their results. Shared by both backends the way `cx.rs` is:
-//! `diag_sql!()` expands the functions over the backend's `Conn` inside each backend module,
-//! `diag_methods!()` the matching `Store` methods inside `store_impl!`.
+//! `diag_sql!()` expands the functions over the backend's `Conn` inside `sql_store!`
+//! (`shared.rs`), `diag_methods!(ingest | fleet)` the matching methods of [`super::IngestStore`]
+//! and [`super::FleetStore`].
 
 use super::{Denied, StoreError};
 use netmedic_proto::{CheckId, DiagnosticsResult, Timestamp};
@@ -176,8 +177,9 @@ macro_rules! diag_sql {
     };
 }
 
+/// The store methods of this module, one arm per capability trait, expanded inside its `impl`.
 macro_rules! diag_methods {
-    () => {
+    (ingest) => {
         fn complete_diagnostics<'a>(
             &'a self,
             token_sha256: &'a str,
@@ -193,7 +195,8 @@ macro_rules! diag_methods {
                 Ok(out)
             })
         }
-
+    };
+    (fleet) => {
         fn list_diagnostics<'a>(
             &'a self,
             agent_id: &'a str,

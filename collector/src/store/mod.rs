@@ -1,39 +1,89 @@
-//! Storage behind a trait: what the HTTP API and the CLI need from a database, independent of
-//! the backend (SQLite or PostgreSQL, chosen by the storage URL), plus the backend-neutral pieces
+//! Storage: what the HTTP API, the console and the CLI need from a database, independent of the
+//! backend (SQLite or PostgreSQL, chosen by the storage URL), plus the backend-neutral pieces
 //! (cursor, errors, write groups, device and fleet records).
+//!
+//! # Capabilities
+//!
+//! The store is split by what its callers do, one trait each (`capabilities.rs`):
+//! [`IngestStore`] (agents' write groups and diagnostics results), [`IncidentStore`] (incident
+//! lists and timelines, acknowledgements, notes, the overview, mass-outage correlation),
+//! [`FleetStore`] (devices, kill switches, diagnostics requests), [`AccessStore`] (API tokens,
+//! NOC users, sessions), [`CxStore`] (customer-experience imports and report) and
+//! [`LifecycleStore`] (ping, maintenance, close). [`Store`] is all of them, implemented for
+//! every type that implements them all, so the server keeps one `Arc<dyn Store>`. Calling a
+//! method on it needs the method's trait in scope: `use crate::store::prelude::*;`.
+//!
+//! # Backends
+//!
+//! Both backends are one generic SQL store, [`shared::SqlStore<D>`], over a [`Dialect`] `D`
+//! that carries everything the backends really differ in: the driver (`Dialect::Db`), how a
+//! write transaction starts (`BEGIN_WRITE_SQL`), the locks a write group takes and whether a
+//! failed group is retried (`lock_write_group`, `retry_reason`, `WRITE_ATTEMPTS`), the severity
+//! rank as the backend's index spells it (`SEVERITY_RANK_SQL`), how correlation passes
+//! serialise (`CORRELATE_LOCK_SQL`), planner maintenance (`MAINTAIN_SQL`) and the migrations
+//! (`migrator`). The SQL text is one for all backends (`$N` placeholders, `ON CONFLICT`,
+//! `RETURNING`, row values), written once in `write.rs`, `incidents.rs`, `devices.rs`,
+//! `diag.rs`, `access.rs`, `cx.rs` and `noc.rs`, and compiled per backend by `sql_store!(D)`
+//! over the backend's concrete connection type (see `shared.rs` for why it is not generic over
+//! sqlx's `Database`).
+//!
+//! # Adding a backend
+//!
+//! 1. One file, `store/<backend>.rs`: a zero-sized dialect type with `impl Dialect`, a
+//!    `pub type <Backend>Store = shared::SqlStore<ThatDialect>;` with an `open` that builds the
+//!    sqlx pool and returns `Self::migrated(pool).await`, and the line
+//!    `super::shared::sql_store!(ThatDialect);` (`sqlite.rs` is the smallest example).
+//! 2. Wiring: `pub mod <backend>;` below, a `StorageUrl` variant in `config.rs`, its arm in
+//!    [`open`], the sqlx driver feature in `Cargo.toml`, and its migrations in
+//!    `collector/migrations/<backend>/` (the same tables as the others; append-only).
+//! 3. Run the story tests against it (`collector/tests/`), as they run on SQLite and
+//!    PostgreSQL.
+//!
+//! A query that the new backend cannot run as written becomes a new `Dialect` item used by the
+//! shared SQL, never a per-backend copy of the query.
 
+mod access;
 pub mod assemble;
+mod capabilities;
 mod cx;
+mod devices;
 mod diag;
+pub mod dialect;
+mod incidents;
 mod noc;
 pub mod noc_types;
 pub mod postgres;
-mod shared;
+pub mod shared;
 pub mod sqlite;
+mod write;
 
-use crate::analytics::{NetworkEventView, Report, ReportParams};
 use crate::auth::Role;
 use crate::config::{StorageConfig, StorageUrl};
-use crate::correlate::{OutageParams, PassOutcome};
-use crate::import::{ImportError, ImportReport, RowSource};
 use netmedic_proto::{
-    Advisory, Category, CheckId, Heartbeat, IncidentPage, IncidentStatus, IncidentView, ReportAck,
-    ReportBatch, Severity, Timestamp,
-};
-use noc_types::{
-    ContactRecord, IncidentAck, IncidentNote, NocUser, Overview, SessionRecord, SubscriberRecord,
-    SurveyRecord,
+    Advisory, Category, CheckId, Heartbeat, IncidentStatus, IncidentView, ReportAck, ReportBatch,
+    Severity, Timestamp,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use capabilities::{
+    AccessStore, CxStore, FleetStore, IncidentStore, IngestStore, LifecycleStore, Store,
+};
+pub use dialect::Dialect;
+
+/// The store traits, for `use crate::store::prelude::*;` where a store's methods are called.
+pub mod prelude {
+    pub use super::{
+        AccessStore, CxStore, FleetStore, IncidentStore, IngestStore, LifecycleStore, Store,
+    };
+}
+
 pub use diag::{CompleteOutcome, DiagnosticsRecord, DiagnosticsState};
 
-/// A boxed, `Send` future: keeps [`Store`] object-safe so the backend can be chosen at run time
-/// from the storage URL (`Arc<dyn Store>`).
+/// A boxed, `Send` future: keeps the store traits object-safe so the backend can be chosen at
+/// run time from the storage URL (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Largest page the query API hands out.
@@ -450,285 +500,6 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: IncidentView,
     pub events: Vec<TimelineEvent>,
-}
-
-/// The collector's storage. Writes arrive in groups ([`Store::write_group`]): one transaction,
-/// durable before returning, idempotent by `event_id`, device tokens checked inside the same
-/// transaction so a revocation takes effect at once on every process sharing the database.
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Applies every item in one transaction and returns one result per item, in order. A
-    /// refused item (bad token, another device's id) stores nothing and does not affect the
-    /// others. An `Err` means nothing of the group was stored.
-    fn write_group<'a>(&'a self, items: &'a [WriteItem]) -> BoxFuture<'a, Result<Vec<ItemResult>>>;
-
-    /// Incidents matching `filter`, newest first, at most `limit` (clamped to 1..=500).
-    fn list_incidents<'a>(
-        &'a self,
-        filter: &'a IncidentFilter,
-        limit: u32,
-        cursor: Option<&'a Cursor>,
-    ) -> BoxFuture<'a, Result<IncidentPage>>;
-
-    fn get_incident<'a>(
-        &'a self,
-        agent_id: &'a str,
-        incident_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<IncidentDetail>>>;
-
-    /// Enrols a device with the SHA-256 (hex) of its new token. A revoked device is re-enrolled;
-    /// an active one is a [`StoreError::Conflict`].
-    fn enrol_device<'a>(
-        &'a self,
-        agent_id: &'a str,
-        region: Option<&'a str>,
-        token_sha256: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Enrols many devices (id, token hash) in one transaction (load tests, bulk provisioning).
-    fn enrol_devices<'a>(
-        &'a self,
-        devices: &'a [(String, String)],
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Revokes a device's token; `Ok(false)` when no such enrolled, active device exists.
-    fn revoke_device<'a>(
-        &'a self,
-        agent_id: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<bool>>;
-
-    fn list_devices<'a>(
-        &'a self,
-        filter: &'a DeviceFilter,
-    ) -> BoxFuture<'a, Result<Vec<DeviceRecord>>>;
-
-    fn get_device<'a>(&'a self, agent_id: &'a str) -> BoxFuture<'a, Result<Option<DeviceRecord>>>;
-
-    fn set_killswitch<'a>(
-        &'a self,
-        scope: &'a KillScope,
-        reason: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// `Ok(false)` when no such switch was set.
-    fn clear_killswitch<'a>(&'a self, scope: &'a KillScope) -> BoxFuture<'a, Result<bool>>;
-
-    fn list_killswitches(&self) -> BoxFuture<'_, Result<Vec<KillSwitch>>>;
-
-    /// Queues on-demand diagnostics for a device's next heartbeat reply.
-    /// [`StoreError::NoSuchDevice`] when the device is not enrolled.
-    fn request_diagnostics<'a>(
-        &'a self,
-        agent_id: &'a str,
-        checks: &'a [CheckId],
-        request_id: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Stores a device's diagnostics result on its request (`received_at`: the collector's
-    /// clock, kept as the request's `completed_at`). The token is checked in the same
-    /// transaction: unknown, revoked or another device's token → [`CompleteOutcome::Denied`];
-    /// a request id unknown or queued for another device → [`CompleteOutcome::NotFound`]; a
-    /// request that already has a result keeps it → [`CompleteOutcome::AlreadyCompleted`].
-    fn complete_diagnostics<'a>(
-        &'a self,
-        token_sha256: &'a str,
-        result: &'a netmedic_proto::DiagnosticsResult,
-        received_at: Timestamp,
-    ) -> BoxFuture<'a, Result<CompleteOutcome>>;
-
-    /// A device's diagnostics requests with their results, newest first, at most `limit`
-    /// (clamped to 1..=500).
-    fn list_diagnostics<'a>(
-        &'a self,
-        agent_id: &'a str,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<DiagnosticsRecord>>>;
-
-    /// Creates an API token (a person's or a tool's) with the SHA-256 (hex) of its text. A
-    /// revoked token of that name is replaced; an active one is a [`StoreError::Conflict`].
-    fn api_token_add<'a>(
-        &'a self,
-        name: &'a str,
-        role: Role,
-        token_sha256: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// `Ok(false)` when no active token has this name.
-    fn api_token_revoke<'a>(&'a self, name: &'a str, now: Timestamp)
-    -> BoxFuture<'a, Result<bool>>;
-
-    fn api_token_list(&self) -> BoxFuture<'_, Result<Vec<ApiTokenRecord>>>;
-
-    /// The name and role of the active API token with this hash.
-    fn api_token_lookup<'a>(
-        &'a self,
-        token_sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, Role)>>>;
-
-    /// Streams a source into the database, upserting by id: batches of
-    /// [`crate::import::IMPORT_BATCH_ROWS`] rows per transaction, or (strict) one transaction
-    /// rolled back if any row is bad.
-    fn import<'a>(
-        &'a self,
-        source: &'a mut dyn RowSource,
-        strict: bool,
-    ) -> BoxFuture<'a, std::result::Result<ImportReport, ImportError>>;
-
-    /// The customer-experience report (links computed from the data as stored now).
-    fn report<'a>(&'a self, params: &'a ReportParams) -> BoxFuture<'a, Result<Report>>;
-
-    /// Refreshes the query planner's statistics where the backend does not do it by itself
-    /// (SQLite: `PRAGMA optimize`, a no-op when little changed; PostgreSQL's autovacuum analyses
-    /// on its own, so nothing). The server runs it at start and then every hour.
-    fn maintain(&self) -> BoxFuture<'_, Result<()>>;
-
-    /// One mass-outage correlation pass (idempotent; safe from several processes at once).
-    fn correlate<'a>(
-        &'a self,
-        params: &'a OutageParams,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<PassOutcome>>;
-
-    fn network_events<'a>(
-        &'a self,
-        filter: &'a NetworkEventFilter,
-        with_members: bool,
-    ) -> BoxFuture<'a, Result<Vec<NetworkEventView>>>;
-
-    // ---- NOC console (store/noc.rs) ----
-
-    /// Adds a NOC user; an existing name is a [`StoreError::Conflict`].
-    fn noc_user_add<'a>(
-        &'a self,
-        name: &'a str,
-        role: Role,
-        password_phc: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    fn noc_user_get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<NocUser>>>;
-
-    fn noc_user_list(&self) -> BoxFuture<'_, Result<Vec<NocUser>>>;
-
-    /// Sets a user's password and ends all their sessions; `Ok(false)`: no such user.
-    fn noc_user_set_password<'a>(
-        &'a self,
-        name: &'a str,
-        password_phc: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<bool>>;
-
-    /// Removes a user and their sessions; `Ok(false)`: no such user.
-    fn noc_user_remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
-
-    /// Stores a new session under the SHA-256 (hex) of its cookie value (and sweeps expired ones).
-    fn session_create<'a>(
-        &'a self,
-        session_sha256: &'a str,
-        session: &'a SessionRecord,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// The live session with this hash (not expired, not idle longer than `idle_ms`).
-    fn session_get<'a>(
-        &'a self,
-        session_sha256: &'a str,
-        now: Timestamp,
-        idle_ms: i64,
-    ) -> BoxFuture<'a, Result<Option<SessionRecord>>>;
-
-    fn session_delete<'a>(&'a self, session_sha256: &'a str) -> BoxFuture<'a, Result<()>>;
-
-    /// Acknowledges an incident (the first acknowledgement stays) and returns the one in force;
-    /// [`StoreError::NoSuchIncident`] when it does not exist.
-    fn incident_ack<'a>(
-        &'a self,
-        agent_id: &'a str,
-        incident_id: &'a str,
-        by: &'a str,
-        now: Timestamp,
-    ) -> BoxFuture<'a, Result<IncidentAck>>;
-
-    fn incident_note_add<'a>(
-        &'a self,
-        agent_id: &'a str,
-        incident_id: &'a str,
-        author: &'a str,
-        now: Timestamp,
-        body: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// An incident's acknowledgement and notes (oldest note first).
-    fn incident_notes<'a>(
-        &'a self,
-        agent_id: &'a str,
-        incident_id: &'a str,
-    ) -> BoxFuture<'a, Result<(Option<IncidentAck>, Vec<IncidentNote>)>>;
-
-    /// Acknowledgements of the given (agent, incident) pairs.
-    fn incident_acks<'a>(
-        &'a self,
-        keys: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<BTreeMap<(String, String), IncidentAck>>>;
-
-    /// The console overview: device states (offline = last seen before `offline_before_ms`),
-    /// open incidents, and incidents started since `since_ms`.
-    fn overview<'a>(
-        &'a self,
-        now: Timestamp,
-        offline_before_ms: i64,
-        since_ms: i64,
-    ) -> BoxFuture<'a, Result<Overview>>;
-
-    fn subscribers_of_customer<'a>(
-        &'a self,
-        customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<SubscriberRecord>>>;
-
-    fn subscriber_of_device<'a>(
-        &'a self,
-        agent_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SubscriberRecord>>>;
-
-    /// A customer's contacts and survey answers in `[from_ms, to_ms)`, newest first, at most
-    /// `limit` of each.
-    fn customer_records<'a>(
-        &'a self,
-        customer_id: &'a str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<(Vec<ContactRecord>, Vec<SurveyRecord>)>>;
-
-    /// Cheap round trip to the database, for `/readyz`.
-    fn ping(&self) -> BoxFuture<'_, Result<()>>;
-
-    /// Flushes and closes connections (on shutdown).
-    fn close(&self) -> BoxFuture<'_, ()>;
-
-    /// Stores one batch without a token (local tools, tests): a group of one trusted item.
-    fn ingest_report<'a>(
-        &'a self,
-        batch: &'a ReportBatch,
-        received_at: Timestamp,
-    ) -> BoxFuture<'a, Result<ReportAck>> {
-        Box::pin(async move {
-            let item = WriteItem {
-                auth: Auth::Trusted,
-                kind: WriteKind::Report(batch.clone()),
-                received_at,
-            };
-            let mut out = self.write_group(std::slice::from_ref(&item)).await?;
-            match out.pop() {
-                Some(Ok(WriteOk::Report(ack))) => Ok(ack),
-                other => Err(StoreError::Corrupt(format!("trusted report got {other:?}"))),
-            }
-        })
-    }
 }
 
 /// An API token as listed (never its text or hash).

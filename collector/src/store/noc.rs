@@ -1,180 +1,15 @@
-//! The SQL of the NOC console (users, sessions, acknowledgements and notes, the overview's
-//! aggregates, a customer's records), shared by both backends the way `cx.rs` is: `noc_sql!()`
-//! expands functions over the backend's `Conn` inside each backend module, `noc_methods!()` the
-//! matching `Store` methods inside `store_impl!`.
+//! The SQL of the NOC console (acknowledgements and notes, the overview's aggregates, a
+//! customer's records), shared by every backend: `noc_sql!()` expands the functions over the
+//! backend's `Conn` inside `sql_store!` (`shared.rs`), `noc_methods!(incidents | cx)` the
+//! matching methods of [`super::IncidentStore`] and [`super::CxStore`]. Console users and
+//! sessions are in `access.rs`.
 
 macro_rules! noc_sql {
     () => {
         use $crate::store::noc_types::{
-            ContactRecord, HEAL_BUCKET_SECS, IncidentAck, IncidentNote, NocUser, Overview,
-            SessionRecord, SubscriberRecord, SurveyRecord,
+            ContactRecord, HEAL_BUCKET_SECS, IncidentAck, IncidentNote, Overview, SubscriberRecord,
+            SurveyRecord,
         };
-
-        async fn noc_user_add_in(
-            conn: &mut Conn,
-            name: &str,
-            role: Role,
-            phc: &str,
-            now: i64,
-        ) -> Result<()> {
-            let exists: Option<(String,)> =
-                sqlx::query_as("SELECT name FROM noc_users WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if exists.is_some() {
-                return Err(StoreError::Conflict(format!(
-                    "a NOC user named {name:?} exists; use `user passwd` or `user remove`"
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO noc_users (name, role, password_phc, created_at, password_set_at)
-                 VALUES ($1, $2, $3, $4, $4)",
-            )
-            .bind(name)
-            .bind(role.as_str())
-            .bind(phc)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        fn noc_user_row(row: (String, String, String, i64)) -> Result<NocUser> {
-            let (name, role, password_phc, created) = row;
-            Ok(NocUser {
-                name,
-                role: Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-                password_phc,
-                created_at: timestamp(created, "created_at")?,
-            })
-        }
-
-        async fn noc_user_get_in(conn: &mut Conn, name: &str) -> Result<Option<NocUser>> {
-            let row: Option<(String, String, String, i64)> = sqlx::query_as(
-                "SELECT name, role, password_phc, created_at FROM noc_users WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-            row.map(noc_user_row).transpose()
-        }
-
-        async fn noc_user_list_in(conn: &mut Conn) -> Result<Vec<NocUser>> {
-            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-                "SELECT name, role, password_phc, created_at FROM noc_users ORDER BY name",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            rows.into_iter().map(noc_user_row).collect()
-        }
-
-        /// Sets the password and ends every session of the user.
-        async fn noc_user_set_password_in(
-            conn: &mut Conn,
-            name: &str,
-            phc: &str,
-            now: i64,
-        ) -> Result<bool> {
-            let n = sqlx::query(
-                "UPDATE noc_users SET password_phc = $2, password_set_at = $3 WHERE name = $1",
-            )
-            .bind(name)
-            .bind(phc)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            sqlx::query("DELETE FROM noc_sessions WHERE user_name = $1")
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-            Ok(n > 0)
-        }
-
-        async fn noc_user_remove_in(conn: &mut Conn, name: &str) -> Result<bool> {
-            sqlx::query("DELETE FROM noc_sessions WHERE user_name = $1")
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-            let n = sqlx::query("DELETE FROM noc_users WHERE name = $1")
-                .bind(name)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            Ok(n > 0)
-        }
-
-        async fn session_create_in(conn: &mut Conn, s: &SessionRecord, sha: &str) -> Result<()> {
-            // Sweep expired sessions (cheap: indexed by expiry).
-            sqlx::query("DELETE FROM noc_sessions WHERE expires_at < $1")
-                .bind(s.created_at_ms)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "INSERT INTO noc_sessions (session_sha256, user_name, csrf_token, created_at,
-                                           last_seen_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $4, $5)",
-            )
-            .bind(sha)
-            .bind(&s.user)
-            .bind(&s.csrf_token)
-            .bind(s.created_at_ms)
-            .bind(s.expires_at_ms)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        /// The live session with this hash: not past its absolute expiry, used within
-        /// `idle_ms`; its user still exists (the role is read now, so a demotion counts at
-        /// once). Touches `last_seen_at` at most once a minute.
-        async fn session_get_in(
-            conn: &mut Conn,
-            sha: &str,
-            now: i64,
-            idle_ms: i64,
-        ) -> Result<Option<SessionRecord>> {
-            let row: Option<(String, String, String, i64, i64, i64)> = sqlx::query_as(
-                "SELECT s.user_name, u.role, s.csrf_token, s.created_at, s.last_seen_at,
-                        s.expires_at
-                 FROM noc_sessions s JOIN noc_users u ON u.name = s.user_name
-                 WHERE s.session_sha256 = $1",
-            )
-            .bind(sha)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some((user, role, csrf_token, created, last_seen, expires)) = row else {
-                return Ok(None);
-            };
-            if now >= expires || now - last_seen > idle_ms {
-                return Ok(None);
-            }
-            if now - last_seen > 60_000 {
-                sqlx::query("UPDATE noc_sessions SET last_seen_at = $2 WHERE session_sha256 = $1")
-                    .bind(sha)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(Some(SessionRecord {
-                user,
-                role: Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
-                csrf_token,
-                created_at_ms: created,
-                expires_at_ms: expires,
-            }))
-        }
-
-        async fn session_delete_in(conn: &mut Conn, sha: &str) -> Result<()> {
-            sqlx::query("DELETE FROM noc_sessions WHERE session_sha256 = $1")
-                .bind(sha)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
 
         async fn incident_exists(
             conn: &mut Conn,
@@ -573,104 +408,9 @@ macro_rules! noc_sql {
     };
 }
 
-/// The `Store` methods of this module, expanded inside `store_impl!`.
+/// The store methods of this module, one arm per capability trait, expanded inside its `impl`.
 macro_rules! noc_methods {
-    () => {
-        fn noc_user_add<'a>(
-            &'a self,
-            name: &'a str,
-            role: Role,
-            password_phc: &'a str,
-            now: Timestamp,
-        ) -> $crate::store::BoxFuture<'a, Result<()>> {
-            Box::pin(async move {
-                let mut tx = self.begin_write().await?;
-                noc_user_add_in(&mut tx, name, role, password_phc, now.unix_millis()).await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        }
-
-        fn noc_user_get<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> $crate::store::BoxFuture<'a, Result<Option<NocUser>>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                noc_user_get_in(&mut conn, name).await
-            })
-        }
-
-        fn noc_user_list(&self) -> $crate::store::BoxFuture<'_, Result<Vec<NocUser>>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                noc_user_list_in(&mut conn).await
-            })
-        }
-
-        fn noc_user_set_password<'a>(
-            &'a self,
-            name: &'a str,
-            password_phc: &'a str,
-            now: Timestamp,
-        ) -> $crate::store::BoxFuture<'a, Result<bool>> {
-            Box::pin(async move {
-                let mut tx = self.begin_write().await?;
-                let found =
-                    noc_user_set_password_in(&mut tx, name, password_phc, now.unix_millis())
-                        .await?;
-                tx.commit().await?;
-                Ok(found)
-            })
-        }
-
-        fn noc_user_remove<'a>(
-            &'a self,
-            name: &'a str,
-        ) -> $crate::store::BoxFuture<'a, Result<bool>> {
-            Box::pin(async move {
-                let mut tx = self.begin_write().await?;
-                let found = noc_user_remove_in(&mut tx, name).await?;
-                tx.commit().await?;
-                Ok(found)
-            })
-        }
-
-        fn session_create<'a>(
-            &'a self,
-            session_sha256: &'a str,
-            session: &'a SessionRecord,
-        ) -> $crate::store::BoxFuture<'a, Result<()>> {
-            Box::pin(async move {
-                let mut tx = self.begin_write().await?;
-                session_create_in(&mut tx, session, session_sha256).await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        }
-
-        fn session_get<'a>(
-            &'a self,
-            session_sha256: &'a str,
-            now: Timestamp,
-            idle_ms: i64,
-        ) -> $crate::store::BoxFuture<'a, Result<Option<SessionRecord>>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                session_get_in(&mut conn, session_sha256, now.unix_millis(), idle_ms).await
-            })
-        }
-
-        fn session_delete<'a>(
-            &'a self,
-            session_sha256: &'a str,
-        ) -> $crate::store::BoxFuture<'a, Result<()>> {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                session_delete_in(&mut conn, session_sha256).await
-            })
-        }
-
+    (incidents) => {
         fn incident_ack<'a>(
             &'a self,
             agent_id: &'a str,
@@ -746,7 +486,8 @@ macro_rules! noc_methods {
                 Ok(o)
             })
         }
-
+    };
+    (cx) => {
         fn subscribers_of_customer<'a>(
             &'a self,
             customer_id: &'a str,

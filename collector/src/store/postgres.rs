@@ -1,45 +1,99 @@
-//! PostgreSQL backend of [`Store`]: several stateless collector processes share one database.
+//! PostgreSQL backend: several stateless collector processes share one database.
 //! A write group is one transaction; before touching any incident it takes a transaction-scoped
 //! advisory lock per incident (in a fixed order, so two processes never deadlock on them), which
 //! serialises the "insert events, re-read all events, re-assemble" step per incident across
 //! processes: under READ COMMITTED the re-read then sees every committed event, so no process
 //! overwrites the incident with a partial assembly. Events are deduplicated by the primary key
 //! (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same id to commit or roll back).
+//! The SQL itself is shared with SQLite (`shared.rs`); this file is the [`Dialect`] and the
+//! connection options.
 
-use super::Store;
-use super::shared::{shared_sql, store_impl};
+use super::dialect::Dialect;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
-type Conn = PgConnection;
-type Db = sqlx::Postgres;
-shared_sql!();
-super::cx::cx_sql!();
-super::diag::diag_sql!();
-super::noc::noc_sql!();
+/// PostgreSQL's choices for the shared SQL store.
+#[derive(Debug, Clone, Copy)]
+pub struct PgDialect;
 
-/// Correlation passes of several processes serialise on this transaction-scoped advisory lock.
-const CORRELATE_LOCK_SQL: Option<&str> = Some("SELECT pg_advisory_xact_lock(7305731101)");
+/// The collector's store on PostgreSQL.
+pub type PgStore = super::shared::SqlStore<PgDialect>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Attempts of a write group that hit a deadlock or serialization failure (SQLSTATE 40P01 /
-/// 40001) before the requests get a 503.
-const WRITE_ATTEMPTS: u32 = 3;
+impl Dialect for PgDialect {
+    type Db = sqlx::Postgres;
 
-/// `store::severity_rank` of an incident row `i`, written exactly as migration 0006's expression
-/// index so the planner uses it.
-const SEVERITY_RANK_SQL: &str =
-    "(CASE i.severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)";
+    const NAME: &'static str = "postgresql";
 
-/// Autovacuum keeps PostgreSQL's planner statistics: nothing to do.
-const MAINTAIN_SQL: Option<&str> = None;
+    /// READ COMMITTED; the write group's advisory locks ([`Dialect::lock_write_group`]) do the
+    /// serialising.
+    const BEGIN_WRITE_SQL: Option<&'static str> = None;
 
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
+    /// Attempts of a write group that hit a deadlock or serialization failure (SQLSTATE 40P01 /
+    /// 40001) before the requests get a 503.
+    const WRITE_ATTEMPTS: u32 = 3;
+
+    /// Written exactly as migration 0006's expression index so the planner uses it.
+    const SEVERITY_RANK_SQL: &'static str =
+        "(CASE i.severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)";
+
+    /// Correlation passes of several processes serialise on this transaction-scoped advisory
+    /// lock.
+    const CORRELATE_LOCK_SQL: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7305731101)");
+
+    /// Autovacuum keeps PostgreSQL's planner statistics: nothing to do.
+    const MAINTAIN_SQL: Option<&'static str> = None;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    /// One transaction-scoped advisory lock per incident the group's reports touch, taken in
+    /// key order in one round trip.
+    fn lock_write_group<'a>(
+        conn: &'a mut PgConnection,
+        items: &'a [super::WriteItem],
+    ) -> super::BoxFuture<'a, super::Result<()>> {
+        Box::pin(async move {
+            let mut keys: Vec<i64> = items
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    super::WriteKind::Report(b) => Some(b),
+                    super::WriteKind::Heartbeat(_) => None,
+                })
+                .flat_map(|b| {
+                    b.events
+                        .iter()
+                        .map(|e| lock_key(&b.agent_id, &e.incident_id))
+                })
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            if !keys.is_empty() {
+                // One round trip; unnest keeps the array's (sorted) order.
+                sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k")
+                    .bind(&keys)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn retry_reason(error: &super::StoreError) -> Option<String> {
+        match error {
+            super::StoreError::Unavailable(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                Some(e.message().to_owned())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl PgStore {
@@ -56,56 +110,7 @@ impl PgStore {
             .acquire_timeout(busy_timeout)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    async fn write(&self, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.write_once(items).await {
-                Err(StoreError::Unavailable(sqlx::Error::Database(e)))
-                    if attempt < WRITE_ATTEMPTS
-                        && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-                {
-                    log::debug!("write group retried after {}", e.message());
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn write_once(&self, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
-        let mut tx = self.begin_write().await?;
-        let mut keys: Vec<i64> = items
-            .iter()
-            .filter_map(|i| match &i.kind {
-                WriteKind::Report(b) => Some(b),
-                WriteKind::Heartbeat(_) => None,
-            })
-            .flat_map(|b| {
-                b.events
-                    .iter()
-                    .map(|e| lock_key(&b.agent_id, &e.incident_id))
-            })
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if !keys.is_empty() {
-            // One round trip; unnest keeps the array's (sorted) order.
-            sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k")
-                .bind(&keys)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let results = apply_group(&mut tx, items).await?;
-        tx.commit().await?;
-        Ok(results)
+        Self::migrated(pool).await
     }
 }
 
@@ -122,6 +127,4 @@ fn lock_key(agent_id: &str, incident_id: &str) -> i64 {
     i64::from_be_bytes(b)
 }
 
-store_impl!(PgStore);
-
-const _: Option<&dyn Store> = None;
+super::shared::sql_store!(PgDialect);

@@ -1,44 +1,69 @@
-//! SQLite backend of [`Store`]: one database file in WAL mode, `synchronous=FULL` so that an acked
-//! group survives a power cut, one `BEGIN IMMEDIATE` transaction per write group, embedded
-//! migrations. The SQL itself is shared with PostgreSQL (`shared.rs`).
+//! SQLite backend: one database file in WAL mode, `synchronous=FULL` so that an acked group
+//! survives a power cut, one `BEGIN IMMEDIATE` transaction per write group, embedded migrations.
+//! The SQL itself is shared with PostgreSQL (`shared.rs`); this file is the [`Dialect`] and the
+//! connection options.
 
-use super::shared::{shared_sql, store_impl};
-use super::{OpenMode, Store};
+use super::OpenMode;
+use super::dialect::Dialect;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::path::Path;
 use std::time::Duration;
 
-type Conn = SqliteConnection;
-type Db = sqlx::Sqlite;
-shared_sql!();
-super::cx::cx_sql!();
-super::diag::diag_sql!();
-super::noc::noc_sql!();
+/// SQLite's choices for the shared SQL store.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteDialect;
 
-/// Correlation passes serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
-const CORRELATE_LOCK_SQL: Option<&str> = None;
+/// The collector's store on SQLite.
+pub type SqliteStore = super::shared::SqlStore<SqliteDialect>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Statistics for the planner (without them it may pick a worse index, e.g. for the overview's
-/// open-incident counts): 0x10000 checks every table, not only those this connection used;
-/// 0x0002 analyses where useful, with SQLite's own time-bounding analysis limit.
-const MAINTAIN_SQL: Option<&str> = Some("PRAGMA optimize=0x10002");
+impl Dialect for SqliteDialect {
+    type Db = sqlx::Sqlite;
 
-/// `store::severity_rank` of an incident row `i`: the generated column that migration 0007
-/// indexes (SQLite seeks a row-value cursor on a column, not on an indexed expression).
-const SEVERITY_RANK_SQL: &str = "i.severity_rank";
+    const NAME: &'static str = "sqlite";
+
+    /// IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a
+    /// deadlock-avoiding SQLITE_BUSY when a read transaction would have to be upgraded.
+    const BEGIN_WRITE_SQL: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    /// One writer at a time: a write group never deadlocks, so it is never retried.
+    const WRITE_ATTEMPTS: u32 = 1;
+
+    /// The generated column that migration 0007 indexes (SQLite seeks a row-value cursor on a
+    /// column, not on an indexed expression).
+    const SEVERITY_RANK_SQL: &'static str = "i.severity_rank";
+
+    /// Correlation passes serialise on SQLite's write lock (`BEGIN IMMEDIATE`).
+    const CORRELATE_LOCK_SQL: Option<&'static str> = None;
+
+    /// Statistics for the planner (without them it may pick a worse index, e.g. for the
+    /// overview's open-incident counts): 0x10000 checks every table, not only those this
+    /// connection used; 0x0002 analyses where useful, with SQLite's own time-bounding analysis
+    /// limit.
+    const MAINTAIN_SQL: Option<&'static str> = Some("PRAGMA optimize=0x10002");
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    /// `BEGIN IMMEDIATE` already holds the database's only write lock.
+    fn lock_write_group<'a>(
+        _conn: &'a mut SqliteConnection,
+        _items: &'a [super::WriteItem],
+    ) -> super::BoxFuture<'a, super::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn retry_reason(_error: &super::StoreError) -> Option<String> {
+        None
+    }
+}
 
 /// Pool size: SQLite has one writer at a time; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 4;
-
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
 
 impl SqliteStore {
     /// Opens (and, in [`OpenMode::CreateAndMigrate`], creates) the database and applies pending
@@ -64,25 +89,8 @@ impl SqliteStore {
             .acquire_timeout(busy_timeout)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a
-    /// deadlock-avoiding SQLITE_BUSY when a read transaction would have to be upgraded.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    async fn write(&self, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
-        let mut tx = self.begin_write().await?;
-        let results = apply_group(&mut tx, items).await?;
-        tx.commit().await?;
-        Ok(results)
+        Self::migrated(pool).await
     }
 }
 
-store_impl!(SqliteStore);
-
-// `Store` must stay object-safe: the server holds `Arc<dyn Store>`.
-const _: Option<&dyn Store> = None;
+super::shared::sql_store!(SqliteDialect);

@@ -1,0 +1,475 @@
+//! The write path of the SQL backends: a group of report batches and heartbeats applied in the
+//! caller's transaction. `write_sql!()` expands these functions inside `sql_store!`
+//! (`shared.rs`), over the backend's `Conn` and `Db`.
+
+macro_rules! write_sql {
+    () => {
+        /// Applies a group of writes inside the caller's transaction; one result per item.
+        /// Statements are per group, not per request: all heartbeats of the group in one
+        /// UPDATE, all new events in multi-row INSERTs, all touched incidents re-read in one
+        /// query and upserted in one statement — round trips, not rows, are what cost.
+        async fn apply_group(conn: &mut Conn, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
+            let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+            let mut now_ms = 0;
+            for item in items {
+                now_ms = now_ms.max(item.received_at.unix_millis());
+            }
+            heartbeats(conn, items, &mut results).await?;
+            reports(conn, items, &mut results, now_ms).await?;
+            results
+                .into_iter()
+                .map(|r| r.ok_or_else(|| StoreError::Corrupt("write item without result".into())))
+                .collect()
+        }
+
+        async fn heartbeats(
+            conn: &mut Conn,
+            items: &[WriteItem],
+            results: &mut [Option<ItemResult>],
+        ) -> Result<()> {
+            let hbs: Vec<(usize, &Heartbeat, &Auth, i64)> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| match &it.kind {
+                    WriteKind::Heartbeat(hb) => Some((i, hb, &it.auth, it.received_at.unix_millis())),
+                    WriteKind::Report(_) => None,
+                })
+                .collect();
+            if hbs.is_empty() {
+                return Ok(());
+            }
+            // Trusted heartbeats (local tools) create their device first.
+            for (_, hb, auth, _) in &hbs {
+                if **auth == Auth::Trusted {
+                    let _ = authenticate(conn, auth, &hb.agent_id).await?;
+                }
+            }
+            // One UPDATE checks every token and records every heartbeat of the group.
+            let mut recorded: BTreeMap<(String, Option<String>), Option<String>> = BTreeMap::new();
+            // For trusted items, which carry no token.
+            let mut by_id: BTreeMap<String, Option<String>> = BTreeMap::new();
+            let encoded = hbs
+                .iter()
+                .map(|(_, hb, _, _)| serde_json::to_string(hb))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode heartbeat: {e}")))?;
+            let rows_in: Vec<_> = hbs.iter().zip(encoded).collect();
+            for chunk in rows_in.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE devices SET
+                        first_seen_at = COALESCE(devices.first_seen_at, v.seen),
+                        last_seen_at = v.seen,
+                        agent_version = v.agent_version,
+                        firmware_version = v.firmware_version,
+                        last_heartbeat = v.heartbeat
+                     FROM (SELECT column1 AS agent_id, column2 AS token, column3 AS seen,
+                                  column4 AS agent_version, column5 AS firmware_version,
+                                  column6 AS heartbeat
+                           FROM (",
+                );
+                qb.push_values(chunk, |mut b, ((_, hb, auth, seen), json)| {
+                    let json = json.clone();
+                    let token = match auth {
+                        Auth::TokenSha256(h) => Some(h.clone()),
+                        Auth::Trusted => None,
+                    };
+                    b.push_bind(hb.agent_id.clone())
+                        .push_bind(token)
+                        .push_bind(*seen)
+                        .push_bind(hb.agent_version.clone())
+                        .push_bind(hb.firmware_version.clone())
+                        .push_bind(json);
+                });
+                qb.push(
+                    ") AS x) AS v
+                     WHERE devices.agent_id = v.agent_id
+                       AND (v.token IS NULL
+                            OR (devices.token_sha256 = v.token AND devices.revoked_at IS NULL))
+                     RETURNING devices.agent_id, devices.token_sha256, devices.region",
+                );
+                let rows: Vec<(String, Option<String>, Option<String>)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                for (id, token, region) in rows {
+                    by_id.insert(id.clone(), region.clone());
+                    recorded.insert((id, token), region);
+                }
+            }
+            let switches = load_killswitches(conn).await?;
+            let ok: Vec<&str> = recorded.keys().map(|(id, _)| id.as_str()).collect();
+            // Regions from the subscribers table, only when a region switch is in force.
+            let mut sub_region: BTreeMap<String, Option<String>> = BTreeMap::new();
+            if switches.iter().any(|k| k.scope == "region") {
+                for chunk in ok.chunks(CHUNK_ROWS) {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "SELECT agent_id, region FROM subscribers WHERE agent_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.to_string());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, Option<String>)> =
+                        qb.build_query_as().fetch_all(&mut *conn).await?;
+                    sub_region.extend(rows);
+                }
+            }
+            // Pending diagnostics of the group's devices, marked delivered in the same commit.
+            let mut diags: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            let delivered_at = hbs.iter().map(|h| h.3).max().unwrap_or(0);
+            for chunk in ok.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE diagnostics_requests SET delivered_at = ",
+                );
+                qb.push_bind(delivered_at);
+                qb.push(" WHERE delivered_at IS NULL AND agent_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.to_string());
+                }
+                qb.push(") RETURNING agent_id, request_id, checks");
+                let rows: Vec<(String, String, String)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                for (agent, id, checks) in rows {
+                    diags.entry(agent).or_default().push((id, checks));
+                }
+            }
+            // Upstream-outage advisories of the devices behind an access node in a network
+            // event (see correlate.rs).
+            let mut outages = outage_advisories(conn, &ok, delivered_at).await?;
+            for (i, hb, auth, _) in hbs {
+                let found = match auth {
+                    Auth::TokenSha256(h) => recorded.get(&(hb.agent_id.clone(), Some(h.clone()))),
+                    Auth::Trusted => by_id.get(&hb.agent_id),
+                };
+                let Some(region) = found else {
+                    // Refused: find out why (rare path).
+                    results[i] = Some(match authenticate(conn, auth, &hb.agent_id).await? {
+                        Err(d) => Err(d),
+                        Ok(()) => {
+                            return Err(StoreError::Corrupt(format!(
+                                "heartbeat of {} matched no device row",
+                                hb.agent_id
+                            )));
+                        }
+                    });
+                    continue;
+                };
+                let region = sub_region
+                    .get(&hb.agent_id)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| region.clone());
+                let mut advisories = Vec::new();
+                if let Some(a) = outages.remove(&hb.agent_id) {
+                    advisories.push(a);
+                }
+                if let Some(a) = kill_advisory(&switches, &hb.agent_id, region.as_deref()) {
+                    advisories.push(a);
+                }
+                // Delivered once: to the first heartbeat of this device in the group.
+                if let Some(mut pending) = diags.remove(&hb.agent_id) {
+                    pending.sort();
+                    for (id, checks) in pending {
+                        advisories.push(diag_advisory(id, &checks)?);
+                    }
+                }
+                results[i] = Some(Ok(WriteOk::Heartbeat(advisories)));
+            }
+            Ok(())
+        }
+
+        async fn reports(
+            conn: &mut Conn,
+            items: &[WriteItem],
+            results: &mut [Option<ItemResult>],
+            now_ms: i64,
+        ) -> Result<()> {
+            // Authenticate each batch; collect the events of the accepted ones (first
+            // occurrence of an event id in the group; later ones are duplicates).
+            let mut rows: Vec<(usize, &str, &IncidentEvent)> = Vec::new();
+            let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+            let mut batches: Vec<(usize, &ReportBatch)> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let WriteKind::Report(batch) = &item.kind else {
+                    continue;
+                };
+                if let Err(d) = authenticate(conn, &item.auth, &batch.agent_id).await? {
+                    results[i] = Some(Err(d));
+                    continue;
+                }
+                batches.push((i, batch));
+                for e in &batch.events {
+                    if seen.insert(e.event_id.as_str()) {
+                        rows.push((i, batch.agent_id.as_str(), e));
+                    }
+                }
+            }
+            if batches.is_empty() {
+                return Ok(());
+            }
+            let received: BTreeMap<usize, i64> = batches
+                .iter()
+                .map(|(i, _)| (*i, items[*i].received_at.unix_millis()))
+                .collect();
+            let mut accepted: std::collections::HashSet<String> = std::collections::HashSet::new();
+            let payloads = rows
+                .iter()
+                .map(|(_, _, e)| serde_json::to_string(e))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+            let rows_in: Vec<_> = rows.iter().zip(payloads).collect();
+            for chunk in rows_in.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO events (event_id, agent_id, incident_id, seq, kind, payload, received_at) ",
+                );
+                let mut bad = None;
+                qb.push_values(chunk, |mut b, ((i, agent, e), payload)| {
+                    let seq = match to_i64(e.seq, "seq") {
+                        Ok(s) => s,
+                        Err(err) => {
+                            bad = Some(err);
+                            0
+                        }
+                    };
+                    b.push_bind(e.event_id.clone())
+                        .push_bind(agent.to_string())
+                        .push_bind(e.incident_id.clone())
+                        .push_bind(seq)
+                        .push_bind(e.kind.as_str())
+                        .push_bind(payload.clone())
+                        .push_bind(received.get(i).copied().unwrap_or(now_ms));
+                });
+                if let Some(err) = bad {
+                    return Err(err);
+                }
+                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                accepted.extend(ids.into_iter().map(|(id,)| id));
+            }
+            // Action trails of the new events.
+            let actions: Vec<(&str, &IncidentEvent, usize, &ActionRecord)> = rows
+                .iter()
+                .filter(|(_, _, e)| accepted.contains(&e.event_id))
+                .flat_map(|(_, agent, e)| {
+                    e.actions.iter().enumerate().map(move |(k, a)| (*agent, *e, k, a))
+                })
+                .collect();
+            for chunk in actions.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO incident_actions
+                        (event_id, agent_id, incident_id, seq, idx, action, outcome, at, detail) ",
+                );
+                qb.push_values(chunk, |mut b, (agent, e, k, a)| {
+                    b.push_bind(e.event_id.clone())
+                        .push_bind(agent.to_string())
+                        .push_bind(e.incident_id.clone())
+                        .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                        .push_bind(i64::try_from(*k).unwrap_or(i64::MAX))
+                        .push_bind(a.action.as_str())
+                        .push_bind(a.outcome.as_str())
+                        .push_bind(a.at.unix_millis())
+                        .push_bind(a.detail.clone());
+                });
+                qb.build().execute(&mut *conn).await?;
+            }
+            let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
+            for (_, agent, e) in &rows {
+                if accepted.contains(&e.event_id) {
+                    touched.insert((agent, e.incident_id.as_str()));
+                }
+            }
+            let touched: Vec<(&str, &str)> = touched.into_iter().collect();
+            // An incident without a row has no stored events besides this group's (every
+            // accepted event is assembled in the transaction that stores it): assemble it from
+            // memory. Known incidents are re-read whole.
+            let mut existing: BTreeSet<(String, String)> = BTreeSet::new();
+            for chunk in touched.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT agent_id, incident_id FROM incidents WHERE (agent_id, incident_id) IN (",
+                );
+                qb.push_values(chunk, |mut b, (agent, incident)| {
+                    b.push_bind(agent.to_string()).push_bind(incident.to_string());
+                });
+                qb.push(")");
+                let found: Vec<(String, String)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                existing.extend(found);
+            }
+            let mut fresh: BTreeMap<(&str, &str), Vec<IncidentEvent>> = BTreeMap::new();
+            for (_, agent, e) in &rows {
+                let key = (*agent, e.incident_id.as_str());
+                if accepted.contains(&e.event_id)
+                    && !existing.contains(&(agent.to_string(), e.incident_id.clone()))
+                {
+                    fresh.entry(key).or_default().push((*e).clone());
+                }
+            }
+            let known: Vec<(&str, &str)> = touched
+                .iter()
+                .filter(|(a, i)| existing.contains(&(a.to_string(), i.to_string())))
+                .copied()
+                .collect();
+            for chunk in known.chunks(CHUNK_ROWS) {
+                rebuild_incidents(conn, chunk, now_ms).await?;
+            }
+            let fresh: Vec<((&str, &str), Vec<IncidentEvent>)> = fresh.into_iter().collect();
+            for chunk in fresh.chunks(CHUNK_ROWS) {
+                let mut assembled = Vec::with_capacity(chunk.len());
+                for ((agent, incident), events) in chunk {
+                    if let Some(a) = assemble(events) {
+                        assembled.push(((*agent).to_owned(), (*incident).to_owned(), a));
+                    }
+                }
+                upsert_incidents(conn, assembled, now_ms).await?;
+            }
+            for (i, batch) in batches {
+                let mut ack = ReportAck {
+                    accepted: 0,
+                    duplicates: 0,
+                    acked_event_ids: batch.events.iter().map(|e| e.event_id.clone()).collect(),
+                };
+                let mut mine: std::collections::HashSet<&str> = std::collections::HashSet::new();
+                for (j, _, e) in &rows {
+                    if *j == i && accepted.contains(&e.event_id) {
+                        mine.insert(e.event_id.as_str());
+                    }
+                }
+                for e in &batch.events {
+                    // An id twice in one batch counts once as accepted, then as a duplicate.
+                    if mine.remove(e.event_id.as_str()) {
+                        ack.accepted += 1;
+                    } else {
+                        ack.duplicates += 1;
+                    }
+                }
+                results[i] = Some(Ok(WriteOk::Report(ack)));
+            }
+            Ok(())
+        }
+
+        /// Recomputes incident rows from all of their stored events (arrival order is
+        /// irrelevant). The caller holds the incidents' locks (SQLite: the write lock;
+        /// PostgreSQL: their advisory locks), so every committed event is visible here.
+        async fn rebuild_incidents(
+            conn: &mut Conn,
+            keys: &[(&str, &str)],
+            now_ms: i64,
+        ) -> Result<()> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT agent_id, incident_id, payload FROM events WHERE (agent_id, incident_id) IN (",
+            );
+            qb.push_values(keys, |mut b, (agent, incident)| {
+                b.push_bind(agent.to_string()).push_bind(incident.to_string());
+            });
+            qb.push(")");
+            let rows: Vec<(String, String, String)> =
+                qb.build_query_as().fetch_all(&mut *conn).await?;
+            let mut by_incident: BTreeMap<(String, String), Vec<IncidentEvent>> = BTreeMap::new();
+            for (agent, incident, payload) in rows {
+                let e: IncidentEvent = serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("stored event payload: {e}")))?;
+                by_incident.entry((agent, incident)).or_default().push(e);
+            }
+            let mut assembled = Vec::with_capacity(by_incident.len());
+            for ((agent, incident), events) in by_incident {
+                if let Some(a) = assemble(&events) {
+                    assembled.push((agent, incident, a));
+                }
+            }
+            upsert_incidents(conn, assembled, now_ms).await
+        }
+
+        /// Writes assembled incidents in one multi-row upsert.
+        async fn upsert_incidents(
+            conn: &mut Conn,
+            incidents: Vec<(String, String, $crate::store::assemble::Assembled)>,
+            now_ms: i64,
+        ) -> Result<()> {
+            let mut assembled = Vec::with_capacity(incidents.len());
+            for (agent, incident, a) in incidents {
+                let evidence = serde_json::to_string(&a.evidence)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode evidence: {e}")))?;
+                let last_seq = to_i64(a.last_seq, "seq")?;
+                assembled.push((agent, incident, a, evidence, last_seq));
+            }
+            if assembled.is_empty() {
+                return Ok(());
+            }
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO incidents
+                    (agent_id, incident_id, check_id, cause, category, severity, status, started_at,
+                     resolved_at, auto_healed, summary, evidence, event_count, last_seq,
+                     first_received_at, updated_at) ",
+            );
+            qb.push_values(&assembled, |mut b, (agent, incident, a, evidence, last_seq)| {
+                b.push_bind(agent.clone())
+                    .push_bind(incident.clone())
+                    .push_bind(a.check.as_str())
+                    .push_bind(a.cause.clone())
+                    .push_bind(a.category.as_str())
+                    .push_bind(a.severity.as_str())
+                    .push_bind(status_str(a.status))
+                    .push_bind(a.started_at.unix_millis())
+                    .push_bind(a.resolved_at.map(Timestamp::unix_millis))
+                    .push_bind(a.auto_healed)
+                    .push_bind(a.summary.clone())
+                    .push_bind(evidence.clone())
+                    .push_bind(i64::from(a.event_count))
+                    .push_bind(*last_seq)
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            qb.push(
+                " ON CONFLICT (agent_id, incident_id) DO UPDATE SET
+                    check_id = excluded.check_id,
+                    cause = excluded.cause,
+                    category = excluded.category,
+                    severity = excluded.severity,
+                    status = excluded.status,
+                    started_at = excluded.started_at,
+                    resolved_at = excluded.resolved_at,
+                    auto_healed = excluded.auto_healed,
+                    summary = excluded.summary,
+                    evidence = excluded.evidence,
+                    event_count = excluded.event_count,
+                    last_seq = excluded.last_seq,
+                    updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        /// Checks the token against `claimed`; `Trusted` creates the device row when missing.
+        async fn authenticate(
+            conn: &mut Conn,
+            auth: &Auth,
+            claimed: &str,
+        ) -> Result<Result<(), $crate::store::Denied>> {
+            match auth {
+                Auth::Trusted => {
+                    sqlx::query(
+                        "INSERT INTO devices (agent_id) VALUES ($1) ON CONFLICT (agent_id) DO NOTHING",
+                    )
+                    .bind(claimed)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(Ok(()))
+                }
+                Auth::TokenSha256(hash) => {
+                    let found: Option<(String, Option<i64>)> = sqlx::query_as(
+                        "SELECT agent_id, revoked_at FROM devices WHERE token_sha256 = $1",
+                    )
+                    .bind(hash)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    match found {
+                        Some((id, None)) if id == claimed => Ok(Ok(())),
+                        other => Ok(Err(denial(other, claimed))),
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use write_sql;
