@@ -268,7 +268,7 @@ impl ScopeArgs {
             (_, Some(r), _) => ("region", Some(r.as_str())),
             _ => ("fleet", None),
         };
-        crate::api::kill_scope(scope, target).map_err(CliError::Usage)
+        crate::domain::kill_scope(scope, target).map_err(CliError::Usage)
     }
 }
 
@@ -424,15 +424,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Killswitch(cmd) => killswitch(cmd).await,
         Command::Diag(DiagCommand::Request { id, checks, store }) => {
             let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
-            let r = crate::api::queue_diagnostics(&*store, &id, &checks).await;
+            let r = crate::domain::queue_diagnostics(&*store, &id, &checks).await;
             store.close().await;
             match r {
                 Ok(request_id) => {
                     println!("{request_id}");
                     Ok(())
                 }
-                Err(crate::api::DiagError::Invalid(m)) => Err(CliError::Usage(m)),
-                Err(crate::api::DiagError::Store(source)) => Err(CliError::Store { url, source }),
+                Err(crate::domain::DiagError::Invalid(m)) => Err(CliError::Usage(m)),
+                Err(crate::domain::DiagError::Store(source)) => Err(CliError::Store { url, source }),
             }
         }
         Command::Token(cmd) => token(cmd).await,
@@ -456,7 +456,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let events = r.map_err(|source| CliError::Store { url, source })?;
             let mut out = std::io::stdout().lock();
             if json {
-                let list = crate::api::NetworkEventList {
+                let list = crate::domain::NetworkEventList {
                     network_events: events,
                 };
                 serde_json::to_writer_pretty(&mut out, &list).map_err(std::io::Error::other)?;
