@@ -153,8 +153,7 @@ pub(crate) async fn list_diagnostics(
 ) -> Result<Json<DiagnosticsList>, ApiError> {
     let Path(agent_id) = path.map_err(path_error)?;
     let Query(q) = query.map_err(query_error)?;
-    let limit =
-        parse_limit(q.limit.as_deref()).map_err(|v| ApiError::invalid_query(vec![v]))?;
+    let limit = parse_limit(q.limit.as_deref()).map_err(|v| ApiError::invalid_query(vec![v]))?;
     if state.store.get_device(&agent_id).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

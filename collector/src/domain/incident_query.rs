@@ -164,7 +164,9 @@ mod tests {
         let fields: Vec<&str> = e.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["status", "order", "check", "category", "from", "limit", "cursor"]
+            [
+                "status", "order", "check", "category", "from", "limit", "cursor"
+            ]
         );
     }
 
