@@ -2,7 +2,7 @@
 //! on-demand diagnostics.
 
 use super::{CliError, StoreArgs, open_store, parse_check, sanitize};
-use crate::domain::{DiagError, kill_scope, queue_diagnostics};
+use crate::domain::{DiagError, MAX_REASON_BYTES, kill_scope, queue_diagnostics, valid_reason};
 use crate::now;
 use crate::store::{KillScope, OpenMode};
 use clap::{Args, Subcommand};
@@ -78,10 +78,10 @@ pub(super) async fn killswitch(cmd: KillswitchCommand) -> Result<(), CliError> {
         } => {
             let scope = scope.scope()?;
             let reason = reason.trim().to_owned();
-            if reason.is_empty() || reason.len() > 512 || reason.chars().any(char::is_control) {
-                return Err(CliError::Usage(
-                    "--reason must be 1..=512 bytes of text without control characters".into(),
-                ));
+            if !valid_reason(&reason) {
+                return Err(CliError::Usage(format!(
+                    "--reason must be 1..={MAX_REASON_BYTES} bytes of text without control characters"
+                )));
             }
             let (store, url, _) = open_store(&store, OpenMode::MustExist).await?;
             let r = store.set_killswitch(&scope, &reason, now()).await;
