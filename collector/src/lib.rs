@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod correlate;
+pub mod domain;
 pub mod fleet;
 pub mod import;
 pub mod ingest;
@@ -161,7 +162,7 @@ where
         config.outage.interval_secs,
     ));
     let maintainer = tokio::spawn(maintain_loop(store.clone()));
-    let app = api::router(state);
+    let app = api::router(state, web::routes());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -6,7 +6,7 @@
 use super::enc;
 use super::session::{NocSession, error_page};
 use crate::AppState;
-use crate::api::{DiagError, kill_scope, queue_diagnostics};
+use crate::domain::{DiagError, kill_scope, queue_diagnostics};
 use crate::store::StoreError;
 use axum::Form;
 use axum::extract::rejection::FormRejection;

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::AppState;
 use crate::analytics::{Effect, NpsStat, Proportion, Report, ReportParams, Satisfaction};
-use crate::api::{IncidentQuery, parse_query};
+use crate::domain::{IncidentQuery, parse_query};
 use crate::fleet::{DeviceView, offline_before_ms};
 use crate::store::noc_types::HEAL_BUCKET_SECS;
 use crate::store::{
@@ -467,12 +467,8 @@ pub async fn incidents(
     let (filter, cursor) = match parse_query(api_query) {
         Ok((f, _, c)) => (f, c),
         Err(e) => {
-            if e.body().violations.is_empty() {
-                errors.push(e.body().reason.clone());
-            }
             errors.extend(
-                e.body()
-                    .violations
+                e.violations
                     .iter()
                     .map(|v| format!("{}: {}", v.field, v.problem)),
             );

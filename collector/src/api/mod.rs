@@ -1,0 +1,119 @@
+//! The HTTP API (axum): authenticated ingest of reports and heartbeats through the group-commit
+//! queue, the incident and device query API, kill switches and diagnostics, health probes,
+//! `/metrics` and `/api/openapi.json`. Every error answer is a JSON `netmedic_proto::ErrorBody`;
+//! bad input gets a 4xx and stores nothing; a full write queue gets 429 and storage trouble 503,
+//! both with `Retry-After`.
+//!
+//! Layout: [`router`] here; [`error`] is the one place a store or domain error becomes a status;
+//! [`body`] decodes and validates JSON documents; [`auth`] holds the bearer checks and the
+//! `Viewer`/`Operator` extractors; then one file per resource. Rules shared with the console and
+//! the CLI live in [`crate::domain`].
+
+pub mod auth;
+pub mod body;
+pub mod devices;
+pub mod diagnostics;
+pub mod error;
+pub mod imports;
+pub mod incidents;
+pub mod ingest;
+pub mod killswitches;
+pub mod network_events;
+pub mod probes;
+pub mod report;
+
+pub use crate::domain::{IncidentQuery, NetworkEventList};
+pub use auth::{Caller, Operator, Viewer, authorize};
+pub use devices::DeviceQuery;
+pub use diagnostics::{
+    DiagnosticsList, DiagnosticsQuery, DiagnosticsQueued, DiagnosticsRequest, DiagnosticsResultAck,
+};
+pub use error::ApiError;
+pub use imports::ImportQuery;
+pub use killswitches::{KillSwitchList, KillSwitchRequest, KillSwitchView};
+pub use network_events::NetworkEventQuery;
+pub use report::ReportQuery;
+
+use crate::AppState;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use netmedic_proto::paths;
+use std::time::Instant;
+
+/// Builds the application's router: the API's routes plus `console` (the NOC pages, handed in
+/// by the caller so that the API does not depend on the console), all under one request metric,
+/// one JSON 404/405 and one body limit. `max_body_bytes` bounds every request body (413 above
+/// it), compressed and decompressed alike.
+pub fn router(state: AppState, console: Router<AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route(paths::REPORTS, post(ingest::post_reports))
+        .route(paths::HEARTBEATS, post(ingest::post_heartbeat))
+        .route(paths::INCIDENTS, get(incidents::list_incidents))
+        .route(
+            &format!("{}/{{agent_id}}/{{incident_id}}", paths::INCIDENTS),
+            get(incidents::get_incident),
+        )
+        .route("/api/v1/devices", get(devices::list_devices))
+        .route("/api/v1/devices/{agent_id}", get(devices::get_device))
+        .route(
+            "/api/v1/devices/{agent_id}/diagnostics",
+            post(diagnostics::post_diagnostics),
+        )
+        .route(
+            "/api/v1/devices/{agent_id}/diagnostics",
+            get(diagnostics::list_diagnostics),
+        )
+        .route(
+            paths::DIAGNOSTICS_RESULTS,
+            post(diagnostics::post_diagnostics_results),
+        )
+        .route(
+            "/api/v1/killswitches",
+            get(killswitches::list_killswitches)
+                .put(killswitches::put_killswitch)
+                .delete(killswitches::delete_killswitch),
+        )
+        .route("/api/v1/import/{kind}", post(imports::post_import))
+        .route("/api/v1/report", get(report::get_report))
+        .route(
+            "/api/v1/network-events",
+            get(network_events::list_network_events),
+        )
+        .route("/api/openapi.json", get(probes::openapi))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .merge(console)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Counts every routed request by route template and status, and times it.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let route = format!("route=\"{route}\"");
+    state.metrics.observe(
+        "netmedic_collector_http_request_duration_seconds",
+        &route,
+        started.elapsed().as_secs_f64(),
+    );
+    state.metrics.inc(
+        "netmedic_collector_http_requests_total",
+        &format!("{route},status=\"{}\"", resp.status().as_u16()),
+        1,
+    );
+    resp
+}
