@@ -13,6 +13,8 @@ pub mod import;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod openapi;
 pub mod store;
 pub mod web;
