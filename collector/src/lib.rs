@@ -1,5 +1,7 @@
-//! netmedic collector library: configuration, storage, the HTTP API and the CLI commands; the
-//! binary (`main.rs`) only parses arguments and maps errors to exit codes.
+//! netmedic collector library: configuration, storage, the HTTP API, the NOC console and the CLI
+//! commands, the last three sharing their rules through `domain`; the binary (`main.rs`) only
+//! parses arguments and maps errors to exit codes. This file is the composition root: it builds
+//! the state and merges the console's routes into the API router.
 
 pub mod analytics;
 pub mod api;
@@ -13,6 +15,8 @@ pub mod import;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod openapi;
 pub mod store;
 pub mod web;
