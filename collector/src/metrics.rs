@@ -389,6 +389,7 @@ mod tests {
     #[test]
     fn every_name_counted_in_the_source_is_registered() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let this_file = src.join("metrics.rs");
         let mut files = vec![src];
         let mut seen = 0;
         while let Some(path) = files.pop() {
@@ -398,7 +399,7 @@ mod tests {
                 }
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("metrics.rs") {
+            if path.extension().is_none_or(|e| e != "rs") || path == this_file {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
