@@ -63,7 +63,9 @@ pub fn link_down_latency(drops: usize) -> Result<LinkLatency> {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nid = \"bench\"\nstate_dir = \"{state}\"\n\n[collector]\nurl = \"http://203.0.113.10:8440\"\n\
+            "[agent]\nid = \"bench\"\nstate_dir = \"{state}\"\n\
+             # Detection only: a bounce_iface would toggle the carrier under measurement.\n\
+             mode = \"dry_run\"\n\n[collector]\nurl = \"http://203.0.113.10:8440\"\n\
              max_backoff_secs = 60\n\n[wan]\ninterface = \"{WAN_IFACE}\"\nlease_file = \"{lease}\"\n\n\
              [checks.link]\nfail_threshold = 1\nok_threshold = 1\n# Every drop must open an incident, not read as flapping.\n\
              flap_threshold = 100000\n",
