@@ -13,8 +13,9 @@
 
 use crate::actions;
 use crate::checks::Observation;
-use crate::checks::{self, Check, Context, Shared, now};
+use crate::checks::{self, Check};
 use crate::config::{AgentConfig, Mode};
+use crate::context::{Context, Shared, now};
 use crate::detector::{Detector, Transition};
 use crate::events::{self, NetChange};
 use crate::healer::{self, Decision};

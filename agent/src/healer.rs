@@ -23,7 +23,7 @@
 //!    advisory) here and again right before the action; every wait is recorded (once per
 //!    reason) on the incident. A playbook's causes must be listed: an empty list is refused.
 
-use crate::budget::Limit;
+use crate::actions::{Limit, bounce_iface, reboot, renew_dhcp, restart_service, set_mtu};
 use crate::config::{AgentConfig, Mode, Problem};
 use crate::incident::Incident;
 use netmedic_proto::{ActionId, CheckId};
@@ -72,12 +72,12 @@ pub struct HealingConfig {
     pub maintenance_windows: Vec<String>,
     /// Local time = UTC + this (the firmware templates it from the device's time zone).
     pub utc_offset_minutes: i32,
-    pub renew_dhcp: RenewDhcpConfig,
-    pub set_mtu: SetMtuConfig,
-    pub bounce_iface: BounceIfaceConfig,
+    pub renew_dhcp: renew_dhcp::RenewDhcpConfig,
+    pub set_mtu: set_mtu::SetMtuConfig,
+    pub bounce_iface: bounce_iface::BounceIfaceConfig,
     /// The allow-list of `restart_service`.
-    pub restart_service: Vec<RestartServiceEntry>,
-    pub reboot: RebootConfig,
+    pub restart_service: Vec<restart_service::RestartServiceEntry>,
+    pub reboot: reboot::RebootConfig,
 }
 
 impl Default for HealingConfig {
@@ -99,100 +99,11 @@ impl Default for HealingConfig {
             busy_sample_ms: 1000,
             maintenance_windows: vec!["02:00-05:00".into()],
             utc_offset_minutes: 0,
-            renew_dhcp: RenewDhcpConfig::default(),
-            set_mtu: SetMtuConfig::default(),
-            bounce_iface: BounceIfaceConfig::default(),
+            renew_dhcp: renew_dhcp::RenewDhcpConfig::default(),
+            set_mtu: set_mtu::SetMtuConfig::default(),
+            bounce_iface: bounce_iface::BounceIfaceConfig::default(),
             restart_service: Vec::new(),
-            reboot: RebootConfig::default(),
-        }
-    }
-}
-
-/// `[healing.renew_dhcp]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RenewDhcpConfig {
-    /// The DHCP client's process name, looked up in the agent's network namespace when
-    /// `wan.dhcp_pidfile` is not set.
-    pub process: String,
-    /// Run this instead of signalling the client (argv, no shell). Empty: signal.
-    pub command: Vec<String>,
-    pub timeout_secs: u64,
-}
-
-impl Default for RenewDhcpConfig {
-    fn default() -> Self {
-        Self {
-            process: "udhcpc".into(),
-            command: Vec::new(),
-            timeout_secs: 30,
-        }
-    }
-}
-
-/// `[healing.set_mtu]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SetMtuConfig {
-    /// Never set a smaller MTU than this.
-    pub min_mtu: u32,
-}
-
-impl Default for SetMtuConfig {
-    fn default() -> Self {
-        Self { min_mtu: 1280 }
-    }
-}
-
-/// `[healing.bounce_iface]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BounceIfaceConfig {
-    /// How long the WAN stays down.
-    pub down_ms: u64,
-    /// How long to wait for the link to come back before giving up on the route.
-    pub carrier_wait_secs: u64,
-}
-
-impl Default for BounceIfaceConfig {
-    fn default() -> Self {
-        Self {
-            down_ms: 2000,
-            carrier_wait_secs: 10,
-        }
-    }
-}
-
-/// One `[[healing.restart_service]]` entry: a service the agent may restart, and how.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestartServiceEntry {
-    /// As named in `[[checks.service.services]]`.
-    pub name: String,
-    /// argv, no shell, e.g. `["/etc/init.d/dnsmasq", "restart"]`.
-    pub command: Vec<String>,
-    #[serde(default = "default_command_timeout_secs")]
-    pub timeout_secs: u64,
-}
-
-fn default_command_timeout_secs() -> u64 {
-    30
-}
-
-/// `[healing.reboot]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RebootConfig {
-    /// Off by default: the last resort must be chosen.
-    pub enabled: bool,
-    pub command: Vec<String>,
-}
-
-impl Default for RebootConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            command: vec!["/sbin/reboot".into()],
+            reboot: reboot::RebootConfig::default(),
         }
     }
 }
@@ -293,64 +204,11 @@ impl HealingConfig {
         if self.utc_offset_minutes.abs() > 14 * 60 {
             bad("utc_offset_minutes", "must be between -840 and 840".into());
         }
-        if !self.renew_dhcp.command.is_empty() && self.renew_dhcp.command[0].is_empty() {
-            bad("renew_dhcp.command", "the program must not be empty".into());
-        }
-        if self.renew_dhcp.process.len() > 15 {
-            bad(
-                "renew_dhcp.process",
-                "a process name has at most 15 characters".into(),
-            );
-        }
-        if self.renew_dhcp.timeout_secs == 0 || self.renew_dhcp.timeout_secs > 600 {
-            bad(
-                "renew_dhcp.timeout_secs",
-                "must be between 1 and 600".into(),
-            );
-        }
-        if !(576..=9000).contains(&self.set_mtu.min_mtu) {
-            bad("set_mtu.min_mtu", "must be between 576 and 9000".into());
-        }
-        if self.bounce_iface.down_ms > 60_000 {
-            bad("bounce_iface.down_ms", "must be at most 60000".into());
-        }
-        if self.bounce_iface.carrier_wait_secs > 120 {
-            bad(
-                "bounce_iface.carrier_wait_secs",
-                "must be at most 120".into(),
-            );
-        }
-        for (i, s) in self.restart_service.iter().enumerate() {
-            if s.name.is_empty() || s.name.len() > 64 {
-                bad(
-                    &format!("restart_service[{i}].name"),
-                    "must be 1-64 characters".into(),
-                );
-            } else if self.restart_service[..i].iter().any(|o| o.name == s.name) {
-                bad(
-                    &format!("restart_service[{i}].name"),
-                    format!("{:?} is listed twice", s.name),
-                );
-            }
-            if s.command.first().is_none_or(|p| p.is_empty()) {
-                bad(
-                    &format!("restart_service[{i}].command"),
-                    "must name a program (argv array, no shell)".into(),
-                );
-            }
-            if s.timeout_secs == 0 || s.timeout_secs > 600 {
-                bad(
-                    &format!("restart_service[{i}].timeout_secs"),
-                    "must be between 1 and 600".into(),
-                );
-            }
-        }
-        if self.reboot.enabled && self.reboot.command.first().is_none_or(|p| p.is_empty()) {
-            bad(
-                "reboot.command",
-                "must name a program when reboot is enabled".into(),
-            );
-        }
+        self.renew_dhcp.problems(out);
+        self.set_mtu.problems(out);
+        self.bounce_iface.problems(out);
+        restart_service::problems(&self.restart_service, out);
+        self.reboot.problems(out);
     }
 }
 
@@ -557,7 +415,7 @@ pub fn decide(
 }
 
 /// Why the kill switch is on, if it is: the local file exists, or the collector said so.
-pub fn kill_switch(cfg: &HealingConfig, advisories: &crate::checks::Advisories) -> Option<String> {
+pub fn kill_switch(cfg: &HealingConfig, advisories: &crate::context::Advisories) -> Option<String> {
     if cfg.kill_switch_file.exists() {
         return Some(format!(
             "local file {} exists",
@@ -571,7 +429,7 @@ pub fn kill_switch(cfg: &HealingConfig, advisories: &crate::checks::Advisories) 
 }
 
 /// The collector's upstream-outage advisory, if one is in force.
-pub fn upstream_advisory(advisories: &crate::checks::Advisories) -> Option<String> {
+pub fn upstream_advisory(advisories: &crate::context::Advisories) -> Option<String> {
     advisories
         .upstream_outage
         .as_ref()
