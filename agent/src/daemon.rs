@@ -376,18 +376,13 @@ pub async fn run(
     };
     notify::ready();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        match agent
-            .schedule(&mut net_events, &mut reload_rx, shutdown.as_mut())
-            .await
-        {
-            Exit::Reload(reload) => {
-                background.abort();
-                background = agent.apply(reload, started);
-                notify::ready();
-            }
-            Exit::Stop => break,
-        }
+    while let Exit::Reload(reload) = agent
+        .schedule(&mut net_events, &mut reload_rx, shutdown.as_mut())
+        .await
+    {
+        background.abort();
+        background = agent.apply(reload, started);
+        notify::ready();
     }
     notify::stopping();
     background.abort();
@@ -457,6 +452,8 @@ impl Agent {
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                // A stop is seen before anything else that is ready at the same time.
+                biased;
                 () = shutdown.as_mut(), if !stopping => {
                     stopping = true;
                     let steps = healing.iter().filter(|h| **h).count();
@@ -741,3 +738,6 @@ impl Agent {
         self.events.event(inc, kind);
     }
 }
+
+#[cfg(test)]
+mod tests;
