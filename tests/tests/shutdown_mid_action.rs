@@ -6,13 +6,17 @@
 //!   back) when the agent exits.
 //! - `reset_dns` stopped during its verification (which would take two minutes): resolv.conf
 //!   is byte for byte the original when the agent exits.
+//! - `restart_service` stopped while its (slow) restart command runs: the service runs again
+//!   when the agent exits.
 
 #![allow(clippy::unwrap_used)]
 
-use netmedic_lab::heal_faults::{healing_toml, tail};
+use netmedic_lab::faults::LanDnsmasq;
+use netmedic_lab::heal_faults::{healing_toml, lan_dnsmasq_restart_argv, tail};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{ISP_GATEWAY, Lab, WAN_IFACE, wait_for};
 use nix::sys::signal::Signal;
+use std::path::Path;
 use std::time::Duration;
 
 fn options(extra: &str) -> StackOptions {
@@ -153,4 +157,62 @@ fn sigterm_during_reset_dns_verification_rolls_resolv_conf_back() {
     );
     assert!(log.contains("reset_dns rolled back"), "{}", tail(&log));
     assert!(!saved.exists(), "{}", saved.display());
+}
+
+/// The pid the pidfile names, when that process runs (and is no zombie).
+fn service_pid(pidfile: &Path) -> Result<u32, String> {
+    let pid: u32 = std::fs::read_to_string(pidfile)
+        .map_err(|e| e.to_string())?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    match stat.rsplit(") ").next().and_then(|s| s.chars().next()) {
+        Some('Z') => Err(format!("{pid} is a zombie")),
+        _ => Ok(pid),
+    }
+}
+
+#[test]
+fn sigterm_during_restart_service_command_leaves_the_service_running() {
+    let lab = Lab::builder().build().unwrap();
+    let cpe = lab.cpe(0);
+    let mut dnsmasq = LanDnsmasq::start(&lab, cpe).unwrap();
+    let pidfile = dnsmasq.pidfile().to_path_buf();
+    let started = lab.dir().join("restart-started");
+    let argv = lan_dnsmasq_restart_argv(cpe, &pidfile, &lab.log_path("cpe0-lan-dnsmasq-restarted"));
+    // A slow restart (3 s, as an init script may take) that marks when it began. It ignores
+    // SIGTERM: the lab stops the agent's whole process group, as systemd would its cgroup.
+    let slow = format!(
+        "[\"/bin/sh\", \"-c\", \"trap '' TERM; touch {}; sleep 3; exec \\\"$0\\\" \\\"$@\\\"\", {}",
+        started.display(),
+        argv.trim_start_matches('[')
+    );
+    let extra = format!(
+        "[checks.service]\ninterval_secs = 1\nfail_threshold = 2\nok_threshold = 1\n\
+         [[checks.service.services]]\nname = \"dnsmasq\"\npidfile = \"{}\"\nprocess = \"dnsmasq\"\nsame_netns = true\n\
+         {}\n[[healing.restart_service]]\nname = \"dnsmasq\"\ncommand = {slow}\n",
+        pidfile.display(),
+        healing_toml("")
+    );
+    let mut stack = Stack::start(&lab, options(&extra)).unwrap();
+    service_pid(&pidfile).unwrap();
+
+    dnsmasq.crash().unwrap();
+    wait_for(
+        "the restart command to start",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || started.exists().then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+    assert!(
+        service_pid(&pidfile).is_err(),
+        "dnsmasq runs before the restart"
+    );
+    let log = stop_agent(&mut stack, Duration::from_secs(40));
+
+    service_pid(&pidfile)
+        .unwrap_or_else(|e| panic!("dnsmasq is not running after the stop: {e}\n{}", tail(&log)));
+    assert!(log.contains("healed by restart_service"), "{}", tail(&log));
 }
