@@ -1,10 +1,11 @@
 //! Healing: maps an incident's cause to its playbook — an ordered ladder of actions, least
 //! disruptive first — and decides, under the safety rules below, what happens next:
-//! act, wait (and say why), pass over a rung, or escalate. [`plan`] turns the decision into a
-//! recorded step, [`step`] carries it out (act, verify, roll back), [`finish`] records how it
-//! ended; the daemon loop only schedules them, so every step reaches the spool in order.
+//! act, wait (and say why), pass over a rung, or escalate. [`plan()`] turns the decision into
+//! a recorded step, [`step::run`] carries it out (act, verify, roll back), [`finish()`]
+//! records how it ended; the daemon loop only schedules them, so every step reaches the spool
+//! in order.
 //!
-//! The decision itself ([`decide`]) is pure: the daemon gathers the facts (kill switch,
+//! The decision itself ([`decide()`]) is pure: the daemon gathers the facts (kill switch,
 //! advisories, detector state, budget, clock) into [`Facts`] and records what comes back.
 //!
 //! Safety, rule by rule:
