@@ -1,7 +1,8 @@
 //! Command line: `run`, `check` and `check-config`, parsed by hand to keep the CPE binary small.
 
-use crate::checks::{self, Context, Observation};
+use crate::checks::{self, Observation};
 use crate::config::{AgentConfig, DEFAULT_PATH};
+use crate::context::Context;
 use crate::net::Netlink;
 use crate::ping::Pinger;
 use netmedic_proto::{CheckId, CheckStatus};

@@ -25,12 +25,12 @@ pub struct AgentConfig {
     pub spool: SpoolSection,
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
-    /// `[healing]`: safety settings and action options of the healer (see `crate::healer`).
+    /// `[healing]`: safety settings and action options of the healer (see `crate::heal`).
     #[serde(default)]
-    pub healing: crate::healer::HealingConfig,
+    pub healing: crate::heal::HealingConfig,
     /// `[[playbook]]` tables: ladders per check and causes, overriding the built-in ones.
     #[serde(default, rename = "playbook")]
-    pub playbooks: Vec<crate::healer::PlaybookConfig>,
+    pub playbooks: Vec<crate::heal::PlaybookConfig>,
 }
 
 /// How the healer may act.
@@ -456,7 +456,7 @@ impl AgentConfig {
         }
         self.checks.problems(&mut p);
         self.healing.problems(&mut p);
-        crate::healer::playbook_problems(&self.playbooks, &mut p);
+        crate::heal::playbook_problems(&self.playbooks, &mut p);
         if self
             .wan
             .dhcp_pidfile

@@ -1,5 +1,6 @@
-//! The daemon: schedules checks, feeds the detector, runs the healer's decisions (record intent,
-//! act, verify) and spools every incident event for the reporter.
+//! The daemon: schedules check runs and heal steps, feeds the detector, hands failing incidents
+//! to [`heal`] and spools every incident event for the reporter; its life cycle (start, reload,
+//! stop).
 //!
 //! **Invariant:** checks never wait on the collector — delivery runs in its own task and only
 //! ever reads the spool.
@@ -9,15 +10,17 @@
 //! bad file or a change that needs a restart — `agent.id`, `agent.state_dir` — keeps the running
 //! config and logs why; a good one is applied once in-flight checks and heal steps finished:
 //! checks and intervals rebuilt, reporter and heartbeat restarted with the new collector
-//! settings, spool, detector state and open incidents kept); SIGTERM/SIGINT stop cleanly.
+//! settings, spool, detector state and open incidents kept); SIGTERM/SIGINT stop the same way:
+//! nothing new starts, and a heal step in flight ends first — its action runs to its end and a
+//! change is verified at once or rolled back (see [`heal::step`]) — before the agent exits.
 
-use crate::actions;
 use crate::checks::Observation;
-use crate::checks::{self, Check, Context, Shared, now};
-use crate::config::{AgentConfig, Mode};
+use crate::checks::{self, Check};
+use crate::config::AgentConfig;
+use crate::context::{Context, Shared, now};
 use crate::detector::{Detector, Transition};
 use crate::events::{self, NetChange};
-use crate::healer::{self, Decision};
+use crate::heal::{self, Effects, EventSink, PlannedStep, StepResult, System};
 use crate::incident::Incident;
 use crate::net::Netlink;
 use crate::ping::Pinger;
@@ -26,13 +29,14 @@ use crate::spool::Spool;
 use crate::{heartbeat, logging, notify};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use netmedic_proto::{ActionId, ActionOutcome, CheckId, CheckStatus, EventKind, IncidentEvent};
+use netmedic_proto::{ActionId, CheckId, CheckStatus, EventKind, IncidentEvent};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,16 +89,38 @@ impl SeqGen {
     }
 }
 
-struct Agent {
-    config: Arc<AgentConfig>,
-    ctx: Arc<Context>,
-    checks: Vec<Check>,
-    detector: Detector,
+/// Incident events go to the spool, numbered, and wake the reporter.
+struct Recorder {
     spool: Arc<Mutex<Spool>>,
     seq: SeqGen,
     wake_reporter: Arc<tokio::sync::Notify>,
-    /// Healer state: persisted budgets, backoff and ladder memory (see `healer`).
-    heal: healer::HealState,
+}
+
+impl EventSink for Recorder {
+    fn event(&mut self, inc: &mut Incident, kind: EventKind) {
+        let event = inc.take_event(kind, self.seq.next(), now());
+        push_event(&self.spool, &self.wake_reporter, event);
+    }
+}
+
+struct Agent {
+    config: Arc<AgentConfig>,
+    ctx: Arc<Context>,
+    /// What check runs and heal steps do to the world (the real system outside unit tests).
+    fx: Rc<dyn Effects>,
+    checks: Vec<Check>,
+    detector: Detector,
+    events: Recorder,
+    /// Healer state: persisted budgets, backoff and ladder memory (see `heal`).
+    heal: heal::HealState,
+}
+
+/// Why the scheduler returned.
+enum Exit<R> {
+    /// A staged config reload, once nothing was in flight any more.
+    Reload(R),
+    /// Shutdown, once every heal step in flight had ended.
+    Stop,
 }
 
 fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentEvent) {
@@ -334,31 +360,29 @@ pub async fn run(
         reload_tx,
     ));
     let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(every)));
-    let heal = healer::HealState::open(&config);
+    let heal = heal::HealState::open(&config);
     let mut agent = Agent {
         heal,
         config,
+        fx: Rc::new(System { ctx: ctx.clone() }),
         ctx,
         checks,
         detector: Detector::default(),
-        spool,
-        seq,
-        wake_reporter,
+        events: Recorder {
+            spool,
+            seq,
+            wake_reporter,
+        },
     };
     notify::ready();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            reload = agent.schedule(&mut net_events, &mut reload_rx) => {
-                background.abort();
-                background = agent.apply(reload, started);
-                notify::ready();
-            }
-            () = &mut shutdown => {
-                log::info!("shutting down");
-                break;
-            }
-        }
+    while let Exit::Reload(reload) = agent
+        .schedule(&mut net_events, &mut reload_rx, shutdown.as_mut())
+        .await
+    {
+        background.abort();
+        background = agent.apply(reload, started);
+        notify::ready();
     }
     notify::stopping();
     background.abort();
@@ -383,153 +407,7 @@ enum Finished {
     },
 }
 
-/// A rung the healer decided to take, with what its heal step needs to know.
-#[derive(Debug, Clone)]
-struct PlannedStep {
-    action: ActionId,
-    input: actions::ActionInput,
-    /// Disruptive on a service that still works: measure the LAN first (busy guard).
-    busy_guard: bool,
-    /// Disruptive: prove the fault is local right before acting.
-    locality_probe: bool,
-}
-
-/// How a heal step ended.
-#[derive(Debug)]
-enum StepResult {
-    /// Refused right before acting; with `pass_over` the ladder climbs past the rung,
-    /// otherwise the rung waits.
-    Skipped { reason: String, pass_over: bool },
-    /// Carrying it out failed.
-    Failed(String),
-    /// Carried out; `rollback` is the undo of a change that did not pass verification.
-    Done {
-        detail: String,
-        rollback: Option<Result<String, String>>,
-    },
-}
-
 type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = Finished>>>>;
-
-/// The fault seen live beyond the gateway: the WAN gateway answers, none of the ISP's probe
-/// targets (`checks.icmp.targets`) does. `None` when that cannot be shown (no targets).
-async fn upstream_now(ctx: &Context) -> Option<String> {
-    let targets = &ctx.config.checks.icmp.targets;
-    let pinger = ctx.pinger.as_ref()?;
-    if targets.is_empty() {
-        return None;
-    }
-    let (gw, _) = checks::icmp::wan_gateway(ctx).await?;
-    let timeout = Duration::from_millis(500);
-    if !pinger.probe(gw.into(), 2, timeout, true).await.answered() {
-        return None;
-    }
-    let replies = futures::future::join_all(
-        targets
-            .iter()
-            .map(|t| pinger.probe((*t).into(), 2, timeout, true)),
-    )
-    .await;
-    replies.iter().all(|r| !r.answered()).then(|| {
-        format!(
-            "gateway {gw} answers but none of the probe targets ({}) does: the fault is upstream, a disruptive action cannot fix it",
-            targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        )
-    })
-}
-
-/// Prechecks, acts, verifies by re-running the check (about once a second until it passes
-/// or `healing.verify_timeout_secs` ran out) and rolls a config change back if it did not help.
-async fn heal_step(ctx: Arc<Context>, check: Check, index: usize, step: PlannedStep) -> Finished {
-    let action = step.action;
-    let (result, verify) = heal_step_inner(&ctx, &check, &step).await;
-    Finished::Heal {
-        index,
-        action,
-        result,
-        verify,
-    }
-}
-
-async fn heal_step_inner(
-    ctx: &Context,
-    check: &Check,
-    step: &PlannedStep,
-) -> (StepResult, Option<Observation>) {
-    let h = &ctx.config.healing;
-    let skip = |reason: String, pass_over: bool| (StepResult::Skipped { reason, pass_over }, None);
-    if step.locality_probe
-        && let Some(why) = upstream_now(ctx).await
-    {
-        return skip(why, true);
-    }
-    if step.busy_guard {
-        let sample = Duration::from_millis(h.busy_sample_ms);
-        match healer::lan_bytes_per_sec(&h.busy_interface, sample).await {
-            Ok(rate) if rate > h.busy_bytes_per_sec => {
-                return skip(
-                    format!(
-                        "busy: {} carries {rate} bytes/s (threshold {}) and the service still works",
-                        h.busy_interface, h.busy_bytes_per_sec
-                    ),
-                    false,
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return skip(
-                    format!(
-                        "busy guard cannot measure the LAN ({e}): not acting on a working service"
-                    ),
-                    false,
-                );
-            }
-        }
-    }
-    // Right before the action: the kill switch and the collector's advisories.
-    let adv = ctx.shared.advisories();
-    if let Some(why) = healer::kill_switch(h, &adv) {
-        return skip(format!("kill switch: {why}"), false);
-    }
-    if let Some(why) = healer::upstream_advisory(&adv) {
-        return skip(
-            format!("upstream outage advisory from the collector: {why}"),
-            false,
-        );
-    }
-    let applied = match actions::run(step.action, ctx, &step.input).await {
-        Ok(a) => a,
-        Err(e) => return (StepResult::Failed(e.to_string()), None),
-    };
-    let deadline = Instant::now() + Duration::from_secs(h.verify_timeout_secs);
-    let (verify, passed) = loop {
-        let obs = check.run(ctx).await;
-        let passed = !obs.is_failing() && obs.status != CheckStatus::Unknown;
-        if passed || Instant::now() >= deadline {
-            break (Some(obs), passed);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let rollback = match (&applied.undo, passed) {
-        (Some(undo), false) => Some(
-            actions::rollback(undo, ctx)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
-        (Some(actions::Undo::ResolvConf { saved, .. }), true) => {
-            actions::reset_dns::discard(saved);
-            None
-        }
-        _ => None,
-    };
-    (
-        StepResult::Done {
-            detail: applied.detail,
-            rollback,
-        },
-        verify,
-    )
-}
 
 impl Agent {
     /// The scheduler. Check runs and heal steps are futures polled concurrently, so a slow
@@ -537,14 +415,20 @@ impl Agent {
     /// all state (detector, incidents) is owned and changed here alone.
     ///
     /// Returns a staged config reload once nothing is in flight any more (no check index or
-    /// heal step refers to the old catalogue); the caller applies it and calls again.
-    async fn schedule(
+    /// heal step refers to the old catalogue); the caller applies it and calls again. Returns
+    /// [`Exit::Stop`] after `shutdown` completed and every heal step in flight ended: stopping
+    /// starts nothing new and tells running steps to wrap up (see [`heal::step`]); check runs
+    /// still in flight are dropped (a check never changes the system).
+    async fn schedule<R>(
         &mut self,
         net_events: &mut Option<mpsc::UnboundedReceiver<NetChange>>,
-        reload: &mut mpsc::UnboundedReceiver<Reload>,
-    ) -> Reload {
+        reload: &mut mpsc::UnboundedReceiver<R>,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> Exit<R> {
         let n = self.checks.len();
-        let mut staged: Option<Reload> = None;
+        let mut staged: Option<R> = None;
+        let mut stopping = false;
+        let (stop_tx, stop_rx) = watch::channel(false);
         let mut due: Vec<Instant> = vec![Instant::now(); n];
         let mut in_flight = vec![false; n];
         // A netlink change arrived while the check was running: run it again when it ends.
@@ -552,30 +436,47 @@ impl Agent {
         let mut healing = vec![false; n];
         let mut pending: Pending = FuturesUnordered::new();
         loop {
+            if stopping && !healing.contains(&true) {
+                return Exit::Stop;
+            }
             if pending.is_empty()
                 && let Some(r) = staged.take()
             {
-                return r;
+                return Exit::Reload(r);
             }
+            // With a reload staged or while stopping, nothing new starts: in-flight work drains.
+            let quiet = staged.is_some() || stopping;
             let next_due = (0..n)
-                .filter(|i| !in_flight[*i] && staged.is_none())
+                .filter(|i| !in_flight[*i] && !quiet)
                 .map(|i| due[i])
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                Some(r) = reload.recv() => {
+                // A stop is seen before anything else that is ready at the same time.
+                biased;
+                () = shutdown.as_mut(), if !stopping => {
+                    stopping = true;
+                    let steps = healing.iter().filter(|h| **h).count();
+                    if steps > 0 {
+                        log::info!("shutting down: {steps} heal step(s) in flight finish first");
+                    } else {
+                        log::info!("shutting down");
+                    }
+                    let _ = stop_tx.send(true);
+                }
+                Some(r) = reload.recv(), if !stopping => {
                     // Applied when in-flight work drained; a newer reload replaces it.
                     staged = Some(r);
                 }
                 () = tokio::time::sleep_until(next_due) => {
                     let now = Instant::now();
                     for i in 0..n {
-                        if !in_flight[i] && due[i] <= now {
+                        if !in_flight[i] && due[i] <= now && !quiet {
                             self.start_check(i, &mut pending, &mut in_flight);
                         }
                     }
                 }
-                Some(first) = recv(net_events), if staged.is_none() => {
+                Some(first) = recv(net_events), if !quiet => {
                     let mut changes = vec![first];
                     if let Some(rx) = net_events.as_mut() {
                         while let Ok(c) = rx.try_recv() {
@@ -604,25 +505,60 @@ impl Agent {
                     Finished::Check(i, obs) => {
                         in_flight[i] = false;
                         due[i] = Instant::now() + self.checks[i].interval();
-                        // With a reload staged, start nothing new: in-flight work drains.
+                        if stopping {
+                            // No new incident or step once the agent stops.
+                            continue;
+                        }
                         if std::mem::take(&mut rerun[i]) && staged.is_none() {
                             self.start_check(i, &mut pending, &mut in_flight);
                         }
-                        let action = self.observe(i, obs, healing[i]);
+                        let step = self.observe(i, obs, healing[i]);
                         self.ctx.shared.set_check_statuses(self.detector.statuses());
-                        if let Some(action) = action {
+                        if let Some(step) = step {
                             healing[i] = true;
-                            let fut = heal_step(self.ctx.clone(), self.checks[i].clone(), i, action);
-                            pending.push(Box::pin(fut));
+                            self.start_step(i, step, &stop_rx, &mut pending);
                         }
                     }
                     Finished::Heal { index, action, result, verify } => {
                         healing[index] = false;
-                        self.heal_finished(index, action, result, verify);
+                        let id = self.checks[index].id();
+                        heal::finish(
+                            &self.config,
+                            &mut self.detector,
+                            &mut self.heal,
+                            &mut self.events,
+                            id,
+                            action,
+                            result,
+                            verify,
+                        );
                     }
                 },
             }
         }
+    }
+
+    /// Starts a heal step for check `i`; it reports back as [`Finished::Heal`].
+    fn start_step(
+        &self,
+        i: usize,
+        step: PlannedStep,
+        stop: &watch::Receiver<bool>,
+        pending: &mut Pending,
+    ) {
+        let fx = self.fx.clone();
+        let check = self.checks[i].clone();
+        let verify_timeout = Duration::from_secs(self.config.healing.verify_timeout_secs);
+        let stop = stop.clone();
+        pending.push(Box::pin(async move {
+            let (result, verify) = heal::step::run(&*fx, &check, &step, verify_timeout, stop).await;
+            Finished::Heal {
+                index: i,
+                action: step.action,
+                result,
+                verify,
+            }
+        }));
     }
 
     /// Applies a validated reload (nothing in flight): new config, context and checks; the
@@ -630,7 +566,8 @@ impl Agent {
     fn apply(&mut self, reload: Reload, started: std::time::Instant) -> Background {
         let Reload { config, collector } = reload;
         let config = Arc::new(config);
-        self.spool
+        self.events
+            .spool
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .set_bounds(config.spool.max_events, config.spool.max_bytes);
@@ -647,6 +584,9 @@ impl Agent {
             pinger,
             shared: self.ctx.shared.clone(),
         });
+        self.fx = Rc::new(System {
+            ctx: self.ctx.clone(),
+        });
         self.checks = checks::enabled(&config);
         self.config = config;
         log::info!(
@@ -662,8 +602,8 @@ impl Agent {
         Background::spawn(
             &self.ctx,
             collector,
-            &self.spool,
-            &self.wake_reporter,
+            &self.events.spool,
+            &self.events.wake_reporter,
             started,
             false,
         )
@@ -671,10 +611,10 @@ impl Agent {
 
     fn start_check(&self, i: usize, pending: &mut Pending, in_flight: &mut [bool]) {
         in_flight[i] = true;
-        let ctx = self.ctx.clone();
+        let fx = self.fx.clone();
         let check = self.checks[i].clone();
         pending.push(Box::pin(async move {
-            let obs = check.run(&ctx).await;
+            let obs = fx.observe(&check).await;
             Finished::Check(i, obs)
         }));
     }
@@ -699,9 +639,7 @@ impl Agent {
     }
 
     fn upstream_incident_open(&self) -> bool {
-        self.detector
-            .incident(CheckId::Icmp)
-            .is_some_and(|i| i.cause == healer::UPSTREAM_CAUSE)
+        heal::plan::upstream_incident_open(&self.detector)
     }
 
     /// Feeds an observation to the detector and decides on healing; returns the step to
@@ -714,7 +652,7 @@ impl Agent {
             && obs.cause == "target_unreachable"
             && self.config.checks.icmp.include_gateway
         {
-            obs.cause = healer::UPSTREAM_CAUSE.to_string();
+            obs.cause = heal::UPSTREAM_CAUSE.to_string();
             obs.category = netmedic_proto::Category::NoInternet;
             obs.hint = "the gateway answers, the ISP's probe targets do not: an upstream fault; no local action can fix it".into();
         }
@@ -776,226 +714,30 @@ impl Agent {
         }
     }
 
-    /// Decides the next rung of the ladder under the safety rules (see `healer`); records
-    /// every decision on the incident and spools the intent before the action starts.
+    /// Decides and records the next rung for the incident of `id` (see [`heal::plan()`]).
     fn plan(&mut self, id: CheckId) -> Option<PlannedStep> {
-        let config = self.config.clone();
-        let h = &config.healing;
-        let mode = config.agent.mode;
-        let inc = self.detector.incident(id)?;
-        let ladder = healer::ladder(&config, id, &inc.cause);
-        let now = std::time::Instant::now();
         let advisories = self.ctx.shared.advisories();
-        let unix_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let facts = healer::Facts {
-            kill_switch: healer::kill_switch(h, &advisories),
-            upstream_advisory: healer::upstream_advisory(&advisories),
-            upstream_proven: inc.cause == healer::UPSTREAM_CAUSE || self.upstream_incident_open(),
-            service_down: self.detector.last_status(id) == Some(CheckStatus::Failed),
-            in_window: healer::in_window(&h.maintenance_windows, unix_secs, h.utc_offset_minutes),
-            backing_off: self.heal.backing_off(id, now),
-            reboot_enabled: h.reboot.enabled,
-        };
-        let boot_ms = crate::budget::boottime_ms();
-        let budget = &self.heal.budget;
-        let decision = healer::decide(mode, ladder.as_ref(), inc, &facts, |a| {
-            budget.refusal(a, boot_ms)
-        });
-        match decision {
-            Decision::Nothing => None,
-            Decision::Escalate => {
-                if let Some(inc) = self.detector.incident_mut(id) {
-                    inc.escalated = true;
-                    if let Some(action) = inc.tried.last().copied() {
-                        log::error!(
-                            "incident {}: playbook exhausted, escalating to the NOC",
-                            inc.id
-                        );
-                        inc.record(
-                            action,
-                            ActionOutcome::Escalated,
-                            "every action of the playbook was tried or ruled out; the NOC must act",
-                        );
-                    }
-                }
-                self.emit(id, EventKind::Updated);
-                None
-            }
-            Decision::Wait { action, reason } => {
-                // Recorded once per reason, not on every check run while it lasts.
-                if self.heal.is_new_note(id, &reason)
-                    && let Some(inc) = self.detector.incident_mut(id)
-                {
-                    log::warn!("incident {}: {action} waits: {reason}", inc.id);
-                    inc.record(action, ActionOutcome::Skipped, reason);
-                    self.emit(id, EventKind::Updated);
-                }
-                None
-            }
-            Decision::PassOver { action, reason } => {
-                if let Some(inc) = self.detector.incident_mut(id) {
-                    log::warn!("incident {}: {action} passed over: {reason}", inc.id);
-                    inc.tried.push(action);
-                    inc.record(action, ActionOutcome::Skipped, reason);
-                }
-                self.emit(id, EventKind::Updated);
-                // The next rung (bounded: every pass adds a rung to `tried`).
-                self.plan(id)
-            }
-            Decision::Act { action, dry_run } => {
-                let ladder = ladder?;
-                let status = self.detector.last_status(id);
-                let inc = self.detector.incident_mut(id)?;
-                inc.tried.push(action);
-                let rung = inc.tried.len();
-                inc.record(
-                    action,
-                    ActionOutcome::Planned,
-                    format!(
-                        "{} playbook for {}/{}: rung {rung} of {} ({})",
-                        ladder.origin,
-                        id,
-                        inc.cause,
-                        ladder.actions.len(),
-                        ladder
-                            .actions
-                            .iter()
-                            .map(|a| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" → ")
-                    ),
-                );
-                let input = actions::ActionInput {
-                    check: Some(id),
-                    cause: inc.cause.clone(),
-                    evidence: inc.evidence.clone(),
-                };
-                // The intent is on disk before the action starts.
-                self.emit(id, EventKind::Updated);
-                if dry_run {
-                    let why = if mode == Mode::DryRun {
-                        "dry_run mode: nothing changed"
-                    } else {
-                        "playbook in dry_run mode: nothing changed"
-                    };
-                    log::info!("dry_run: would run {action} for {id}; nothing changed");
-                    if let Some(inc) = self.detector.incident_mut(id) {
-                        inc.record(action, ActionOutcome::Skipped, why);
-                    }
-                    self.emit(id, EventKind::Updated);
-                    self.heal.attempted(id, h, now);
-                    return None;
-                }
-                self.heal.budget.charge(action, boot_ms);
-                log::info!("running {action} for {id}");
-                let disruptive = actions::is_disruptive(action);
-                Some(PlannedStep {
-                    action,
-                    input,
-                    busy_guard: disruptive && status != Some(CheckStatus::Failed),
-                    locality_probe: disruptive,
-                })
-            }
-        }
-    }
-
-    /// Records a heal step's outcome; resolves the incident when verification passed.
-    fn heal_finished(
-        &mut self,
-        index: usize,
-        action: ActionId,
-        result: StepResult,
-        verify: Option<Observation>,
-    ) {
-        let id = self.checks[index].id();
-        let config = self.config.clone();
-        let now = std::time::Instant::now();
-        if let StepResult::Skipped { pass_over, .. } = &result {
-            // Refused before it started: it did not use its budget.
-            self.heal
-                .budget
-                .refund(action, crate::budget::boottime_ms());
-            if !*pass_over {
-                self.heal.attempted(id, &config.healing, now);
-            }
-        } else {
-            self.heal.attempted(id, &config.healing, now);
-        }
-        let Some(inc) = self.detector.incident_mut(id) else {
-            // Resolved by itself while the action ran; nothing left to record against.
-            log::info!("{action} finished after the {id} incident had already cleared");
-            return;
-        };
-        let detail = match result {
-            StepResult::Skipped { reason, pass_over } => {
-                log::warn!("incident {}: {action} skipped: {reason}", inc.id);
-                if !pass_over {
-                    // The rung waits and is planned again after the backoff.
-                    inc.tried.retain(|a| *a != action);
-                }
-                inc.record(action, ActionOutcome::Skipped, reason);
-                self.emit(id, EventKind::Updated);
-                return;
-            }
-            StepResult::Failed(e) => {
-                log::warn!("incident {}: {action} failed: {e}", inc.id);
-                inc.record(action, ActionOutcome::Failed, e);
-                self.emit(id, EventKind::Updated);
-                return;
-            }
-            StepResult::Done { detail, rollback } => {
-                inc.record(action, ActionOutcome::Done, detail.clone());
-                (detail, rollback)
-            }
-        };
-        let (_, rollback) = detail;
-        match verify {
-            Some(obs) if !obs.is_failing() && obs.status != CheckStatus::Unknown => {
-                inc.record(action, ActionOutcome::Verified, obs.summary.clone());
-                inc.healed_by = Some(action);
-                if let Some(mut inc) = self.detector.resolve_healed(id) {
-                    log::info!("incident {} healed by {action}: {}", inc.id, obs.summary);
-                    self.heal.on_resolved(&inc, now);
-                    self.spool_event(&mut inc, EventKind::Resolved);
-                }
-            }
-            other => {
-                let why = other.map_or_else(String::new, |o| o.summary);
-                log::warn!("incident {}: {action} did not help: {why}", inc.id);
-                inc.record(action, ActionOutcome::NotEffective, why);
-                match rollback {
-                    Some(Ok(what)) => {
-                        log::warn!("incident {}: {action} rolled back: {what}", inc.id);
-                        inc.record(action, ActionOutcome::RolledBack, what);
-                    }
-                    Some(Err(e)) => {
-                        log::error!("incident {}: rolling back {action} failed: {e}", inc.id);
-                        inc.record(
-                            action,
-                            ActionOutcome::Failed,
-                            format!("rollback failed: {e}"),
-                        );
-                    }
-                    None => {}
-                }
-                self.emit(id, EventKind::Updated);
-            }
-        }
+        heal::plan(
+            &self.config,
+            &advisories,
+            &mut self.detector,
+            &mut self.heal,
+            &mut self.events,
+            id,
+        )
     }
 
     /// Builds and spools an event for the open incident of `check`.
     fn emit(&mut self, check: CheckId, kind: EventKind) {
-        let Some(inc) = self.detector.incident_mut(check) else {
-            return;
-        };
-        let event = inc.take_event(kind, self.seq.next(), now());
-        push_event(&self.spool, &self.wake_reporter, event);
+        if let Some(inc) = self.detector.incident_mut(check) {
+            self.events.event(inc, kind);
+        }
     }
 
     fn spool_event(&mut self, inc: &mut Incident, kind: EventKind) {
-        let event = inc.take_event(kind, self.seq.next(), now());
-        push_event(&self.spool, &self.wake_reporter, event);
+        self.events.event(inc, kind);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,7 @@
 //! multicast), keeps the shared link table current and wakes the scheduler so the dependent
 //! checks run at once instead of at their next interval.
 
-use crate::checks::Shared;
-use crate::checks::link::{LinkChange, LinkInfo};
+use crate::context::{LinkChange, LinkInfo, Shared};
 use crate::net::{NetError, Netlink};
 use futures::StreamExt;
 use futures::TryStreamExt;

@@ -7,7 +7,8 @@
 //! 429, 5xx) waits in a small in-memory [`Outbox`] and is retried after the next successful
 //! heartbeat; one it refused (any other 4xx) is logged and dropped, as retrying cannot help.
 
-use crate::checks::{self, Advisories, Context, Observation, Shared, now};
+use crate::checks::{self, Observation};
+use crate::context::{Advisories, Context, Shared, now};
 use crate::incident::{wire_key, wire_text};
 use crate::reporter::{Collector, random_fraction, retry_after};
 use crate::spool::Spool;

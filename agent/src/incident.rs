@@ -53,7 +53,7 @@ impl Incident {
         self.pending_actions.push(ActionRecord {
             action,
             outcome,
-            at: crate::checks::now(),
+            at: crate::context::now(),
             detail: wire_text(&detail.into(), MAX_DETAIL_BYTES),
         });
     }

@@ -137,7 +137,7 @@ impl Log for Logger {
             writeln!(
                 err,
                 "{} {:<5} {}{kv}",
-                crate::checks::now(),
+                crate::context::now(),
                 r.level(),
                 r.args()
             )

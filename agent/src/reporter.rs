@@ -7,7 +7,8 @@
 //! waits a random start delay so a fleet coming back does not arrive at once. Every response's
 //! `Date` header becomes a clock sample for the `clock` check.
 
-use crate::checks::{ClockSample, Shared, clock::parse_http_date, now};
+use crate::checks::clock::parse_http_date;
+use crate::context::{ClockSample, Shared, now};
 use crate::spool::Spool;
 use crate::tls::TlsError;
 use netmedic_proto::{ErrorBody, ReportAck, ReportBatch, SCHEMA_VERSION, paths};

@@ -4,8 +4,57 @@
 //! would put it back until the next DHCP renew).
 
 use super::ActionError;
-use crate::checks::Context;
+use super::Limit;
+use crate::config::Problem;
+use crate::context::Context;
+use serde::Deserialize;
 use std::time::Duration;
+
+/// Disruptive: the WAN is down for `down_ms`.
+pub const DISRUPTIVE: bool = true;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 4,
+    window_secs: 3600,
+};
+
+/// `[healing.bounce_iface]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BounceIfaceConfig {
+    /// How long the WAN stays down.
+    pub down_ms: u64,
+    /// How long to wait for the link to come back before giving up on the route.
+    pub carrier_wait_secs: u64,
+}
+
+impl Default for BounceIfaceConfig {
+    fn default() -> Self {
+        Self {
+            down_ms: 2000,
+            carrier_wait_secs: 10,
+        }
+    }
+}
+
+impl BounceIfaceConfig {
+    /// Problems of `[healing.bounce_iface]`.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        if self.down_ms > 60_000 {
+            out.push(Problem::new(
+                "healing.bounce_iface.down_ms",
+                "must be at most 60000",
+            ));
+        }
+        if self.carrier_wait_secs > 120 {
+            out.push(Problem::new(
+                "healing.bounce_iface.carrier_wait_secs",
+                "must be at most 120",
+            ));
+        }
+    }
+}
 
 pub async fn run(ctx: &Context) -> Result<String, ActionError> {
     let ifname = &ctx.config.wan.interface;

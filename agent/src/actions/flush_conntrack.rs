@@ -7,13 +7,23 @@
 //! outside the initial network namespace on current kernels, and a router's RAM bounds it.
 
 use super::ActionError;
-use crate::checks::Context;
+use super::Limit;
+use crate::context::Context;
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto,
     setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeVal;
 use std::os::fd::AsRawFd;
+
+/// Disruptive: established flows lose their NAT state.
+pub const DISRUPTIVE: bool = true;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 6,
+    window_secs: 3600,
+};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
@@ -70,7 +80,7 @@ fn flush_family(family: u8, seq: u32) -> Result<(), String> {
 
 fn count(ctx: &Context) -> Option<u64> {
     let dir = &ctx.config.checks.conntrack.proc_dir;
-    crate::checks::conntrack::read_proc_u64(&dir.join("nf_conntrack_count"))
+    crate::fsutil::read_proc_u64(&dir.join("nf_conntrack_count"))
         .ok()
         .flatten()
 }

@@ -11,7 +11,7 @@ pub mod restart_service;
 pub mod restore_route;
 pub mod set_mtu;
 
-use crate::checks::Context;
+use crate::context::Context;
 use netmedic_proto::{ActionId, CheckId};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,16 +61,45 @@ impl Applied {
     }
 }
 
+/// How many times something may run within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Most runs within the window.
+    pub max: u32,
+    /// The sliding window.
+    pub window_secs: u64,
+}
+
 /// Actions that interrupt the subscriber's service while they run: the busy guard, the
-/// maintenance windows and the "prove it is local" precheck apply to them.
+/// maintenance windows and the "prove it is local" precheck apply to them. Each action
+/// decides in its own file; the match has no wildcard so a new action must decide too.
 pub fn is_disruptive(action: ActionId) -> bool {
-    matches!(
-        action,
-        ActionId::BounceIface
-            | ActionId::Reboot
-            | ActionId::RestartService
-            | ActionId::FlushConntrack
-    )
+    match action {
+        ActionId::RestoreRoute => restore_route::DISRUPTIVE,
+        ActionId::RenewDhcp => renew_dhcp::DISRUPTIVE,
+        ActionId::ResetDns => reset_dns::DISRUPTIVE,
+        ActionId::SetMtu => set_mtu::DISRUPTIVE,
+        ActionId::BounceIface => bounce_iface::DISRUPTIVE,
+        ActionId::FlushConntrack => flush_conntrack::DISRUPTIVE,
+        ActionId::RestartService => restart_service::DISRUPTIVE,
+        ActionId::Reboot => reboot::DISRUPTIVE,
+    }
+}
+
+/// The built-in budget of an action that `[healing.budgets]` does not list (exhaustive, as
+/// [`is_disruptive`]).
+pub fn default_budget(action: ActionId) -> Limit {
+    match action {
+        ActionId::RestoreRoute => restore_route::DEFAULT_BUDGET,
+        ActionId::RenewDhcp => renew_dhcp::DEFAULT_BUDGET,
+        ActionId::ResetDns => reset_dns::DEFAULT_BUDGET,
+        ActionId::SetMtu => set_mtu::DEFAULT_BUDGET,
+        ActionId::BounceIface => bounce_iface::DEFAULT_BUDGET,
+        ActionId::FlushConntrack => flush_conntrack::DEFAULT_BUDGET,
+        ActionId::RestartService => restart_service::DEFAULT_BUDGET,
+        ActionId::Reboot => reboot::DEFAULT_BUDGET,
+    }
 }
 
 /// Runs an action.
@@ -91,13 +120,20 @@ pub async fn run(
     }
 }
 
-/// Undoes a configuration change; `Ok` says what was restored.
+/// Undoes a configuration change that did not pass verification (or could not finish it);
+/// `Ok` says what was restored. The action that made the change owns its undo.
 pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError> {
     match undo {
         Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
-        Undo::Mtu { ifname, mtu } => set_mtu::set(ctx, ifname, *mtu)
-            .await
-            .map(|()| format!("MTU of {ifname} set back to {mtu}")),
+        Undo::Mtu { ifname, mtu } => set_mtu::rollback(ctx, ifname, *mtu).await,
+    }
+}
+
+/// Keeps a configuration change that passed verification (drops what only its undo needed).
+pub fn commit(undo: &Undo) {
+    match undo {
+        Undo::ResolvConf { saved, .. } => reset_dns::discard(saved),
+        Undo::Mtu { .. } => set_mtu::commit(),
     }
 }
 

@@ -4,8 +4,50 @@
 //! against the next boot's budget.
 
 use super::ActionError;
-use crate::checks::Context;
+use super::Limit;
+use crate::config::Problem;
+use crate::context::Context;
+use serde::Deserialize;
 use std::time::Duration;
+
+/// Disruptive: the whole router goes away.
+pub const DISRUPTIVE: bool = true;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 3,
+    window_secs: 86400,
+};
+
+/// `[healing.reboot]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RebootConfig {
+    /// Off by default: the last resort must be chosen.
+    pub enabled: bool,
+    pub command: Vec<String>,
+}
+
+impl Default for RebootConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            command: vec!["/sbin/reboot".into()],
+        }
+    }
+}
+
+impl RebootConfig {
+    /// Problems of `[healing.reboot]`.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        if self.enabled && self.command.first().is_none_or(|p| p.is_empty()) {
+            out.push(Problem::new(
+                "healing.reboot.command",
+                "must name a program when reboot is enabled",
+            ));
+        }
+    }
+}
 
 pub async fn run(ctx: &Context) -> Result<String, ActionError> {
     let cfg = &ctx.config.healing.reboot;

@@ -9,11 +9,62 @@
 //! full DISCOVER.
 
 use super::ActionError;
-use crate::checks::Context;
+use super::Limit;
+use crate::config::Problem;
+use crate::context::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
+
+/// Not disruptive: a renew keeps the address when the lease is still valid.
+pub const DISRUPTIVE: bool = false;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 6,
+    window_secs: 3600,
+};
+
+/// `[healing.renew_dhcp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenewDhcpConfig {
+    /// The DHCP client's process name, looked up in the agent's network namespace when
+    /// `wan.dhcp_pidfile` is not set.
+    pub process: String,
+    /// Run this instead of signalling the client (argv, no shell). Empty: signal.
+    pub command: Vec<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for RenewDhcpConfig {
+    fn default() -> Self {
+        Self {
+            process: "udhcpc".into(),
+            command: Vec::new(),
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl RenewDhcpConfig {
+    /// Problems of `[healing.renew_dhcp]`.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        let mut bad =
+            |f: &str, m: &str| out.push(Problem::new(format!("healing.renew_dhcp.{f}"), m));
+        if self.command.first().is_some_and(|p| p.is_empty()) {
+            bad("command", "the program must not be empty");
+        }
+        if self.process.len() > 15 {
+            bad("process", "a process name has at most 15 characters");
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 600 {
+            bad("timeout_secs", "must be between 1 and 600");
+        }
+    }
+}
 
 /// The DHCP client's pid: from the pidfile, else by name in our network namespace.
 pub fn find_client(pidfile: Option<&Path>, process: &str) -> Result<(i32, String), ActionError> {

@@ -20,11 +20,21 @@
 //! at worst see the new head with the old tail for an instant — the resolver re-reads the
 //! file on its next change, and the verification that follows re-reads it too.
 
+use super::Limit;
 use super::{ActionError, Applied, Undo};
-use crate::checks::Context;
+use crate::context::Context;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// Not disruptive: only resolv.conf changes, and the original is the undo.
+pub const DISRUPTIVE: bool = false;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 6,
+    window_secs: 3600,
+};
 
 /// The resolvers to restore.
 fn provisioned(ctx: &Context) -> Vec<IpAddr> {
@@ -81,7 +91,7 @@ pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
     let saved = dir.join("resolv.conf.orig");
-    crate::budget::write_durable(&saved, &original).map_err(|e| {
+    crate::fsutil::write_durable(&saved, &original).map_err(|e| {
         ActionError::Failed(format!("saving the original to {}: {e}", saved.display()))
     })?;
     let how = write_config_file(&target, new.as_bytes())
@@ -240,7 +250,7 @@ mod tests {
         let original = b"# odd  spacing \r\nnameserver 192.0.2.99\n\n\x00tail".to_vec();
         std::fs::write(&target, &original).unwrap();
         let saved = dir.path().join("orig");
-        crate::budget::write_durable(&saved, &original).unwrap();
+        crate::fsutil::write_durable(&saved, &original).unwrap();
         write_config_file(&target, b"nameserver 198.51.100.99\n").unwrap();
         write_in_place(&target, b"x").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"x");

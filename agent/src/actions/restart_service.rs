@@ -3,9 +3,65 @@
 //! name comes from the check's evidence but only selects an entry of the list: nothing from
 //! the system or the collector ever becomes part of a command line, and no shell is involved.
 
+use super::Limit;
 use super::{ActionError, ActionInput};
-use crate::checks::Context;
+use crate::config::Problem;
+use crate::context::Context;
+use serde::Deserialize;
 use std::time::Duration;
+
+/// Disruptive: the service is unavailable while it restarts.
+pub const DISRUPTIVE: bool = true;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 4,
+    window_secs: 3600,
+};
+
+/// One `[[healing.restart_service]]` entry: a service the agent may restart, and how.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartServiceEntry {
+    /// As named in `[[checks.service.services]]`.
+    pub name: String,
+    /// argv, no shell, e.g. `["/etc/init.d/dnsmasq", "restart"]`.
+    pub command: Vec<String>,
+    #[serde(default = "default_command_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_command_timeout_secs() -> u64 {
+    30
+}
+
+/// Problems of the `[[healing.restart_service]]` allow-list.
+pub fn problems(entries: &[RestartServiceEntry], out: &mut Vec<Problem>) {
+    let mut bad =
+        |f: String, m: String| out.push(Problem::new(format!("healing.restart_service{f}"), m));
+    for (i, s) in entries.iter().enumerate() {
+        if s.name.is_empty() || s.name.len() > 64 {
+            bad(format!("[{i}].name"), "must be 1-64 characters".into());
+        } else if entries[..i].iter().any(|o| o.name == s.name) {
+            bad(
+                format!("[{i}].name"),
+                format!("{:?} is listed twice", s.name),
+            );
+        }
+        if s.command.first().is_none_or(|p| p.is_empty()) {
+            bad(
+                format!("[{i}].command"),
+                "must name a program (argv array, no shell)".into(),
+            );
+        }
+        if s.timeout_secs == 0 || s.timeout_secs > 600 {
+            bad(
+                format!("[{i}].timeout_secs"),
+                "must be between 1 and 600".into(),
+            );
+        }
+    }
+}
 
 pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
     let allow = &ctx.config.healing.restart_service;

@@ -2,9 +2,19 @@
 //! DHCP lease (or the provisioned gateway of a static WAN), through netlink.
 
 use super::ActionError;
-use crate::checks::Context;
+use super::Limit;
+use crate::context::Context;
 use crate::lease::Lease;
 use std::net::Ipv4Addr;
+
+/// Not disruptive: adding a missing route interrupts nothing.
+pub const DISRUPTIVE: bool = false;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 6,
+    window_secs: 3600,
+};
 
 /// The gateway to restore: the lease's router, else the provisioned one.
 pub fn choose_gateway(ctx: &Context) -> Result<(Ipv4Addr, &'static str), ActionError> {

@@ -3,10 +3,48 @@
 //! cross the path (`largest_passing_bytes`), never below `healing.set_mtu.min_mtu`. The old
 //! MTU is the undo: a change that did not help is set back.
 
+use super::Limit;
 use super::{ActionError, ActionInput, Applied, Undo};
-use crate::checks::Context;
+use crate::config::Problem;
+use crate::context::Context;
 use futures::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
+use serde::Deserialize;
+
+/// Not disruptive: the link stays up; the old MTU is the undo.
+pub const DISRUPTIVE: bool = false;
+
+/// Runs allowed within the window unless `[healing.budgets]` says otherwise.
+pub const DEFAULT_BUDGET: Limit = Limit {
+    max: 6,
+    window_secs: 3600,
+};
+
+/// `[healing.set_mtu]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetMtuConfig {
+    /// Never set a smaller MTU than this.
+    pub min_mtu: u32,
+}
+
+impl Default for SetMtuConfig {
+    fn default() -> Self {
+        Self { min_mtu: 1280 }
+    }
+}
+
+impl SetMtuConfig {
+    /// Problems of `[healing.set_mtu]`.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        if !(576..=9000).contains(&self.min_mtu) {
+            out.push(Problem::new(
+                "healing.set_mtu.min_mtu",
+                "must be between 576 and 9000",
+            ));
+        }
+    }
+}
 
 /// The interface's MTU, through netlink.
 pub async fn get(ctx: &Context, ifname: &str) -> Result<u32, ActionError> {
@@ -54,6 +92,15 @@ pub async fn set(ctx: &Context, ifname: &str, mtu: u32) -> Result<(), ActionErro
         .await
         .map_err(|e| ActionError::Failed(format!("setting MTU {mtu} on {ifname}: {e}")))
 }
+
+/// Sets the old MTU back.
+pub async fn rollback(ctx: &Context, ifname: &str, mtu: u32) -> Result<String, ActionError> {
+    set(ctx, ifname, mtu).await?;
+    Ok(format!("MTU of {ifname} set back to {mtu}"))
+}
+
+/// A verified MTU change is kept as it is: nothing was saved aside.
+pub fn commit() {}
 
 /// The MTU to set, or why there is none.
 pub fn choose(

@@ -7,8 +7,9 @@
 //! The header has one-second precision and arrives after up to one round trip, so the skew is
 //! judged with that uncertainty subtracted.
 
-use super::{ClockSample, Context, Observation, check_settings, common_problems, now};
+use super::{Context, Observation, check_settings, common_problems, now};
 use crate::config::{AgentConfig, Problem};
+use crate::context::ClockSample;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use serde::Deserialize;
 use std::time::{Duration, Instant};

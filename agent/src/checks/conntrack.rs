@@ -10,9 +10,10 @@
 
 use super::{Context, Observation, check_settings, common_problems};
 use crate::config::{AgentConfig, Problem};
+use crate::fsutil::read_proc_u64;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `[checks.conntrack]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -89,19 +90,6 @@ impl ConntrackConfig {
             CheckStatus::Ok
         };
         (status, percent)
-    }
-}
-
-/// One unsigned integer from a /proc/sys file: `Ok(None)` when the file does not exist.
-pub fn read_proc_u64(path: &Path) -> Result<Option<u64>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| format!("{}: {e}: {:?}", path.display(), text.trim())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 

@@ -3,9 +3,9 @@
 
 use super::{Context, Observation, check_settings, common_problems};
 use crate::config::{AgentConfig, Problem};
+use crate::context::{LinkState, LinkTable};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
-use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// `[checks.link]`.
@@ -70,126 +70,6 @@ impl LinkConfig {
                 "must be between 1 and 86400",
             ));
         }
-    }
-}
-
-/// One interface as netlink last described it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkState {
-    pub index: u32,
-    pub name: String,
-    pub admin_up: bool,
-    pub carrier: bool,
-    /// Kernel operstate, lower case (`up`, `down`, `lowerlayerdown`, `unknown`, ...).
-    pub operstate: String,
-    pub mtu: u32,
-    /// When the carrier last changed, as seen by this agent.
-    pub carrier_changed_at: Option<Instant>,
-    /// Carrier transitions seen recently (for flap counting).
-    pub transitions: VecDeque<Instant>,
-    /// All carrier transitions seen since the agent started.
-    pub transitions_total: u64,
-}
-
-/// An interface as one netlink message describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkInfo {
-    pub index: u32,
-    pub name: String,
-    pub admin_up: bool,
-    pub carrier: bool,
-    pub operstate: String,
-    pub mtu: u32,
-}
-
-/// The interface table, updated from netlink dumps and events.
-#[derive(Debug, Default)]
-pub struct LinkTable {
-    by_index: BTreeMap<u32, LinkState>,
-    /// Set once a full dump has been loaded.
-    pub loaded: bool,
-}
-
-/// What an update changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkChange {
-    New,
-    Carrier { up: bool },
-    Other,
-    Removed,
-}
-
-/// Most transitions remembered per interface; older ones only count in `transitions_total`.
-const MAX_TRANSITIONS: usize = 64;
-
-impl LinkTable {
-    /// Applies a link description (from a dump or an event) observed at `now`.
-    pub fn update(&mut self, info: LinkInfo, now: Instant) -> LinkChange {
-        let LinkInfo {
-            index,
-            name,
-            admin_up,
-            carrier,
-            operstate,
-            mtu,
-        } = info;
-        match self.by_index.get_mut(&index) {
-            None => {
-                self.by_index.insert(
-                    index,
-                    LinkState {
-                        index,
-                        name,
-                        admin_up,
-                        carrier,
-                        operstate,
-                        mtu,
-                        carrier_changed_at: None,
-                        transitions: VecDeque::new(),
-                        transitions_total: 0,
-                    },
-                );
-                LinkChange::New
-            }
-            Some(s) => {
-                let flipped = s.carrier != carrier;
-                s.name = name;
-                s.admin_up = admin_up;
-                s.carrier = carrier;
-                s.operstate = operstate;
-                s.mtu = mtu;
-                if flipped {
-                    s.carrier_changed_at = Some(now);
-                    s.transitions_total += 1;
-                    s.transitions.push_back(now);
-                    while s.transitions.len() > MAX_TRANSITIONS {
-                        s.transitions.pop_front();
-                    }
-                    LinkChange::Carrier { up: carrier }
-                } else {
-                    LinkChange::Other
-                }
-            }
-        }
-    }
-
-    pub fn remove(&mut self, index: u32) -> LinkChange {
-        self.by_index.remove(&index);
-        LinkChange::Removed
-    }
-
-    pub fn by_name(&self, name: &str) -> Option<&LinkState> {
-        self.by_index.values().find(|l| l.name == name)
-    }
-
-    /// Carrier transitions of `name` within `window` before `now`.
-    pub fn flaps(&self, name: &str, window: Duration, now: Instant) -> u32 {
-        self.by_name(name).map_or(0, |l| {
-            l.transitions
-                .iter()
-                .filter(|t| now.saturating_duration_since(**t) <= window)
-                .count() as u32
-        })
     }
 }
 
@@ -331,6 +211,7 @@ impl LinkCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{LinkChange, LinkInfo};
 
     fn info(index: u32, name: &str, admin_up: bool, carrier: bool, op: &str, mtu: u32) -> LinkInfo {
         LinkInfo {

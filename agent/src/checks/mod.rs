@@ -20,11 +20,9 @@ pub mod service;
 pub mod wan_address;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
-use crate::net::Netlink;
-use crate::ping::Pinger;
+use crate::context::{Context, now};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What one run of a check saw.
@@ -112,97 +110,6 @@ impl Observation {
     pub fn is_failing(&self) -> bool {
         matches!(self.status, CheckStatus::Failed | CheckStatus::Degraded)
     }
-}
-
-/// A clock reading taken from a collector response: its `Date` header and our clock then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockSample {
-    /// The collector's `Date` (second precision).
-    pub server: Timestamp,
-    /// Our wall clock when the response arrived.
-    pub local: Timestamp,
-    /// Round trip of that request, to bound the error.
-    pub rtt_ms: u64,
-}
-
-/// What the collector's latest heartbeat reply asked of this agent.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Advisories {
-    /// Many devices behind our access node fail: the fault is upstream; take no local
-    /// remediation until then. `(network_event_id, until)`.
-    pub upstream_outage: Option<(String, Timestamp)>,
-    /// Remediation stopped by the NOC (device, region or fleet), with its reason.
-    pub kill_switch: Option<String>,
-    /// On-demand diagnostics requested and not yet run: `(request_id, checks)`.
-    pub diagnostics: Vec<(String, Vec<CheckId>)>,
-}
-
-/// State that other parts of the agent feed and checks and the healer read.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// Latest clock sample from the reporter.
-    pub clock: Mutex<Option<ClockSample>>,
-    /// Interface state kept current by netlink events.
-    pub links: Mutex<link::LinkTable>,
-    /// Advisories from the latest heartbeat reply.
-    pub advisories: Mutex<Advisories>,
-    /// Latest status of each enabled check (the detector's view), for heartbeats.
-    pub check_statuses: Mutex<BTreeMap<CheckId, CheckStatus>>,
-}
-
-impl Shared {
-    pub fn clock_sample(&self) -> Option<ClockSample> {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn advisories(&self) -> Advisories {
-        self.advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    pub fn set_advisories(&self, a: Advisories) {
-        *self
-            .advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
-    }
-
-    pub fn check_statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
-        self.check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    pub fn set_check_statuses(&self, s: BTreeMap<CheckId, CheckStatus>) {
-        *self
-            .check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
-    }
-
-    pub fn set_clock_sample(&self, s: ClockSample) {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(s);
-    }
-}
-
-/// What checks may use to observe.
-#[derive(Debug)]
-pub struct Context {
-    pub config: Arc<AgentConfig>,
-    pub netlink: Netlink,
-    /// `None` when the ICMP socket could not be opened (no CAP_NET_RAW); checks that need it
-    /// then report `unknown` instead of a false failure.
-    pub pinger: Option<Pinger>,
-    pub shared: Arc<Shared>,
 }
 
 /// The settings every check has.
@@ -333,14 +240,6 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
 
 /// Checks to re-run at once when netlink reports a change (link, address or route).
 pub const NETLINK_DRIVEN: &[CheckId] = &[CheckId::Link, CheckId::WanAddress, CheckId::DefaultRoute];
-
-/// Current wall-clock time as a wire timestamp.
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_unix_millis(ms).unwrap_or(Timestamp::EPOCH)
-}
 
 #[cfg(test)]
 mod tests {

@@ -21,21 +21,12 @@
 //! temp, fsync, rename, fsync dir. A corrupt file is moved aside (`.corrupt`), logged, and the
 //! budget starts empty.
 
+pub use crate::actions::Limit;
+use crate::fsutil::write_durable;
 use netmedic_proto::ActionId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// How many times something may run within a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    /// Most runs within the window.
-    pub max: u32,
-    /// The sliding window.
-    pub window_secs: u64,
-}
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Charge {
@@ -143,7 +134,7 @@ impl Budget {
         self.per_action
             .get(&action)
             .copied()
-            .unwrap_or_else(|| default_limit(action))
+            .unwrap_or_else(|| crate::actions::default_budget(action))
     }
 
     fn count_within(&self, action: Option<ActionId>, window_secs: u64, now_ms: i64) -> u32 {
@@ -207,7 +198,11 @@ impl Budget {
             .per_action
             .values()
             .map(|l| l.window_secs)
-            .chain(ActionId::ALL.iter().map(|a| default_limit(*a).window_secs))
+            .chain(
+                ActionId::ALL
+                    .iter()
+                    .map(|a| crate::actions::default_budget(*a).window_secs),
+            )
             .chain([self.global.window_secs])
             .max()
             .unwrap_or(0);
@@ -225,39 +220,6 @@ impl Budget {
         let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         write_durable(&self.path, &bytes)
     }
-}
-
-/// Built-in limits of actions the config does not list.
-pub fn default_limit(action: ActionId) -> Limit {
-    match action {
-        ActionId::Reboot => Limit {
-            max: 3,
-            window_secs: 86_400,
-        },
-        ActionId::BounceIface | ActionId::RestartService => Limit {
-            max: 4,
-            window_secs: 3600,
-        },
-        _ => Limit {
-            max: 6,
-            window_secs: 3600,
-        },
-    }
-}
-
-/// Writes `bytes` to `path` crash-safely: temp file, fsync, rename, fsync of the directory.
-pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

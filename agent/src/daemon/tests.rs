@@ -1,0 +1,267 @@
+//! Unit tests of the scheduler and its life cycle, with a fake check and a fake action: the
+//! catalogue's `service` check whose runs the fake [`Effects`] answers, and a fake action that
+//! heals it (or not) and can be undone. The spool, the detector and the healer are real.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::actions::{ActionError, Applied, Undo};
+use futures::future::LocalBoxFuture;
+use netmedic_proto::ActionOutcome;
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+
+/// The fake world: one check that fails until the fake action heals it.
+#[derive(Default)]
+struct Fake {
+    healthy: Cell<bool>,
+    /// The action makes the check pass.
+    heals: bool,
+    /// The action changes config and returns an undo.
+    undoable: bool,
+    observed: Cell<u32>,
+    acted: Cell<u32>,
+    rolled_back: Cell<u32>,
+    committed: Cell<u32>,
+    /// Runs when the action is carried out.
+    on_act: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl Effects for Fake {
+    fn observe<'a>(&'a self, check: &'a Check) -> LocalBoxFuture<'a, Observation> {
+        self.observed.set(self.observed.get() + 1);
+        let obs = if self.healthy.get() {
+            Observation::ok(check.id(), "fake service runs")
+        } else {
+            Observation::new(
+                check.id(),
+                CheckStatus::Failed,
+                "service_down",
+                "fake is down",
+            )
+            .evidence("down", "fake")
+        };
+        Box::pin(async move { obs })
+    }
+
+    fn precheck<'a>(&'a self, _: &'a PlannedStep) -> LocalBoxFuture<'a, Option<(String, bool)>> {
+        Box::pin(async { None })
+    }
+
+    fn act<'a>(&'a self, _: &'a PlannedStep) -> LocalBoxFuture<'a, Result<Applied, ActionError>> {
+        self.acted.set(self.acted.get() + 1);
+        if self.heals {
+            self.healthy.set(true);
+        }
+        if let Some(f) = self.on_act.borrow_mut().take() {
+            f();
+        }
+        let undo = self.undoable.then(|| Undo::Mtu {
+            ifname: "fake0".into(),
+            mtu: 1500,
+        });
+        Box::pin(async move {
+            Ok(Applied {
+                detail: "fake action carried out".into(),
+                undo,
+            })
+        })
+    }
+
+    fn rollback<'a>(&'a self, _: &'a Undo) -> LocalBoxFuture<'a, Result<String, ActionError>> {
+        self.rolled_back.set(self.rolled_back.get() + 1);
+        Box::pin(async { Ok("fake change undone".to_string()) })
+    }
+
+    fn commit(&self, _: &Undo) {
+        self.committed.set(self.committed.get() + 1);
+    }
+}
+
+fn agent(dir: &Path, fx: Rc<Fake>, verify_timeout_secs: u64) -> Agent {
+    let text = format!(
+        r#"
+[agent]
+id = "cpe-test"
+state_dir = "{dir}/state"
+[collector]
+url = "http://100.64.0.1:8440"
+[wan]
+interface = "wan"
+[healing]
+kill_switch_file = "{dir}/healing.disabled"
+verify_timeout_secs = {verify_timeout_secs}
+[checks.service]
+interval_secs = 1
+fail_threshold = 1
+ok_threshold = 1
+"#,
+        dir = dir.display()
+    );
+    let config = Arc::new(AgentConfig::parse(&text, "test.toml").unwrap());
+    std::fs::create_dir_all(&config.agent.state_dir).unwrap();
+    let (spool, _) = Spool::open(&config.agent.state_dir.join("spool"), 1000, 10 << 20).unwrap();
+    let ctx = Arc::new(Context {
+        config: config.clone(),
+        netlink: Netlink::connect().unwrap(),
+        pinger: None,
+        shared: Arc::new(Shared::default()),
+    });
+    let checks = vec![Check::Service(checks::service::ServiceCheck::new(&config))];
+    Agent {
+        heal: heal::HealState::open(&config),
+        config: config.clone(),
+        fx,
+        ctx,
+        checks,
+        detector: Detector::default(),
+        events: Recorder {
+            spool: Arc::new(Mutex::new(spool)),
+            seq: SeqGen::open(config.agent.state_dir.join("seq"), 0),
+            wake_reporter: Arc::new(tokio::sync::Notify::new()),
+        },
+    }
+}
+
+/// Waits until `cond` holds; panics after 20 s.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The spooled events, in order.
+fn events(spool: &Mutex<Spool>) -> Vec<IncidentEvent> {
+    let mut v = spool.lock().unwrap().pending(1000);
+    v.sort_by_key(|e| e.seq);
+    v
+}
+
+fn outcomes(events: &[IncidentEvent]) -> Vec<ActionOutcome> {
+    events
+        .iter()
+        .flat_map(|e| e.actions.iter().map(|a| a.outcome))
+        .collect()
+}
+
+fn resolved(spool: &Mutex<Spool>) -> bool {
+    events(spool).iter().any(|e| e.kind == EventKind::Resolved)
+}
+
+#[tokio::test]
+async fn a_failing_check_is_healed_verified_and_resolved_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake {
+        heals: true,
+        ..Fake::default()
+    });
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    let spool = a.events.spool.clone();
+    let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let s = spool.clone();
+    let shutdown =
+        std::pin::pin!(async move { until("the resolved event", || resolved(&s)).await });
+    let exit = a.schedule(&mut None, &mut rx, shutdown).await;
+    assert!(matches!(exit, Exit::Stop));
+    let ev = events(&spool);
+    let kinds: Vec<_> = ev.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Opened, EventKind::Updated, EventKind::Resolved]
+    );
+    assert_eq!(
+        outcomes(&ev),
+        [
+            ActionOutcome::Planned,
+            ActionOutcome::Done,
+            ActionOutcome::Verified
+        ]
+    );
+    assert_eq!((fx.acted.get(), fx.rolled_back.get()), (1, 0));
+    assert!(a.detector.incident(CheckId::Service).is_none());
+}
+
+#[tokio::test]
+async fn stopping_mid_verification_rolls_the_change_back_before_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake {
+        undoable: true,
+        ..Fake::default()
+    });
+    // Verification would take 10 minutes: only the stop can end it.
+    let mut a = agent(dir.path(), fx.clone(), 600);
+    let spool = a.events.spool.clone();
+    let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let f = fx.clone();
+    let shutdown = std::pin::pin!(async move { until("the action", || f.acted.get() > 0).await });
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        a.schedule(&mut None, &mut rx, shutdown),
+    )
+    .await
+    .expect("the scheduler stops without waiting out the verification");
+    assert!(matches!(exit, Exit::Stop));
+    assert_eq!((fx.acted.get(), fx.rolled_back.get()), (1, 1));
+    assert_eq!(fx.committed.get(), 0);
+    let ev = events(&spool);
+    assert_eq!(
+        outcomes(&ev),
+        [
+            ActionOutcome::Planned,
+            ActionOutcome::Done,
+            ActionOutcome::NotEffective,
+            ActionOutcome::RolledBack
+        ]
+    );
+    let done = ev
+        .iter()
+        .flat_map(|e| &e.actions)
+        .find(|r| r.outcome == ActionOutcome::Done)
+        .unwrap();
+    assert!(done.detail.contains("stopping"), "{}", done.detail);
+    // The incident stays open (it is still failing); nothing was started after the stop.
+    assert!(a.detector.incident(CheckId::Service).is_some());
+}
+
+#[tokio::test]
+async fn a_reload_is_applied_only_after_the_heal_step_in_flight_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let fx = Rc::new(Fake {
+        heals: true,
+        undoable: true,
+        ..Fake::default()
+    });
+    // The reload arrives while the action runs.
+    *fx.on_act.borrow_mut() = Some(Box::new(move || {
+        tx.send("reload").unwrap();
+    }));
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    let spool = a.events.spool.clone();
+    let never = std::pin::pin!(std::future::pending::<()>());
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        a.schedule(&mut None, &mut rx, never),
+    )
+    .await
+    .expect("the reload is returned");
+    assert!(matches!(exit, Exit::Reload("reload")));
+    // By then the step had verified, committed and resolved the incident.
+    assert_eq!((fx.acted.get(), fx.committed.get()), (1, 1));
+    assert!(resolved(&spool));
+}
+
+#[tokio::test]
+async fn nothing_starts_after_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake::default());
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let stopped = std::pin::pin!(std::future::ready(()));
+    let exit = a.schedule(&mut None, &mut rx, stopped).await;
+    assert!(matches!(exit, Exit::Stop));
+    assert_eq!((fx.observed.get(), fx.acted.get()), (0, 0));
+    assert!(events(&a.events.spool).is_empty());
+}

@@ -1,0 +1,298 @@
+//! Unit tests of the decision, the playbooks, the validation and the ladder memory.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::checks::Observation;
+use crate::config::{AgentConfig, Mode};
+use crate::incident::Incident;
+use netmedic_proto::{ActionId, Category, CheckId, CheckStatus, Severity, Timestamp};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn incident(check: CheckId, cause: &str) -> Incident {
+    Incident::open(&Observation {
+        check,
+        status: CheckStatus::Failed,
+        cause: cause.into(),
+        summary: "s".into(),
+        value: String::new(),
+        threshold: String::new(),
+        hint: String::new(),
+        category: Category::NoInternet,
+        severity: Severity::Critical,
+        evidence: Default::default(),
+        at: Timestamp::EPOCH,
+    })
+}
+
+fn facts() -> Facts {
+    Facts {
+        service_down: true,
+        reboot_enabled: true,
+        ..Facts::default()
+    }
+}
+
+fn lad(actions: &[ActionId]) -> Ladder {
+    Ladder {
+        actions: actions.to_vec(),
+        mode: Mode::Enforce,
+        origin: "test",
+    }
+}
+
+#[test]
+fn climbs_the_ladder_then_escalates_once() {
+    let l = builtin(CheckId::DefaultRoute, "default_route_missing").map(lad);
+    let mut i = incident(CheckId::DefaultRoute, "default_route_missing");
+    let d = |i: &Incident| decide(Mode::Enforce, l.as_ref(), i, &facts(), |_| None);
+    assert_eq!(
+        d(&i),
+        Decision::Act {
+            action: ActionId::RestoreRoute,
+            dry_run: false
+        }
+    );
+    i.tried = vec![
+        ActionId::RestoreRoute,
+        ActionId::RenewDhcp,
+        ActionId::BounceIface,
+    ];
+    assert_eq!(d(&i), Decision::Escalate);
+    i.escalated = true;
+    assert_eq!(d(&i), Decision::Nothing);
+}
+
+#[test]
+fn off_mode_unknown_causes_and_backoff_do_nothing() {
+    let i = incident(CheckId::DefaultRoute, "default_route_missing");
+    let l = lad(&[ActionId::RestoreRoute]);
+    assert_eq!(
+        decide(Mode::Off, Some(&l), &i, &facts(), |_| None),
+        Decision::Nothing
+    );
+    assert_eq!(
+        decide(Mode::Enforce, None, &i, &facts(), |_| None),
+        Decision::Nothing
+    );
+    let f = Facts {
+        backing_off: true,
+        ..facts()
+    };
+    assert_eq!(
+        decide(Mode::Enforce, Some(&l), &i, &f, |_| None),
+        Decision::Nothing
+    );
+}
+
+#[test]
+fn guards_in_order() {
+    let i = incident(CheckId::WanAddress, "wan_no_address");
+    let l = lad(&[ActionId::BounceIface, ActionId::Reboot]);
+    let run = |f: &Facts| decide(Mode::Enforce, Some(&l), &i, f, |_| None);
+    let is_wait = |d: Decision, what: &str| match d {
+        Decision::Wait { reason, .. } => assert!(reason.contains(what), "{reason}"),
+        other => panic!("expected wait ({what}), got {other:?}"),
+    };
+    is_wait(
+        run(&Facts {
+            kill_switch: Some("file /x".into()),
+            ..facts()
+        }),
+        "kill switch",
+    );
+    is_wait(
+        run(&Facts {
+            upstream_advisory: Some("ne-1".into()),
+            ..facts()
+        }),
+        "upstream outage",
+    );
+    assert!(matches!(
+        run(&Facts {
+            upstream_proven: true,
+            ..facts()
+        }),
+        Decision::PassOver {
+            action: ActionId::BounceIface,
+            ..
+        }
+    ));
+    // Degraded service: disruptive rungs wait for a window.
+    is_wait(
+        run(&Facts {
+            service_down: false,
+            ..facts()
+        }),
+        "maintenance",
+    );
+    assert!(matches!(
+        run(&Facts {
+            service_down: false,
+            in_window: true,
+            ..facts()
+        }),
+        Decision::Act { .. }
+    ));
+    is_wait(
+        decide(Mode::Enforce, Some(&l), &i, &facts(), |_| {
+            Some("budget: x".into())
+        }),
+        "budget",
+    );
+    // Dry run reports the rung (no budget needed).
+    assert_eq!(
+        decide(Mode::DryRun, Some(&l), &i, &facts(), |_| Some(
+            "budget".into()
+        )),
+        Decision::Act {
+            action: ActionId::BounceIface,
+            dry_run: true
+        }
+    );
+    let mut i2 = i.clone();
+    i2.tried.push(ActionId::BounceIface);
+    assert!(matches!(
+        decide(
+            Mode::Enforce,
+            Some(&l),
+            &i2,
+            &Facts {
+                reboot_enabled: false,
+                ..facts()
+            },
+            |_| None
+        ),
+        Decision::PassOver {
+            action: ActionId::Reboot,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn upstream_advisory_stops_even_non_disruptive_actions() {
+    let i = incident(CheckId::Dns, "resolver_timeout");
+    let l = lad(&[ActionId::ResetDns]);
+    let f = Facts {
+        upstream_advisory: Some("ne-7 until 12:00".into()),
+        ..facts()
+    };
+    assert!(matches!(
+        decide(Mode::Enforce, Some(&l), &i, &f, |_| None),
+        Decision::Wait { .. }
+    ));
+}
+
+#[test]
+fn every_check_of_the_catalogue_has_a_decision_and_config_overrides() {
+    // The built-in table covers the catalogue: each check has at least one cause with a
+    // ladder or is explicitly report-only (the default arm); the shipped config lists one
+    // playbook per check.
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml"))
+            .unwrap();
+    let cfg = AgentConfig::parse(&text, "agent.toml").unwrap();
+    for c in CheckId::ALL {
+        assert!(
+            cfg.playbooks.iter().any(|p| p.check == *c),
+            "config/agent.toml has no playbook for {c}"
+        );
+    }
+    let l = ladder(&cfg, CheckId::DefaultRoute, "default_route_missing").unwrap();
+    assert_eq!(l.origin, "config");
+}
+
+#[test]
+fn playbook_selectors_must_be_explicit() {
+    let p = |causes: &[&str]| PlaybookConfig {
+        check: CheckId::Dns,
+        causes: causes.iter().map(|s| s.to_string()).collect(),
+        actions: vec![ActionId::ResetDns],
+        mode: Mode::Enforce,
+    };
+    let mut out = Vec::new();
+    playbook_problems(&[p(&[]), p(&["*"]), p(&["resolver_*"])], &mut out);
+    let fields: Vec<_> = out.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["playbook[0].causes", "playbook[1].causes[0]"]);
+    assert!(p(&["resolver_*"]).matches(CheckId::Dns, "resolver_timeout"));
+    assert!(!p(&["resolver_*"]).matches(CheckId::Dns, "dns_slow"));
+    assert!(!p(&["resolver_*"]).matches(CheckId::Http, "resolver_timeout"));
+}
+
+#[test]
+fn backoff_doubles_with_bounded_jitter() {
+    let cfg = HealingConfig {
+        backoff_initial_secs: 10,
+        backoff_max_secs: 60,
+        backoff_jitter_percent: 20,
+        ..HealingConfig::default()
+    };
+    assert_eq!(backoff(&cfg, 0, 0.5), Duration::ZERO);
+    assert_eq!(backoff(&cfg, 1, 0.5), Duration::from_secs(10));
+    assert_eq!(backoff(&cfg, 2, 0.5), Duration::from_secs(20));
+    assert_eq!(backoff(&cfg, 9, 0.5), Duration::from_secs(60));
+    assert_eq!(backoff(&cfg, 1, 0.0), Duration::from_secs(8));
+    assert_eq!(backoff(&cfg, 1, 1.0), Duration::from_secs(12));
+}
+
+#[test]
+fn maintenance_windows_wrap_midnight() {
+    let w = vec!["23:30-01:00".to_string()];
+    let at = |h: i64, m: i64| h * 3600 + m * 60;
+    assert!(in_window(&w, at(23, 45), 0));
+    assert!(in_window(&w, at(0, 59), 0));
+    assert!(!in_window(&w, at(1, 0), 0));
+    // 22:45 UTC is 23:45 at UTC+1.
+    assert!(in_window(&w, at(22, 45), 60));
+    assert!(!in_window(&[], at(0, 0), 0));
+    assert_eq!(parse_window("02:00-02:00"), None);
+    assert_eq!(parse_window("2:00-03:00"), None);
+}
+
+#[test]
+fn a_flapping_incident_resumes_its_ladder() {
+    let cfg = HealingConfig {
+        ladder_memory_secs: 600,
+        ..HealingConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let budget = budget::Budget::open_at(
+        dir.path().join("b"),
+        BTreeMap::new(),
+        cfg.global_budget,
+        "x",
+        0,
+    );
+    let mut st = HealState::with_budget(budget);
+    let t0 = Instant::now();
+    let mut first = incident(CheckId::DefaultRoute, "default_route_missing");
+    st.on_opened(&mut first, &cfg, t0);
+    first.tried.push(ActionId::RestoreRoute);
+    st.attempted(CheckId::DefaultRoute, &cfg, t0);
+    st.on_resolved(&first, t0);
+    // Back after 60 s: the ladder continues at the second rung, after a backoff.
+    let mut again = incident(CheckId::DefaultRoute, "default_route_missing");
+    assert_eq!(
+        st.on_opened(&mut again, &cfg, t0 + Duration::from_secs(60)),
+        1
+    );
+    assert_eq!(again.tried, [ActionId::RestoreRoute]);
+    let l = builtin(CheckId::DefaultRoute, "default_route_missing").map(lad);
+    assert_eq!(
+        decide(Mode::Enforce, l.as_ref(), &again, &facts(), |_| None),
+        Decision::Act {
+            action: ActionId::RenewDhcp,
+            dry_run: false
+        }
+    );
+    // After the memory window it starts over.
+    st.on_resolved(&again, t0 + Duration::from_secs(61));
+    let mut later = incident(CheckId::DefaultRoute, "default_route_missing");
+    assert_eq!(
+        st.on_opened(&mut later, &cfg, t0 + Duration::from_secs(61 + 601)),
+        0
+    );
+    assert!(later.tried.is_empty());
+}
