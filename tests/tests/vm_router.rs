@@ -18,7 +18,7 @@
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
 use netmedic_lab::vm::{STA_IP, GUEST_LAN_IP, Vm, VmOptions};
 use netmedic_lab::{COLLECTOR_IP, Lab};
-use netmedic_proto::{CheckId, IncidentView};
+use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView};
 use std::time::{Duration, Instant};
 
 const AGENT_ID: &str = "vm-cpe-0";
@@ -141,6 +141,104 @@ fn default_route(vm: &mut Vm) -> Option<String> {
         .filter(|r| r.starts_with("default via"))
 }
 
+/// `(action, at_ms)` of every charge in the persisted budget (`heal-budget.json`).
+fn budget_charges(vm: &mut Vm) -> Vec<(String, i64)> {
+    let text = vm
+        .run_timeout(
+            "cat /data/netmedic/heal-budget.json 2>/dev/null",
+            Duration::from_secs(10),
+        )
+        .map(|o| o.output)
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["charges"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    (
+                        c["action"].as_str().unwrap_or_default().to_owned(),
+                        c["at_ms"].as_i64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many times the agent service has started (lines its init script wrote).
+fn agent_starts(vm: &mut Vm) -> u32 {
+    vm.sh("grep -c 'netmedic-vm: agent start' /data/log/agent.log || true")
+        .expect("count agent starts")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `(event_id, incident_id)` of every event in the guest's spool (`SEQ-EVENTID.evt`: a 12-byte
+/// header, then JSON).
+fn spool_events(vm: &mut Vm) -> Vec<(String, String)> {
+    let out = vm
+        .run_timeout(
+            "for f in /data/netmedic/spool/*.evt; do [ -e \"$f\" ] && tail -c +13 \"$f\" && echo; done",
+            Duration::from_secs(20),
+        )
+        .map(|o| o.output)
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["event_id"].as_str().unwrap_or_default().to_owned(),
+                v["incident_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many of `event_ids` the collector's database holds (`events.event_id` is its primary
+/// key: an event is stored at most once).
+fn stored_events(stack: &Stack<'_>, event_ids: &[&str]) -> usize {
+    let list: Vec<String> = event_ids
+        .iter()
+        .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(|e| format!("'{e}'"))
+        .collect();
+    let out = std::process::Command::new("sqlite3")
+        .arg(stack.db_path())
+        .arg(format!(
+            "SELECT COUNT(*) FROM events WHERE event_id IN ({});",
+            list.join(",")
+        ))
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "sqlite3: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// Waits until the collector holds at least `n` incidents matching `pred`; returns how many.
+fn wait_incident_count(
+    stack: &Stack<'_>,
+    desc: &str,
+    n: usize,
+    pred: impl Fn(&IncidentView) -> bool,
+) -> netmedic_lab::Result<usize> {
+    netmedic_lab::wait_for(desc, Duration::from_secs(90), Duration::from_millis(500), || {
+        let page = stack.incidents().map_err(|e| e.to_string())?;
+        let count = page.incidents.iter().filter(|i| pred(i)).count();
+        if count >= n {
+            Ok(count)
+        } else {
+            Err(format!("{count}: {:?}", netmedic_lab::stack::summarize(&page)))
+        }
+    })
+}
+
+fn guest_uptime_ms(vm: &mut Vm) -> i64 {
+    let up = vm.sh("cut -d' ' -f1 /proc/uptime").expect("uptime");
+    (up.trim().parse::<f64>().unwrap_or(0.0) * 1000.0) as i64
+}
+
 #[test]
 fn vm_router_stories() {
     let t0 = Instant::now();
@@ -174,18 +272,19 @@ fn vm_router_stories() {
     // ---- 1. Wi-Fi is real.
     step("wifi", t0);
     vm.wait(
-        "hostapd beacons: the client's scan sees the SSID with RSN",
-        Duration::from_secs(60),
+        "hostapd beacons: the client's scan results list the SSID with WPA2-PSK-CCMP",
+        Duration::from_secs(90),
         |vm| {
             let o = vm
                 .run_timeout(
-                    "iw dev wlan0 info; nsenter -t $(cat /run/sta.pid) -n iw dev wlan1 scan",
+                    "iw dev wlan0 info; nsenter -t $(cat /run/sta.pid) -n \
+                     wpa_cli -p /run/wpa_supplicant -i wlan1 scan_results",
                     Duration::from_secs(20),
                 )
                 .map_err(|e| e.to_string())?;
             if o.output.contains("type AP")
-                && o.output.contains("SSID: netmedic-lab")
-                && o.output.contains("RSN:")
+                && o.output.contains("[WPA2-PSK-CCMP]")
+                && o.output.contains("netmedic-lab")
             {
                 Ok(())
             } else {
@@ -263,6 +362,232 @@ fn vm_router_stories() {
     assert!(
         healed.starts_with(route.split(" dev").next().unwrap_or("default via")),
         "restored {healed:?}, DHCP gave {route:?}"
+    );
+
+    // ---- 3. Clock skew: an hour ahead → a clock incident; the budget is not fooled.
+    step("clock", t0);
+    install_agent_config(
+        &mut vm,
+        &agent_config(
+            "\n[checks.clock]\ninterval_secs = 2\nfail_threshold = 1\nok_threshold = 1\n\
+             max_skew_secs = 60\nsample_max_age_secs = 0\n",
+        ),
+    );
+    let before = budget_charges(&mut vm);
+    assert!(
+        !before.is_empty(),
+        "the heal step's restore_route was charged to the persisted budget"
+    );
+    vm.sh("date -u -s \"@$(( $(date +%s) + 3600 ))\" >/dev/null")
+        .expect("set the guest clock an hour ahead");
+    let clock = stack
+        .wait_incident(
+            "a clock incident from the skewed guest",
+            Duration::from_secs(90),
+            |i| ours(i, CheckId::Clock),
+        )
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    eprintln!("clock incident: {} ({})", clock.summary, clock.cause);
+    // A restore_route after the jump: its charge is stamped on CLOCK_BOOTTIME, not an hour
+    // after the previous one.
+    vm.sh("ip route del default").expect("delete the default route");
+    vm.wait("restore_route charged after the jump", Duration::from_secs(90), |vm| {
+        let now = budget_charges(vm);
+        if now.len() > before.len() {
+            Ok(())
+        } else {
+            Err(format!("{} charge(s)", now.len()))
+        }
+    })
+    .expect("a new charge");
+    let after = budget_charges(&mut vm);
+    let (prev, last) = (before[before.len() - 1].1, after[after.len() - 1].1);
+    let uptime_ms = guest_uptime_ms(&mut vm);
+    assert!(
+        last > prev && last - prev < 3_000_000 && last <= uptime_ms,
+        "the charge after the +1 h jump is {} s after the previous one (boot time {last} ms, \
+         uptime {uptime_ms} ms): the budget must not see the wall-clock jump",
+        (last - prev) / 1000
+    );
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    vm.sh(&format!("date -u -s @{host_now} >/dev/null"))
+        .expect("set the guest clock back");
+
+    // ---- 4. Power cut while incidents are being spooled.
+    step("power_cut", t0);
+    install_agent_config(&mut vm, &agent_config(""));
+    lab.isp().cut_upstream().expect("cut the collector off");
+    for k in 0..2 {
+        vm.sh("ip route del default").expect("delete the default route");
+        vm.wait(
+            &format!("fault {k}: the agent restores the route (collector unreachable)"),
+            Duration::from_secs(90),
+            |vm| default_route(vm).ok_or_else(|| "no default route".to_owned()),
+        )
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    }
+    let spooled_before = spool_events(&mut vm);
+    vm.sh("ip route del default").expect("delete the default route");
+    vm.wait(
+        "the next incident's first event is spooled",
+        Duration::from_secs(60),
+        |vm| {
+            let n = spool_events(vm).len();
+            if n > spooled_before.len() {
+                Ok(())
+            } else {
+                Err(format!("{n} event(s) spooled"))
+            }
+        },
+    )
+    .expect("spooling");
+    let starts = agent_starts(&mut vm);
+    let tap = vm.tap().to_owned();
+    vm.power_cut().expect("power cut");
+    assert!(
+        lab.isp().ns.ip(&["link", "show", &tap]).is_err(),
+        "the tap {tap} went with qemu"
+    );
+    vm.start().expect("boot after the power cut");
+    wait_agent_running(&mut vm, starts);
+    let recovery = vm
+        .sh("grep 'spool: .* awaiting delivery' /data/log/agent.log | tail -n 1")
+        .expect("spool recovery line");
+    assert!(
+        recovery.contains(" 0 quarantined"),
+        "the spool is consistent after the power cut: {recovery}"
+    );
+    let acked = spool_events(&mut vm);
+    assert!(
+        acked.len() >= spooled_before.len(),
+        "every event spooled before the cut is still there: {} before, {} after ({recovery})",
+        spooled_before.len(),
+        acked.len()
+    );
+    for (event, _) in &spooled_before {
+        assert!(
+            acked.iter().any(|(e, _)| e == event),
+            "event {event}, durable before the cut, survived it"
+        );
+    }
+    lab.isp().restore_upstream().expect("reconnect the collector");
+    vm.wait("the spool drains", Duration::from_secs(90), |vm| {
+        let left = spool_events(vm);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} event(s) left", left.len()))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    let page = stack.incidents().expect("incidents");
+    let mut incidents: Vec<&str> = acked.iter().map(|(_, i)| i.as_str()).collect();
+    incidents.sort_unstable();
+    incidents.dedup();
+    for id in &incidents {
+        let stored: Vec<&IncidentView> = page
+            .incidents
+            .iter()
+            .filter(|i| i.agent_id == AGENT_ID && i.incident_id == *id)
+            .collect();
+        let events = acked.iter().filter(|(_, i)| i == id).count();
+        assert_eq!(stored.len(), 1, "incident {id} stored once: {stored:?}");
+        assert!(
+            stored[0].event_count as usize >= events,
+            "incident {id}: its {events} spooled event(s) reached the collector: {:?}",
+            stored[0]
+        );
+    }
+    let ids: Vec<&str> = acked.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        stored_events(&stack, &ids),
+        ids.len(),
+        "every event durable across the power cut is in the collector's database, once"
+    );
+    eprintln!(
+        "power cut: {} event(s) of {} incident(s) durable across the cut, delivered once",
+        acked.len(),
+        incidents.len()
+    );
+
+    // ---- 5. Reboot, for real; the persisted budget holds across reboots.
+    step("reboot", t0);
+    install_agent_config(
+        &mut vm,
+        &agent_config(&format!(
+            "\n[healing.reboot]\nenabled = true\ncommand = [\"/sbin/reboot\"]\n\n\
+             [healing.budgets]\nreboot = {{ max = {REBOOT_MAX}, window_secs = 86400 }}\n\n\
+             [[playbook]]\ncheck = \"default_route\"\ncauses = [\"default_route_missing\"]\n\
+             actions = [\"reboot\"]\nmode = \"enforce\"\n"
+        )),
+    );
+    let rebooted = |i: &IncidentView| {
+        ours(i, CheckId::DefaultRoute) && i.actions.iter().any(|a| a.action == ActionId::Reboot)
+    };
+    for n in 1..=REBOOT_MAX as usize {
+        let starts = agent_starts(&mut vm);
+        vm.sh("ip route del default").expect("delete the default route");
+        let boot_id = vm
+            .wait_rebooted(vm.boot_timeout() + Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("reboot {n}: {e}"));
+        eprintln!("reboot {n}: back as {boot_id}");
+        wait_agent_running(&mut vm, starts);
+        let incidents = wait_incident_count(
+            &stack,
+            &format!("{n} incident(s) with a reboot"),
+            n,
+            rebooted,
+        )
+            .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+        assert_eq!(incidents, n, "each rebooting incident delivered once");
+        vm.wait("the DHCP route after the reboot", Duration::from_secs(60), |vm| {
+            default_route(vm).ok_or_else(|| "no default route".to_owned())
+        })
+        .expect("route after reboot");
+    }
+    let reboots = budget_charges(&mut vm)
+        .iter()
+        .filter(|(a, _)| a == "reboot")
+        .count();
+    assert_eq!(reboots, REBOOT_MAX as usize, "reboot charges persisted across reboots");
+    let boot_id = vm.boot_id().to_owned();
+    vm.sh("ip route del default").expect("delete the default route");
+    let refused = stack
+        .wait_incident(
+            "the reboot over budget is refused",
+            Duration::from_secs(90),
+            |i| {
+                ours(i, CheckId::DefaultRoute)
+                    && i.actions.iter().any(|a| {
+                        a.action == ActionId::Reboot
+                            && a.outcome == ActionOutcome::Skipped
+                            && a.detail.contains("budget")
+                    })
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    eprintln!("refused: {:?}", refused.actions);
+    let same = vm.sh("cat /proc/sys/kernel/random/boot_id").expect("boot id");
+    assert_eq!(same.trim(), boot_id, "no reboot beyond the budget");
+    assert_eq!(
+        stack
+            .incidents()
+            .expect("incidents")
+            .incidents
+            .iter()
+            .filter(|i| rebooted(i) && i.actions.iter().any(|a| a.outcome != ActionOutcome::Skipped && a.action == ActionId::Reboot))
+            .count(),
+        REBOOT_MAX as usize,
+        "exactly {REBOOT_MAX} reboots in the window"
+    );
+    eprintln!(
+        "boot times (host s): {:?}",
+        vm.boot_times()
+            .iter()
+            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
     );
 
     vm.save_artifact("/data/log/agent.log", "agent.log");

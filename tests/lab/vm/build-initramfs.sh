@@ -1,8 +1,8 @@
 #!/bin/sh
 # netmedic VM lab: builds the guest's initramfs (an uncompressed newc cpio) from this machine's
 # Debian packages only: busybox-static (init and tools), linux-image-amd64's modules,
-# hostapd, wpasupplicant, iw (binaries and the shared libraries they need), and the static
-# agent binary.
+# hostapd, wpasupplicant, iw (binaries and the shared libraries they need), ca-certificates'
+# bundle, and the static agent binary.
 #
 # usage: build-initramfs.sh OUT.cpio KERNEL_VERSION AGENT_BINARY
 # The harness caches the result under target/vm-cache/, keyed by a hash of every input.
@@ -92,6 +92,11 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root"/etc/passwd
 printf 'root:x:0:\n' > "$root"/etc/group
 : > "$root"/etc/resolv.conf
 install -m 0755 "$agent" "$root"/usr/bin/netmedic-agent
+# Debian's CA bundle (ca-certificates), as a router firmware ships one: the agent's HTTP client
+# (reqwest with rustls' platform verifier) cannot be built without system roots, even for an
+# http:// collector.
+mkdir -p "$root"/etc/ssl/certs
+install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root"/etc/ssl/certs/ca-certificates.crt
 
 # Reproducible: fixed order, fixed timestamps, root-owned.
 find "$root" -exec touch -h -d @0 {} +

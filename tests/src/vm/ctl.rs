@@ -2,7 +2,9 @@
 //! as a unix socket on the host, served in the guest by a busybox shell loop
 //! (`tests/lab/vm/netmedic-ctl`).
 //!
-//! Request: `<id> <base64 of a shell script>\n`. Answer: `BEGIN <id>`, the base64 of the
+//! Request: `<id> <seconds> <base64 of a shell script>\n`; the guest kills the script after
+//! `<seconds>` (a little less than the harness waits), so a slow command never queues up the
+//! next requests behind it. Answer: `BEGIN <id>`, the base64 of the
 //! script's stdout+stderr (wrapped lines), `END <id> <exit code>`. Each time the guest's loop
 //! (re)starts — at every boot — it first writes `READY <boot id>`. Answers to requests the
 //! harness gave up on (timeouts across a reboot) carry old ids and are skipped.
@@ -119,7 +121,8 @@ impl Ctl {
     pub fn run(&mut self, script: &str, timeout: Duration) -> Result<GuestOutput> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = format!("{id} {}\n", base64_encode(script.as_bytes()));
+        let guest_secs = timeout.as_secs().saturating_sub(1).max(1);
+        let line = format!("{id} {guest_secs} {}\n", base64_encode(script.as_bytes()));
         self.stream
             .write_all(line.as_bytes())
             .map_err(|e| ctl_err(format!("writing the control socket: {e}")))?;

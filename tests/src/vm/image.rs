@@ -168,6 +168,7 @@ fn inputs(kernel_version: &str, agent: &Path) -> Vec<PathBuf> {
         "/usr/sbin/hostapd",
         "/usr/sbin/wpa_supplicant",
         "/usr/sbin/iw",
+        "/etc/ssl/certs/ca-certificates.crt",
     ] {
         files.push(PathBuf::from(f));
     }
