@@ -16,7 +16,7 @@
 //! Time budget: under 10 minutes on 2 cores with TCG (about 20-40 s per boot, five boots).
 
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
-use netmedic_lab::vm::{STA_IP, GUEST_LAN_IP, Vm, VmOptions};
+use netmedic_lab::vm::{GUEST_LAN_IP, STA_IP, Vm, VmOptions};
 use netmedic_lab::{COLLECTOR_IP, Lab};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView};
 use std::time::{Duration, Instant};
@@ -213,7 +213,10 @@ fn stored_events(stack: &Stack<'_>, event_ids: &[&str]) -> usize {
         .output()
         .expect("sqlite3");
     assert!(out.status.success(), "sqlite3: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Waits until the collector holds at least `n` incidents matching `pred`; returns how many.
@@ -223,15 +226,23 @@ fn wait_incident_count(
     n: usize,
     pred: impl Fn(&IncidentView) -> bool,
 ) -> netmedic_lab::Result<usize> {
-    netmedic_lab::wait_for(desc, Duration::from_secs(90), Duration::from_millis(500), || {
-        let page = stack.incidents().map_err(|e| e.to_string())?;
-        let count = page.incidents.iter().filter(|i| pred(i)).count();
-        if count >= n {
-            Ok(count)
-        } else {
-            Err(format!("{count}: {:?}", netmedic_lab::stack::summarize(&page)))
-        }
-    })
+    netmedic_lab::wait_for(
+        desc,
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || {
+            let page = stack.incidents().map_err(|e| e.to_string())?;
+            let count = page.incidents.iter().filter(|i| pred(i)).count();
+            if count >= n {
+                Ok(count)
+            } else {
+                Err(format!(
+                    "{count}: {:?}",
+                    netmedic_lab::stack::summarize(&page)
+                ))
+            }
+        },
+    )
 }
 
 fn guest_uptime_ms(vm: &mut Vm) -> i64 {
@@ -261,8 +272,7 @@ fn vm_router_stories() {
         },
     )
     .expect("boot the guest");
-    let initramfs_mib =
-        std::fs::metadata(vm.initramfs()).map_or(0, |m| m.len()) as f64 / 1048576.0;
+    let initramfs_mib = std::fs::metadata(vm.initramfs()).map_or(0, |m| m.len()) as f64 / 1048576.0;
     eprintln!(
         "VM booted with {} in {:.1} s (initramfs {initramfs_mib:.1} MiB)",
         vm.accel().name(),
@@ -339,11 +349,14 @@ fn vm_router_stories() {
         .expect("copy the token in");
     install_agent_config(&mut vm, &agent_config(""));
     let route = vm
-        .wait("the guest's DHCP default route", Duration::from_secs(60), |vm| {
-            default_route(vm).ok_or_else(|| "no default route".to_owned())
-        })
+        .wait(
+            "the guest's DHCP default route",
+            Duration::from_secs(60),
+            |vm| default_route(vm).ok_or_else(|| "no default route".to_owned()),
+        )
         .expect("default route");
-    vm.sh("ip route del default").expect("delete the default route");
+    vm.sh("ip route del default")
+        .expect("delete the default route");
     let incident = stack
         .wait_incident(
             "the guest agent's default_route incident, healed",
@@ -390,15 +403,20 @@ fn vm_router_stories() {
     eprintln!("clock incident: {} ({})", clock.summary, clock.cause);
     // A restore_route after the jump: its charge is stamped on CLOCK_BOOTTIME, not an hour
     // after the previous one.
-    vm.sh("ip route del default").expect("delete the default route");
-    vm.wait("restore_route charged after the jump", Duration::from_secs(90), |vm| {
-        let now = budget_charges(vm);
-        if now.len() > before.len() {
-            Ok(())
-        } else {
-            Err(format!("{} charge(s)", now.len()))
-        }
-    })
+    vm.sh("ip route del default")
+        .expect("delete the default route");
+    vm.wait(
+        "restore_route charged after the jump",
+        Duration::from_secs(90),
+        |vm| {
+            let now = budget_charges(vm);
+            if now.len() > before.len() {
+                Ok(())
+            } else {
+                Err(format!("{} charge(s)", now.len()))
+            }
+        },
+    )
     .expect("a new charge");
     let after = budget_charges(&mut vm);
     let (prev, last) = (before[before.len() - 1].1, after[after.len() - 1].1);
@@ -420,7 +438,8 @@ fn vm_router_stories() {
     install_agent_config(&mut vm, &agent_config(""));
     lab.isp().cut_upstream().expect("cut the collector off");
     for k in 0..2 {
-        vm.sh("ip route del default").expect("delete the default route");
+        vm.sh("ip route del default")
+            .expect("delete the default route");
         vm.wait(
             &format!("fault {k}: the agent restores the route (collector unreachable)"),
             Duration::from_secs(90),
@@ -429,7 +448,8 @@ fn vm_router_stories() {
         .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     }
     let spooled_before = spool_events(&mut vm);
-    vm.sh("ip route del default").expect("delete the default route");
+    vm.sh("ip route del default")
+        .expect("delete the default route");
     vm.wait(
         "the next incident's first event is spooled",
         Duration::from_secs(60),
@@ -472,7 +492,9 @@ fn vm_router_stories() {
             "event {event}, durable before the cut, survived it"
         );
     }
-    lab.isp().restore_upstream().expect("reconnect the collector");
+    lab.isp()
+        .restore_upstream()
+        .expect("reconnect the collector");
     vm.wait("the spool drains", Duration::from_secs(90), |vm| {
         let left = spool_events(vm);
         if left.is_empty() {
@@ -528,7 +550,8 @@ fn vm_router_stories() {
     };
     for n in 1..=REBOOT_MAX as usize {
         let starts = agent_starts(&mut vm);
-        vm.sh("ip route del default").expect("delete the default route");
+        vm.sh("ip route del default")
+            .expect("delete the default route");
         let boot_id = vm
             .wait_rebooted(vm.boot_timeout() + Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("reboot {n}: {e}"));
@@ -540,20 +563,26 @@ fn vm_router_stories() {
             n,
             rebooted,
         )
-            .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
         assert_eq!(incidents, n, "each rebooting incident delivered once");
-        vm.wait("the DHCP route after the reboot", Duration::from_secs(60), |vm| {
-            default_route(vm).ok_or_else(|| "no default route".to_owned())
-        })
+        vm.wait(
+            "the DHCP route after the reboot",
+            Duration::from_secs(60),
+            |vm| default_route(vm).ok_or_else(|| "no default route".to_owned()),
+        )
         .expect("route after reboot");
     }
     let reboots = budget_charges(&mut vm)
         .iter()
         .filter(|(a, _)| a == "reboot")
         .count();
-    assert_eq!(reboots, REBOOT_MAX as usize, "reboot charges persisted across reboots");
+    assert_eq!(
+        reboots, REBOOT_MAX as usize,
+        "reboot charges persisted across reboots"
+    );
     let boot_id = vm.boot_id().to_owned();
-    vm.sh("ip route del default").expect("delete the default route");
+    vm.sh("ip route del default")
+        .expect("delete the default route");
     let refused = stack
         .wait_incident(
             "the reboot over budget is refused",
@@ -569,7 +598,9 @@ fn vm_router_stories() {
         )
         .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     eprintln!("refused: {:?}", refused.actions);
-    let same = vm.sh("cat /proc/sys/kernel/random/boot_id").expect("boot id");
+    let same = vm
+        .sh("cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id");
     assert_eq!(same.trim(), boot_id, "no reboot beyond the budget");
     assert_eq!(
         stack
@@ -577,7 +608,10 @@ fn vm_router_stories() {
             .expect("incidents")
             .incidents
             .iter()
-            .filter(|i| rebooted(i) && i.actions.iter().any(|a| a.outcome != ActionOutcome::Skipped && a.action == ActionId::Reboot))
+            .filter(|i| rebooted(i)
+                && i.actions
+                    .iter()
+                    .any(|a| a.outcome != ActionOutcome::Skipped && a.action == ActionId::Reboot))
             .count(),
         REBOOT_MAX as usize,
         "exactly {REBOOT_MAX} reboots in the window"
@@ -591,6 +625,16 @@ fn vm_router_stories() {
     );
 
     vm.save_artifact("/data/log/agent.log", "agent.log");
+    let qemu = vm.qemu_pid().expect("qemu runs");
+    let tap = vm.tap().to_owned();
     drop(vm);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{qemu}")).exists(),
+        "qemu (pid {qemu}) is gone after the Vm is dropped"
+    );
+    assert!(
+        lab.isp().ns.ip(&["link", "show", &tap]).is_err(),
+        "the tap {tap} is gone after the Vm is dropped"
+    );
     eprintln!("[{:>6.1}s] done", t0.elapsed().as_secs_f64());
 }

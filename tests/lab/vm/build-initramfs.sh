@@ -100,5 +100,5 @@ install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root"/etc/ssl/certs/ca-cert
 
 # Reproducible: fixed order, fixed timestamps, root-owned.
 find "$root" -exec touch -h -d @0 {} +
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$out.tmp"
-mv "$out.tmp" "$out"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$out.tmp.$$"
+mv "$out.tmp.$$" "$out"

@@ -230,10 +230,17 @@ mod tests {
         for len in 0..40 {
             let enc = base64_encode(&data[..len]);
             assert_eq!(enc.len() % 4, 0);
-            assert_eq!(base64_decode(&enc).as_deref(), Some(&data[..len]), "len {len}");
+            assert_eq!(
+                base64_decode(&enc).as_deref(),
+                Some(&data[..len]),
+                "len {len}"
+            );
         }
         assert_eq!(base64_encode(b"ip route"), "aXAgcm91dGU=");
-        assert_eq!(base64_decode("aXAg\ncm91dGU=\n").as_deref(), Some(&b"ip route"[..]));
+        assert_eq!(
+            base64_decode("aXAg\ncm91dGU=\n").as_deref(),
+            Some(&b"ip route"[..])
+        );
         assert_eq!(base64_decode("a*b"), None);
     }
 }

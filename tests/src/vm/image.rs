@@ -30,7 +30,9 @@ pub fn target_dir() -> PathBuf {
     {
         return t.to_path_buf();
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// `target/vm-cache`, created if missing.
@@ -54,9 +56,14 @@ pub fn kernel() -> Result<(String, PathBuf)> {
             let name = e.file_name().to_string_lossy().into_owned();
             name.strip_prefix("vmlinuz-").map(str::to_owned)
         })
-        .filter(|v| Path::new("/lib/modules").join(v).join("modules.dep").is_file())
+        .filter(|v| {
+            Path::new("/lib/modules")
+                .join(v)
+                .join("modules.dep")
+                .is_file()
+        })
         .collect();
-    found.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    found.sort_by_key(|a| version_key(a));
     let v = found.pop().ok_or_else(|| {
         setup("no /boot/vmlinuz-* with /lib/modules/<version>: run scripts/setup.sh (linux-image-amd64)".into())
     })?;
@@ -159,7 +166,12 @@ pub fn vmlinux(kernel_version: &str, bzimage: &Path) -> Result<PathBuf> {
 fn inputs(kernel_version: &str, agent: &Path) -> Vec<PathBuf> {
     let dir = lab_vm_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files.push(dir.join("..").join("udhcpc.script"));
@@ -289,7 +301,7 @@ mod tests {
     #[test]
     fn kernel_versions_sort_numerically() {
         let mut v = vec!["6.1.0-9-amd64", "6.1.0-57-amd64", "6.1.0-10-amd64"];
-        v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        v.sort_by_key(|a| version_key(a));
         assert_eq!(v, ["6.1.0-9-amd64", "6.1.0-10-amd64", "6.1.0-57-amd64"]);
     }
 }

@@ -103,7 +103,13 @@ impl Vm {
         let accel = qemu::choose_accel(&kernel, &initramfs, &image::cache_dir()?)?;
         let n = VM_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::Builder::new()
-            .prefix(&format!("nmvm{}x{n}-", std::process::id()))
+            // Named like a lab (`nm<pid>x<n>-`): if this process dies without dropping the
+            // Vm, the next lab's sweep removes the directory (and qemu, with the namespace).
+            .prefix(&format!(
+                "{}{}x{n}-vm-",
+                crate::NAME_PREFIX,
+                std::process::id()
+            ))
             .tempdir()
             .map_err(|e| LabError::Setup(format!("creating the VM directory: {e}")))?;
         let disk = dir.path().join("data.img");

@@ -84,7 +84,8 @@ impl Machine {
         push(&[
             "-append",
             // tsc=unstable: under TCG the TSC is no clock (it jumped by a minute during boot).
-            "console=ttyS0 panic=-1 loglevel=5 tsc=unstable"]);
+            "console=ttyS0 panic=-1 loglevel=5 tsc=unstable",
+        ]);
         push(&[
             "-chardev",
             &format!(
@@ -159,7 +160,10 @@ pub fn choose_accel(kernel: &Path, initramfs: &Path, cache: &Path) -> Result<Acc
             .nth(3)
             .unwrap_or("unknown")
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_"),
-        kernel.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        kernel
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
     );
     let verdict = cache.join(format!("accel-{tag}"));
     if let Ok(text) = std::fs::read_to_string(&verdict) {
