@@ -135,10 +135,7 @@ fn ours(i: &IncidentView, check: CheckId) -> bool {
 }
 
 fn default_route(vm: &mut Vm) -> Option<String> {
-    vm.run_timeout("ip route show default", Duration::from_secs(10))
-        .ok()
-        .map(|o| o.output.trim().to_owned())
-        .filter(|r| r.starts_with("default via"))
+    vm.default_route().ok().flatten()
 }
 
 /// `(action, at_ms)` of every charge in the persisted budget (`heal-budget.json`).
@@ -355,8 +352,7 @@ fn vm_router_stories() {
             |vm| default_route(vm).ok_or_else(|| "no default route".to_owned()),
         )
         .expect("default route");
-    vm.sh("ip route del default")
-        .expect("delete the default route");
+    vm.delete_default_route().expect("delete the default route");
     let incident = stack
         .wait_incident(
             "the guest agent's default_route incident, healed",
@@ -391,7 +387,7 @@ fn vm_router_stories() {
         !before.is_empty(),
         "the heal step's restore_route was charged to the persisted budget"
     );
-    vm.sh("date -u -s \"@$(( $(date +%s) + 3600 ))\" >/dev/null")
+    vm.skew_clock(3600)
         .expect("set the guest clock an hour ahead");
     let clock = stack
         .wait_incident(
@@ -403,8 +399,7 @@ fn vm_router_stories() {
     eprintln!("clock incident: {} ({})", clock.summary, clock.cause);
     // A restore_route after the jump: its charge is stamped on CLOCK_BOOTTIME, not an hour
     // after the previous one.
-    vm.sh("ip route del default")
-        .expect("delete the default route");
+    vm.delete_default_route().expect("delete the default route");
     vm.wait(
         "restore_route charged after the jump",
         Duration::from_secs(90),
@@ -427,19 +422,14 @@ fn vm_router_stories() {
          uptime {uptime_ms} ms): the budget must not see the wall-clock jump",
         (last - prev) / 1000
     );
-    let host_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    vm.sh(&format!("date -u -s @{host_now} >/dev/null"))
-        .expect("set the guest clock back");
+    vm.sync_clock_to_host().expect("set the guest clock back");
 
     // ---- 4. Power cut while incidents are being spooled.
     step("power_cut", t0);
     install_agent_config(&mut vm, &agent_config(""));
     lab.isp().cut_upstream().expect("cut the collector off");
     for k in 0..2 {
-        vm.sh("ip route del default")
-            .expect("delete the default route");
+        vm.delete_default_route().expect("delete the default route");
         vm.wait(
             &format!("fault {k}: the agent restores the route (collector unreachable)"),
             Duration::from_secs(90),
@@ -448,8 +438,7 @@ fn vm_router_stories() {
         .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     }
     let spooled_before = spool_events(&mut vm);
-    vm.sh("ip route del default")
-        .expect("delete the default route");
+    vm.delete_default_route().expect("delete the default route");
     vm.wait(
         "the next incident's first event is spooled",
         Duration::from_secs(60),
@@ -550,8 +539,7 @@ fn vm_router_stories() {
     };
     for n in 1..=REBOOT_MAX as usize {
         let starts = agent_starts(&mut vm);
-        vm.sh("ip route del default")
-            .expect("delete the default route");
+        vm.delete_default_route().expect("delete the default route");
         let boot_id = vm
             .wait_rebooted(vm.boot_timeout() + Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("reboot {n}: {e}"));
@@ -581,8 +569,7 @@ fn vm_router_stories() {
         "reboot charges persisted across reboots"
     );
     let boot_id = vm.boot_id().to_owned();
-    vm.sh("ip route del default")
-        .expect("delete the default route");
+    vm.delete_default_route().expect("delete the default route");
     let refused = stack
         .wait_incident(
             "the reboot over budget is refused",

@@ -301,6 +301,38 @@ impl Vm {
         wait_for(desc, timeout, Duration::from_millis(500), || probe(self))
     }
 
+    /// Fault: deletes the guest's IPv4 default route.
+    pub fn delete_default_route(&mut self) -> Result<()> {
+        self.sh("ip route del default").map(drop)
+    }
+
+    /// The guest's IPv4 default route (`default via ...`), if it has one.
+    pub fn default_route(&mut self) -> Result<Option<String>> {
+        let out = self.run_timeout("ip route show default", Duration::from_secs(10))?;
+        Ok(out
+            .output
+            .lines()
+            .find(|l| l.starts_with("default via"))
+            .map(|l| l.trim().to_owned()))
+    }
+
+    /// Fault: moves the guest's wall clock by `secs` (CLOCK_REALTIME only; boot time and
+    /// monotonic clocks do not move, as on a router whose NTP or RTC jumps).
+    pub fn skew_clock(&mut self, secs: i64) -> Result<()> {
+        self.sh(&format!(
+            "date -u -s \"@$(( $(date +%s) + ({secs}) ))\" >/dev/null"
+        ))
+        .map(drop)
+    }
+
+    /// Sets the guest's wall clock to the host's.
+    pub fn sync_clock_to_host(&mut self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.sh(&format!("date -u -s @{now} >/dev/null")).map(drop)
+    }
+
     /// Power cut: qemu is killed (SIGKILL) — whatever the guest had not flushed is lost.
     pub fn power_cut(&mut self) -> Result<()> {
         self.ctl = None;
