@@ -10,10 +10,12 @@
 //! 4. `power_cut`: qemu killed while incidents are spooled → after the next boot each reaches
 //!    the collector once and the spool is consistent.
 //! 5. `reboot`: a playbook whose rung is `reboot` reboots the guest for real; the budget
-//!    persisted on the guest's disk allows [`REBOOT_MAX`] reboots per 24 h across reboots, the
-//!    next one is refused and escalated.
+//!    persisted on the guest's disk allows [`REBOOT_MAX`] reboots per 24 h across reboots; the
+//!    next one is refused (a `skipped` reboot with the budget's reason, reported) and the guest
+//!    stays up.
 //!
-//! Time budget: under 10 minutes on 2 cores with TCG (about 20-40 s per boot, five boots).
+//! Time budget: under 10 minutes on 2 cores with TCG (measured 5-7 min on a shared, loaded
+//! machine: 25-30 s per cold boot, 40-55 s per agent-triggered reboot, six boots).
 
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
 use netmedic_lab::vm::{GUEST_LAN_IP, STA_IP, Vm, VmOptions};
@@ -22,8 +24,8 @@ use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView};
 use std::time::{Duration, Instant};
 
 const AGENT_ID: &str = "vm-cpe-0";
-/// Reboots the reboot step's budget allows per 24 h.
-const REBOOT_MAX: u32 = 2;
+/// Reboots allowed per 24 h in the reboot step (the agent's built-in limit, set explicitly).
+const REBOOT_MAX: u32 = 3;
 
 fn step(name: &str, t0: Instant) {
     eprintln!("[{:>6.1}s] step {name}", t0.elapsed().as_secs_f64());
