@@ -2,8 +2,8 @@
 //!
 //! KVM is used only when it was seen to work: `/dev/kvm` must open read-write *and* a probe
 //! boot must reach the guest's init within [`KVM_PROBE_TIMEOUT`]. On the machines this lab
-//! was built on `/dev/kvm` exists but guests hang (in the BIOS with SeaBIOS, right after
-//! "Probing EDD" with qboot/microvm), so TCG (software emulation) is the normal case. The
+//! was built on `/dev/kvm` exists but guests hang (silent with SeaBIOS or the PVH entry, right
+//! after "Probing EDD" with `-M microvm`), so TCG (software emulation) is the normal case. The
 //! verdict is cached in `target/vm-cache/accel-<qemu and kernel>` so only the first run on a
 //! machine pays for the probe. `NETMEDIC_VM_ACCEL=kvm|tcg` forces a choice.
 
