@@ -21,6 +21,20 @@ have systemd-analyze || need+=(systemd) # `systemd-analyze security/verify` of s
 # chromium driven by its chromedriver; fonts-liberation (a Recommends) so screenshots have text.
 [ -x /usr/bin/chromium ]     || need+=(chromium fonts-liberation)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# The VM lab (tests/src/vm, tests/tests/vm_*.rs): qemu, Debian's kernel and modules for the guest
+# (mac80211_hwsim), busybox-static as its init and tools, hostapd/wpa_supplicant/iw for its
+# radios, cpio and mkfs.ext4 to build its initramfs and state disk. linux-image-amd64 only puts
+# /boot/vmlinuz-* and /lib/modules/<version> here (and an unused initrd); the host's own kernel is
+# untouched.
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need+=(linux-image-amd64)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static) # static
+have hostapd        || need+=(hostapd)
+have wpa_supplicant || need+=(wpasupplicant)
+have iw             || need+=(iw)
+have cpio           || need+=(cpio)
+have mkfs.ext4      || need+=(e2fsprogs)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # the guest's CA bundle
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: the lab builds network namespaces and must run as root" >&2

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # The end-to-end tests run the agent and collector binaries: build them first.
 cargo build --workspace --bins --locked
+# The VM lab's guest (tests/src/vm) runs the agent statically linked; the explicit --target keeps
+# the flag away from build scripts and proc-macros (output: target/x86_64-unknown-linux-gnu/debug).
+RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build -p netmedic-agent --locked --target x86_64-unknown-linux-gnu
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
 else

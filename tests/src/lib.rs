@@ -39,6 +39,8 @@ pub mod browser;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
 pub mod delivery;
 pub mod stack;
+// A router-like qemu guest (Wi-Fi radios, reboot, own clock) with its WAN in a lab namespace.
+pub mod vm;
 // Fault-injection servers for the dns, http and modem_snmp checks.
 pub mod dns;
 pub mod httpd;
