@@ -11,8 +11,9 @@
 //!    the collector once and the spool is consistent.
 //! 5. `reboot`: a playbook whose rung is `reboot` reboots the guest for real; the budget
 //!    persisted on the guest's disk allows [`REBOOT_MAX`] reboots per 24 h across reboots; the
-//!    next one is refused (a `skipped` reboot with the budget's reason, reported) and the guest
-//!    stays up — also after a reboot the agent did not make (the harness's `Vm::reboot`).
+//!    next one is refused and, as the budget reopens only hours later, escalated to the NOC
+//!    (an `escalated` reboot with the budget's reason, reported) and the guest stays up — also
+//!    after a reboot the agent did not make (the harness's `Vm::reboot`).
 //!
 //! Time budget: under 10 minutes on 2 cores with TCG (measured 5-7 min on a shared, loaded
 //! machine: 25-30 s per cold boot, 40-55 s per agent-triggered reboot, six boots).
@@ -571,19 +572,27 @@ fn vm_router_stories() {
     vm.delete_default_route().expect("delete the default route");
     let refused = stack
         .wait_incident(
-            "the reboot over budget is refused",
+            "the reboot over budget is refused and escalated to the NOC",
             Duration::from_secs(90),
             |i| {
                 ours(i, CheckId::DefaultRoute)
                     && i.actions.iter().any(|a| {
                         a.action == ActionId::Reboot
-                            && a.outcome == ActionOutcome::Skipped
+                            && a.outcome == ActionOutcome::Escalated
                             && a.detail.contains("budget")
                     })
             },
         )
         .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     eprintln!("refused: {:?}", refused.actions);
+    assert!(
+        !refused
+            .actions
+            .iter()
+            .any(|a| a.action == ActionId::Reboot && a.outcome == ActionOutcome::Skipped),
+        "over budget, the reboot escalates rather than waits: {:?}",
+        refused.actions
+    );
     let same = vm
         .sh("cat /proc/sys/kernel/random/boot_id")
         .expect("boot id");

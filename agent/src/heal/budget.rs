@@ -43,6 +43,15 @@ struct Stored {
     charges: Vec<Charge>,
 }
 
+/// A refusal by the budget: why, and when the window lets the action run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    /// Seconds until the budget allows the action again (charges only age out: this is exact
+    /// unless a reboot intervenes, which only lengthens it); `u64::MAX`: never (max = 0).
+    pub reopens_in_secs: u64,
+}
+
 /// The persisted budget state.
 #[derive(Debug)]
 pub struct Budget {
@@ -147,23 +156,68 @@ impl Budget {
 
     /// Why `action` may not run now, or `None` when the budget allows it.
     pub fn refusal(&self, action: ActionId, now_ms: i64) -> Option<String> {
+        self.refused(action, now_ms).map(|r| r.reason)
+    }
+
+    /// Why `action` may not run now and when the budget lets it run again, or `None` when the
+    /// budget allows it.
+    pub fn refused(&self, action: ActionId, now_ms: i64) -> Option<Refusal> {
         let l = self.limit(action);
         let used = self.count_within(Some(action), l.window_secs, now_ms);
+        let mut out: Option<Refusal> = None;
         if used >= l.max {
-            return Some(format!(
-                "budget: {action} ran {used} time(s) in the last {} s (limit {})",
-                l.window_secs, l.max
-            ));
+            out = Some(Refusal {
+                reason: format!(
+                    "budget: {action} ran {used} time(s) in the last {} s (limit {})",
+                    l.window_secs, l.max
+                ),
+                reopens_in_secs: self.reopens_in_secs(Some(action), l, now_ms),
+            });
         }
         let g = self.global;
         let used = self.count_within(None, g.window_secs, now_ms);
         if used >= g.max {
-            return Some(format!(
-                "budget: {used} action(s) in the last {} s (global limit {})",
-                g.window_secs, g.max
-            ));
+            let reopens = self.reopens_in_secs(None, g, now_ms);
+            match &mut out {
+                // Both refuse: the later reopening counts.
+                Some(r) => r.reopens_in_secs = r.reopens_in_secs.max(reopens),
+                None => {
+                    out = Some(Refusal {
+                        reason: format!(
+                            "budget: {used} action(s) in the last {} s (global limit {})",
+                            g.window_secs, g.max
+                        ),
+                        reopens_in_secs: reopens,
+                    })
+                }
+            }
         }
-        None
+        out
+    }
+
+    /// Seconds (rounded up) until the charges of `action` (all when `None`) within `limit`'s
+    /// window drop below its max; `u64::MAX` when the limit allows none at all.
+    fn reopens_in_secs(&self, action: Option<ActionId>, limit: Limit, now_ms: i64) -> u64 {
+        let window_ms = (limit.window_secs as i64).saturating_mul(1000);
+        let since = now_ms - window_ms;
+        let mut at: Vec<i64> = self
+            .charges
+            .iter()
+            .filter(|c| action.is_none_or(|a| a == c.action) && c.at_ms > since)
+            .map(|c| c.at_ms)
+            .collect();
+        if limit.max == 0 {
+            return u64::MAX;
+        }
+        let used = at.len() as u32;
+        if used < limit.max {
+            return 0;
+        }
+        at.sort_unstable();
+        // The oldest `used - max + 1` charges must age out; the last of them decides.
+        let decisive = at[(used - limit.max) as usize];
+        let ms = (decisive + window_ms - now_ms).max(0) as u64;
+        ms.div_ceil(1000)
     }
 
     /// Charges a run of `action` and persists it before the action starts.
@@ -277,6 +331,40 @@ mod tests {
         assert!(r.contains("global"), "{r}");
         b.refund(ActionId::RestoreRoute, 10);
         assert_eq!(b.refusal(ActionId::ResetDns, 10), None);
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_window_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        let mut b = Budget::open_at(dir.path().join("b.json"), limits(), GLOBAL, "x", 0);
+        for i in 0..3 {
+            b.charge(ActionId::Reboot, i * hour);
+        }
+        // At 5 h the oldest reboot (0 h) leaves the 24 h window at 24 h: 19 h from now.
+        let r = b.refused(ActionId::Reboot, 5 * hour).unwrap();
+        assert_eq!(r.reopens_in_secs, 19 * 3600);
+        assert!(r.reason.contains("limit 3"), "{}", r.reason);
+        assert_eq!(b.refused(ActionId::Reboot, 24 * hour), None);
+        // The global limit (5 per hour) reopens when its oldest charge is an hour old.
+        let mut g = Budget::open_at(dir.path().join("g.json"), limits(), GLOBAL, "x", 0);
+        for i in 0..5 {
+            g.charge(ActionId::RestoreRoute, i * 60_000);
+        }
+        let r = g.refused(ActionId::ResetDns, 10 * 60_000).unwrap();
+        assert_eq!(r.reopens_in_secs, 50 * 60);
+        let none = BTreeMap::from([(
+            ActionId::Reboot,
+            Limit {
+                max: 0,
+                window_secs: 60,
+            },
+        )]);
+        let z = Budget::open_at(dir.path().join("z.json"), none, GLOBAL, "x", 0);
+        assert_eq!(
+            z.refused(ActionId::Reboot, 0).unwrap().reopens_in_secs,
+            u64::MAX
+        );
     }
 
     #[test]

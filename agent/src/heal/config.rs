@@ -26,6 +26,10 @@ pub struct HealingConfig {
     /// How long an action's verification re-runs the check (about once a second). A pass
     /// within it credits the action; regular runs meanwhile do not resolve the incident.
     pub verify_timeout_secs: u64,
+    /// A rung refused by its budget waits (recorded once) while the budget lets it run again
+    /// within this time; when the budget reopens later (a reboot over its 3-per-24 h limit)
+    /// the incident is escalated to the NOC instead of waiting silently.
+    pub budget_wait_max_secs: u64,
     /// All actions together, within a sliding window.
     pub global_budget: Limit,
     /// Per action (`reboot = { max = 3, window_secs = 86400 }`); unlisted actions keep their
@@ -59,6 +63,7 @@ impl Default for HealingConfig {
             backoff_jitter_percent: 25,
             ladder_memory_secs: 1800,
             verify_timeout_secs: 10,
+            budget_wait_max_secs: 3600,
             global_budget: Limit {
                 max: 12,
                 window_secs: 3600,
@@ -137,6 +142,12 @@ impl HealingConfig {
         }
         if self.verify_timeout_secs == 0 || self.verify_timeout_secs > 600 {
             bad("verify_timeout_secs", "must be between 1 and 600".into());
+        }
+        if self.budget_wait_max_secs > 30 * 86_400 {
+            bad(
+                "budget_wait_max_secs",
+                "must be at most 2592000 (30 days)".into(),
+            );
         }
         let limit_problem = |l: &Limit| {
             (l.window_secs == 0 || l.window_secs > 30 * 86_400)

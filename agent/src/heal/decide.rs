@@ -1,5 +1,6 @@
 //! The decision: what happens next for an open incident, under the safety rules. Pure.
 
+use super::budget::Refusal;
 use super::playbook::Ladder;
 use crate::config::Mode;
 use crate::context::Advisories;
@@ -25,6 +26,9 @@ pub struct Facts {
     /// The backoff after the previous rung has not elapsed.
     pub backing_off: bool,
     pub reboot_enabled: bool,
+    /// A rung refused by its budget waits when the budget reopens within this time, and
+    /// escalates when it reopens later (`healing.budget_wait_max_secs`).
+    pub budget_wait_max_secs: u64,
 }
 
 /// What the healer decides for an open incident.
@@ -40,15 +44,20 @@ pub enum Decision {
     PassOver { action: ActionId, reason: String },
     /// Every rung was tried and none helped: tell the NOC (once).
     Escalate,
+    /// The next rung is refused by a budget that will not reopen within
+    /// `budget_wait_max_secs` (a reboot over its 24 h limit): tell the NOC (once) instead of
+    /// waiting silently. The rung is not taken.
+    EscalateRefused { action: ActionId, reason: String },
 }
 
-/// The next step for `incident` under `ladder`; `budget` says why an action is over budget.
+/// The next step for `incident` under `ladder`; `budget` says why an action is over budget
+/// and when it may run again.
 pub fn decide(
     mode: Mode,
     ladder: Option<&Ladder>,
     incident: &Incident,
     facts: &Facts,
-    budget: impl Fn(ActionId) -> Option<String>,
+    budget: impl Fn(ActionId) -> Option<Refusal>,
 ) -> Decision {
     if mode == Mode::Off || incident.escalated || incident.healed_by.is_some() {
         return Decision::Nothing;
@@ -97,10 +106,25 @@ pub fn decide(
             reason: "outside the maintenance windows, and the service still works".into(),
         };
     }
-    if !dry_run && let Some(why) = budget(action) {
+    if !dry_run && let Some(refusal) = budget(action) {
+        if refusal.reopens_in_secs > facts.budget_wait_max_secs {
+            let when = if refusal.reopens_in_secs == u64::MAX {
+                "never allows it".to_string()
+            } else {
+                format!("allows it again in {} s", refusal.reopens_in_secs)
+            };
+            return Decision::EscalateRefused {
+                action,
+                reason: format!(
+                    "{}; the budget {when}, later than the {} s an incident may wait \
+                     (healing.budget_wait_max_secs): the NOC must act",
+                    refusal.reason, facts.budget_wait_max_secs
+                ),
+            };
+        }
         return Decision::Wait {
             action,
-            reason: why,
+            reason: refusal.reason,
         };
     }
     Decision::Act { action, dry_run }

@@ -13,7 +13,9 @@
 //!    fault proven beyond the gateway (the `upstream_unreachable` incident: the gateway answers,
 //!    the ISP's probe targets do not — or the same seen live right before the action) passes
 //!    over every disruptive rung (bounce_iface, reboot, restart_service, flush_conntrack).
-//! 2. *Budgets*: [`budget`] (persisted, boot-time clock); exponential backoff with
+//! 2. *Budgets*: [`budget`] (persisted, boot-time clock); a rung over budget waits while the
+//!    budget reopens within `healing.budget_wait_max_secs` and escalates to the NOC when it
+//!    reopens later (a reboot over its 24 h limit); exponential backoff with
 //!    jitter between the rungs of one incident; a check+cause that comes back within
 //!    `healing.ladder_memory_secs` of its resolution resumes its ladder where it was
 //!    ([`HealState::on_opened`]) instead of starting over.

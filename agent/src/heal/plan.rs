@@ -57,11 +57,12 @@ pub fn plan(
         in_window: super::in_window(&h.maintenance_windows, unix_secs, h.utc_offset_minutes),
         backing_off: heal.backing_off(id, now),
         reboot_enabled: h.reboot.enabled,
+        budget_wait_max_secs: h.budget_wait_max_secs,
     };
     let boot_ms = super::budget::boottime_ms();
     let budget = &heal.budget;
     let decision = super::decide(mode, ladder.as_ref(), inc, &facts, |a| {
-        budget.refusal(a, boot_ms)
+        budget.refused(a, boot_ms)
     });
     match decision {
         Decision::Nothing => None,
@@ -79,6 +80,20 @@ pub fn plan(
                         "every action of the playbook was tried or ruled out; the NOC must act",
                     );
                 }
+            }
+            emit(detector, sink, id, EventKind::Updated);
+            None
+        }
+        Decision::EscalateRefused { action, reason } => {
+            // The same escalation as an exhausted ladder: the incident is the NOC's now and no
+            // rung of it runs any more (`decide` does nothing for an escalated incident).
+            if let Some(inc) = detector.incident_mut(id) {
+                inc.escalated = true;
+                log::error!(
+                    "incident {}: {action} refused by its budget, escalating to the NOC: {reason}",
+                    inc.id
+                );
+                inc.record(action, ActionOutcome::Escalated, reason);
             }
             emit(detector, sink, id, EventKind::Updated);
             None

@@ -30,8 +30,17 @@ fn facts() -> Facts {
     Facts {
         service_down: true,
         reboot_enabled: true,
+        budget_wait_max_secs: 3600,
         ..Facts::default()
     }
+}
+
+/// A budget refusal that reopens in `secs`.
+fn over(secs: u64) -> Option<budget::Refusal> {
+    Some(budget::Refusal {
+        reason: "budget: x".into(),
+        reopens_in_secs: secs,
+    })
 }
 
 fn lad(actions: &[ActionId]) -> Ladder {
@@ -136,16 +145,12 @@ fn guards_in_order() {
         Decision::Act { .. }
     ));
     is_wait(
-        decide(Mode::Enforce, Some(&l), &i, &facts(), |_| {
-            Some("budget: x".into())
-        }),
+        decide(Mode::Enforce, Some(&l), &i, &facts(), |_| over(60)),
         "budget",
     );
     // Dry run reports the rung (no budget needed).
     assert_eq!(
-        decide(Mode::DryRun, Some(&l), &i, &facts(), |_| Some(
-            "budget".into()
-        )),
+        decide(Mode::DryRun, Some(&l), &i, &facts(), |_| over(86_400)),
         Decision::Act {
             action: ActionId::BounceIface,
             dry_run: true
@@ -295,4 +300,74 @@ fn a_flapping_incident_resumes_its_ladder() {
         0
     );
     assert!(later.tried.is_empty());
+}
+
+#[test]
+fn a_reboot_over_its_budget_escalates_instead_of_waiting() {
+    // The ladder's last rung, reboot, refused by its persisted 3-per-24 h budget.
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    let limits = BTreeMap::from([(
+        ActionId::Reboot,
+        crate::actions::Limit {
+            max: 3,
+            window_secs: 86_400,
+        },
+    )]);
+    let global = HealingConfig::default().global_budget;
+    let mut b = budget::Budget::open_at(dir.path().join("b"), limits, global, "x", 0);
+    for n in 0..3 {
+        b.charge(ActionId::Reboot, n * hour);
+    }
+    let l = lad(&[ActionId::RestoreRoute, ActionId::Reboot]);
+    let mut i = incident(CheckId::DefaultRoute, "default_route_missing");
+    i.tried.push(ActionId::RestoreRoute);
+    let now = 3 * hour;
+    let d = decide(Mode::Enforce, Some(&l), &i, &facts(), |a| b.refused(a, now));
+    match d {
+        Decision::EscalateRefused { action, reason } => {
+            assert_eq!(action, ActionId::Reboot);
+            assert!(reason.contains("limit 3"), "{reason}");
+            assert!(reason.contains("75600 s"), "reopens at 24 h: {reason}");
+            assert!(reason.contains("NOC"), "{reason}");
+        }
+        other => panic!("expected an escalation, got {other:?}"),
+    }
+    // Escalated: nothing more happens for it, the reboot least of all.
+    i.escalated = true;
+    assert_eq!(
+        decide(Mode::Enforce, Some(&l), &i, &facts(), |a| b.refused(a, now)),
+        Decision::Nothing
+    );
+    // A budget that reopens within the wait limit still only waits (a short global window).
+    i.escalated = false;
+    let f = Facts {
+        budget_wait_max_secs: 86_400,
+        ..facts()
+    };
+    assert!(matches!(
+        decide(Mode::Enforce, Some(&l), &i, &f, |a| b.refused(a, now)),
+        Decision::Wait {
+            action: ActionId::Reboot,
+            ..
+        }
+    ));
+    // Once the window reopens the reboot is allowed again.
+    assert_eq!(
+        decide(Mode::Enforce, Some(&l), &i, &facts(), |a| b
+            .refused(a, 24 * hour)),
+        Decision::Act {
+            action: ActionId::Reboot,
+            dry_run: false
+        }
+    );
+    // A limit of 0 never reopens: escalate, whatever the wait limit.
+    let f = Facts {
+        budget_wait_max_secs: 30 * 86_400,
+        ..facts()
+    };
+    assert!(matches!(
+        decide(Mode::Enforce, Some(&l), &i, &f, |_| over(u64::MAX)),
+        Decision::EscalateRefused { .. }
+    ));
 }
