@@ -1,5 +1,13 @@
 //! `wan_address`: a usable IPv4 address on the WAN; the DHCP lease present and not expired;
 //! an IPv6 global address when configured.
+//!
+//! ## Lease age and the wall clock
+//! The DHCP client's hook stamps the lease with the wall clock (`acquired_at_unix`), which
+//! NTP, the subscriber or a dead RTC battery can move by hours. The age of a lease is
+//! therefore judged on `CLOCK_BOOTTIME` (as the heal budgets are): when the agent first sees a
+//! lease (a new `acquired_at_unix`, length or address), it compares the lease's wall time with
+//! its own wall time once — the hook wrote the file moments before, so a jump rarely falls in
+//! between — and from then on ages the lease by boottime, which no wall-clock jump moves.
 
 use super::{Context, Observation, check_settings, common_problems, now};
 use crate::config::{AgentConfig, Problem};
@@ -7,8 +15,9 @@ use crate::lease::Lease;
 use crate::net::IfAddress;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// `[checks.wan_address]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,6 +66,8 @@ pub struct WanAddressCheck {
     pub config: WanAddressConfig,
     pub wan_interface: String,
     pub lease_file: Option<PathBuf>,
+    /// When the current lease was first seen (shared by the clones of this check).
+    pub lease_clock: Arc<Mutex<LeaseClock>>,
 }
 
 /// What the check found, for the pure verdict.
@@ -65,7 +76,46 @@ pub struct Facts {
     pub addresses: Vec<IfAddress>,
     /// `None`: no lease file configured. `Some(None)`: configured but absent.
     pub lease: Option<Option<Lease>>,
-    pub now_unix: i64,
+    /// Seconds since the lease was acquired, on a clock wall-clock jumps cannot move
+    /// ([`LeaseClock`]); `None` when the lease has no `acquired_at_unix`.
+    pub lease_age_secs: Option<i64>,
+}
+
+/// Which lease was seen: a renewal changes `acquired_at_unix`, a new lease its address.
+type LeaseKey = (Option<i64>, Option<u64>, Option<Ipv4Addr>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Sighting {
+    key: LeaseKey,
+    /// The lease's age when first seen: our wall clock minus the hook's, compared once.
+    age_at_sight_secs: i64,
+    /// CLOCK_BOOTTIME (ms) at that moment.
+    boot_ms: i64,
+}
+
+/// Ages the DHCP lease on `CLOCK_BOOTTIME` from the moment the agent first saw it.
+#[derive(Debug, Default)]
+pub struct LeaseClock {
+    seen: Option<Sighting>,
+}
+
+impl LeaseClock {
+    /// Seconds since `lease` was acquired, given the wall clock and boottime now; `None`
+    /// without an `acquired_at_unix`. Only the first sighting of a lease reads the wall clock.
+    pub fn age_secs(&mut self, lease: &Lease, now_unix: i64, boot_ms: i64) -> Option<i64> {
+        let acquired = lease.acquired_at_unix?;
+        let key = (lease.acquired_at_unix, lease.lease_secs, lease.ip);
+        let seen = match &self.seen {
+            Some(s) if s.key == key && boot_ms >= s.boot_ms => s,
+            _ => self.seen.insert(Sighting {
+                key,
+                // A lease stamped in our future (the clock went back since): age 0.
+                age_at_sight_secs: now_unix.saturating_sub(acquired).max(0),
+                boot_ms,
+            }),
+        };
+        Some(seen.age_at_sight_secs + (boot_ms - seen.boot_ms) / 1000)
+    }
 }
 
 fn usable_v4(a: &IfAddress) -> bool {
@@ -81,6 +131,7 @@ impl WanAddressCheck {
             config: config.checks.wan_address.clone(),
             wan_interface: config.wan.interface.clone(),
             lease_file: config.wan.lease_file.clone(),
+            lease_clock: Arc::default(),
         }
     }
 
@@ -122,10 +173,18 @@ impl WanAddressCheck {
                 }
             },
         };
+        let lease_age_secs = match &lease {
+            Some(Some(l)) => self
+                .lease_clock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .age_secs(l, now().unix_secs(), crate::heal::budget::boottime_ms()),
+            _ => None,
+        };
         self.judge(&Facts {
             addresses,
             lease,
-            now_unix: now().unix_secs(),
+            lease_age_secs,
         })
     }
 
@@ -189,9 +248,8 @@ impl WanAddressCheck {
                     ),
                 );
             };
-            if let (Some(at), Some(secs)) = (lease.acquired_at_unix, lease.lease_secs) {
-                let expires = at.saturating_add(secs as i64);
-                let left = expires - f.now_unix;
+            if let (Some(age), Some(secs)) = (f.lease_age_secs, lease.lease_secs) {
+                let left = (secs as i64).saturating_sub(age);
                 if left < 0 {
                     return base(
                         Observation::new(
@@ -271,6 +329,7 @@ mod tests {
             config: WanAddressConfig::default(),
             wan_interface: "wan".into(),
             lease_file: Some("/run/wan.lease".into()),
+            lease_clock: Arc::default(),
         }
     }
 
@@ -298,7 +357,7 @@ mod tests {
         let ok = Facts {
             addresses: vec![addr([100, 64, 1, 7])],
             lease: Some(Some(lease(1000, 120))),
-            now_unix: 1100,
+            lease_age_secs: Some(100),
         };
         assert_eq!(c.judge(&ok).status, CheckStatus::Ok);
         let none = Facts {
@@ -307,7 +366,7 @@ mod tests {
         };
         assert_eq!(c.judge(&none).cause, "wan_no_address");
         let expired = Facts {
-            now_unix: 1200,
+            lease_age_secs: Some(200),
             ..ok.clone()
         };
         assert_eq!(c.judge(&expired).cause, "dhcp_lease_expired");
@@ -321,5 +380,45 @@ mod tests {
             ..ok
         };
         assert_eq!(c.judge(&other).cause, "dhcp_lease_mismatch");
+    }
+
+    #[test]
+    fn a_wall_clock_jump_does_not_expire_the_lease() {
+        // A 1 h lease acquired at wall time 1000, first seen 10 s later (boottime 50 s).
+        let l = lease(1000, 3600);
+        let mut clock = LeaseClock::default();
+        assert_eq!(clock.age_secs(&l, 1010, 50_000), Some(10));
+        // Twenty seconds on, NTP steps the wall clock +1 h: the lease is 30 s old, not 3630.
+        let age = clock.age_secs(&l, 1030 + 3600, 70_000);
+        assert_eq!(age, Some(30));
+        let c = check();
+        let facts = Facts {
+            addresses: vec![addr([100, 64, 1, 7])],
+            lease: Some(Some(l.clone())),
+            lease_age_secs: age,
+        };
+        let o = c.judge(&facts);
+        assert_eq!(o.status, CheckStatus::Ok, "{o:?}");
+        assert_eq!(
+            o.evidence.get("lease_left_secs").map(String::as_str),
+            Some("3570")
+        );
+        // ... and a jump back does not stretch it: it still expires after its hour of boottime.
+        let age = clock.age_secs(&l, 0, 50_000 + 3_601_000);
+        assert_eq!(age, Some(3611));
+        let o = c.judge(&Facts {
+            lease_age_secs: age,
+            ..facts.clone()
+        });
+        assert_eq!(o.cause, "dhcp_lease_expired");
+        // A renewal (new acquired_at) is a new sighting, compared once with the wall clock.
+        let renewed = lease(5000, 3600);
+        assert_eq!(clock.age_secs(&renewed, 5002, 4_000_000), Some(2));
+        // No acquisition time: no age, no expiry verdict.
+        let undated = Lease {
+            acquired_at_unix: None,
+            ..renewed
+        };
+        assert_eq!(clock.age_secs(&undated, 5002, 4_000_000), None);
     }
 }
