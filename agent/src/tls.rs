@@ -2,6 +2,15 @@
 //! OpenSSL, no aws-lc), the collector's CA optionally pinned, an optional client certificate
 //! (mutual TLS), and secret files (token, client key) refused when group or others can read
 //! or write them.
+//!
+//! ## Trust roots
+//! - `http://` collector: no certificate store is loaded at all — a router without CA
+//!   certificates (common on small firmware) still reports.
+//! - `https://` with `collector.ca_file`: that CA and only it (pinned); the system store is
+//!   never read.
+//! - `https://` without `ca_file`: the system store (the platform verifier reads
+//!   `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the distribution's bundle); when it has
+//!   no certificate the error says so and names both ways out.
 
 use crate::config::CollectorSection;
 use std::path::{Path, PathBuf};
@@ -23,6 +32,35 @@ pub enum TlsError {
     Pem { path: String, why: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
+    #[error(
+        "{url} is https:// but no CA certificate is available to verify it ({why}): set \
+         collector.ca_file to the collector's CA (pinned), install the system CA certificates \
+         (SSL_CERT_FILE / SSL_CERT_DIR say where they are), or use an http:// collector"
+    )]
+    NoTrustRoots { url: String, why: String },
+}
+
+/// Whether `url` is plain `http://` (no TLS, so no trust roots needed).
+fn is_plain_http(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http")
+}
+
+/// A client for plain `http://` only: trusts no certificate, so building it never reads the
+/// system's CA store (which may not exist). Any `https://` request made with it fails.
+pub fn plain_http_only(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    b.tls_certs_only(Vec::new())
+}
+
+/// The full message chain of an error (reqwest's `Display` says only "builder error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -94,6 +132,8 @@ pub fn client(c: &CollectorSection) -> Result<reqwest::Client, TlsError> {
         }
         // Pinned: these and only these roots.
         b = b.tls_certs_only(certs);
+    } else if is_plain_http(&c.url) {
+        b = plain_http_only(b);
     }
     if let (Some(cert), Some(key)) = (&c.client_cert_file, &c.client_key_file) {
         let mut pem = read(cert)?;
@@ -102,7 +142,18 @@ pub fn client(c: &CollectorSection) -> Result<reqwest::Client, TlsError> {
         let id = reqwest::Identity::from_pem(&pem).map_err(pem_error(cert))?;
         b = b.identity(id);
     }
-    b.build().map_err(TlsError::Client)
+    let system_roots = c.ca_file.is_none() && !is_plain_http(&c.url);
+    b.build().map_err(|e| {
+        let why = chain(&e);
+        if system_roots && why.contains("CA certificates") {
+            TlsError::NoTrustRoots {
+                url: c.url.clone(),
+                why,
+            }
+        } else {
+            TlsError::Client(e)
+        }
+    })
 }
 
 /// The files a config's client depends on (to tell a reload that they changed).
@@ -120,9 +171,152 @@ pub fn files(c: &CollectorSection) -> Vec<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
     use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+
+    /// Set in the child process that runs with an empty CA store.
+    const CHILD: &str = "NETMEDIC_TEST_NO_CA_STORE";
+
+    fn section(toml_text: &str) -> CollectorSection {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    /// A one-request HTTP server on loopback: answers 200 and hands back what it received.
+    fn one_shot_server() -> (u16, std::thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the body its Content-Length announces.
+            loop {
+                let n = conn.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len || n == 0 {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (port, handle)
+    }
+
+    /// What must hold with no CA certificate on the system (runs in the child).
+    fn without_a_ca_store(dir: &Path) {
+        // An http:// collector: the client builds and a report gets through.
+        let (port, server) = one_shot_server();
+        let c = client(&section(&format!("url = \"http://127.0.0.1:{port}\""))).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status = rt.block_on(async {
+            c.post(format!("http://127.0.0.1:{port}/api/v1/report"))
+                .body("{\"events\":[]}")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status.as_u16(), 200);
+        let got = server.join().unwrap();
+        assert!(got.starts_with("POST /api/v1/report"), "{got}");
+        assert!(got.ends_with("{\"events\":[]}"), "{got}");
+        // The http check's probe client (http:// only) builds too.
+        plain_http_only(reqwest::Client::builder()).build().unwrap();
+        // https:// with a pinned CA: the system store is not needed.
+        let ca = dir.join("ca.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=netmedic test CA"])
+            .arg("-keyout")
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("openssl (the test generates its CA with it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pinned = format!(
+            "url = \"https://collector.example.invalid:8440\"\nca_file = \"{}\"",
+            ca.display()
+        );
+        client(&section(&pinned)).unwrap();
+        // https:// with neither: a clear error naming what is missing.
+        let err = client(&section("url = \"https://collector.example.invalid:8440\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no CA certificate") && err.contains("collector.ca_file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reports_without_any_system_ca_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os(CHILD).is_some() {
+            without_a_ca_store(dir.path());
+            return;
+        }
+        // The platform verifier looks only at SSL_CERT_FILE / SSL_CERT_DIR when they are
+        // set: an empty file and an empty directory are a system without CA certificates.
+        // Environment is per process, so the checks run in a child of this test binary.
+        let empty_file = dir.path().join("none.pem");
+        std::fs::write(&empty_file, "").unwrap();
+        let empty_dir = dir.path().join("certs");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tls::tests::reports_without_any_system_ca_certificate",
+            ])
+            .args(["--test-threads", "1", "--nocapture"])
+            .env(CHILD, "1")
+            .env("SSL_CERT_FILE", &empty_file)
+            .env("SSL_CERT_DIR", &empty_dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child failed:\n{stdout}\n{stderr}"
+        );
+    }
 
     #[test]
     fn loose_token_modes_are_refused() {

@@ -155,7 +155,8 @@ impl HttpCheck {
 
     async fn fetch(&self) -> Fetch {
         let c = &self.config;
-        let client = match reqwest::Client::builder()
+        // The probe is http:// only (validated): no CA store is read, so none is needed.
+        let client = match crate::tls::plain_http_only(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(Duration::from_millis(c.timeout_ms))
