@@ -18,6 +18,22 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "resolver_hijack",
+    "resolver_no_data",
+    "resolver_nxdomain",
+    "resolver_refused",
+    "resolver_servfail",
+    "resolver_error",
+    "resolver_unreachable",
+    "resolver_timeout",
+    "resolv_conf_not_provisioned",
+    "resolv_conf_unreadable",
+    "no_resolvers_configured",
+    "dns_slow",
+];
+
 /// `[checks.dns]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -14,6 +14,16 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "captive_portal",
+    "http_timeout",
+    "http_unreachable",
+    "http_error",
+    "http_slow",
+    "http_unexpected_status",
+];
+
 /// `[checks.http]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -8,6 +8,16 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "wan_admin_down",
+    "wan_carrier_lost",
+    "wan_link_flapping",
+    "lan_link_down",
+    "wan_interface_missing",
+    "netlink_error",
+];
+
 /// `[checks.link]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

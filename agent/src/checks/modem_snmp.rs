@@ -26,6 +26,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "line_down",
+    "line_errors_high",
+    "line_mib_missing",
+    "snr_margin_low",
+    "attenuation_high",
+    "sync_rate_low",
+    "docsis_snr_low",
+    "uncorrectables_high",
+    "modem_unreachable",
+    "modem_target_invalid",
+    "snmp_auth_failed",
+    "snmp_secret_unreadable",
+    "snmp_error",
+];
+
 /// A secret from the config file; never printed.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(transparent)]

@@ -13,6 +13,11 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "service_down",
+];
+
 /// `comm` is the first 15 bytes of the executable's name.
 const COMM_LEN: usize = 15;
 

@@ -10,6 +10,17 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "wan_no_address",
+    "dhcp_lease_expired",
+    "dhcp_lease_missing",
+    "dhcp_lease_mismatch",
+    "wan_no_ipv6",
+    "wan_interface_missing",
+    "netlink_error",
+];
+
 /// `[checks.wan_address]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
