@@ -360,6 +360,14 @@ pub fn judge(c: &HttpConfig, f: &Fetch) -> Observation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::causes::assert_declared;
+
+    /// [`super::judge`], asserting that the cause it reports is declared in `CAUSES`.
+    fn judge(c: &HttpConfig, f: &Fetch) -> Observation {
+        let o = super::judge(c, f);
+        assert_declared(&o);
+        o
+    }
 
     fn resp(status: u16, ttfb_ms: f64, location: Option<&str>, body: &str) -> Fetch {
         Fetch::Response {

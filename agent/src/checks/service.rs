@@ -324,13 +324,15 @@ mod tests {
     }
 
     fn check(services: Vec<ServiceSpec>, proc: &Proc) -> Observation {
-        ServiceCheck {
+        let o = ServiceCheck {
             config: ServiceConfig {
                 services,
                 ..ServiceConfig::default()
             },
         }
-        .check(proc)
+        .check(proc);
+        crate::checks::causes::assert_declared(&o);
+        o
     }
 
     fn spec(name: &str, pidfile: Option<PathBuf>, process: &str, same_netns: bool) -> ServiceSpec {
