@@ -410,9 +410,7 @@ impl AgentConfig {
     /// Every semantic problem, not just the first.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            p.push(Problem::new(field, message))
-        };
+        let mut bad = |field: &str, message: String| p.push(Problem::new(field, message));
         let id = &self.agent.id;
         if id.is_empty()
             || id.len() > 64

@@ -91,12 +91,7 @@ fn stderr_line(r: &Record<'_>, journal_stream: bool) -> String {
     if journal_stream {
         format!("<{}>{}{kv}", priority(r.level()), r.args())
     } else {
-        format!(
-            "{} {:<5} {}{kv}",
-            crate::checks::now(),
-            r.level(),
-            r.args()
-        )
+        format!("{} {:<5} {}{kv}", crate::checks::now(), r.level(), r.args())
     }
 }
 

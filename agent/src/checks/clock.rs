@@ -14,10 +14,7 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
-pub const CAUSES: &[&str] = &[
-    "clock_skew",
-    "no_time_reference",
-];
+pub const CAUSES: &[&str] = &["clock_skew", "no_time_reference"];
 
 /// `[checks.clock]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

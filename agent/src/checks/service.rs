@@ -14,9 +14,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
-pub const CAUSES: &[&str] = &[
-    "service_down",
-];
+pub const CAUSES: &[&str] = &["service_down"];
 
 /// `comm` is the first 15 bytes of the executable's name.
 const COMM_LEN: usize = 15;

@@ -314,4 +314,3 @@ fn evidence_of(results: &[ResolverResult]) -> Vec<(String, String)> {
     }
     out
 }
-

@@ -21,10 +21,10 @@ mod probe;
 mod tests;
 
 pub use config::DnsConfig;
-pub use judge::{Health, ResolverResult, judge};
-pub use probe::{Outcome, interpret, parse_resolv_conf, query};
 use config::parse_record_type;
+pub use judge::{Health, ResolverResult, judge};
 use probe::query_with_retries;
+pub use probe::{Outcome, interpret, parse_resolv_conf, query};
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
 pub const CAUSES: &[&str] = &[
@@ -106,4 +106,3 @@ impl DnsCheck {
         judge(c, resolv.as_ref().err().map(String::as_str), &results)
     }
 }
-

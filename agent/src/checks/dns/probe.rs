@@ -79,7 +79,6 @@ pub(super) fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-
 /// One name through one resolver with retries after timeouts.
 pub(super) async fn query_with_retries(
     resolver: IpAddr,

@@ -1,12 +1,12 @@
 //! Evaluation: counter rates between runs, the verdict on one reading and the observation for
 //! a modem that could not be read. Pure, so it is unit-tested without a modem.
 
+use super::{LineReading, LineType, ModemSnmpConfig, SnmpError};
 use crate::checks::Observation;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use super::{LineReading, LineType, ModemSnmpConfig, SnmpError};
 
 /// Counters kept from the previous run, for rates.
 #[derive(Debug, Clone, PartialEq)]

@@ -70,4 +70,3 @@ pub struct LineReading {
     pub docsis_snr_tenth_db: BTreeMap<u32, i64>,
     pub docsis_uncorrectables: BTreeMap<u32, i64>,
 }
-

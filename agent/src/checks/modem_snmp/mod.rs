@@ -30,11 +30,11 @@ mod snmp;
 mod tests;
 
 pub use config::*;
+use judge::unreadable;
 pub use judge::*;
 pub use mib::*;
-pub use snmp::*;
-use judge::unreadable;
 use snmp::read_modem;
+pub use snmp::*;
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
 pub const CAUSES: &[&str] = &[
@@ -109,4 +109,3 @@ impl ModemSnmpCheck {
             .evidence("read_ms", now.duration_since(started).as_millis())
     }
 }
-

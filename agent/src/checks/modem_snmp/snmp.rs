@@ -1,15 +1,15 @@
 //! SNMP I/O: secrets, the v2c/v3 session over `snmp2`, and the GETBULK walk (per-request
 //! timeout, retries, a row cap) that reads a [`LineReading`] from the modem.
 
+use super::mib::*;
+use super::{
+    AuthProtocol, LineType, ModemSnmpConfig, PrivProtocol, Secret, SecurityLevel, SnmpVersion,
+};
 use snmp2::{AsyncSession, Oid, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use super::mib::*;
-use super::{
-    AuthProtocol, LineType, ModemSnmpConfig, PrivProtocol, Secret, SecurityLevel, SnmpVersion,
-};
 
 /// Why the modem could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -224,7 +224,10 @@ fn dotted(arcs: &[u64]) -> String {
 }
 
 /// Walks the columns the line type needs.
-pub(super) async fn read_modem(c: &ModemSnmpConfig, target: SocketAddr) -> Result<LineReading, SnmpError> {
+pub(super) async fn read_modem(
+    c: &ModemSnmpConfig,
+    target: SocketAddr,
+) -> Result<LineReading, SnmpError> {
     let mut cl = Client::connect(c, target).await?;
     let mut r = LineReading::default();
     let get = async |cl: &mut Client, base: &[u64]| -> Result<BTreeMap<u32, i64>, SnmpError> {
