@@ -595,6 +595,20 @@ interface = "wan"
     }
 
     #[test]
+    fn semantic_problems_name_the_line_of_their_field() {
+        let text = format!("{MIN}[checks.default_route]\ninterval_secs = 0\n");
+        let msg = AgentConfig::parse(&text, "a.toml").unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "\na.toml:9:1: field `checks.default_route.interval_secs`: must be between 1 and 86400"
+            ),
+            "{msg}"
+        );
+        // A default value is not in the file: the problem is listed without a location.
+        assert_eq!(locate(&text, "healing.renew_dhcp.command"), None);
+    }
+
+    #[test]
     fn shipped_example_config_is_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml");
         AgentConfig::load(Path::new(path)).unwrap();
