@@ -24,4 +24,5 @@ pub mod notify;
 pub mod ping;
 pub mod reporter;
 pub mod spool;
+pub mod text;
 pub mod tls;

@@ -38,6 +38,8 @@ pub mod bench;
 pub mod browser;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
 pub mod delivery;
+// A hostile collector for the agent hardening tests.
+pub mod hostile;
 pub mod stack;
 // Fault-injection servers for the dns, http and modem_snmp checks.
 pub mod dns;
