@@ -563,7 +563,12 @@ mod tests {
         let mut lim = DiagLimit::default();
         let t0 = Instant::now();
         let flood: Vec<Advisory> = (0..5000)
-            .map(|i| diag(&format!("d{i}"), vec![CheckId::Dns, CheckId::Dns, CheckId::Link]))
+            .map(|i| {
+                diag(
+                    &format!("d{i}"),
+                    vec![CheckId::Dns, CheckId::Dns, CheckId::Link],
+                )
+            })
             .chain([Advisory::KillSwitch { reason: "x".into() }])
             .collect();
         let out = lim.admit(&flood, t0);

@@ -111,9 +111,9 @@ impl Lease {
                     lease.lease_secs = Some(secs.min(INFINITE_LEASE_SECS));
                 }
                 "acquired_at_unix" if !value.is_empty() => {
-                    let at: i64 = value.parse().map_err(|_| {
-                        bad(format!("acquired_at_unix: {value:?} is not a number"))
-                    })?;
+                    let at: i64 = value
+                        .parse()
+                        .map_err(|_| bad(format!("acquired_at_unix: {value:?} is not a number")))?;
                     if !(0..=MAX_UNIX_SECS).contains(&at) {
                         return Err(bad(format!(
                             "acquired_at_unix: {at} is outside 1970..=9999"
@@ -150,7 +150,10 @@ mod tests {
         let e = Lease::parse("acquired_at_unix=-9223372036854775808\n", "wan.lease").unwrap_err();
         assert!(e.to_string().contains("outside 1970..=9999"), "{e}");
         let e = Lease::parse("acquired_at_unix=9223372036854775807\n", "wan.lease").unwrap_err();
-        assert!(e.to_string().starts_with("wan.lease:1: acquired_at_unix"), "{e}");
+        assert!(
+            e.to_string().starts_with("wan.lease:1: acquired_at_unix"),
+            "{e}"
+        );
         let l = Lease::parse(
             "lease_secs=18446744073709551615\nacquired_at_unix=253402300799\n",
             "wan.lease",

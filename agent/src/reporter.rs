@@ -443,7 +443,11 @@ mod tests {
     fn retry_after_is_capped() {
         let mut h = reqwest::header::HeaderMap::new();
         let cap = Duration::from_secs(300);
-        for v in ["18446744073709551615", "9999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+        for v in [
+            "18446744073709551615",
+            "9999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
             h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
             assert_eq!(retry_after(&h, cap), Some(cap), "{v}");
         }

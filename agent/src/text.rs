@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn backslashes_cannot_fake_an_escape_and_plain_text_is_kept() {
         assert_eq!(loggable(r"a\u{1b}"), r"a\\u{1b}");
-        assert_eq!(loggable("maintenance — région nord"), "maintenance — région nord");
+        assert_eq!(
+            loggable("maintenance — région nord"),
+            "maintenance — région nord"
+        );
     }
 
     #[test]

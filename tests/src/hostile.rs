@@ -69,7 +69,8 @@ fn read_request(s: &mut TcpStream) -> Option<String> {
 }
 
 fn endless(s: &mut TcpStream, streamed: &AtomicU64, stop: &AtomicBool) {
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
     if s.write_all(head.as_bytes()).is_err() {
         return;
     }

@@ -34,7 +34,10 @@ struct Setup {
 fn start_agent(lab: &Lab, name: &str, s: &Setup) -> LabProcess {
     let cpe = lab.cpe(0);
     let cfg = lab.dir().join(format!("{name}.toml"));
-    let lease = s.lease_file.clone().unwrap_or_else(|| cpe.lease_file.clone());
+    let lease = s
+        .lease_file
+        .clone()
+        .unwrap_or_else(|| cpe.lease_file.clone());
     std::fs::write(
         &cfg,
         format!(
@@ -73,17 +76,22 @@ fn tail(s: &str, n: usize) -> String {
 /// Waits until `ok(log)` holds, failing early (with the log) if the agent exits.
 fn wait_log(lab: &Lab, agent: &mut LabProcess, name: &str, what: &str, ok: impl Fn(&str) -> bool) {
     let path = lab.log_path(name);
-    wait_for(what, Duration::from_secs(30), Duration::from_millis(50), || {
-        let log = read_log(&path);
-        if !agent.is_running() {
-            return Err(format!("agent exited:\n{}", tail(&log, 30)));
-        }
-        if ok(&log) {
-            Ok(())
-        } else {
-            Err(tail(&log, 10))
-        }
-    })
+    wait_for(
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let log = read_log(&path);
+            if !agent.is_running() {
+                return Err(format!("agent exited:\n{}", tail(&log, 30)));
+            }
+            if ok(&log) {
+                Ok(())
+            } else {
+                Err(tail(&log, 10))
+            }
+        },
+    )
     .unwrap();
 }
 
@@ -108,7 +116,8 @@ fn watch_peak_rss(agent: &mut LabProcess, window: Duration, bound: u64) -> u64 {
 #[test]
 fn an_endless_reply_body_does_not_grow_the_agent() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
-    let fake = HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |_, _| Reply::Endless).unwrap();
+    let fake =
+        HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |_, _| Reply::Endless).unwrap();
     let setup = Setup {
         max_backoff_secs: 2,
         lease_file: None,
@@ -118,12 +127,18 @@ fn an_endless_reply_body_does_not_grow_the_agent() {
         "a heartbeat",
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || (fake.count(paths::HEARTBEATS) > 0).then_some(()).ok_or("none yet"),
+        || {
+            (fake.count(paths::HEARTBEATS) > 0)
+                .then_some(())
+                .ok_or("none yet")
+        },
     )
     .unwrap();
     let peak = watch_peak_rss(&mut agent, Duration::from_secs(12), RSS_BOUND_KIB);
     let log = read_log(&lab.log_path("endless"));
-    let streamed = fake.streamed_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let streamed = fake
+        .streamed_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "endless body: agent peak RSS {} KiB, {} heartbeats, {} MiB streamed",
         peak,
@@ -131,7 +146,10 @@ fn an_endless_reply_body_does_not_grow_the_agent() {
         streamed >> 20
     );
     assert!(agent.is_running(), "agent died:\n{}", tail(&log, 30));
-    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB (bound {RSS_BOUND_KIB} KiB)");
+    assert!(
+        peak < RSS_BOUND_KIB,
+        "peak RSS {peak} KiB (bound {RSS_BOUND_KIB} KiB)"
+    );
     assert!(log.contains("reply body over"), "{}", tail(&log, 30));
     assert!(
         fake.count(paths::HEARTBEATS) >= 3,
@@ -164,7 +182,11 @@ fn a_200_without_acks_backs_off_instead_of_resending_at_once() {
         "a report",
         Duration::from_secs(30),
         Duration::from_millis(20),
-        || (fake.count(paths::REPORTS) > 0).then_some(()).ok_or("none yet"),
+        || {
+            (fake.count(paths::REPORTS) > 0)
+                .then_some(())
+                .ok_or("none yet")
+        },
     )
     .unwrap();
     let first = fake.times(paths::REPORTS)[0];
@@ -262,7 +284,11 @@ fn a_diagnostics_flood_is_capped() {
         "a heartbeat",
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || (fake.count(paths::HEARTBEATS) > 0).then_some(()).ok_or("none yet"),
+        || {
+            (fake.count(paths::HEARTBEATS) > 0)
+                .then_some(())
+                .ok_or("none yet")
+        },
     )
     .unwrap();
     let first = fake.times(paths::HEARTBEATS)[0];
@@ -314,7 +340,11 @@ fn escapes_in_a_kill_switch_reason_never_reach_the_log() {
         !log.lines().any(|l| l.starts_with("ERROR forged")),
         "a forged log line"
     );
-    assert!(log.contains(r"maintenance\u{001b}[2J"), "{}", tail(&log, 10));
+    assert!(
+        log.contains(r"maintenance\u{001b}[2J"),
+        "{}",
+        tail(&log, 10)
+    );
 }
 
 /// CRC-32 (IEEE), as the spool frames use.
@@ -364,7 +394,11 @@ fn hostile_local_state_does_not_crash_the_agent() {
     std::fs::create_dir_all(&spool).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(state.join("seq"), u64::MAX.to_string()).unwrap();
-    std::fs::write(spool.join("00000000000000000001-e-max.evt"), spool_frame(u64::MAX)).unwrap();
+    std::fs::write(
+        spool.join("00000000000000000001-e-max.evt"),
+        spool_frame(u64::MAX),
+    )
+    .unwrap();
     std::fs::write(spool.join("00000000000000000002-bad.evt"), b"not a frame").unwrap();
     std::os::unix::fs::symlink(&outside, spool.join("quarantine")).unwrap();
     let lease = lab.dir().join("hostile.lease");
@@ -390,12 +424,22 @@ fn hostile_local_state_does_not_crash_the_agent() {
     });
     let log = read_log(&lab.log_path("local"));
     assert!(!log.contains("panicked"), "{}", tail(&log, 30));
-    assert!(log.contains("symlink, not a directory"), "{}", tail(&log, 30));
+    assert!(
+        log.contains("symlink, not a directory"),
+        "{}",
+        tail(&log, 30)
+    );
     let escaped: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
-    assert!(escaped.is_empty(), "moved out of the state dir: {escaped:?}");
+    assert!(
+        escaped.is_empty(),
+        "moved out of the state dir: {escaped:?}"
+    );
     let q = std::fs::symlink_metadata(spool.join("quarantine")).unwrap();
     assert!(q.is_dir(), "quarantine is a real directory again");
-    assert_eq!(std::fs::read_dir(spool.join("quarantine")).unwrap().count(), 2);
+    assert_eq!(
+        std::fs::read_dir(spool.join("quarantine")).unwrap().count(),
+        2
+    );
     for f in netmedic_lab::delivery::spool_files(&spool) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let seq: u64 = name.split('-').next().unwrap().parse().unwrap();
@@ -412,7 +456,9 @@ fn write_lease(path: &Path, lease_secs: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(
         &tmp,
-        format!("ip=100.64.1.7\nrouter=100.64.0.1\nlease_secs={lease_secs}\nacquired_at_unix={now}\n"),
+        format!(
+            "ip=100.64.1.7\nrouter=100.64.0.1\nlease_secs={lease_secs}\nacquired_at_unix={now}\n"
+        ),
     )
     .unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -441,11 +487,18 @@ fn huge_leases_are_read_safely() {
         l.matches("check wan_address:").count() >= 3
     });
     let log = read_log(&lab.log_path("lease"));
-    assert!(!log.contains("lease_expired") && !log.contains("expired"), "{}", tail(&log, 20));
+    assert!(
+        !log.contains("lease_expired") && !log.contains("expired"),
+        "{}",
+        tail(&log, 20)
+    );
 
     // 64 MiB of nothing (sparse): refused by its size, never read whole.
     let big = lease.with_extension("big");
-    std::fs::File::create(&big).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     std::fs::rename(&big, &lease).unwrap();
     let before = read_log(&lab.log_path("lease")).len();
     let path = lab.log_path("lease");
