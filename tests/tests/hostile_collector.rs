@@ -211,6 +211,53 @@ fn a_200_without_acks_backs_off_instead_of_resending_at_once() {
     );
 }
 
+/// Item 14: a 400 that names no event keeps the batch (spooled, retried with backoff) instead
+/// of setting every event aside for ever.
+#[test]
+fn a_400_naming_no_event_keeps_the_batch() {
+    let lab = Lab::builder().cpes(1).build().expect("lab");
+    let fake = HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |path, _| {
+        if path == paths::REPORTS {
+            Reply::Json(
+                400,
+                Vec::new(),
+                r#"{"error":"bad_request","reason":"no event named"}"#.into(),
+            )
+        } else {
+            Reply::ok(HB_REPLY)
+        }
+    })
+    .unwrap();
+    let setup = Setup {
+        max_backoff_secs: 2,
+        lease_file: None,
+    };
+    let mut agent = start_agent(&lab, "nameless", &setup);
+    wait_log(&lab, &mut agent, "nameless", "agent runs its checks", |l| {
+        l.contains("check default_route:")
+    });
+    lab.cpe(0).delete_default_route().unwrap();
+    wait_for(
+        "the batch sent again",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let n = fake.count(paths::REPORTS);
+            if n >= 3 { Ok(()) } else { Err(n) }
+        },
+    )
+    .unwrap();
+    let spool = state_dir(&lab, "nameless").join("spool");
+    let rejected = std::fs::read_dir(spool.join("rejected"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let kept = netmedic_lab::delivery::spool_files(&spool).len();
+    eprintln!("400 naming no event: {kept} event(s) kept, {rejected} file(s) set aside");
+    assert_eq!(rejected, 0, "nothing set aside");
+    assert!(kept > 0, "the events stay spooled");
+    assert!(agent.is_running());
+}
+
 /// Item 11: `Retry-After: 18446744073709551615` is capped at `max_backoff_secs`.
 #[test]
 fn a_huge_retry_after_is_capped() {
