@@ -17,6 +17,8 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
   export RUSTC_BOOTSTRAP=1
 fi
+# Start from the main workspace's lock: the targets fuzz the versions the product ships.
+[ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
 targets=$(cargo "${toolchain[@]}" fuzz list --fuzz-dir fuzz)
 # Build all targets once, then run each within its time budget.
 cargo "${toolchain[@]}" fuzz build --fuzz-dir fuzz
