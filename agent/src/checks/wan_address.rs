@@ -104,6 +104,22 @@ struct Sighting {
     boot_ms: i64,
 }
 
+/// Milliseconds of `CLOCK_BOOTTIME` (suspend included, never moved by the wall clock). The
+/// heal budgets read the same clock; checks sit below the healer, so it is read here too.
+fn boottime_ms() -> i64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(ts) => ts.tv_sec() * 1000 + ts.tv_nsec() / 1_000_000,
+        // Never on Linux; a monotonic fallback still cannot jump.
+        Err(_) => {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as i64
+        }
+    }
+}
+
 /// Ages the DHCP lease on `CLOCK_BOOTTIME` from the moment the agent first saw it.
 #[derive(Debug, Default)]
 pub struct LeaseClock {
@@ -189,7 +205,7 @@ impl WanAddressCheck {
                 .lease_clock
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .age_secs(l, now().unix_secs(), crate::heal::budget::boottime_ms()),
+                .age_secs(l, now().unix_secs(), boottime_ms()),
             _ => None,
         };
         self.judge(&Facts {
