@@ -2,8 +2,11 @@
 //! inotify on the directories of resolv.conf (`dns`) and of the WAN lease file (`wan_address`,
 //! `default_route`), and a pidfd per supervised service (`service`).
 //!
-//! The directories are watched, not the files: resolv.conf and lease files are usually replaced
-//! by a rename, which a watch on the old file's inode never sees. Bursts (write, close, rename)
+//! The directories are watched, and the files too: resolv.conf and lease files are usually
+//! replaced by a rename, which only a watch on the directory sees, but a file bind-mounted into
+//! place (a network namespace's resolv.conf) is written in place, which only a watch on its
+//! inode sees (its directory entry lives elsewhere). Each file watch is renewed after every
+//! batch, so it follows the file across renames. Bursts (write, close, rename)
 //! are debounced for [`DEBOUNCE`] into one wake-up. The WAN DHCP client's hook reaches the agent
 //! the same way: it rewrites the lease file, and that rewrite is the event.
 //!
@@ -156,6 +159,8 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
     let dirs: BTreeSet<PathBuf> = files.iter().map(|f| f.dir.clone()).collect();
     // Watch descriptor → directory; a directory missing now is tried again later.
     let mut watched: Vec<(i32, PathBuf)> = Vec::new();
+    // Watch descriptor of each file's current inode → index in `files`.
+    let mut file_wds: Vec<(i32, usize)> = Vec::new();
     let flags = AddWatchFlags::IN_CLOSE_WRITE
         | AddWatchFlags::IN_MODIFY
         | AddWatchFlags::IN_CREATE
@@ -173,6 +178,13 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
                     watched.push((wd.as_raw(), dir.clone()));
                 }
                 Err(e) => log::debug!("cannot watch {} yet: {e}", dir.display()),
+            }
+        }
+        for (i, f) in files.iter().enumerate() {
+            let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY;
+            if let Ok(wd) = fd.get_ref().0.add_watch(f.dir.join(&f.name).as_path(), flags) {
+                file_wds.retain(|(_, j)| *j != i);
+                file_wds.push((wd.as_raw(), i));
             }
         }
         let all = watched.len() == dirs.len();
@@ -196,9 +208,17 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
             match fd.get_ref().0.read_events() {
                 Ok(events) => {
                     for ev in events {
+                        let wd = ev.wd.as_raw();
                         if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                            // The directory went away: watch it again when it is back.
-                            watched.retain(|(wd, _)| *wd != ev.wd.as_raw());
+                            // The directory or file went away: watch it again when it is back.
+                            watched.retain(|(w, _)| *w != wd);
+                            file_wds.retain(|(w, _)| *w != wd);
+                            continue;
+                        }
+                        if ev.name.is_none()
+                            && let Some((_, i)) = file_wds.iter().find(|(w, _)| *w == wd)
+                        {
+                            wake.extend(files[*i].checks.iter().copied());
                             continue;
                         }
                         let Some((_, dir)) = watched.iter().find(|(wd, _)| *wd == ev.wd.as_raw())
@@ -345,6 +365,34 @@ mod tests {
             std::fs::write(dir.path().join("tmp"), "nameserver 192.0.2.53\n").unwrap();
             std::fs::rename(dir.path().join("tmp"), dir.path().join("resolv.conf")).unwrap();
             std::fs::write(dir.path().join("other"), "x").unwrap();
+            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+            {
+                break c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no wake-up");
+        };
+        assert_eq!(got, NetChange::Wake(CheckId::Dns));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_file_written_in_place_wakes_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        // A hard link elsewhere stands in for a bind mount: same inode, another directory.
+        let other = elsewhere.path().join("resolv.conf");
+        std::fs::hard_link(dir.path().join("resolv.conf"), &other).unwrap();
+        let files = vec![WatchedFile {
+            dir: dir.path().to_path_buf(),
+            name: "resolv.conf".into(),
+            checks: vec![CheckId::Dns],
+        }];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(watch_files(files, tx));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            std::fs::write(&other, "").unwrap();
             if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
             {
                 break c;
