@@ -360,8 +360,15 @@ pub async fn run(
             .join(", ")
     );
     let ctx = Arc::new(ctx);
-    let mut background =
-        Background::spawn(&ctx, collector, &spool, &wake_reporter, started, true, &wan_back);
+    let mut background = Background::spawn(
+        &ctx,
+        collector,
+        &spool,
+        &wake_reporter,
+        started,
+        true,
+        &wan_back,
+    );
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
     let hup = tokio::spawn(reload_on_sighup(
         config_path,

@@ -182,7 +182,11 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
         }
         for (i, f) in files.iter().enumerate() {
             let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY;
-            if let Ok(wd) = fd.get_ref().0.add_watch(f.dir.join(&f.name).as_path(), flags) {
+            if let Ok(wd) = fd
+                .get_ref()
+                .0
+                .add_watch(f.dir.join(&f.name).as_path(), flags)
+            {
                 file_wds.retain(|(_, j)| *j != i);
                 file_wds.push((wd.as_raw(), i));
             }
@@ -191,7 +195,9 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
         let ready = if all {
             Some(fd.readable().await)
         } else {
-            tokio::time::timeout(REWATCH_EVERY, fd.readable()).await.ok()
+            tokio::time::timeout(REWATCH_EVERY, fd.readable())
+                .await
+                .ok()
         };
         let mut guard = match ready {
             None => continue,
@@ -302,10 +308,7 @@ async fn watch_service(spec: ServiceSpec, max_retry: Duration, tx: UnboundedSend
                 return;
             }
         }
-        log::info!(
-            "service {} (pid {pid}) exited: checking at once",
-            spec.name
-        );
+        log::info!("service {} (pid {pid}) exited: checking at once", spec.name);
         if tx.send(NetChange::Wake(CheckId::Service)).is_err() {
             return;
         }
@@ -365,8 +368,7 @@ mod tests {
             std::fs::write(dir.path().join("tmp"), "nameserver 192.0.2.53\n").unwrap();
             std::fs::rename(dir.path().join("tmp"), dir.path().join("resolv.conf")).unwrap();
             std::fs::write(dir.path().join("other"), "x").unwrap();
-            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
-            {
+            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
                 break c;
             }
             assert!(tokio::time::Instant::now() < deadline, "no wake-up");
@@ -393,8 +395,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let got = loop {
             std::fs::write(&other, "").unwrap();
-            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
-            {
+            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
                 break c;
             }
             assert!(tokio::time::Instant::now() < deadline, "no wake-up");

@@ -65,9 +65,11 @@ fn emptied_resolv_conf_opens_a_dns_incident_at_once() {
         let t0 = Instant::now();
         cpe.write_resolv_conf("").unwrap();
         stack
-            .wait_incident("dns incident after emptying resolv.conf", DETECT_WITHIN, |_| {
-                count(&stack, CheckId::Dns) > before
-            })
+            .wait_incident(
+                "dns incident after emptying resolv.conf",
+                DETECT_WITHIN,
+                |_| count(&stack, CheckId::Dns) > before,
+            )
             .unwrap_or_else(|e| panic!("run {run}: {e}\n{}", stack.agent_log(0)));
         let took = t0.elapsed();
         eprintln!("EVENT-TIMING dns emptied resolv.conf run {run}: {took:?} to the collector");
@@ -99,10 +101,7 @@ fn emptied_resolv_conf_opens_a_dns_incident_at_once() {
         )
         .unwrap();
     }
-    eprintln!(
-        "EVENT-TIMING dns median of 3: {:?}",
-        median(times.clone())
-    );
+    eprintln!("EVENT-TIMING dns median of 3: {:?}", median(times.clone()));
     assert!(stack.agent_log(0).contains("file change: waking check dns"));
 }
 
@@ -118,14 +117,20 @@ fn killed_lan_dnsmasq_opens_a_service_incident_at_once() {
     );
     let stack = Stack::start(&lab, options(&extra)).unwrap();
     stack
-        .wait_agent_log(0, &["service dnsmasq: watching pid"], Duration::from_secs(20))
+        .wait_agent_log(
+            0,
+            &["service dnsmasq: watching pid"],
+            Duration::from_secs(20),
+        )
         .unwrap();
     let t0 = Instant::now();
     dnsmasq.crash().unwrap();
     let inc = stack
-        .wait_incident("service incident after killing dnsmasq", DETECT_WITHIN, |i| {
-            i.check == CheckId::Service
-        })
+        .wait_incident(
+            "service incident after killing dnsmasq",
+            DETECT_WITHIN,
+            |i| i.check == CheckId::Service,
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.agent_log(0)));
     eprintln!(
         "EVENT-TIMING service killed LAN dnsmasq: {:?} to the collector",
@@ -176,18 +181,31 @@ fn an_outage_reaches_the_collector_as_soon_as_the_wan_is_back() {
         },
     )
     .unwrap();
-    assert_eq!(count(&stack, CheckId::Link), before, "delivered during the outage?");
+    assert_eq!(
+        count(&stack, CheckId::Link),
+        before,
+        "delivered during the outage?"
+    );
     let t0 = Instant::now();
     cpe.restore_wan_carrier().unwrap();
     stack
-        .wait_incident("the outage's incident at the collector", Duration::from_secs(10), |i| {
-            i.check == CheckId::Link
-        })
+        .wait_incident(
+            "the outage's incident at the collector",
+            Duration::from_secs(10),
+            |i| i.check == CheckId::Link,
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.agent_log(0)));
     let took = t0.elapsed();
     eprintln!(
         "EVENT-TIMING outage delivered {took:?} after the WAN came back (backoff was {backed_off:.1} s)"
     );
-    assert!(took.as_secs_f64() < backed_off, "{took:?} vs {backed_off} s");
-    assert!(stack.agent_log(0).contains("the WAN is back: retrying delivery now"));
+    assert!(
+        took.as_secs_f64() < backed_off,
+        "{took:?} vs {backed_off} s"
+    );
+    assert!(
+        stack
+            .agent_log(0)
+            .contains("the WAN is back: retrying delivery now")
+    );
 }
