@@ -178,3 +178,61 @@ pub async fn watch(
     });
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::context::LinkInfo;
+    use netlink_packet_route::address::AddressMessage;
+    use netlink_packet_route::route::{RouteHeader, RouteMessage};
+
+    fn shared_with_wan() -> Shared {
+        let shared = Shared::default();
+        shared.links.lock().unwrap().update(
+            LinkInfo {
+                index: 7,
+                name: "wan".into(),
+                admin_up: true,
+                carrier: true,
+                operstate: "up".into(),
+                mtu: 1500,
+            },
+            Instant::now(),
+        );
+        shared
+    }
+
+    #[test]
+    fn the_wan_is_back_on_carrier_address_or_default_route() {
+        let shared = shared_with_wan();
+        let mut link = LinkMessage::default();
+        link.header.index = 7;
+        let up = LinkChange::Carrier { up: true };
+        let msg = RouteNetlinkMessage::NewLink(link.clone());
+        assert!(wan_back(&shared, "wan", &msg, up));
+        assert!(!wan_back(
+            &shared,
+            "wan",
+            &msg,
+            LinkChange::Carrier { up: false }
+        ));
+        assert!(!wan_back(&shared, "lan", &msg, up));
+        let mut addr = AddressMessage::default();
+        addr.header.index = 7;
+        let msg = RouteNetlinkMessage::NewAddress(addr.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        addr.header.index = 8;
+        let msg = RouteNetlinkMessage::NewAddress(addr);
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let mut route = RouteMessage::default();
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        let msg = RouteNetlinkMessage::NewRoute(route.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        route.header.destination_prefix_length = 24;
+        let msg = RouteNetlinkMessage::NewRoute(route.clone());
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let msg = RouteNetlinkMessage::DelRoute(RouteMessage::default());
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+    }
+}

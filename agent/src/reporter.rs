@@ -441,6 +441,26 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_wan_back_signal_cuts_the_backoff_short() {
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        // The sleep is an hour: finishing within the timeout below proves the wake-up.
+        let sleeper =
+            tokio::spawn(
+                async move { sleep_unless_wan_back(Duration::from_secs(3600), &mut rx).await },
+            );
+        tx.send_modify(|n| *n += 1);
+        let woken = tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(woken);
+        // A closed signal (no netlink) only sleeps.
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        drop(tx);
+        assert!(!sleep_unless_wan_back(Duration::from_millis(10), &mut rx).await);
+    }
+
     #[test]
     fn backoff_is_bounded_by_cap_and_grows() {
         let cap = Duration::from_secs(300);
