@@ -19,7 +19,7 @@ use crate::checks::{self, Check};
 use crate::config::AgentConfig;
 use crate::context::{Context, Shared, now};
 use crate::detector::{Detector, Transition};
-use crate::events::{self, NetChange};
+use crate::events::{self, NetChange, WanBack};
 use crate::heal::{self, Effects, EventSink, PlannedStep, StepResult, System};
 use crate::incident::Incident;
 use crate::net::Netlink;
@@ -160,6 +160,9 @@ fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentE
     }
 }
 
+/// After an event revealed a failure, the check runs again this soon to confirm it.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
 /// The next netlink change, or never when there is no subscription.
 async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<NetChange> {
     match rx {
@@ -191,6 +194,7 @@ impl Background {
         wake: &Arc<tokio::sync::Notify>,
         started: std::time::Instant,
         first_start: bool,
+        wan_back: &WanBack,
     ) -> Self {
         let config = &ctx.config;
         let c = &config.collector;
@@ -205,6 +209,7 @@ impl Background {
             wake.clone(),
             Duration::from_secs(c.max_backoff_secs),
             start_delay_max_secs,
+            wan_back.subscribe(),
         ));
         let heartbeat = config.heartbeat.enabled.then(|| {
             let first = if first_start {
@@ -221,6 +226,7 @@ impl Background {
                     started,
                 },
                 first,
+                wan_back.subscribe(),
             ))
         });
         Self {
@@ -332,13 +338,16 @@ pub async fn run(
         pinger,
         shared: shared.clone(),
     };
-    let mut net_events = match events::watch(&ctx.netlink, shared.clone()).await {
-        Ok(rx) => Some(rx),
-        Err(e) => {
-            log::warn!("no netlink events ({e}): checks run on their intervals only");
-            None
-        }
-    };
+    // Netlink, file and process events all wake checks through one channel.
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let wan_back = Arc::new(WanBack::new(0));
+    let (iface, back) = (config.wan.interface.clone(), wan_back.clone());
+    if let Err(e) = events::watch(&ctx.netlink, shared.clone(), wake_tx.clone(), iface, back).await
+    {
+        log::warn!("no netlink events ({e}): netlink-driven checks run on their intervals only");
+    }
+    let mut net_events = Some(wake_rx);
+    let mut watchers = crate::watch::spawn(&config, &wake_tx);
     let checks = checks::enabled(&config);
     log::info!(
         "agent {} running in {} mode with checks: {}",
@@ -351,7 +360,15 @@ pub async fn run(
             .join(", ")
     );
     let ctx = Arc::new(ctx);
-    let mut background = Background::spawn(&ctx, collector, &spool, &wake_reporter, started, true);
+    let mut background = Background::spawn(
+        &ctx,
+        collector,
+        &spool,
+        &wake_reporter,
+        started,
+        true,
+        &wan_back,
+    );
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
     let hup = tokio::spawn(reload_on_sighup(
         config_path,
@@ -381,7 +398,9 @@ pub async fn run(
         .await
     {
         background.abort();
-        background = agent.apply(reload, started);
+        background = agent.apply(reload, started, &wan_back);
+        watchers.abort();
+        watchers = crate::watch::spawn(&agent.config, &wake_tx);
         notify::ready();
     }
     notify::stopping();
@@ -433,6 +452,9 @@ impl Agent {
         let mut in_flight = vec![false; n];
         // A netlink change arrived while the check was running: run it again when it ends.
         let mut rerun = vec![false; n];
+        // Runs left to confirm a failure an event revealed, each CONFIRM_AFTER after the last,
+        // so fail_threshold is reached in seconds rather than intervals.
+        let mut confirm = vec![0u32; n];
         let mut healing = vec![false; n];
         let mut pending: Pending = FuturesUnordered::new();
         loop {
@@ -492,7 +514,13 @@ impl Agent {
                         }
                     }
                     for i in 0..n {
-                        if checks::NETLINK_DRIVEN.contains(&self.checks[i].id()) {
+                        let id = self.checks[i].id();
+                        let woken = changes.iter().any(|c| match c {
+                            NetChange::Wake(w) => *w == id,
+                            _ => checks::NETLINK_DRIVEN.contains(&id),
+                        });
+                        if woken {
+                            confirm[i] = self.checks[i].hysteresis().fail_threshold;
                             if in_flight[i] {
                                 rerun[i] = true;
                             } else {
@@ -512,7 +540,14 @@ impl Agent {
                         if std::mem::take(&mut rerun[i]) && staged.is_none() {
                             self.start_check(i, &mut pending, &mut in_flight);
                         }
+                        let (id, failing) = (obs.check, obs.is_failing());
                         let step = self.observe(i, obs, healing[i]);
+                        confirm[i] = confirm[i].saturating_sub(1);
+                        if failing && confirm[i] > 0 && self.detector.incident(id).is_none() {
+                            due[i] = Instant::now() + CONFIRM_AFTER;
+                        } else {
+                            confirm[i] = 0;
+                        }
                         self.ctx.shared.set_check_statuses(self.detector.statuses());
                         if let Some(step) = step {
                             healing[i] = true;
@@ -563,7 +598,7 @@ impl Agent {
 
     /// Applies a validated reload (nothing in flight): new config, context and checks; the
     /// spool, the detector and its open incidents stay. Returns the restarted background tasks.
-    fn apply(&mut self, reload: Reload, started: std::time::Instant) -> Background {
+    fn apply(&mut self, reload: Reload, started: std::time::Instant, back: &WanBack) -> Background {
         let Reload { config, collector } = reload;
         let config = Arc::new(config);
         self.events
@@ -606,6 +641,7 @@ impl Agent {
             &self.events.wake_reporter,
             started,
             false,
+            back,
         )
     }
 

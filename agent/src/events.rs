@@ -1,6 +1,8 @@
 //! Netlink events: subscribes to link, IPv4 address and IPv4 route changes (rtnetlink
 //! multicast), keeps the shared link table current and wakes the scheduler so the dependent
-//! checks run at once instead of at their next interval.
+//! checks run at once instead of at their next interval. A WAN that comes back (carrier up,
+//! an address or a default route added) also bumps the "WAN back" signal, so the reporter and
+//! the heartbeat retry at once instead of sleeping out their backoff.
 
 use crate::context::{LinkChange, LinkInfo, Shared};
 use crate::net::{NetError, Netlink};
@@ -24,6 +26,36 @@ pub enum NetChange {
     },
     Address,
     Route,
+    /// Not from netlink: a watched file or process changed (see `watch.rs`); run this check.
+    Wake(netmedic_proto::CheckId),
+}
+
+/// The "WAN back" signal: a counter bumped on every event that may have restored the WAN path.
+/// The reporter and the heartbeat hold receivers (`subscribe`) and retry when it changes.
+pub type WanBack = tokio::sync::watch::Sender<u64>;
+
+/// Whether a message may mean the WAN path is back: the WAN's carrier came up, an address was
+/// added on the WAN, or a default route was added.
+fn wan_back(shared: &Shared, wan: &str, msg: &RouteNetlinkMessage, change: LinkChange) -> bool {
+    let wan_index = || {
+        shared
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_name(wan)
+            .map(|l| l.index)
+    };
+    match msg {
+        RouteNetlinkMessage::NewLink(l) => {
+            change == LinkChange::Carrier { up: true } && wan_index() == Some(l.header.index)
+        }
+        RouteNetlinkMessage::NewAddress(a) => wan_index() == Some(a.header.index),
+        RouteNetlinkMessage::NewRoute(r) => {
+            r.header.destination_prefix_length == 0
+                && r.header.table == netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN
+        }
+        _ => false,
+    }
 }
 
 /// Applies one link message to the table.
@@ -77,12 +109,16 @@ pub async fn load_links(netlink: &Netlink, shared: &Shared) -> Result<(), NetErr
     Ok(())
 }
 
-/// Subscribes to netlink events; the returned receiver yields a [`NetChange`] per relevant
-/// message. The subscription is opened before the initial dump so no change falls in between.
+/// Subscribes to netlink events; `tx` receives a [`NetChange`] per relevant message, and
+/// `back` is bumped when the WAN (`wan`, the interface name) may be back. The subscription is
+/// opened before the initial dump so no change falls in between.
 pub async fn watch(
     netlink: &Netlink,
     shared: Arc<Shared>,
-) -> Result<mpsc::UnboundedReceiver<NetChange>, NetError> {
+    tx: mpsc::UnboundedSender<NetChange>,
+    wan: String,
+    back: Arc<WanBack>,
+) -> Result<(), NetError> {
     let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
@@ -91,15 +127,16 @@ pub async fn watch(
     .map_err(NetError::Socket)?;
     tokio::spawn(connection);
     load_links(netlink, &shared).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some((msg, _)) = messages.next().await {
             let NetlinkPayload::InnerMessage(inner) = msg.payload else {
                 continue;
             };
-            let change = match inner {
+            let mut link_change = LinkChange::Other;
+            let change = match &inner {
                 RouteNetlinkMessage::NewLink(l) => {
-                    let c = apply(&shared, &l, Instant::now());
+                    let c = apply(&shared, l, Instant::now());
+                    link_change = c;
                     Some(NetChange::Link {
                         index: l.header.index,
                         carrier: match c {
@@ -127,6 +164,10 @@ pub async fn watch(
                 }
                 _ => None,
             };
+            if wan_back(&shared, &wan, &inner, link_change) {
+                log::debug!("netlink: the WAN may be back; waking reporter and heartbeat");
+                back.send_modify(|n| *n = n.wrapping_add(1));
+            }
             if let Some(c) = change
                 && tx.send(c).is_err()
             {
@@ -135,5 +176,63 @@ pub async fn watch(
         }
         log::warn!("netlink event stream ended; checks fall back to their intervals");
     });
-    Ok(rx)
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::context::LinkInfo;
+    use netlink_packet_route::address::AddressMessage;
+    use netlink_packet_route::route::{RouteHeader, RouteMessage};
+
+    fn shared_with_wan() -> Shared {
+        let shared = Shared::default();
+        shared.links.lock().unwrap().update(
+            LinkInfo {
+                index: 7,
+                name: "wan".into(),
+                admin_up: true,
+                carrier: true,
+                operstate: "up".into(),
+                mtu: 1500,
+            },
+            Instant::now(),
+        );
+        shared
+    }
+
+    #[test]
+    fn the_wan_is_back_on_carrier_address_or_default_route() {
+        let shared = shared_with_wan();
+        let mut link = LinkMessage::default();
+        link.header.index = 7;
+        let up = LinkChange::Carrier { up: true };
+        let msg = RouteNetlinkMessage::NewLink(link.clone());
+        assert!(wan_back(&shared, "wan", &msg, up));
+        assert!(!wan_back(
+            &shared,
+            "wan",
+            &msg,
+            LinkChange::Carrier { up: false }
+        ));
+        assert!(!wan_back(&shared, "lan", &msg, up));
+        let mut addr = AddressMessage::default();
+        addr.header.index = 7;
+        let msg = RouteNetlinkMessage::NewAddress(addr.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        addr.header.index = 8;
+        let msg = RouteNetlinkMessage::NewAddress(addr);
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let mut route = RouteMessage::default();
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        let msg = RouteNetlinkMessage::NewRoute(route.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        route.header.destination_prefix_length = 24;
+        let msg = RouteNetlinkMessage::NewRoute(route.clone());
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let msg = RouteNetlinkMessage::DelRoute(RouteMessage::default());
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+    }
 }

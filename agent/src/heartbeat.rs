@@ -463,21 +463,33 @@ impl Heartbeater {
     }
 }
 
-/// The heartbeat loop: runs until the task is dropped.
-pub async fn run(hb: Heartbeater, first_delay: Duration) {
+/// The heartbeat loop: runs until the task is dropped. After a failed heartbeat, a WAN that
+/// comes back (`wan_back`) sends the next one at once (after a small jitter).
+pub async fn run(
+    hb: Heartbeater,
+    first_delay: Duration,
+    mut wan_back: tokio::sync::watch::Receiver<u64>,
+) {
     let h = hb.ctx.config.heartbeat.clone();
     tokio::time::sleep(first_delay).await;
     let mut outbox = Outbox::default();
     let mut diag = DiagLimit::default();
     loop {
         let mut wait = next_period(h.interval_secs, h.jitter_secs);
+        wan_back.borrow_and_update();
         match hb.send_once(&mut outbox, &mut diag).await {
             Ok(None) => log::debug!("heartbeat sent"),
             Ok(Some(after)) => {
                 log::warn!("collector busy: next heartbeat in {} s", after.as_secs());
                 wait = wait.max(after);
             }
-            Err(e) => log::warn!("heartbeat failed: {}", loggable(&e)),
+            Err(e) => {
+                log::warn!("heartbeat failed: {}", loggable(&e));
+                if crate::reporter::sleep_unless_wan_back(wait, &mut wan_back).await {
+                    log::info!("the WAN is back: sending a heartbeat now");
+                }
+                continue;
+            }
         }
         tokio::time::sleep(wait).await;
     }

@@ -27,6 +27,7 @@ pub mod reporter;
 pub mod spool;
 pub mod text;
 pub mod tls;
+pub mod watch;
 
 /// The module graph among the agent's top-level modules has no cycle.
 ///

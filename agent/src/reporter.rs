@@ -345,13 +345,40 @@ pub fn start_delay(max_secs: u64) -> Duration {
 /// ≥ 5,000 events/s).
 const MIN_REQUEST_SPACING: Duration = Duration::from_millis(20);
 
-/// Delivery loop: runs until the task is dropped.
+/// Most of the random delay after a "WAN back" signal before retrying: a fleet whose shared
+/// upstream returns does not hit the collector in the same instant.
+pub const WAN_BACK_JITTER_MAX: Duration = Duration::from_secs(2);
+
+/// Sleeps `wait`, unless the WAN comes back first (`wan_back` changes): then sleeps a random
+/// 0..[`WAN_BACK_JITTER_MAX`] and returns true. A closed signal (no netlink) only sleeps.
+pub async fn sleep_unless_wan_back(
+    wait: Duration,
+    wan_back: &mut tokio::sync::watch::Receiver<u64>,
+) -> bool {
+    let back = async {
+        if wan_back.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        () = back => {
+            tokio::time::sleep(WAN_BACK_JITTER_MAX.mul_f64(random_fraction())).await;
+            true
+        }
+    }
+}
+
+/// Delivery loop: runs until the task is dropped. A failed delivery backs off, but a WAN that
+/// comes back (`wan_back`) ends the backoff: the spool is retried at once and the backoff starts
+/// over, so an incident that cut the WAN reaches the NOC seconds after the path is back.
 pub async fn run(
     reporter: Reporter,
     spool: Arc<Mutex<Spool>>,
     wake: Arc<tokio::sync::Notify>,
     max_backoff: Duration,
     start_delay_max_secs: u64,
+    mut wan_back: tokio::sync::watch::Receiver<u64>,
 ) {
     let delay = start_delay(start_delay_max_secs);
     if !delay.is_zero() {
@@ -366,6 +393,8 @@ pub async fn run(
         // Every request, whatever its answer, is spaced by at least a little: no answer the
         // collector can give makes the reporter spin.
         tokio::time::sleep(MIN_REQUEST_SPACING).await;
+        // Only a WAN that comes back after this attempt started cuts its backoff short.
+        wan_back.borrow_and_update();
         match reporter.deliver_once(&spool).await {
             Outcome::Delivered { acked, more } => {
                 failures = 0;
@@ -396,7 +425,10 @@ pub async fn run(
                     lock(&spool).depth(),
                     wait.as_secs_f64()
                 );
-                tokio::time::sleep(wait).await;
+                if sleep_unless_wan_back(wait, &mut wan_back).await {
+                    log::info!("the WAN is back: retrying delivery now");
+                    failures = 0;
+                }
                 continue;
             }
         }
@@ -408,6 +440,26 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_wan_back_signal_cuts_the_backoff_short() {
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        // The sleep is an hour: finishing within the timeout below proves the wake-up.
+        let sleeper =
+            tokio::spawn(
+                async move { sleep_unless_wan_back(Duration::from_secs(3600), &mut rx).await },
+            );
+        tx.send_modify(|n| *n += 1);
+        let woken = tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(woken);
+        // A closed signal (no netlink) only sleeps.
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        drop(tx);
+        assert!(!sleep_unless_wan_back(Duration::from_millis(10), &mut rx).await);
+    }
 
     #[test]
     fn backoff_is_bounded_by_cap_and_grows() {

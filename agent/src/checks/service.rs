@@ -213,6 +213,15 @@ fn find(proc: &Proc, s: &ServiceSpec, own_netns: Option<&Path>) -> Result<u32, S
     })
 }
 
+/// The pid of one service as the check finds it in the real /proc (the agent's process
+/// watcher opens a pidfd on it).
+pub fn find_pid(s: &ServiceSpec) -> Result<u32, String> {
+    let proc = Proc {
+        root: PathBuf::from("/proc"),
+    };
+    find(&proc, s, proc.netns("self").as_deref())
+}
+
 #[derive(Debug, Clone)]
 pub struct ServiceCheck {
     pub config: ServiceConfig,

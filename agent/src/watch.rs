@@ -1,0 +1,426 @@
+//! File and process events that wake checks at once, beside the netlink events of `events.rs`:
+//! inotify on the directories of resolv.conf (`dns`) and of the WAN lease file (`wan_address`,
+//! `default_route`), and a pidfd per supervised service (`service`).
+//!
+//! The directories are watched, and the files too: resolv.conf and lease files are usually
+//! replaced by a rename, which only a watch on the directory sees, but a file bind-mounted into
+//! place (a network namespace's resolv.conf) is written in place, which only a watch on its
+//! inode sees (its directory entry lives elsewhere). Each file watch is renewed after every
+//! batch, so it follows the file across renames. Bursts (write, close, rename)
+//! are debounced for [`DEBOUNCE`] into one wake-up. The WAN DHCP client's hook reaches the agent
+//! the same way: it rewrites the lease file, and that rewrite is the event.
+//!
+//! Process death uses a pidfd (`pidfd_open`, Linux ≥ 5.3): it becomes readable when exactly that
+//! process exits, with no race against pid reuse once opened and no privilege needed. The netlink
+//! process connector was not chosen (it needs CAP_NET_ADMIN and streams every fork and exit of
+//! the system to the agent), nor the pidfile's inode (a killed daemon leaves its pidfile as it
+//! was). Without pidfds (older kernel) the `service` check polls at its interval, as before.
+//! Polling stays the safety net for every check either way.
+
+use crate::checks::service::{ServiceSpec, find_pid};
+use crate::config::AgentConfig;
+use crate::events::NetChange;
+use netmedic_proto::CheckId;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+/// A burst of file events within this long wakes the checks once.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// How often a directory that could not be watched (not created yet) is tried again.
+const REWATCH_EVERY: Duration = Duration::from_secs(30);
+
+/// The first retry after a service was not found or died; it doubles up to the check's interval.
+const FIND_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The event sources of one configuration; dropped or [`Watchers::abort`]ed on a reload.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Watchers {
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// One watched file: its directory, its name there, and the checks a change wakes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub dir: PathBuf,
+    pub name: OsString,
+    pub checks: Vec<CheckId>,
+}
+
+/// The files whose changes wake checks under `config`.
+pub fn watched_files(config: &AgentConfig) -> Vec<WatchedFile> {
+    let mut out = Vec::new();
+    let mut add = |path: &Path, checks: Vec<CheckId>| {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            out.push(WatchedFile {
+                dir: dir.to_path_buf(),
+                name: name.to_os_string(),
+                checks,
+            });
+        }
+    };
+    if config.checks.dns.enabled {
+        add(&config.checks.dns.resolv_conf, vec![CheckId::Dns]);
+    }
+    if let Some(lease) = &config.wan.lease_file {
+        let checks = [CheckId::WanAddress, CheckId::DefaultRoute]
+            .into_iter()
+            .filter(|c| match c {
+                CheckId::WanAddress => config.checks.wan_address.enabled,
+                _ => config.checks.default_route.enabled,
+            })
+            .collect::<Vec<_>>();
+        if !checks.is_empty() {
+            add(lease, checks);
+        }
+    }
+    out
+}
+
+/// Starts the file and process watchers for `config`; each sends [`NetChange::Wake`] on `tx`.
+pub fn spawn(config: &AgentConfig, tx: &UnboundedSender<NetChange>) -> Watchers {
+    let mut tasks = Vec::new();
+    let files = watched_files(config);
+    if !files.is_empty() {
+        tasks.push(tokio::spawn(watch_files(files, tx.clone())));
+    }
+    let svc = &config.checks.service;
+    if svc.enabled {
+        let max_retry = Duration::from_secs(svc.interval_secs.max(1));
+        for spec in &svc.services {
+            tasks.push(tokio::spawn(watch_service(
+                spec.clone(),
+                max_retry,
+                tx.clone(),
+            )));
+        }
+    }
+    Watchers { tasks }
+}
+
+/// `Inotify` for tokio's `AsyncFd` (which wants `AsRawFd`).
+struct InotifyFd(Inotify);
+
+/// A descriptor that this value owns for its whole life (an `OwnedFd`, or nix's `Inotify`,
+/// which holds one): what `AsyncFd` needs to be sound.
+trait Owned: AsRawFd {}
+impl Owned for OwnedFd {}
+impl Owned for InotifyFd {}
+
+/// `AsyncFd::new`, which tokio deprecates because it cannot know that `inner` keeps its
+/// descriptor open and unchanged; [`Owned`] types do (the unsafe `register` is denied here).
+#[allow(deprecated)]
+fn owned_async_fd<T: Owned>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    AsyncFd::new(inner)
+}
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
+    let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+        Ok(i) => i,
+        Err(e) => {
+            log::warn!("no inotify ({e}): file changes are found by polling only");
+            return;
+        }
+    };
+    let fd = match owned_async_fd(InotifyFd(inotify)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::warn!("inotify not pollable ({e}): file changes are found by polling only");
+            return;
+        }
+    };
+    let dirs: BTreeSet<PathBuf> = files.iter().map(|f| f.dir.clone()).collect();
+    // Watch descriptor → directory; a directory missing now is tried again later.
+    let mut watched: Vec<(i32, PathBuf)> = Vec::new();
+    // Watch descriptor of each file's current inode → index in `files`.
+    let mut file_wds: Vec<(i32, usize)> = Vec::new();
+    let flags = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM;
+    loop {
+        for dir in &dirs {
+            if watched.iter().any(|(_, d)| d == dir) {
+                continue;
+            }
+            match fd.get_ref().0.add_watch(dir.as_path(), flags) {
+                Ok(wd) => {
+                    log::debug!("watching {} for changes", dir.display());
+                    watched.push((wd.as_raw(), dir.clone()));
+                }
+                Err(e) => log::debug!("cannot watch {} yet: {e}", dir.display()),
+            }
+        }
+        for (i, f) in files.iter().enumerate() {
+            let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY;
+            if let Ok(wd) = fd
+                .get_ref()
+                .0
+                .add_watch(f.dir.join(&f.name).as_path(), flags)
+            {
+                file_wds.retain(|(_, j)| *j != i);
+                file_wds.push((wd.as_raw(), i));
+            }
+        }
+        let all = watched.len() == dirs.len();
+        let ready = if all {
+            Some(fd.readable().await)
+        } else {
+            tokio::time::timeout(REWATCH_EVERY, fd.readable())
+                .await
+                .ok()
+        };
+        let mut guard = match ready {
+            None => continue,
+            Some(Ok(g)) => g,
+            Some(Err(e)) => {
+                log::warn!("inotify failed ({e}): file changes are found by polling only");
+                return;
+            }
+        };
+        // Debounce: let the burst (write, close, rename) land, then read it all at once.
+        tokio::time::sleep(DEBOUNCE).await;
+        let mut wake: BTreeSet<CheckId> = BTreeSet::new();
+        loop {
+            match fd.get_ref().0.read_events() {
+                Ok(events) => {
+                    for ev in events {
+                        let wd = ev.wd.as_raw();
+                        if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+                            // The directory or file went away: watch it again when it is back.
+                            watched.retain(|(w, _)| *w != wd);
+                            file_wds.retain(|(w, _)| *w != wd);
+                            continue;
+                        }
+                        if ev.name.is_none()
+                            && let Some((_, i)) = file_wds.iter().find(|(w, _)| *w == wd)
+                        {
+                            wake.extend(files[*i].checks.iter().copied());
+                            continue;
+                        }
+                        let Some((_, dir)) = watched.iter().find(|(wd, _)| *wd == ev.wd.as_raw())
+                        else {
+                            continue;
+                        };
+                        for f in &files {
+                            if &f.dir == dir && ev.name.as_deref() == Some(f.name.as_os_str()) {
+                                wake.extend(f.checks.iter().copied());
+                            }
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) => {
+                    log::warn!("inotify read failed ({e}): file changes are found by polling only");
+                    return;
+                }
+            }
+        }
+        for check in wake {
+            log::debug!("file change: waking check {check}");
+            if tx.send(NetChange::Wake(check)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Watches one service: finds its pid as the `service` check does, opens a pidfd on it and
+/// wakes the check when that process exits; then looks for the (restarted) process again.
+async fn watch_service(spec: ServiceSpec, max_retry: Duration, tx: UnboundedSender<NetChange>) {
+    let mut retry = FIND_RETRY_FIRST;
+    loop {
+        let pid = match find_pid(&spec) {
+            Ok(pid) => pid,
+            Err(why) => {
+                log::debug!("service {}: not watched yet: {why}", spec.name);
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(max_retry);
+                continue;
+            }
+        };
+        let pidfd = match open_pidfd(pid) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOSYS) => {
+                log::info!(
+                    "no pidfd support in this kernel: service {} is checked every {} s only",
+                    spec.name,
+                    max_retry.as_secs()
+                );
+                return;
+            }
+            Err(e) => {
+                // Gone between the lookup and the open (ESRCH), or not ours to watch.
+                log::debug!("service {}: pidfd_open({pid}): {e}", spec.name);
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(max_retry);
+                continue;
+            }
+        };
+        // The pid may have been reused between the lookup and the open: look again.
+        if find_pid(&spec) != Ok(pid) {
+            continue;
+        }
+        retry = FIND_RETRY_FIRST;
+        log::debug!("service {}: watching pid {pid}", spec.name);
+        match owned_async_fd(pidfd) {
+            Ok(fd) => {
+                // Readable once the process has exited.
+                let _ = fd.readable().await;
+            }
+            Err(e) => {
+                log::warn!(
+                    "service {}: pidfd not pollable ({e}): checked by polling only",
+                    spec.name
+                );
+                return;
+            }
+        }
+        log::info!("service {} (pid {pid}) exited: checking at once", spec.name);
+        if tx.send(NetChange::Wake(CheckId::Service)).is_err() {
+            return;
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+fn open_pidfd(pid: u32) -> Result<OwnedFd, rustix::io::Errno> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(rustix::io::Errno::INVAL)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_the_directories_of_resolv_conf_and_the_lease_file() {
+        let mut config: AgentConfig =
+            toml::from_str(include_str!("../../config/agent.toml")).unwrap();
+        config.checks.dns.enabled = true;
+        config.checks.dns.resolv_conf = PathBuf::from("/tmp/x/resolv.conf");
+        config.wan.lease_file = Some(PathBuf::from("/run/nm/wan.lease"));
+        let files = watched_files(&config);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].dir, Path::new("/tmp/x"));
+        assert_eq!(files[0].name, "resolv.conf");
+        assert_eq!(files[0].checks, [CheckId::Dns]);
+        assert_eq!(files[1].dir, Path::new("/run/nm"));
+        assert_eq!(
+            files[1].checks,
+            [CheckId::WanAddress, CheckId::DefaultRoute]
+        );
+        config.checks.dns.enabled = false;
+        config.checks.wan_address.enabled = false;
+        config.checks.default_route.enabled = false;
+        assert!(watched_files(&config).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_renamed_file_wakes_its_check_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![WatchedFile {
+            dir: dir.path().to_path_buf(),
+            name: "resolv.conf".into(),
+            checks: vec![CheckId::Dns],
+        }];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(watch_files(files, tx));
+        // Give the task a moment to add its watch, then replace the file by a rename.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            std::fs::write(dir.path().join("tmp"), "nameserver 192.0.2.53\n").unwrap();
+            std::fs::rename(dir.path().join("tmp"), dir.path().join("resolv.conf")).unwrap();
+            std::fs::write(dir.path().join("other"), "x").unwrap();
+            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                break c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no wake-up");
+        };
+        assert_eq!(got, NetChange::Wake(CheckId::Dns));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_file_written_in_place_wakes_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        // A hard link elsewhere stands in for a bind mount: same inode, another directory.
+        let other = elsewhere.path().join("resolv.conf");
+        std::fs::hard_link(dir.path().join("resolv.conf"), &other).unwrap();
+        let files = vec![WatchedFile {
+            dir: dir.path().to_path_buf(),
+            name: "resolv.conf".into(),
+            checks: vec![CheckId::Dns],
+        }];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(watch_files(files, tx));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            std::fs::write(&other, "").unwrap();
+            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                break c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no wake-up");
+        };
+        assert_eq!(got, NetChange::Wake(CheckId::Dns));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_dying_process_wakes_the_service_check() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = owned_async_fd(open_pidfd(child.id()).unwrap()).unwrap();
+        let wait = tokio::spawn(async move {
+            let _ = fd.readable().await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!wait.is_finished(), "readable before the process exited");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
