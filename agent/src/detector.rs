@@ -127,20 +127,17 @@ impl Detector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netmedic_proto::{Category, Severity, Timestamp};
 
-    fn obs(status: CheckStatus) -> Observation {
+    /// An observation of `check` with `status` and `cause` (the other fields fixed); the heal
+    /// tests open their incidents from it too.
+    pub(crate) fn observation(check: CheckId, status: CheckStatus, cause: &str) -> Observation {
         Observation {
-            check: CheckId::DefaultRoute,
+            check,
             status,
-            cause: if status == CheckStatus::Ok {
-                "ok"
-            } else {
-                "default_route_missing"
-            }
-            .into(),
+            cause: cause.into(),
             summary: "s".into(),
             value: String::new(),
             threshold: String::new(),
@@ -150,6 +147,15 @@ mod tests {
             evidence: Default::default(),
             at: Timestamp::EPOCH,
         }
+    }
+
+    fn obs(status: CheckStatus) -> Observation {
+        let cause = if status == CheckStatus::Ok {
+            "ok"
+        } else {
+            "default_route_missing"
+        };
+        observation(CheckId::DefaultRoute, status, cause)
     }
 
     const H: Hysteresis = Hysteresis {

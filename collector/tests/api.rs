@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{TestServer, action, batch, event, ts};
+use common::{TestServer, action, batch, event, expect_error, expect_invalid_query, heartbeat, ts};
 use netmedic_proto::{
-    ActionId, ActionOutcome, ErrorBody, EventKind, Heartbeat, HeartbeatReply, IncidentPage,
-    IncidentStatus, IncidentView, ReportAck, SCHEMA_VERSION, paths,
+    ActionId, ActionOutcome, ErrorBody, EventKind, HeartbeatReply, IncidentPage, IncidentStatus,
+    IncidentView, ReportAck, SCHEMA_VERSION, paths,
 };
 use reqwest::StatusCode;
 
@@ -200,16 +200,6 @@ async fn pages_cover_every_incident_once() {
     s.stop().await;
 }
 
-async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
-    assert_eq!(resp.status(), status, "for expected error {code}");
-    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ct.starts_with("application/json"), "{ct}");
-    let body: ErrorBody = resp.json().await.unwrap();
-    assert_eq!(body.error, code, "{body:?}");
-    assert!(!body.reason.is_empty());
-    body
-}
-
 #[tokio::test]
 async fn bad_input_gets_a_4xx_with_a_reason_and_stores_nothing() {
     let s = TestServer::start().await;
@@ -266,26 +256,12 @@ async fn bad_input_gets_a_4xx_with_a_reason_and_stores_nothing() {
     // A compression this collector does not decode, and a body that claims gzip but is not.
     let token = s.tokens.lock().unwrap()[common::DEFAULT_DEVICE].clone();
     let resp = s
-        .client
-        .post(s.url(paths::REPORTS))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(good.to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_encoded(paths::REPORTS, &token, "gzip", good.to_string())
+        .await;
     expect_error(resp, StatusCode::BAD_REQUEST, "invalid_gzip").await;
     let resp = s
-        .client
-        .post(s.url(paths::REPORTS))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "br")
-        .body(good.to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_encoded(paths::REPORTS, &token, "br", good.to_string())
+        .await;
     expect_error(
         resp,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -398,25 +374,6 @@ async fn the_body_limit_comes_from_the_config() {
     s.stop().await;
 }
 
-fn heartbeat(agent_id: &str) -> Heartbeat {
-    Heartbeat {
-        schema_version: SCHEMA_VERSION,
-        agent_id: agent_id.into(),
-        agent_version: "0.1.0".into(),
-        firmware_version: "OpenWrt 24.10".into(),
-        uptime_secs: 3600,
-        sent_at: ts(0),
-        checks: [(
-            netmedic_proto::CheckId::Dns,
-            netmedic_proto::CheckStatus::Ok,
-        )]
-        .into_iter()
-        .collect(),
-        spool_depth: 0,
-        dropped_total: 0,
-    }
-}
-
 #[tokio::test]
 async fn a_heartbeat_gets_a_reply_and_records_the_device() {
     let s = TestServer::start().await;
@@ -456,20 +413,13 @@ async fn probes_and_unknown_routes() {
         "method_not_allowed",
     )
     .await;
-    let e = expect_error(
-        s.get("/api/v1/incidents?status=maybe&limit=0&check=x&cursor=zz")
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
+    let e = expect_invalid_query(
+        &s,
+        "/api/v1/incidents?status=maybe&limit=0&check=x&cursor=zz",
     )
     .await;
     assert_eq!(e.violations.len(), 4, "{e:?}");
-    expect_error(
-        s.get("/api/v1/incidents?colour=red").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-    )
-    .await;
+    expect_invalid_query(&s, "/api/v1/incidents?colour=red").await;
     s.stop().await;
 }
 

@@ -4,12 +4,11 @@
 
 mod common;
 
+use common::serve::ServeProcess;
 use common::{action, batch, event, test_config};
 use netmedic_collector::store::{self, OpenMode};
 use netmedic_proto::{ActionId, ActionOutcome, EventKind, IncidentPage, IncidentStatus};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netmedic-collector");
 
@@ -156,37 +155,8 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_owned();
-                let _ = tx.send(addr);
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    // Waits for the log line (a condition, not a fixed sleep); the bound only stops a hang.
-    let addr = rx.recv_timeout(Duration::from_secs(60));
-    let addr = match addr {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("no listening line: {e}; stderr: {:?}", reader.join());
-        }
-    };
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let serve = ServeProcess::spawn(&config);
+    let addr = serve.addr.clone();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -204,13 +174,7 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     });
     assert_eq!(body, "ok");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    let lines = reader.join().unwrap();
+    let (exit, lines) = serve.terminate();
     assert!(exit.success(), "{exit:?}: {lines:?}");
     assert!(lines.iter().any(|l| l.contains("SIGTERM")), "{lines:?}");
     assert!(db.exists());

@@ -6,15 +6,16 @@
 
 mod common;
 
-use common::{Backend, TestServer, backend_stories};
+use common::{
+    Backend, TestServer, backend_stories, beat, expect_error, expect_invalid_query, gzip, ok_json,
+};
 use netmedic_collector::api::{DiagnosticsList, DiagnosticsResultAck};
 use netmedic_collector::store::DiagnosticsState;
 use netmedic_proto::{
-    Advisory, CheckId, CheckStatus, DiagnosticCheck, DiagnosticsResult, ErrorBody, Heartbeat,
-    HeartbeatReply, SCHEMA_VERSION, Timestamp, paths,
+    Advisory, CheckId, CheckStatus, DiagnosticCheck, DiagnosticsResult, SCHEMA_VERSION, Timestamp,
+    paths,
 };
 use reqwest::StatusCode;
-use std::io::Write;
 
 async fn start(backend: Backend) -> TestServer {
     backend.start(|_| {}).await
@@ -26,20 +27,6 @@ backend_stories!(
     other_devices_unknown_requests_and_bad_bodies_store_nothing,
     a_replayed_result_is_idempotent_and_the_first_stays,
 );
-
-fn heartbeat(agent_id: &str) -> Heartbeat {
-    Heartbeat {
-        schema_version: SCHEMA_VERSION,
-        agent_id: agent_id.into(),
-        agent_version: "0.1.0".into(),
-        firmware_version: "OpenWrt 24.10".into(),
-        uptime_secs: 60,
-        sent_at: common::ts(0),
-        checks: Default::default(),
-        spool_depth: 0,
-        dropped_total: 0,
-    }
-}
 
 fn result(agent_id: &str, request_id: &str) -> DiagnosticsResult {
     DiagnosticsResult {
@@ -72,31 +59,6 @@ fn result(agent_id: &str, request_id: &str) -> DiagnosticsResult {
     }
 }
 
-async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
-    let got = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "for expected error {code}: {text}");
-    let body: ErrorBody = serde_json::from_str(&text).unwrap();
-    assert_eq!(body.error, code, "{body:?}");
-    assert!(!body.reason.is_empty());
-    body
-}
-
-async fn ok_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> T {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn beat(s: &TestServer, id: &str, token: &str) -> HeartbeatReply {
-    ok_json(
-        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
-            .await,
-    )
-    .await
-}
-
 /// Queues diagnostics through the API as an operator; returns the request id.
 async fn queue(s: &TestServer, agent_id: &str, checks: &[&str]) -> String {
     let resp = s
@@ -126,17 +88,9 @@ async fn listing(s: &TestServer, agent_id: &str) -> DiagnosticsList {
 
 /// POSTs a result gzip'd, as the agent does.
 async fn post_gzip(s: &TestServer, doc: &DiagnosticsResult, token: &str) -> reqwest::Response {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&serde_json::to_vec(doc).unwrap()).unwrap();
-    s.client
-        .post(s.url(paths::DIAGNOSTICS_RESULTS))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().unwrap())
-        .send()
+    let body = gzip(doc, flate2::Compression::default());
+    s.post_encoded(paths::DIAGNOSTICS_RESULTS, token, "gzip", body)
         .await
-        .unwrap()
 }
 
 async fn queued_delivered_completed_and_listed(b: Backend) {
@@ -221,12 +175,7 @@ async fn queued_delivered_completed_and_listed(b: Backend) {
         "not_found",
     )
     .await;
-    let e = expect_error(
-        s.get("/api/v1/devices/cpe-d1/diagnostics?limit=0").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-    )
-    .await;
+    let e = expect_invalid_query(&s, "/api/v1/devices/cpe-d1/diagnostics?limit=0").await;
     assert_eq!(e.violations[0].field, "limit");
     // An enrolled device without requests has an empty listing.
     s.enrol("cpe-quiet").await;

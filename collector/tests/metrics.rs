@@ -4,29 +4,10 @@
 
 mod common;
 
-use common::{DEFAULT_DEVICE, TestServer, ts};
+use common::{DEFAULT_DEVICE, TestServer, heartbeat};
 use netmedic_collector::metrics::{FAMILIES, Kind, QUEUE_DEPTH};
-use netmedic_proto::{Heartbeat, SCHEMA_VERSION, paths};
+use netmedic_proto::paths;
 use reqwest::StatusCode;
-
-fn heartbeat(agent_id: &str) -> Heartbeat {
-    Heartbeat {
-        schema_version: SCHEMA_VERSION,
-        agent_id: agent_id.into(),
-        agent_version: "0.1.0".into(),
-        firmware_version: "OpenWrt 24.10".into(),
-        uptime_secs: 3600,
-        sent_at: ts(0),
-        checks: [(
-            netmedic_proto::CheckId::Dns,
-            netmedic_proto::CheckStatus::Ok,
-        )]
-        .into_iter()
-        .collect(),
-        spool_depth: 0,
-        dropped_total: 0,
-    }
-}
 
 #[tokio::test]
 async fn every_counted_family_is_exported_denials_included() {

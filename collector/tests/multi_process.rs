@@ -8,61 +8,16 @@ mod common;
 
 use common::batch;
 use common::pg::PgServer;
+use common::serve::ServeProcess;
 use netmedic_collector::config::{StorageConfig, StorageUrl};
 use netmedic_collector::store::{self, OpenMode};
 use netmedic_proto::{EventKind, IncidentStatus, ReportAck, paths};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_netmedic-collector");
 const DEVICES: usize = 16;
 const INCIDENTS_PER_DEVICE: usize = 8;
 const EVENTS_PER_INCIDENT: u64 = 4;
-
-/// A collector process, killed on drop (also when the test panics).
-struct Collector {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_collector(config: &std::path::Path) -> Collector {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let mut c = Collector {
-        child,
-        addr: String::new(),
-    };
-    // A condition, not a sleep: the bound only stops a hang.
-    c.addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("collector logs its address");
-    assert!(c.addr.starts_with("127.0.0.1:"), "{}", c.addr);
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_collectors_on_one_postgres_lose_and_duplicate_nothing() {
@@ -96,8 +51,8 @@ async fn two_collectors_on_one_postgres_lose_and_duplicate_nothing() {
         ),
     )
     .unwrap();
-    let a = spawn_collector(&config);
-    let b = spawn_collector(&config);
+    let a = ServeProcess::spawn(&config);
+    let b = ServeProcess::spawn(&config);
     let bases = [format!("http://{}", a.addr), format!("http://{}", b.addr)];
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();

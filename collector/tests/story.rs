@@ -5,16 +5,17 @@
 
 mod common;
 
-use common::{Backend, TestServer, action, backend_stories, batch, event, ts};
+use common::{
+    Backend, TestServer, action, backend_stories, batch, beat, event, expect_error,
+    expect_invalid_query, gzip, heartbeat, ok_json, report, ts,
+};
 use netmedic_collector::fleet::{DevicePage, DeviceView};
 use netmedic_collector::store::IncidentDetail;
 use netmedic_proto::{
-    ActionId, ActionOutcome, Advisory, Category, CheckId, CheckStatus, ErrorBody, EventKind,
-    Heartbeat, HeartbeatReply, IncidentPage, IncidentStatus, ReportAck, SCHEMA_VERSION, Severity,
-    paths,
+    ActionId, ActionOutcome, Advisory, Category, CheckId, EventKind, HeartbeatReply, IncidentPage,
+    IncidentStatus, ReportAck, SCHEMA_VERSION, Severity, paths,
 };
 use reqwest::StatusCode;
-use std::io::Write;
 
 async fn start(backend: Backend) -> TestServer {
     backend.start(|_| {}).await
@@ -31,43 +32,6 @@ backend_stories!(
     incidents_list_in_each_order_and_page_through_it,
     one_group_isolates_a_bad_token_from_its_neighbours,
 );
-
-fn heartbeat(agent_id: &str) -> Heartbeat {
-    Heartbeat {
-        schema_version: SCHEMA_VERSION,
-        agent_id: agent_id.into(),
-        agent_version: "0.1.0".into(),
-        firmware_version: "OpenWrt 24.10".into(),
-        uptime_secs: 60,
-        sent_at: ts(0),
-        checks: [(CheckId::Dns, CheckStatus::Ok)].into_iter().collect(),
-        spool_depth: 0,
-        dropped_total: 0,
-    }
-}
-
-async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
-    assert_eq!(resp.status(), status, "for expected error {code}");
-    let body: ErrorBody = resp.json().await.unwrap();
-    assert_eq!(body.error, code, "{body:?}");
-    assert!(!body.reason.is_empty());
-    body
-}
-
-async fn ok_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> T {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn beat(s: &TestServer, id: &str, token: &str) -> HeartbeatReply {
-    ok_json(
-        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
-            .await,
-    )
-    .await
-}
 
 async fn detail(s: &TestServer, agent: &str, incident: &str) -> IncidentDetail {
     ok_json(
@@ -94,27 +58,16 @@ async fn enrol_report_replay_and_out_of_order_events(b: Backend) {
     let resolved = event("ev-3", "inc-1", 3, EventKind::Resolved);
 
     // The resolution arrives first (the agent's spool replays out of order).
-    let ack: ReportAck = ok_json(
-        s.post_as(
-            paths::REPORTS,
-            &batch("cpe-0100", vec![resolved.clone()]),
-            Some(&token),
-        )
-        .await,
-    )
-    .await;
+    let ack = report(&s, &token, &batch("cpe-0100", vec![resolved.clone()])).await;
     assert_eq!((ack.accepted, ack.duplicates), (1, 0));
     let d = detail(&s, "cpe-0100", "inc-1").await;
     assert_eq!(d.incident.status, IncidentStatus::Resolved);
     assert_eq!(d.incident.event_count, 1);
 
-    let ack: ReportAck = ok_json(
-        s.post_as(
-            paths::REPORTS,
-            &batch("cpe-0100", vec![updated.clone(), opened.clone()]),
-            Some(&token),
-        )
-        .await,
+    let ack = report(
+        &s,
+        &token,
+        &batch("cpe-0100", vec![updated.clone(), opened.clone()]),
     )
     .await;
     assert_eq!((ack.accepted, ack.duplicates), (2, 0));
@@ -148,8 +101,8 @@ async fn enrol_report_replay_and_out_of_order_events(b: Backend) {
     let rows = s.total_rows().await;
     let page = list(&s, "").await;
     let replay = batch("cpe-0100", vec![opened, updated, resolved]);
-    let first: ReportAck = ok_json(s.post_as(paths::REPORTS, &replay, Some(&token)).await).await;
-    let second: ReportAck = ok_json(s.post_as(paths::REPORTS, &replay, Some(&token)).await).await;
+    let first = report(&s, &token, &replay).await;
+    let second = report(&s, &token, &replay).await;
     assert_eq!((first.accepted, first.duplicates), (0, 3));
     assert_eq!(first, second);
     assert_eq!(first.acked_event_ids, ["ev-1", "ev-2", "ev-3"]);
@@ -245,38 +198,17 @@ async fn bad_tokens_other_devices_and_bad_bodies_store_nothing(b: Backend) {
         "body_too_large",
     )
     .await;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&serde_json::to_vec(&big).unwrap()).unwrap();
-    let bomb = gz.finish().unwrap();
+    let bomb = gzip(&big, flate2::Compression::best());
     assert!(bomb.len() < 100_000, "{}", bomb.len());
-    let resp = s
-        .client
-        .post(s.url(paths::REPORTS))
-        .bearer_auth(&token_a)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(bomb)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post_encoded(paths::REPORTS, &token_a, "gzip", bomb).await;
     expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 
     assert_eq!(s.total_rows().await, rows, "nothing may be stored");
 
     // A good gzip body is accepted.
     let good_a = batch("cpe-a", vec![event("ev-4", "inc-4", 1, EventKind::Opened)]);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&serde_json::to_vec(&good_a).unwrap()).unwrap();
-    let resp = s
-        .client
-        .post(s.url(paths::REPORTS))
-        .bearer_auth(&token_a)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let body = gzip(&good_a, flate2::Compression::default());
+    let resp = s.post_encoded(paths::REPORTS, &token_a, "gzip", body).await;
     let ack: ReportAck = ok_json(resp).await;
     assert_eq!(ack.accepted, 1);
     s.stop().await;
@@ -393,12 +325,7 @@ async fn devices_go_offline_after_three_silent_intervals_and_come_back(b: Backen
         devices(&s, "?state=revoked").await,
         [("cpe-never".to_string(), "revoked".to_string())]
     );
-    expect_error(
-        s.get("/api/v1/devices?state=sleepy").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-    )
-    .await;
+    expect_invalid_query(&s, "/api/v1/devices?state=sleepy").await;
     s.stop().await;
 }
 
@@ -631,12 +558,7 @@ async fn incidents_filter_by_subscriber_time_and_kind(b: Backend) {
         }
     }
     assert_eq!(seen, ["inc-d", "inc-c", "inc-b", "inc-a"]);
-    let e = expect_error(
-        s.get("/api/v1/incidents?category=sad&from=yesterday").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-    )
-    .await;
+    let e = expect_invalid_query(&s, "/api/v1/incidents?category=sad&from=yesterday").await;
     assert_eq!(e.violations.len(), 2, "{e:?}");
     s.stop().await;
 }
@@ -712,21 +634,14 @@ async fn incidents_list_in_each_order_and_page_through_it(b: Backend) {
     // A cursor belongs to its order.
     let first = list(&s, "?order=severity&limit=2").await;
     let cursor = first.next_cursor.expect("more than 2 incidents");
-    let e = expect_error(
-        s.get(&format!("/api/v1/incidents?order=newest&cursor={cursor}"))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
+    let e = expect_invalid_query(
+        &s,
+        &format!("/api/v1/incidents?order=newest&cursor={cursor}"),
     )
     .await;
     assert_eq!(e.violations.len(), 1, "{e:?}");
     assert_eq!(e.violations[0].field, "cursor", "{e:?}");
-    let e = expect_error(
-        s.get("/api/v1/incidents?order=loudest").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-    )
-    .await;
+    let e = expect_invalid_query(&s, "/api/v1/incidents?order=loudest").await;
     assert_eq!(e.violations[0].field, "order", "{e:?}");
     assert!(e.violations[0].problem.contains("severity"), "{e:?}");
     s.stop().await;

@@ -41,6 +41,18 @@ pub fn spool_files(spool_dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Waits (up to `timeout`) until `spool_dir` holds no event file: the agent delivered it all.
+pub fn wait_spool_drained(spool_dir: &Path, timeout: Duration) -> Result<()> {
+    crate::wait_for("spool drained", timeout, Duration::from_millis(200), || {
+        let n = spool_files(spool_dir).len();
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} left"))
+        }
+    })
+}
+
 /// Drops TCP to `port` arriving in `ns` (the collector unreachable, everything else fine)
 /// until dropped.
 #[derive(Debug)]
@@ -155,7 +167,9 @@ pub struct FakeCollector {
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
-fn read_request(s: &mut TcpStream) -> Option<(String, BTreeMap<String, String>, usize)> {
+/// Reads one HTTP/1.1 request: its path, its headers (names lower-cased) and its size on the
+/// wire. `None` at the end of the connection, on a read error, or past 1 MiB of head.
+pub(crate) fn read_request(s: &mut TcpStream) -> Option<(String, BTreeMap<String, String>, usize)> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     let head_end = loop {
@@ -166,6 +180,9 @@ fn read_request(s: &mut TcpStream) -> Option<(String, BTreeMap<String, String>, 
         buf.extend_from_slice(&tmp[..n]);
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
+        }
+        if buf.len() > 1 << 20 {
+            return None;
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -187,6 +204,25 @@ fn read_request(s: &mut TcpStream) -> Option<(String, BTreeMap<String, String>, 
         buf.extend_from_slice(&tmp[..n]);
     }
     Some((path, headers, buf.len()))
+}
+
+/// Writes a JSON reply with `status`, the `extra` headers and `body`.
+pub(crate) fn write_answer(
+    s: &mut TcpStream,
+    status: u16,
+    extra: &[(String, String)],
+    body: &str,
+) -> std::io::Result<()> {
+    let mut resp = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        resp.push_str(&format!("{k}: {v}\r\n"));
+    }
+    resp.push_str("\r\n");
+    resp.push_str(body);
+    s.write_all(resp.as_bytes())
 }
 
 impl FakeCollector {
@@ -221,16 +257,7 @@ impl FakeCollector {
                             index
                         };
                         let (status, extra, body) = respond(&path, index);
-                        let mut resp = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-                            body.len()
-                        );
-                        for (k, v) in extra {
-                            resp.push_str(&format!("{k}: {v}\r\n"));
-                        }
-                        resp.push_str("\r\n");
-                        resp.push_str(&body);
-                        if s.write_all(resp.as_bytes()).is_err() {
+                        if write_answer(&mut s, status, &extra, &body).is_err() {
                             break;
                         }
                     }

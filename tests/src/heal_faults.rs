@@ -23,6 +23,18 @@ pub fn healing_toml(extra: &str) -> String {
     )
 }
 
+/// Agent TOML for the reset_dns tests: the DNS check on `/etc/resolv.conf` with a dead
+/// provisioned resolver (100.64.0.99), so resetting to it cannot help, plus [`healing_toml`]
+/// with `verify_timeout_secs`.
+pub fn dead_resolver_dns_toml(verify_timeout_secs: u64) -> String {
+    format!(
+        "[checks.dns]\nenabled = true\ninterval_secs = 1\nfail_threshold = 2\nok_threshold = 1\n\
+         resolv_conf = \"/etc/resolv.conf\"\nprovisioned_resolvers = [\"100.64.0.99\"]\n\
+         test_names = [\"probe.isp.test\"]\ntimeout_ms = 300\nretries = 0\n{}",
+        healing_toml(&format!("verify_timeout_secs = {verify_timeout_secs}"))
+    )
+}
+
 /// argv that starts a daemonised LAN dnsmasq like [`crate::faults::LanDnsmasq`] (same
 /// pidfile), as a TOML array for `[[healing.restart_service]]`.
 pub fn lan_dnsmasq_restart_argv(cpe: &Cpe, pidfile: &Path, log: &Path) -> String {

@@ -2,8 +2,9 @@
 //! [`Reply`] — ordinary JSON, or a body that never ends — and records when each request came,
 //! plus the agent's memory and log as seen from outside.
 
+use crate::delivery::{read_request, write_answer};
 use crate::{COLLECTOR_IP, LabError, Netns, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,40 +33,6 @@ pub struct HostileCollector {
     /// Bytes of endless bodies written so far.
     pub streamed_bytes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-}
-
-fn read_request(s: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let path = head.split_whitespace().nth(1)?.to_string();
-    let len: usize = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    Some(path)
 }
 
 fn endless(s: &mut TcpStream, streamed: &AtomicU64, stop: &AtomicBool) {
@@ -122,7 +89,7 @@ impl HostileCollector {
                 let (streamed, stopped) = (streamed.clone(), stopped.clone());
                 std::thread::spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                    while let Some(path) = read_request(&mut s) {
+                    while let Some((path, _, _)) = read_request(&mut s) {
                         let index = {
                             let mut r = rec.lock().unwrap_or_else(|p| p.into_inner());
                             let index = r.iter().filter(|(_, p)| *p == path).count();
@@ -135,17 +102,7 @@ impl HostileCollector {
                                 return;
                             }
                             Reply::Json(status, extra, body) => {
-                                let mut resp = format!(
-                                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
-                                     content-length: {}\r\n",
-                                    body.len()
-                                );
-                                for (k, v) in extra {
-                                    resp.push_str(&format!("{k}: {v}\r\n"));
-                                }
-                                resp.push_str("\r\n");
-                                resp.push_str(&body);
-                                if s.write_all(resp.as_bytes()).is_err() {
+                                if write_answer(&mut s, status, &extra, &body).is_err() {
                                     return;
                                 }
                             }
@@ -174,6 +131,16 @@ impl HostileCollector {
 
     pub fn count(&self, path: &str) -> usize {
         self.times(path).len()
+    }
+
+    /// Waits (up to `timeout`) for the first request for `path`; returns when it arrived.
+    pub fn wait_first(&self, path: &str, timeout: Duration) -> Result<Instant> {
+        crate::wait_for(
+            &format!("a request for {path}"),
+            timeout,
+            Duration::from_millis(20),
+            || self.times(path).first().copied().ok_or("none yet"),
+        )
     }
 }
 

@@ -47,6 +47,17 @@ impl Default for StackOptions {
     }
 }
 
+/// Starts the real agent binary in `cpe`'s namespace on `config`, logging at debug level to `log`.
+pub fn spawn_agent(cpe: &Cpe, config: &Path, log: &Path) -> Result<LabProcess> {
+    let bin = bin_path("netmedic-agent")?;
+    cpe.ns.spawn_with_env(
+        &bin.display().to_string(),
+        &["run", "--config", &config.display().to_string()],
+        &[("NETMEDIC_LOG", "debug")],
+        log,
+    )
+}
+
 /// Finds a workspace binary (`netmedic-agent`, `netmedic-collector`) next to the running
 /// executable: test executables live in `target/<profile>/deps/`, binaries one level up.
 /// `NETMEDIC_BIN_DIR` overrides the search.
@@ -260,16 +271,8 @@ ping_count = 2
 
     /// Starts (or restarts) the agent of CPE `i` and waits until it runs its checks.
     pub fn start_agent(&mut self, i: usize) -> Result<()> {
-        let bin = bin_path("netmedic-agent")?;
-        let cfg = self.agent_configs[i].display().to_string();
         let log = self.lab.log_path(&format!("agent{i}"));
-        let cpe = self.lab.cpe(i);
-        let mut agent = cpe.ns.spawn_with_env(
-            &bin.display().to_string(),
-            &["run", "--config", &cfg],
-            &[("NETMEDIC_LOG", "debug")],
-            &log,
-        )?;
+        let mut agent = spawn_agent(self.lab.cpe(i), &self.agent_configs[i], &log)?;
         wait_for(
             "agent starts its checks",
             Duration::from_secs(20),

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use netmedic_lab::delivery::{PortCut, Tmpfs, spool_files, spooled_events};
+use netmedic_lab::delivery::{PortCut, Tmpfs, spool_files, spooled_events, wait_spool_drained};
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions};
 use netmedic_lab::{Cpe, Lab, wait_for};
 use netmedic_proto::{CheckId, IncidentStatus};
@@ -206,20 +206,7 @@ fn a_long_collector_cut_loses_nothing_and_keeps_the_spool_bounded() {
     );
     cut.heal();
     assert_all_delivered(&stack, &stack.agent_log(0), Duration::from_secs(60));
-    wait_for(
-        "spool drained",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let n = spool_files(&spool_dir).len();
-            if n == 0 {
-                Ok(())
-            } else {
-                Err(format!("{n} left"))
-            }
-        },
-    )
-    .unwrap();
+    wait_spool_drained(&spool_dir, Duration::from_secs(30)).unwrap();
     eprintln!("peak spool depth {peak} of {max_events}");
 }
 
@@ -327,20 +314,7 @@ fn a_corrupted_spool_file_is_quarantined_and_new_incidents_flow() {
     .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0), 40)));
     assert!(stack.agent_log(0).contains("quarantining"));
     // The rest of the spool and new incidents reach the collector.
-    wait_for(
-        "spool drained",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let n = spool_files(&spool_dir).len();
-            if n == 0 {
-                Ok(())
-            } else {
-                Err(format!("{n} left"))
-            }
-        },
-    )
-    .unwrap();
+    wait_spool_drained(&spool_dir, Duration::from_secs(30)).unwrap();
     let before = stack.incidents().unwrap().incidents.len();
     cpe.delete_default_route().unwrap();
     wait_for(

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::delivery::FakeCollector;
-use netmedic_lab::stack::{COLLECTOR_PORT, bin_path};
+use netmedic_lab::stack::{COLLECTOR_PORT, spawn_agent};
 use netmedic_lab::{COLLECTOR_IP, Lab, LabProcess, WAN_IFACE, wait_for};
 use std::time::Duration;
 
@@ -28,14 +28,7 @@ fn start_agent(lab: &Lab) -> LabProcess {
         ),
     )
     .unwrap();
-    cpe.ns
-        .spawn_with_env(
-            &bin_path("netmedic-agent").unwrap().display().to_string(),
-            &["run", "--config", &cfg.display().to_string()],
-            &[("NETMEDIC_LOG", "debug")],
-            lab.log_path("agent-fake"),
-        )
-        .unwrap()
+    spawn_agent(cpe, &cfg, &lab.log_path("agent-fake")).unwrap()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use netmedic_lab::heal_faults::{healing_toml, tail};
+use netmedic_lab::heal_faults::{dead_resolver_dns_toml, healing_toml, tail};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{Lab, PROBE_IP, PROBE2_IP, WAN_IFACE, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus};
@@ -187,12 +187,7 @@ fn reset_dns_that_does_not_help_is_rolled_back_byte_for_byte() {
     // No DHCP renew may rewrite resolv.conf during the test.
     cpe.stop_udhcpc().unwrap();
     // The provisioned resolver is dead too, so resetting to it cannot help.
-    let extra = format!(
-        "[checks.dns]\nenabled = true\ninterval_secs = 1\nfail_threshold = 2\nok_threshold = 1\n\
-         resolv_conf = \"/etc/resolv.conf\"\nprovisioned_resolvers = [\"100.64.0.99\"]\n\
-         test_names = [\"probe.isp.test\"]\ntimeout_ms = 300\nretries = 0\n{}",
-        healing_toml("verify_timeout_secs = 3")
-    );
+    let extra = dead_resolver_dns_toml(3);
     let stack = Stack::start(&lab, options(&extra)).unwrap();
     let original = "# the subscriber's own  resolv.conf\t(odd spacing kept)\nsearch home.example\n\
                     nameserver 198.51.100.53\noptions timeout:1 attempts:1\n\n# trailing comment without newline";

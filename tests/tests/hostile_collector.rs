@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::hostile::{HostileCollector, Reply, proc_kib, read_log};
-use netmedic_lab::stack::{COLLECTOR_PORT, bin_path};
+use netmedic_lab::stack::{COLLECTOR_PORT, spawn_agent};
 use netmedic_lab::{COLLECTOR_IP, Lab, LabProcess, WAN_IFACE, wait_for};
 use netmedic_proto::paths;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,16 @@ fn hb_reply(advisories: &str) -> String {
 struct Setup {
     max_backoff_secs: u64,
     lease_file: Option<PathBuf>,
+}
+
+impl Setup {
+    /// `max_backoff_secs`, the CPE's own lease file.
+    fn backoff(max_backoff_secs: u64) -> Self {
+        Self {
+            max_backoff_secs,
+            lease_file: None,
+        }
+    }
 }
 
 fn start_agent(lab: &Lab, name: &str, s: &Setup) -> LabProcess {
@@ -54,14 +64,7 @@ fn start_agent(lab: &Lab, name: &str, s: &Setup) -> LabProcess {
         ),
     )
     .unwrap();
-    cpe.ns
-        .spawn_with_env(
-            &bin_path("netmedic-agent").unwrap().display().to_string(),
-            &["run", "--config", &cfg.display().to_string()],
-            &[("NETMEDIC_LOG", "debug")],
-            lab.log_path(name),
-        )
-        .unwrap()
+    spawn_agent(cpe, &cfg, &lab.log_path(name)).unwrap()
 }
 
 fn state_dir(lab: &Lab, name: &str) -> PathBuf {
@@ -95,6 +98,17 @@ fn wait_log(lab: &Lab, agent: &mut LabProcess, name: &str, what: &str, ok: impl 
     .unwrap();
 }
 
+/// Starts the agent, waits for its first checks, then deletes the default route: an incident
+/// whose events the agent must deliver to the (hostile) collector.
+fn agent_with_a_broken_route(lab: &Lab, name: &str, max_backoff_secs: u64) -> LabProcess {
+    let mut agent = start_agent(lab, name, &Setup::backoff(max_backoff_secs));
+    wait_log(lab, &mut agent, name, "agent runs its checks", |l| {
+        l.contains("check default_route:")
+    });
+    lab.cpe(0).delete_default_route().unwrap();
+    agent
+}
+
 /// Polls the agent's peak RSS for `window`; returns the highest `VmHWM` seen (KiB). Stops early
 /// (and returns what it saw) once it passes `bound` or the agent is gone.
 fn watch_peak_rss(agent: &mut LabProcess, window: Duration, bound: u64) -> u64 {
@@ -118,22 +132,9 @@ fn an_endless_reply_body_does_not_grow_the_agent() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
     let fake =
         HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |_, _| Reply::Endless).unwrap();
-    let setup = Setup {
-        max_backoff_secs: 2,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "endless", &setup);
-    wait_for(
-        "a heartbeat",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || {
-            (fake.count(paths::HEARTBEATS) > 0)
-                .then_some(())
-                .ok_or("none yet")
-        },
-    )
-    .unwrap();
+    let mut agent = start_agent(&lab, "endless", &Setup::backoff(2));
+    fake.wait_first(paths::HEARTBEATS, Duration::from_secs(30))
+        .unwrap();
     let peak = watch_peak_rss(&mut agent, Duration::from_secs(12), RSS_BOUND_KIB);
     let log = read_log(&lab.log_path("endless"));
     let streamed = fake
@@ -169,27 +170,10 @@ fn a_200_without_acks_backs_off_instead_of_resending_at_once() {
         }
     })
     .unwrap();
-    let setup = Setup {
-        max_backoff_secs: 8,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "noack", &setup);
-    wait_log(&lab, &mut agent, "noack", "agent runs its checks", |l| {
-        l.contains("check default_route:")
-    });
-    lab.cpe(0).delete_default_route().unwrap();
-    wait_for(
-        "a report",
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || {
-            (fake.count(paths::REPORTS) > 0)
-                .then_some(())
-                .ok_or("none yet")
-        },
-    )
-    .unwrap();
-    let first = fake.times(paths::REPORTS)[0];
+    let mut agent = agent_with_a_broken_route(&lab, "noack", 8);
+    let first = fake
+        .wait_first(paths::REPORTS, Duration::from_secs(30))
+        .unwrap();
     let window = Duration::from_secs(15);
     let deadline = first + window;
     while Instant::now() < deadline && agent.is_running() {
@@ -228,15 +212,7 @@ fn a_400_naming_no_event_keeps_the_batch() {
         }
     })
     .unwrap();
-    let setup = Setup {
-        max_backoff_secs: 2,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "nameless", &setup);
-    wait_log(&lab, &mut agent, "nameless", "agent runs its checks", |l| {
-        l.contains("check default_route:")
-    });
-    lab.cpe(0).delete_default_route().unwrap();
+    let mut agent = agent_with_a_broken_route(&lab, "nameless", 2);
     wait_for(
         "the batch sent again",
         Duration::from_secs(30),
@@ -270,15 +246,7 @@ fn a_huge_retry_after_is_capped() {
         )
     })
     .unwrap();
-    let setup = Setup {
-        max_backoff_secs: 2,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "retry", &setup);
-    wait_log(&lab, &mut agent, "retry", "agent runs its checks", |l| {
-        l.contains("check default_route:")
-    });
-    lab.cpe(0).delete_default_route().unwrap();
+    let mut agent = agent_with_a_broken_route(&lab, "retry", 2);
     let start = Instant::now();
     let wanted = 3;
     let got = wait_for(
@@ -322,23 +290,10 @@ fn a_diagnostics_flood_is_capped() {
         Reply::ok(hb_reply(&advisories.join(",")))
     })
     .unwrap();
-    let setup = Setup {
-        max_backoff_secs: 2,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "diag", &setup);
-    wait_for(
-        "a heartbeat",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || {
-            (fake.count(paths::HEARTBEATS) > 0)
-                .then_some(())
-                .ok_or("none yet")
-        },
-    )
-    .unwrap();
-    let first = fake.times(paths::HEARTBEATS)[0];
+    let mut agent = start_agent(&lab, "diag", &Setup::backoff(2));
+    let first = fake
+        .wait_first(paths::HEARTBEATS, Duration::from_secs(30))
+        .unwrap();
     let window = Duration::from_secs(12);
     while Instant::now() < first + window && agent.is_running() {
         std::thread::sleep(Duration::from_millis(100));
@@ -368,11 +323,7 @@ fn escapes_in_a_kill_switch_reason_never_reach_the_log() {
         }
     })
     .unwrap();
-    let setup = Setup {
-        max_backoff_secs: 2,
-        lease_file: None,
-    };
-    let mut agent = start_agent(&lab, "escape", &setup);
+    let mut agent = start_agent(&lab, "escape", &Setup::backoff(2));
     wait_log(&lab, &mut agent, "escape", "the kill switch", |l| {
         l.contains("kill switch on")
     });

@@ -12,7 +12,9 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::faults::LanDnsmasq;
-use netmedic_lab::heal_faults::{healing_toml, lan_dnsmasq_restart_argv, tail};
+use netmedic_lab::heal_faults::{
+    dead_resolver_dns_toml, healing_toml, lan_dnsmasq_restart_argv, tail,
+};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{ISP_GATEWAY, Lab, WAN_IFACE, wait_for};
 use nix::sys::signal::Signal;
@@ -117,12 +119,7 @@ fn sigterm_during_reset_dns_verification_rolls_resolv_conf_back() {
     // No DHCP renew may rewrite resolv.conf during the test.
     cpe.stop_udhcpc().unwrap();
     // The provisioned resolver is dead too: the verification would fail after 120 s.
-    let extra = format!(
-        "[checks.dns]\nenabled = true\ninterval_secs = 1\nfail_threshold = 2\nok_threshold = 1\n\
-         resolv_conf = \"/etc/resolv.conf\"\nprovisioned_resolvers = [\"100.64.0.99\"]\n\
-         test_names = [\"probe.isp.test\"]\ntimeout_ms = 300\nretries = 0\n{}",
-        healing_toml("verify_timeout_secs = 120")
-    );
+    let extra = dead_resolver_dns_toml(120);
     let mut stack = Stack::start(&lab, options(&extra)).unwrap();
     let original = "# the subscriber's own resolv.conf\nsearch home.example\n\
                     nameserver 198.51.100.53\noptions timeout:1 attempts:1\n";

@@ -3,27 +3,15 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::checks::Observation;
 use crate::config::{AgentConfig, Mode};
+use crate::detector::tests::observation;
 use crate::incident::Incident;
-use netmedic_proto::{ActionId, Category, CheckId, CheckStatus, Severity, Timestamp};
+use netmedic_proto::{ActionId, CheckId, CheckStatus};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn incident(check: CheckId, cause: &str) -> Incident {
-    Incident::open(&Observation {
-        check,
-        status: CheckStatus::Failed,
-        cause: cause.into(),
-        summary: "s".into(),
-        value: String::new(),
-        threshold: String::new(),
-        hint: String::new(),
-        category: Category::NoInternet,
-        severity: Severity::Critical,
-        evidence: Default::default(),
-        at: Timestamp::EPOCH,
-    })
+    Incident::open(&observation(check, CheckStatus::Failed, cause))
 }
 
 fn facts() -> Facts {

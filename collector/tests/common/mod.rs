@@ -4,14 +4,17 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod pg;
+pub mod serve;
 
 use netmedic_collector::auth::Role;
 use netmedic_collector::config::{CollectorConfig, StorageUrl};
 use netmedic_collector::{Server, serve};
 use netmedic_proto::{
-    ActionId, ActionOutcome, ActionRecord, Category, CheckId, EventKind, IncidentEvent,
-    ReportBatch, SCHEMA_VERSION, Severity, Timestamp,
+    ActionId, ActionOutcome, ActionRecord, Category, CheckId, CheckStatus, ErrorBody, EventKind,
+    Heartbeat, HeartbeatReply, IncidentEvent, ReportBatch, SCHEMA_VERSION, Severity, Timestamp,
+    paths,
 };
+use reqwest::StatusCode;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::collections::HashMap;
@@ -290,6 +293,25 @@ impl TestServer {
         req.send().await.unwrap()
     }
 
+    /// POSTs a JSON `body` already encoded with `encoding` (e.g. `gzip`) under `token`.
+    pub async fn post_encoded(
+        &self,
+        path: &str,
+        token: &str,
+        encoding: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a document with the token of the device it names (see [`Self::token_for`]).
     pub async fn post_json<T: serde::Serialize>(&self, path: &str, doc: &T) -> reqwest::Response {
         let v = serde_json::to_value(doc).unwrap();
@@ -409,4 +431,72 @@ pub fn batch(agent_id: &str, events: Vec<IncidentEvent>) -> ReportBatch {
         agent_id: agent_id.into(),
         events,
     }
+}
+
+/// A heartbeat of `agent_id` with one check (DNS ok), as a router sends it a minute after boot.
+pub fn heartbeat(agent_id: &str) -> Heartbeat {
+    Heartbeat {
+        schema_version: SCHEMA_VERSION,
+        agent_id: agent_id.into(),
+        agent_version: "0.1.0".into(),
+        firmware_version: "OpenWrt 24.10".into(),
+        uptime_secs: 60,
+        sent_at: ts(0),
+        checks: [(CheckId::Dns, CheckStatus::Ok)].into_iter().collect(),
+        spool_depth: 0,
+        dropped_total: 0,
+    }
+}
+
+/// Asserts `resp` is the JSON error `code` with status `status` and a reason; returns its body.
+pub async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) -> ErrorBody {
+    let got = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "for expected error {code}: {text}");
+    assert!(ct.starts_with("application/json"), "{ct}: {text}");
+    let body: ErrorBody = serde_json::from_str(&text).unwrap();
+    assert_eq!(body.error, code, "{body:?}");
+    assert!(!body.reason.is_empty());
+    body
+}
+
+/// Asserts `resp` is a 200 and parses its JSON body (the body is in the message when it is not).
+pub async fn ok_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> T {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// GETs `path_and_query` as an operator and asserts it is refused as `invalid_query`.
+pub async fn expect_invalid_query(s: &TestServer, path_and_query: &str) -> ErrorBody {
+    let resp = s.get(path_and_query).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, "invalid_query").await
+}
+
+/// Sends [`heartbeat`] of `id` with `token`; returns the reply.
+pub async fn beat(s: &TestServer, id: &str, token: &str) -> HeartbeatReply {
+    ok_json(
+        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
+            .await,
+    )
+    .await
+}
+
+/// `doc` as JSON, gzip'd at `level`, as the agent sends it.
+pub fn gzip<T: serde::Serialize>(doc: &T, level: flate2::Compression) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+    gz.write_all(&serde_json::to_vec(doc).unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// POSTs `b` with `token`; returns the acknowledgement.
+pub async fn report(s: &TestServer, token: &str, b: &ReportBatch) -> netmedic_proto::ReportAck {
+    ok_json(s.post_as(paths::REPORTS, b, Some(token)).await).await
 }
