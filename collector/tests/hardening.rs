@@ -29,6 +29,8 @@ const DEVICE: &str = "cpe-0001";
 struct Collector {
     child: Child,
     addr: SocketAddr,
+    /// The "listening on" line.
+    banner: String,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -140,6 +142,7 @@ fn spawn(dir: &Path, server_extra: &str, web_extra: &str, nofile: Option<u32>) -
             return Collector {
                 child,
                 addr,
+                banner: line.clone(),
                 log: rx,
             };
         }
@@ -387,8 +390,8 @@ async fn slow_and_idle_clients_are_cut_and_the_cap_keeps_healthz_reachable() {
     assert!(closed_by_server(&mut idle, Duration::from_secs(30)).await, "idle keep-alive");
     eprintln!("slow/idle clients: {still_open}/300 still open after the timeouts");
     assert_eq!(still_open, 0);
+    assert!(c.banner.contains("at most 192 connections"), "{}", c.banner);
     let log = c.log_lines().join("\n");
-    assert!(log.contains("at most 192 connections"), "{log}");
     assert!(log.contains("connection limit reached"), "{log}");
     assert_eq!(http(addr, "GET", "/healthz", "", "").await.status, 200);
 }
