@@ -64,7 +64,8 @@ impl Limits {
 /// unlimited.
 pub fn auto_max_connections(nofile: Option<u64>) -> usize {
     let cap = nofile.map_or(AUTO_MAX_CONNECTIONS, |n| {
-        n.saturating_sub(RESERVED_FDS).clamp(16, AUTO_MAX_CONNECTIONS)
+        n.saturating_sub(RESERVED_FDS)
+            .clamp(16, AUTO_MAX_CONNECTIONS)
     });
     usize::try_from(cap).unwrap_or(10_000)
 }
@@ -147,7 +148,9 @@ where
     drop(listener);
     let _ = stop_tx.send(true);
     // Every connection task holds one slot: all slots back means all connections closed.
-    let _ = slots.acquire_many(u32::try_from(cap).unwrap_or(u32::MAX)).await;
+    let _ = slots
+        .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
+        .await;
     Ok(())
 }
 
@@ -311,7 +314,10 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
         assert_eq!(parse_nofile(limits), Some(1024));
-        assert_eq!(parse_nofile("Max open files  unlimited unlimited files"), None);
+        assert_eq!(
+            parse_nofile("Max open files  unlimited unlimited files"),
+            None
+        );
         assert_eq!(auto_max_connections(Some(1024)), 960);
         assert_eq!(auto_max_connections(Some(1_048_576)), 10_000);
         assert_eq!(auto_max_connections(Some(40)), 16);

@@ -133,18 +133,24 @@ fn spawn(dir: &Path, server_extra: &str, web_extra: &str, nofile: Option<u32>) -
             }
         }
     });
+    // Owned by a `Collector` at once: killed and reaped however this function ends.
+    let mut c = Collector {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        banner: String::new(),
+        log: rx,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("collector logs its address");
+        let line = c
+            .log
+            .recv_timeout(left)
+            .expect("collector logs its address");
         if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            return Collector {
-                child,
-                addr,
-                banner: line.clone(),
-                log: rx,
-            };
+            c.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            c.banner = line;
+            return c;
         }
     }
 }
@@ -272,12 +278,21 @@ async fn login_flood_keeps_memory_bounded_and_the_service_answering() {
     let rss_before = c.status_kib("VmRSS");
 
     let flood: Vec<_> = (0..512)
-        .map(|i| tokio::spawn(async move { login(addr, &format!("nobody-{i}"), "guess guess", "/").await.status }))
+        .map(|i| {
+            tokio::spawn(async move {
+                login(addr, &format!("nobody-{i}"), "guess guess", "/")
+                    .await
+                    .status
+            })
+        })
         .collect();
     // While the flood runs, probes and ingest answer.
-    let healthz = tokio::time::timeout(Duration::from_secs(10), http(addr, "GET", "/healthz", "", ""))
-        .await
-        .expect("/healthz answers during the flood");
+    let healthz = tokio::time::timeout(
+        Duration::from_secs(10),
+        http(addr, "GET", "/healthz", "", ""),
+    )
+    .await
+    .expect("/healthz answers during the flood");
     assert_eq!(healthz.status, 200);
     let hb = tokio::time::timeout(Duration::from_secs(10), heartbeat(addr, &device_token))
         .await
@@ -387,7 +402,10 @@ async fn slow_and_idle_clients_are_cut_and_the_cap_keeps_healthz_reachable() {
             still_open += 1;
         }
     }
-    assert!(closed_by_server(&mut idle, Duration::from_secs(30)).await, "idle keep-alive");
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(30)).await,
+        "idle keep-alive"
+    );
     eprintln!("slow/idle clients: {still_open}/300 still open after the timeouts");
     assert_eq!(still_open, 0);
     assert!(c.banner.contains("at most 192 connections"), "{}", c.banner);
@@ -452,7 +470,11 @@ async fn api_answers_say_nosniff() {
     ] {
         let r = http(addr, "GET", path, "", "").await;
         assert_eq!(r.status, status, "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
 }
 

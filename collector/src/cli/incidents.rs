@@ -1,9 +1,9 @@
 //! `incidents`: the incident list straight from the database, as a table or as the API's JSON.
 
 use super::{CliError, parse_category, parse_check};
-use crate::text::visible;
 use crate::config::{CollectorConfig, DEFAULT_CONFIG_PATH, StorageConfig, StorageUrl};
 use crate::store::{self, DEFAULT_PAGE_LIMIT, IncidentFilter, MAX_PAGE_LIMIT, OpenMode};
+use crate::text::visible;
 use clap::{Args, ValueEnum};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus, IncidentView};
 use std::io::Write;

@@ -202,13 +202,18 @@ impl CollectorConfig {
             1..=100_000,
         );
         let srv = &file.server;
-        let server_max_connections = ranged(&srv.max_connections, "server.max_connections", 0..=1_000_000);
+        let server_max_connections = ranged(
+            &srv.max_connections,
+            "server.max_connections",
+            0..=1_000_000,
+        );
         let header_read_timeout_secs = ranged(
             &srv.header_read_timeout_secs,
             "server.header_read_timeout_secs",
             1..=300,
         );
-        let idle_timeout_secs = ranged(&srv.idle_timeout_secs, "server.idle_timeout_secs", 1..=3600);
+        let idle_timeout_secs =
+            ranged(&srv.idle_timeout_secs, "server.idle_timeout_secs", 1..=3600);
         let mut reason_categories = BTreeMap::new();
         for (reason, cat) in cx.reason_categories.get_ref() {
             match Category::parse(cat) {
@@ -303,7 +308,11 @@ impl CollectorConfig {
             }),
             _ => None,
         };
-        let limits = match (server_max_connections, header_read_timeout_secs, idle_timeout_secs) {
+        let limits = match (
+            server_max_connections,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+        ) {
             (Some(c), Some(h), Some(i)) => Some((c, h, i)),
             _ => None,
         };

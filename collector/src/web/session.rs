@@ -11,10 +11,10 @@ use crate::web::password;
 use crate::web::throttle::Refused;
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
-use axum::{Extension, Form};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -412,9 +412,11 @@ pub async fn login(
     };
     // An unknown name runs the same check on a dummy hash (same time, same memory), through the
     // same bounded slots, so neither timing nor load tells which names exist.
-    let phc: Cow<'static, str> = user.as_ref().map_or(Cow::Borrowed(password::dummy_phc()), |u| {
-        Cow::Owned(u.password_phc.clone())
-    });
+    let phc: Cow<'static, str> = user
+        .as_ref()
+        .map_or(Cow::Borrowed(password::dummy_phc()), |u| {
+            Cow::Owned(u.password_phc.clone())
+        });
     let Some(slot) = state.console.logins.verify_slot().await else {
         log::warn!("console: login for {username:?} refused: all password checks busy");
         return login_refused(

@@ -145,9 +145,15 @@ mod tests {
         assert_eq!(g.admit(Some(a)), Ok(()));
         assert!(matches!(g.admit(Some(a)), Err(Refused::Source(s)) if (1..=60).contains(&s)));
         assert_eq!(g.admit(Some(b)), Ok(()));
-        assert!(matches!(g.admit(Some(b2)), Ok(())), "another address of the same /64");
+        assert!(
+            matches!(g.admit(Some(b2)), Ok(())),
+            "another address of the same /64"
+        );
         assert!(matches!(g.admit(Some(b2)), Err(Refused::Source(_))));
-        assert!(matches!(g.admit(None), Err(Refused::Global(_))), "6th attempt");
+        assert!(
+            matches!(g.admit(None), Err(Refused::Global(_))),
+            "6th attempt"
+        );
     }
 
     #[tokio::test]
