@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn limits_per_source_and_globally() {
-        let g = gate(5, 2);
+        // Every attempt counts globally, refused ones too.
+        let g = gate(6, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "2001:db8::1".parse().unwrap();
         let b2: IpAddr = "2001:db8::2".parse().unwrap();
@@ -152,7 +153,7 @@ mod tests {
         assert!(matches!(g.admit(Some(b2)), Err(Refused::Source(_))));
         assert!(
             matches!(g.admit(None), Err(Refused::Global(_))),
-            "6th attempt"
+            "7th attempt"
         );
     }
 
