@@ -13,12 +13,14 @@ pub mod domain;
 pub mod fleet;
 pub mod import;
 pub mod ingest;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 #[cfg(test)]
 mod module_graph;
 pub mod openapi;
 pub mod store;
+pub mod text;
 pub mod web;
 
 use config::{CollectorConfig, StorageUrl};
@@ -158,7 +160,7 @@ where
         experience: config.experience.clone(),
         metrics_requires_token: config.server.metrics_requires_token,
         web: config.web.clone(),
-        console: Arc::new(web::Console::default()),
+        console: Arc::new(web::Console::new(&config.web)),
     };
     let correlator = tokio::spawn(correlate_loop(
         store.clone(),
@@ -167,14 +169,12 @@ where
     ));
     let maintainer = tokio::spawn(maintain_loop(store.clone()));
     let app = api::router(state, web::routes());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let limits = listen::Limits::from_config(&config.server);
+    let task = tokio::spawn(listen::run(listener, app, limits, shutdown));
     log::info!(
-        "netmedic-collector listening on http://{addr} (storage {})",
-        config.storage.url
+        "netmedic-collector listening on http://{addr} (storage {}, at most {} connections)",
+        config.storage.url,
+        limits.max_connections
     );
     Ok(Server {
         addr,

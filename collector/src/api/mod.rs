@@ -92,7 +92,18 @@ pub fn router(state: AppState, console: Router<AppState>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer (JSON, errors, metrics), so a browser never
+/// reads an API body as HTML or script.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 /// Counts every routed request by route template and status, and times it.

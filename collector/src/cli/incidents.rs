@@ -1,8 +1,9 @@
 //! `incidents`: the incident list straight from the database, as a table or as the API's JSON.
 
-use super::{CliError, parse_category, parse_check, sanitize};
+use super::{CliError, parse_category, parse_check};
 use crate::config::{CollectorConfig, DEFAULT_CONFIG_PATH, StorageConfig, StorageUrl};
 use crate::store::{self, DEFAULT_PAGE_LIMIT, IncidentFilter, MAX_PAGE_LIMIT, OpenMode};
+use crate::text::visible;
 use clap::{Args, ValueEnum};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus, IncidentView};
 use std::io::Write;
@@ -152,8 +153,8 @@ pub fn render_table(incidents: &[IncidentView]) -> String {
             let actions = action_summary(v);
             [
                 started,
-                sanitize(&v.agent_id),
-                sanitize(&v.incident_id),
+                visible(&v.agent_id),
+                visible(&v.incident_id),
                 v.check.to_string(),
                 v.category.to_string(),
                 match v.status {
@@ -170,7 +171,7 @@ pub fn render_table(incidents: &[IncidentView]) -> String {
                 } else {
                     actions
                 },
-                sanitize(&v.summary),
+                visible(&v.summary),
             ]
         })
         .collect();
@@ -232,7 +233,7 @@ mod tests {
             started_at: t,
             resolved_at: Some(t),
             auto_healed: Some(true),
-            summary: "default route\u{1b}[31m missing".into(),
+            summary: "default route\u{1b}[31m missing \u{202e}txet\u{200b}".into(),
             evidence: Default::default(),
             actions: vec![
                 act(ActionId::RestoreRoute, ActionOutcome::Planned),
@@ -254,6 +255,10 @@ mod tests {
         );
         assert!(lines[1].contains("restore_route:verified"), "{table}");
         assert!(!table.contains('\u{1b}'), "{table}");
+        assert!(
+            lines[1].ends_with("route␛[31m missing ⟨U+202E⟩txet⟨U+200B⟩"),
+            "bidi and zero-width characters are shown, not obeyed: {table}"
+        );
         let col = |l: &str, h: &str| l.find(h);
         assert_eq!(col(lines[0], "ACTIONS"), col(lines[1], "restore_route"));
         assert!(render_table(&[]).contains("(no incidents)"));

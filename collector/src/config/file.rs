@@ -29,6 +29,9 @@ pub(super) struct FileWeb {
     pub(super) session_max_hours: Spanned<u32>,
     pub(super) secure_cookies: bool,
     pub(super) max_failed_logins: Spanned<u32>,
+    pub(super) max_concurrent_logins: Spanned<u32>,
+    pub(super) max_logins_per_min: Spanned<u32>,
+    pub(super) max_logins_per_source_per_min: Spanned<u32>,
 }
 
 impl Default for FileWeb {
@@ -39,6 +42,9 @@ impl Default for FileWeb {
             session_max_hours: Spanned::new(0..0, d.session_max_hours),
             secure_cookies: d.secure_cookies,
             max_failed_logins: Spanned::new(0..0, d.max_failed_logins),
+            max_concurrent_logins: Spanned::new(0..0, d.max_concurrent_logins),
+            max_logins_per_min: Spanned::new(0..0, d.max_logins_per_min),
+            max_logins_per_source_per_min: Spanned::new(0..0, d.max_logins_per_source_per_min),
         }
     }
 }
@@ -106,6 +112,9 @@ pub(super) struct FileServer {
     pub(super) listen_addr: Spanned<String>,
     pub(super) max_body_bytes: Spanned<u64>,
     pub(super) metrics_requires_token: bool,
+    pub(super) max_connections: Spanned<u32>,
+    pub(super) header_read_timeout_secs: Spanned<u32>,
+    pub(super) idle_timeout_secs: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,10 +153,14 @@ pub(super) struct FileFleet {
 
 impl Default for FileServer {
     fn default() -> Self {
+        let d = CollectorConfig::default().server;
         Self {
             listen_addr: Spanned::new(0..0, DEFAULT_LISTEN_ADDR.into()),
             max_body_bytes: Spanned::new(0..0, DEFAULT_MAX_BODY_BYTES),
             metrics_requires_token: false,
+            max_connections: Spanned::new(0..0, d.max_connections),
+            header_read_timeout_secs: Spanned::new(0..0, d.header_read_timeout_secs),
+            idle_timeout_secs: Spanned::new(0..0, d.idle_timeout_secs),
         }
     }
 }

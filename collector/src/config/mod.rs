@@ -66,6 +66,9 @@ impl Default for CollectorConfig {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 8440)),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
                 metrics_requires_token: false,
+                max_connections: 0,
+                header_read_timeout_secs: 10,
+                idle_timeout_secs: 60,
             },
             storage: StorageConfig {
                 url: StorageUrl::Sqlite {
@@ -103,6 +106,9 @@ impl Default for CollectorConfig {
                 session_max_hours: 12,
                 secure_cookies: false,
                 max_failed_logins: 5,
+                max_concurrent_logins: 2,
+                max_logins_per_min: 120,
+                max_logins_per_source_per_min: 30,
             },
         }
     }

@@ -186,6 +186,34 @@ impl CollectorConfig {
             "web.max_failed_logins",
             1..=1000,
         );
+        let max_concurrent_logins = ranged(
+            &file.web.max_concurrent_logins,
+            "web.max_concurrent_logins",
+            1..=64,
+        );
+        let max_logins_per_min = ranged(
+            &file.web.max_logins_per_min,
+            "web.max_logins_per_min",
+            1..=100_000,
+        );
+        let max_logins_per_source_per_min = ranged(
+            &file.web.max_logins_per_source_per_min,
+            "web.max_logins_per_source_per_min",
+            1..=100_000,
+        );
+        let srv = &file.server;
+        let server_max_connections = ranged(
+            &srv.max_connections,
+            "server.max_connections",
+            0..=1_000_000,
+        );
+        let header_read_timeout_secs = ranged(
+            &srv.header_read_timeout_secs,
+            "server.header_read_timeout_secs",
+            1..=300,
+        );
+        let idle_timeout_secs =
+            ranged(&srv.idle_timeout_secs, "server.idle_timeout_secs", 1..=3600);
         let mut reason_categories = BTreeMap::new();
         for (reason, cat) in cx.reason_categories.get_ref() {
             match Category::parse(cat) {
@@ -254,15 +282,38 @@ impl CollectorConfig {
             }
             _ => None,
         };
-        let web = match (session_idle_mins, session_max_hours, max_failed_logins) {
-            (Some(session_idle_mins), Some(session_max_hours), Some(max_failed_logins)) => {
-                Some(WebConfig {
-                    session_idle_mins,
-                    session_max_hours,
-                    secure_cookies: file.web.secure_cookies,
-                    max_failed_logins,
-                })
-            }
+        let web = match (
+            session_idle_mins,
+            session_max_hours,
+            max_failed_logins,
+            max_concurrent_logins,
+            max_logins_per_min,
+            max_logins_per_source_per_min,
+        ) {
+            (
+                Some(session_idle_mins),
+                Some(session_max_hours),
+                Some(max_failed_logins),
+                Some(max_concurrent_logins),
+                Some(max_logins_per_min),
+                Some(max_logins_per_source_per_min),
+            ) => Some(WebConfig {
+                session_idle_mins,
+                session_max_hours,
+                secure_cookies: file.web.secure_cookies,
+                max_failed_logins,
+                max_concurrent_logins,
+                max_logins_per_min,
+                max_logins_per_source_per_min,
+            }),
+            _ => None,
+        };
+        let limits = match (
+            server_max_connections,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+        ) {
+            (Some(c), Some(h), Some(i)) => Some((c, h, i)),
             _ => None,
         };
         if !problems.is_empty() {
@@ -280,6 +331,7 @@ impl CollectorConfig {
             experience,
             outage,
             web,
+            limits,
         ) {
             (
                 Some(listen_addr),
@@ -292,11 +344,15 @@ impl CollectorConfig {
                 Some(experience),
                 Some(outage),
                 Some(web),
+                Some((server_max_connections, header_read_timeout_secs, idle_timeout_secs)),
             ) => Ok(CollectorConfig {
                 server: ServerConfig {
                     listen_addr,
                     max_body_bytes,
                     metrics_requires_token: file.server.metrics_requires_token,
+                    max_connections: server_max_connections,
+                    header_read_timeout_secs,
+                    idle_timeout_secs,
                 },
                 storage: StorageConfig {
                     url,

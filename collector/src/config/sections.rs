@@ -16,6 +16,13 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Failed logins for one user name before further attempts are refused for a minute.
     pub max_failed_logins: u32,
+    /// Password checks (Argon2id, ≈ 19 MiB each) running at once; more wait briefly, then get
+    /// 503 with `Retry-After`.
+    pub max_concurrent_logins: u32,
+    /// Login attempts per minute for the whole process (excess: 429 with `Retry-After`).
+    pub max_logins_per_min: u32,
+    /// Login attempts per minute from one peer address.
+    pub max_logins_per_source_per_min: u32,
 }
 
 /// `[experience]`: linking incidents to contacts and surveys, and the report.
@@ -102,6 +109,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// `/metrics` needs an API token (any role) when true; open on the listen address otherwise.
     pub metrics_requires_token: bool,
+    /// Most connections open at once; 0 means min(open-file limit − 64, 10,000). Further
+    /// clients wait in the listen backlog while idle keep-alive connections are closed.
+    pub max_connections: u32,
+    /// A client must send a request's complete header within this time.
+    pub header_read_timeout_secs: u32,
+    /// A connection with no traffic this long is closed (after any request in flight).
+    pub idle_timeout_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

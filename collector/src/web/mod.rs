@@ -10,6 +10,9 @@ pub mod chart;
 pub mod pages;
 pub mod password;
 pub mod session;
+pub mod throttle;
+
+pub use crate::text::{visible, visible_multiline};
 
 use crate::AppState;
 use crate::analytics::Report;
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The console's per-process state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Console {
     /// The default experience report (last 30 days) and when it was computed.
     pub report: Mutex<Option<(Instant, Arc<Report>)>>,
@@ -33,6 +36,19 @@ pub struct Console {
     pub report_running: Mutex<bool>,
     /// Failed logins per user name: (count, first failure of the current run).
     pub failed_logins: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Login rate limits and the bound on concurrent password checks.
+    pub logins: throttle::LoginGate,
+}
+
+impl Console {
+    pub fn new(web: &crate::config::WebConfig) -> Self {
+        Self {
+            report: Mutex::new(None),
+            report_running: Mutex::new(false),
+            failed_logins: Mutex::new(HashMap::new()),
+            logins: throttle::LoginGate::new(web),
+        }
+    }
 }
 
 /// The console's routes (merged into the API router, so they share its metrics and limits).
@@ -186,41 +202,6 @@ pub fn render<T: askama::Template>(t: &T) -> Response {
                 .into_response()
         }
     }
-}
-
-/// Makes control characters and bidirectional overrides visible: C0 controls and DEL become
-/// their Unicode control pictures (␀ … ␟, ␡), bidi embedding/override/isolate characters
-/// `⟨U+202E⟩`. Escaping HTML is the template's job; this keeps hostile text from hiding or
-/// reordering what is shown.
-pub fn visible(s: &str) -> String {
-    visible_inner(s, false)
-}
-
-/// [`visible`], keeping line breaks (notes written by NOC staff).
-pub fn visible_multiline(s: &str) -> String {
-    visible_inner(s, true)
-}
-
-fn visible_inner(s: &str, keep_newlines: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\n' if keep_newlines => out.push('\n'),
-            '\u{0}'..='\u{1f}' => {
-                out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'));
-            }
-            '\u{7f}' => out.push('\u{2421}'),
-            '\u{80}'..='\u{9f}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}' => {
-                out.push_str(&format!("⟨U+{:04X}⟩", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes one URL path segment or query value (everything but RFC 3986 unreserved).

@@ -80,5 +80,11 @@ mod tests {
         assert_ne!(phc, hash("correct horse battery").unwrap(), "salted");
         assert!(matches!(hash("short"), Err(PasswordError::TooShort)));
         assert!(!verify("anything at all", dummy_phc()));
+        // The dummy must be a real Argon2id hash with the default cost, or an unknown name
+        // would fail fast (and cheap), telling which names exist.
+        let dummy = PasswordHash::new(dummy_phc()).unwrap();
+        let real = PasswordHash::new(&phc).unwrap();
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
     }
 }

@@ -8,13 +8,16 @@ use crate::AppState;
 use crate::auth::{Role, random_hex, token_sha256};
 use crate::store::noc_types::SessionRecord;
 use crate::web::password;
+use crate::web::throttle::Refused;
 use askama::Template;
-use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Name of the session cookie.
@@ -221,10 +224,18 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only local paths are followed after login (no `//host`, no scheme).
+/// Only a path on this site is followed after login, else `/`: it starts with one `/`, and
+/// every byte is printable ASCII other than `\\` (browsers drop tabs and line breaks from a URL,
+/// so `/\t/evil.example` would become `//evil.example`; a line break cannot go in a header).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -309,11 +320,53 @@ fn record_failure(state: &AppState, user: &str) {
     e.0 += 1;
 }
 
+/// The login page with `status`, an error and `Retry-After: retry_after_secs`.
+fn login_refused(
+    state: &AppState,
+    status: StatusCode,
+    retry_after_secs: u64,
+    message: &str,
+) -> Response {
+    let mut resp = login_form(
+        state,
+        status,
+        "/".into(),
+        String::new(),
+        Some(message.into()),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
+}
+
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // Counted before anything costs: a flood gets 429s, not database reads and Argon2 runs.
+    let source = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    match state.console.logins.admit(source) {
+        Ok(()) => {}
+        Err(Refused::Global(secs)) => {
+            log::warn!("console: login refused: too many attempts this minute");
+            return login_refused(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                secs,
+                "Too many login attempts right now. Wait a minute and try again.",
+            );
+        }
+        Err(Refused::Source(secs)) => {
+            return login_refused(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                secs,
+                "Too many login attempts from your address. Wait a minute and try again.",
+            );
+        }
+    }
     let Ok(Form(form)) = form else {
         return login_form(
             &state,
@@ -357,14 +410,32 @@ pub async fn login(
             );
         }
     };
-    let phc = user.as_ref().map_or_else(
-        || password::dummy_phc().to_owned(),
-        |u| u.password_phc.clone(),
-    );
+    // An unknown name runs the same check on a dummy hash (same time, same memory), through the
+    // same bounded slots, so neither timing nor load tells which names exist.
+    let phc: Cow<'static, str> = user
+        .as_ref()
+        .map_or(Cow::Borrowed(password::dummy_phc()), |u| {
+            Cow::Owned(u.password_phc.clone())
+        });
+    let Some(slot) = state.console.logins.verify_slot().await else {
+        log::warn!("console: login for {username:?} refused: all password checks busy");
+        return login_refused(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "The console is busy. Try again in a moment.",
+        );
+    };
     let pw = form.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
-        .await
-        .unwrap_or(false);
+    // The slot moves into the blocking task: it is held as long as the check's memory, even
+    // when the client goes away.
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = password::verify(&pw, &phc);
+        drop(slot);
+        ok
+    })
+    .await
+    .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         record_failure(&state, &username);
         log::warn!("console: failed login for {username:?}");
@@ -468,7 +539,17 @@ mod tests {
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), None);
         assert_eq!(safe_next(Some("/incidents?x=1")), "/incidents?x=1");
-        for bad in ["//evil.example", "https://evil.example/", "/\\evil", ""] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example/",
+            "/\\evil",
+            "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/incidents\r\nSet-Cookie: x=1",
+            "/ /evil",
+            "/caf\u{e9}",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert!(constant_time_eq(b"abc", b"abc"));
