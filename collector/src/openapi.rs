@@ -225,12 +225,23 @@ fn harden(mut doc: Value) -> Value {
     action["properties"]["outcome"] = wire_enum(ActionOutcome::ALL, ActionOutcome::as_str);
     action["required"] = json!(["action", "outcome", "at"]);
     ev["required"] = json!([
-        "event_id", "incident_id", "seq", "kind", "check", "cause", "category", "severity",
-        "started_at", "at", "summary"
+        "event_id",
+        "incident_id",
+        "seq",
+        "kind",
+        "check",
+        "cause",
+        "category",
+        "severity",
+        "started_at",
+        "at",
+        "summary"
     ]);
-    ev["description"] = json!("Times must lie within 366 days before and 1 hour after the \
+    ev["description"] = json!(
+        "Times must lie within 366 days before and 1 hour after the \
         collector clock. One incident stores at most 1000 events and 2000 action records; the \
-        excess is acknowledged and folded (counted as duplicates), a resolved event always lands.");
+        excess is acknowledged and folded (counted as duplicates), a resolved event always lands."
+    );
     let batch = &mut schemas["ReportBatch"];
     batch["properties"]["agent_id"] = id.clone();
     batch["properties"]["events"]["minItems"] = json!(1);
@@ -241,24 +252,37 @@ fn harden(mut doc: Value) -> Value {
     hb["properties"]["checks"]["additionalProperties"] =
         wire_enum(CheckStatus::ALL, CheckStatus::as_str);
     hb["required"] = json!([
-        "schema_version", "agent_id", "agent_version", "firmware_version", "uptime_secs",
-        "sent_at", "checks", "spool_depth", "dropped_total"
+        "schema_version",
+        "agent_id",
+        "agent_version",
+        "firmware_version",
+        "uptime_secs",
+        "sent_at",
+        "checks",
+        "spool_depth",
+        "dropped_total"
     ]);
     let dr = &mut schemas["DiagnosticsResult"];
     dr["properties"]["agent_id"] = id.clone();
     dr["properties"]["request_id"] = id;
-    dr["required"] = json!(["schema_version", "agent_id", "request_id", "completed_at", "results"]);
+    dr["required"] = json!([
+        "schema_version",
+        "agent_id",
+        "request_id",
+        "completed_at",
+        "results"
+    ]);
     schemas["DiagnosticCheck"]["properties"]["check"] = wire_enum(CheckId::ALL, CheckId::as_str);
     schemas["DiagnosticCheck"]["required"] = json!(["check", "status", "cause", "summary"]);
     schemas["ErrorBody"]["required"] = json!(["error", "reason"]);
 
     let paths = &mut doc["paths"];
-    let diag_body = &mut paths["/api/v1/devices/{agent_id}/diagnostics"]["post"]["requestBody"]
-        ["content"]["application/json"]["schema"];
+    let diag_body = &mut paths["/api/v1/devices/{agent_id}/diagnostics"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
     diag_body["required"] = json!(["checks"]);
     diag_body["properties"]["checks"]["items"] = wire_enum(CheckId::ALL, CheckId::as_str);
-    let ks_body = &mut paths["/api/v1/killswitches"]["put"]["requestBody"]["content"]
-        ["application/json"]["schema"];
+    let ks_body = &mut paths["/api/v1/killswitches"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"];
     ks_body["required"] = json!(["scope", "reason"]);
     for open in ["/healthz", "/readyz", "/api/openapi.json"] {
         paths[open]["get"]["security"] = json!([]);
@@ -274,9 +298,13 @@ fn harden(mut doc: Value) -> Value {
         };
         for (method, op) in item.iter_mut() {
             let mut codes: Vec<&str> = Vec::new();
-            let open = op.get("security").and_then(Value::as_array).is_some_and(|s| {
-                s.iter().any(|r| r.as_object().is_some_and(serde_json::Map::is_empty))
-            });
+            let open = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|r| r.as_object().is_some_and(serde_json::Map::is_empty))
+                });
             if !open {
                 codes.extend(["401", "403"]);
             } else if path == "/metrics" {
@@ -289,8 +317,12 @@ fn harden(mut doc: Value) -> Value {
             }
             if method != "get" && method != "delete" {
                 codes.extend(["400", "413", "415"]);
-                let json_body = op["requestBody"]["content"].get("application/json").is_some();
-                let own_decoder = op.get("security").is_some_and(|s| s.to_string().contains("deviceToken"));
+                let json_body = op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some();
+                let own_decoder = op
+                    .get("security")
+                    .is_some_and(|s| s.to_string().contains("deviceToken"));
                 if json_body && !own_decoder {
                     // axum's Json extractor: well-formed JSON of the wrong shape.
                     codes.push("422");

@@ -21,7 +21,8 @@ backend_stories!(
 );
 
 async fn post(s: &TestServer, events: Vec<IncidentEvent>) -> reqwest::Response {
-    s.post_json(paths::REPORTS, &batch("cpe-0001", events)).await
+    s.post_json(paths::REPORTS, &batch("cpe-0001", events))
+        .await
 }
 
 async fn ok_ack(resp: reqwest::Response) -> ReportAck {
@@ -79,7 +80,12 @@ async fn one_incident_is_bounded_and_can_still_resolve(b: Backend) {
     // Action trails are bounded too.
     let mut n = 0;
     for k in 0..(MAX_ACTIONS_PER_INCIDENT / 64 + 2) {
-        let mut e = event(&format!("a{k}"), "noisy", u64::from(k) + 1, EventKind::Updated);
+        let mut e = event(
+            &format!("a{k}"),
+            "noisy",
+            u64::from(k) + 1,
+            EventKind::Updated,
+        );
         e.actions = (0..64)
             .map(|i| ActionRecord {
                 action: ActionId::RestoreRoute,

@@ -48,7 +48,16 @@ fn string(rng: &mut Rng, schema: &Value) -> Value {
         return json!(now.add_millis(off));
     }
     let pool = [
-        "cpe-0001", "x", "", "bad id!", "0", "é", "a:b.c-d", "<script>", "\u{0}", "9999-99-99",
+        "cpe-0001",
+        "x",
+        "",
+        "bad id!",
+        "0",
+        "é",
+        "a:b.c-d",
+        "<script>",
+        "\u{0}",
+        "9999-99-99",
     ];
     if rng.chance(20) {
         let n = rng.below(600);
@@ -61,7 +70,14 @@ fn string(rng: &mut Rng, schema: &Value) -> Value {
 fn generate(doc: &Value, schema: &Value, rng: &mut Rng, depth: usize) -> Value {
     let schema = resolve(doc, schema);
     if depth > 5 || rng.chance(5) {
-        let wild = [json!(null), json!(-1), json!("?"), json!([]), json!({}), json!(1e300)];
+        let wild = [
+            json!(null),
+            json!(-1),
+            json!("?"),
+            json!([]),
+            json!({}),
+            json!(1e300),
+        ];
         return wild[rng.below(wild.len())].clone();
     }
     if let Some(all) = schema.get("enum").and_then(Value::as_array) {
@@ -86,7 +102,10 @@ fn generate(doc: &Value, schema: &Value, rng: &mut Rng, depth: usize) -> Value {
     }
     let ty = match schema.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts[rng.below(ts.len())].as_str().unwrap_or("null").to_owned(),
+        Some(Value::Array(ts)) => ts[rng.below(ts.len())]
+            .as_str()
+            .unwrap_or("null")
+            .to_owned(),
         _ if schema.get("properties").is_some() => "object".into(),
         _ => "string".into(),
     };
@@ -123,7 +142,16 @@ fn generate(doc: &Value, schema: &Value, rng: &mut Rng, depth: usize) -> Value {
                 .collect()
         }
         "integer" => {
-            let pool = [0i128, 1, 2, -1, 500, 1 << 40, i64::MAX as i128, u64::MAX as i128];
+            let pool = [
+                0i128,
+                1,
+                2,
+                -1,
+                500,
+                1 << 40,
+                i64::MAX as i128,
+                u64::MAX as i128,
+            ];
             json!(pool[rng.below(pool.len())] as f64 as i64)
         }
         "boolean" => json!(rng.chance(50)),
@@ -158,7 +186,12 @@ async fn send(s: &TestServer, c: Call<'_>) -> (u16, String) {
 async fn the_server_answers_only_what_its_document_says() {
     let s = TestServer::start().await;
     let device = s.enrol("cpe-fuzz").await;
-    let doc: Value = s.get_as("/api/openapi.json", None).await.json().await.unwrap();
+    let doc: Value = s
+        .get_as("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut mismatches = Vec::new();
     let mut calls = 0;
@@ -249,7 +282,11 @@ async fn the_server_answers_only_what_its_document_says() {
                     let v = generate(&doc, schema, &mut rng, 0);
                     Some(("application/json", serde_json::to_vec(&v).unwrap()))
                 } else if has_body {
-                    let csv = ["device_id,customer_id\ncpe-1,c1\n", "a,\"b\n", "\u{feff}x\n"];
+                    let csv = [
+                        "device_id,customer_id\ncpe-1,c1\n",
+                        "a,\"b\n",
+                        "\u{feff}x\n",
+                    ];
                     Some(("text/csv", csv[rng.below(csv.len())].as_bytes().to_vec()))
                 } else {
                     None
@@ -268,15 +305,19 @@ async fn the_server_answers_only_what_its_document_says() {
                     c.path,
                     c.token.is_some(),
                     c.query,
-                    c.body
-                        .as_ref()
-                        .map(|b| String::from_utf8_lossy(&b.1).chars().take(200).collect::<String>())
+                    c.body.as_ref().map(|b| String::from_utf8_lossy(&b.1)
+                        .chars()
+                        .take(200)
+                        .collect::<String>())
                 );
                 let no_token = c.token.is_none();
                 let (status, text) = send(&s, c).await;
                 calls += 1;
                 if status >= 500 || !documented.contains(&status) {
-                    mismatches.push(format!("{status} for {what}: {}", &text[..text.len().min(200)]));
+                    mismatches.push(format!(
+                        "{status} for {what}: {}",
+                        &text[..text.len().min(200)]
+                    ));
                 }
                 if no_token && !open && status != 401 {
                     mismatches.push(format!("{status} (want 401) for {what}"));

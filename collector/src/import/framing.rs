@@ -84,7 +84,11 @@ impl<R: BufRead> Framer<R> {
         if !unterminated && text.len() > MAX_RECORD_BYTES {
             unterminated = true;
         }
-        let parsed = if unterminated { None } else { Some(parse(&text)) };
+        let parsed = if unterminated {
+            None
+        } else {
+            Some(parse(&text))
+        };
         let frame = match parsed {
             Some(Ok(fields))
                 if ahead.is_empty()
