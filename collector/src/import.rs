@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 
+mod framing;
+
 /// Rows committed per transaction in a non-strict import.
 pub const IMPORT_BATCH_ROWS: usize = 5000;
 /// Bad rows listed in an [`ImportReport`] (all are counted).
@@ -247,34 +249,41 @@ pub fn source(
             kind,
             input: BufReader::with_capacity(64 * 1024, input),
             line: 0,
-            buf: String::new(),
+            buf: Vec::new(),
         })),
     }
 }
 
 struct CsvSource {
     kind: ImportKind,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    framer: framing::Framer<BufReader<Box<dyn Read + Send>>>,
     /// Index of each of `kind.columns()` in the file, if present.
     index: Vec<Option<usize>>,
-    record: csv::StringRecord,
+    width: usize,
 }
 
 impl CsvSource {
     fn new(kind: ImportKind, input: Box<dyn Read + Send>) -> Result<Self, ImportError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .buffer_capacity(64 * 1024)
-            .from_reader(input);
-        let headers = reader
-            .headers()
-            .map_err(|e| ImportError::Header(e.to_string()))?
-            .clone();
-        let names: Vec<String> = headers
+        let mut framer = framing::Framer::new(BufReader::with_capacity(64 * 1024, input));
+        let header = match framer.next_frame(None) {
+            Err(e) => return Err(ImportError::Header(e.to_string())),
+            Ok(None) => return Err(ImportError::Header("the input is empty".into())),
+            Ok(Some(framing::Frame::Record { fields, .. })) => fields,
+            Ok(Some(framing::Frame::Unterminated { .. })) => {
+                return Err(ImportError::Header("unterminated quote".into()));
+            }
+            Ok(Some(framing::Frame::Malformed { reason, .. })) => {
+                return Err(ImportError::Header(reason));
+            }
+        };
+        let names = header
             .iter()
-            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
-            .collect();
+            .map(|h| {
+                std::str::from_utf8(h)
+                    .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+                    .map_err(|_| ImportError::Header("not valid UTF-8".into()))
+            })
+            .collect::<Result<Vec<String>, _>>()?;
         let known = kind.columns();
         for n in &names {
             let n = if n == "agent_id" { "device_id" } else { n };
@@ -304,9 +313,9 @@ impl CsvSource {
         }
         Ok(Self {
             kind,
-            reader,
+            framer,
             index,
-            record: csv::StringRecord::new(),
+            width: names.len(),
         })
     }
 }
@@ -321,48 +330,58 @@ impl RowSource for CsvSource {
     }
 
     fn next_row(&mut self) -> Result<Option<Result<Record, BadRow>>, ImportError> {
-        match self.reader.read_record(&mut self.record) {
-            Ok(false) => Ok(None),
-            Ok(true) => {
-                let line = self.record.position().map_or(0, |p| p.line());
-                let rec = &self.record;
-                let index = &self.index;
-                let get = |i: usize| -> Result<Option<Cow<'_, str>>, String> {
-                    Ok(index
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .and_then(|c| rec.get(c))
-                        .map(Cow::Borrowed))
-                };
-                Ok(Some(
-                    parse_record(self.kind, get).map_err(|reason| BadRow { line, reason }),
-                ))
+        let frame = self
+            .framer
+            .next_frame(Some(self.width))
+            .map_err(|e| ImportError::Read {
+                line: 0,
+                message: e.to_string(),
+            })?;
+        let (line, fields) = match frame {
+            None => return Ok(None),
+            Some(framing::Frame::Record { line, fields }) => (line, fields),
+            Some(framing::Frame::Unterminated { line }) => {
+                return Ok(Some(Err(BadRow {
+                    line,
+                    reason: format!(
+                        "unterminated quote (a quoted field must close within {} lines); \
+                         reading resumed at the next line",
+                        framing::MAX_RECORD_LINES
+                    ),
+                })));
             }
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                match e.kind() {
-                    csv::ErrorKind::Io(_) => Err(ImportError::Read {
-                        line,
-                        message: e.to_string(),
-                    }),
-                    csv::ErrorKind::UnequalLengths {
-                        expected_len, len, ..
-                    } => Ok(Some(Err(BadRow {
-                        line,
-                        reason: format!("{len} fields, the header has {expected_len}"),
-                    }))),
-                    csv::ErrorKind::Utf8 { .. } => Ok(Some(Err(BadRow {
-                        line,
-                        reason: "not valid UTF-8".into(),
-                    }))),
-                    _ => Ok(Some(Err(BadRow {
-                        line,
-                        reason: e.to_string(),
-                    }))),
-                }
+            Some(framing::Frame::Malformed { line, reason }) => {
+                return Ok(Some(Err(BadRow { line, reason })));
             }
+        };
+        if fields.len() != self.width {
+            return Ok(Some(Err(BadRow {
+                line,
+                reason: format!("{} fields, the header has {}", fields.len(), self.width),
+            })));
         }
+        let Ok(fields) = fields
+            .into_iter()
+            .map(String::from_utf8)
+            .collect::<Result<Vec<String>, _>>()
+        else {
+            return Ok(Some(Err(BadRow {
+                line,
+                reason: "not valid UTF-8".into(),
+            })));
+        };
+        let index = &self.index;
+        let get = |i: usize| -> Result<Option<Cow<'_, str>>, String> {
+            Ok(index
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|c| fields.get(c))
+                .map(|f| Cow::Borrowed(f.as_str())))
+        };
+        Ok(Some(
+            parse_record(self.kind, get).map_err(|reason| BadRow { line, reason }),
+        ))
     }
 }
 
@@ -370,7 +389,7 @@ struct JsonlSource {
     kind: ImportKind,
     input: BufReader<Box<dyn Read + Send>>,
     line: u64,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl RowSource for JsonlSource {
@@ -387,28 +406,24 @@ impl RowSource for JsonlSource {
             self.buf.clear();
             self.line += 1;
             let line = self.line;
-            let n = match self.input.read_line(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    // Skip the rest of the bad line.
-                    let mut sink = Vec::new();
-                    let _ = self.input.read_until(b'\n', &mut sink);
-                    return Ok(Some(Err(BadRow {
-                        line,
-                        reason: "not valid UTF-8".into(),
-                    })));
-                }
-                Err(e) => {
-                    return Err(ImportError::Read {
-                        line,
-                        message: e.to_string(),
-                    });
-                }
-            };
+            // Bytes up to the newline, decoded per line: a bad line never touches the next.
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| ImportError::Read {
+                    line,
+                    message: e.to_string(),
+                })?;
             if n == 0 {
                 return Ok(None);
             }
-            let text = self.buf.trim();
+            let Ok(text) = std::str::from_utf8(&self.buf) else {
+                return Ok(Some(Err(BadRow {
+                    line,
+                    reason: "not valid UTF-8".into(),
+                })));
+            };
+            let text = text.trim();
             if text.is_empty() {
                 continue;
             }

@@ -190,7 +190,153 @@ pub fn document() -> String {
             }
         }
     });
-    with_diagnostics_results(doc).to_string()
+    harden(with_diagnostics_results(doc)).to_string()
+}
+
+/// Identifiers on the wire (agent, incident, event, request ids, causes).
+const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+fn wire_enum<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Value {
+    json!({"type": "string", "enum": all.iter().map(|v| as_str(*v)).collect::<Vec<_>>()})
+}
+
+/// Makes the document say what the server does: open routes marked open, 401/403 on every
+/// protected operation, axum's own 400/413/415/422 where a body is read, required fields,
+/// closed enums and identifier patterns in the request schemas. `tests/openapi_conformance.rs`
+/// holds the server to it.
+fn harden(mut doc: Value) -> Value {
+    use netmedic_proto::{
+        ActionId, ActionOutcome, Category, CheckId, CheckStatus, EventKind, Severity,
+    };
+    let id = json!({"type": "string", "pattern": ID_PATTERN});
+    let schemas = &mut doc["components"]["schemas"];
+    let ev = &mut schemas["IncidentEvent"];
+    for f in ["event_id", "incident_id", "cause"] {
+        ev["properties"][f] = id.clone();
+    }
+    ev["properties"]["seq"] = json!({"type": "integer", "minimum": 0, "maximum": i64::MAX});
+    ev["properties"]["kind"] = wire_enum(EventKind::ALL, EventKind::as_str);
+    ev["properties"]["check"] = wire_enum(CheckId::ALL, CheckId::as_str);
+    ev["properties"]["category"] = wire_enum(Category::ALL, Category::as_str);
+    ev["properties"]["severity"] = wire_enum(Severity::ALL, Severity::as_str);
+    ev["properties"]["summary"] = json!({"type": "string", "minLength": 1, "maxLength": 512});
+    let action = &mut ev["properties"]["actions"]["items"];
+    action["properties"]["action"] = wire_enum(ActionId::ALL, ActionId::as_str);
+    action["properties"]["outcome"] = wire_enum(ActionOutcome::ALL, ActionOutcome::as_str);
+    action["required"] = json!(["action", "outcome", "at"]);
+    ev["required"] = json!([
+        "event_id",
+        "incident_id",
+        "seq",
+        "kind",
+        "check",
+        "cause",
+        "category",
+        "severity",
+        "started_at",
+        "at",
+        "summary"
+    ]);
+    ev["description"] = json!(
+        "Times must lie within 366 days before and 1 hour after the \
+        collector clock. One incident stores at most 1000 events and 2000 action records; the \
+        excess is acknowledged and folded (counted as duplicates), a resolved event always lands."
+    );
+    let batch = &mut schemas["ReportBatch"];
+    batch["properties"]["agent_id"] = id.clone();
+    batch["properties"]["events"]["minItems"] = json!(1);
+    batch["properties"]["events"]["maxItems"] = json!(500);
+    batch["required"] = json!(["schema_version", "agent_id", "events"]);
+    let hb = &mut schemas["Heartbeat"];
+    hb["properties"]["agent_id"] = id.clone();
+    hb["properties"]["checks"]["additionalProperties"] =
+        wire_enum(CheckStatus::ALL, CheckStatus::as_str);
+    hb["required"] = json!([
+        "schema_version",
+        "agent_id",
+        "agent_version",
+        "firmware_version",
+        "uptime_secs",
+        "sent_at",
+        "checks",
+        "spool_depth",
+        "dropped_total"
+    ]);
+    let dr = &mut schemas["DiagnosticsResult"];
+    dr["properties"]["agent_id"] = id.clone();
+    dr["properties"]["request_id"] = id;
+    dr["required"] = json!([
+        "schema_version",
+        "agent_id",
+        "request_id",
+        "completed_at",
+        "results"
+    ]);
+    schemas["DiagnosticCheck"]["properties"]["check"] = wire_enum(CheckId::ALL, CheckId::as_str);
+    schemas["DiagnosticCheck"]["required"] = json!(["check", "status", "cause", "summary"]);
+    schemas["ErrorBody"]["required"] = json!(["error", "reason"]);
+
+    let paths = &mut doc["paths"];
+    let diag_body = &mut paths["/api/v1/devices/{agent_id}/diagnostics"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    diag_body["required"] = json!(["checks"]);
+    diag_body["properties"]["checks"]["items"] = wire_enum(CheckId::ALL, CheckId::as_str);
+    let ks_body = &mut paths["/api/v1/killswitches"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    ks_body["required"] = json!(["scope", "reason"]);
+    for open in ["/healthz", "/readyz", "/api/openapi.json"] {
+        paths[open]["get"]["security"] = json!([]);
+    }
+    // Open unless server.metrics_requires_token.
+    paths["/metrics"]["get"]["security"] = json!([{}, {"apiToken": []}]);
+    let Some(paths) = paths.as_object_mut() else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let mut codes: Vec<&str> = Vec::new();
+            let open = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|r| r.as_object().is_some_and(serde_json::Map::is_empty))
+                });
+            if !open {
+                codes.extend(["401", "403"]);
+            } else if path == "/metrics" {
+                codes.push("401");
+            }
+            if path.starts_with("/api/v1/") {
+                // Unknown or mistyped query parameters, malformed path segments; the database
+                // unreachable.
+                codes.extend(["400", "503"]);
+            }
+            if method != "get" && method != "delete" {
+                codes.extend(["400", "413", "415"]);
+                let json_body = op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some();
+                let own_decoder = op
+                    .get("security")
+                    .is_some_and(|s| s.to_string().contains("deviceToken"));
+                if json_body && !own_decoder {
+                    // axum's Json extractor: well-formed JSON of the wrong shape.
+                    codes.push("422");
+                }
+            }
+            let responses = &mut op["responses"];
+            for c in codes {
+                if responses.get(c).is_none() {
+                    responses[c] = error_responses(&[c])[c].clone();
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// The diagnostics-results routes and schemas: a device's result of an on-demand diagnostics

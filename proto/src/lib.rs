@@ -8,7 +8,7 @@ mod time;
 mod validate;
 
 pub use time::{Timestamp, TimestampError};
-pub use validate::{Limits, ValidationError, Violation};
+pub use validate::{Limits, TimeWindow, ValidationError, Violation};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 
 use crate::{
     DiagnosticCheck, DiagnosticsResult, EventKind, Heartbeat, IncidentEvent, ReportBatch,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -193,6 +193,65 @@ impl ReportBatch {
             }
         }
         c.finish()
+    }
+}
+
+/// How far from the receiver's clock a device-supplied event time may lie. Times outside the
+/// window (a router that booted at 1970 without NTP, a forged 9999) are refused, so no device can
+/// pin its incidents to the top or bottom of "newest first".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Oldest accepted time, as an age before "now" (the agent spool may hold events that long).
+    pub max_past_millis: i64,
+    /// Newest accepted time, as a lead over "now" (clock skew).
+    pub max_future_millis: i64,
+}
+
+impl Default for TimeWindow {
+    fn default() -> Self {
+        Self {
+            max_past_millis: 366 * 24 * 3_600_000,
+            max_future_millis: 3_600_000,
+        }
+    }
+}
+
+impl TimeWindow {
+    fn check(&self, c: &mut Collect, field: String, t: Timestamp, now: Timestamp) {
+        let ahead = t.millis_since(now);
+        if ahead > self.max_future_millis {
+            c.push(
+                field,
+                format!(
+                    "{t} is more than {} s ahead of the collector clock",
+                    self.max_future_millis / 1000
+                ),
+            );
+        } else if -ahead > self.max_past_millis {
+            c.push(
+                field,
+                format!(
+                    "{t} is more than {} days before the collector clock",
+                    self.max_past_millis / 86_400_000
+                ),
+            );
+        }
+    }
+}
+
+impl ReportBatch {
+    /// Checks every event and action time against `now` (the receiver's clock); kept apart from
+    /// [`ReportBatch::validate`] so that one stays a pure function of the document.
+    pub fn check_times(&self, now: Timestamp, w: &TimeWindow) -> Vec<Violation> {
+        let mut c = Collect::default();
+        for (i, e) in self.events.iter().enumerate() {
+            w.check(&mut c, format!("events[{i}].started_at"), e.started_at, now);
+            w.check(&mut c, format!("events[{i}].at"), e.at, now);
+            for (k, a) in e.actions.iter().enumerate() {
+                w.check(&mut c, format!("events[{i}].actions[{k}].at"), a.at, now);
+            }
+        }
+        c.0
     }
 }
 
@@ -416,5 +475,21 @@ mod tests {
         ] {
             assert!(fields.contains(&want), "missing {want} in {err}");
         }
+    }
+
+    #[test]
+    fn times_far_from_now_are_refused_with_their_field() {
+        let now = Timestamp::from_unix_millis(1_700_000_000_000).unwrap();
+        let mut e = ev();
+        e.started_at = Timestamp::from_unix_millis(0).unwrap();
+        e.at = Timestamp::from_unix_millis(253_402_300_799_999).unwrap();
+        let b = ReportBatch {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-0001".into(),
+            events: vec![ev(), e],
+        };
+        let v = b.check_times(now, &TimeWindow::default());
+        let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["events[1].started_at", "events[1].at"], "{v:?}");
     }
 }

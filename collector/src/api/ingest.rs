@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use netmedic_proto::{
-    Heartbeat, HeartbeatReply, Limits, ReportAck, ReportBatch, SCHEMA_VERSION, Violation,
+    Heartbeat, HeartbeatReply, Limits, ReportAck, ReportBatch, SCHEMA_VERSION, TimeWindow,
+    Violation,
 };
 
 impl Document for ReportBatch {
@@ -24,6 +25,8 @@ impl Document for ReportBatch {
             .err()
             .map(|e| e.violations)
             .unwrap_or_default();
+        // Device clocks are untrusted: times far from ours are refused (see TimeWindow).
+        v.extend(self.check_times(now(), &TimeWindow::default()));
         // Storage keeps seq in a signed 64-bit integer (SQLite and PostgreSQL alike).
         for (i, e) in self.events.iter().enumerate() {
             if i64::try_from(e.seq).is_err() {

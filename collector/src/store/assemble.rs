@@ -1,6 +1,15 @@
 //! Assembles an incident from all of its stored events, whatever order they arrived in. Pure and
-//! backend-neutral: every store recomputes an incident with this after storing new events, so the
-//! result depends only on the set of events, never on arrival order.
+//! backend-neutral: the result depends only on the set of events, never on arrival order. When
+//! new events all come after the stored ones (the usual case), [`merge`] folds them into the
+//! stored incident without re-reading its events; the bounds below keep the rare full re-read,
+//! and the incident's API answer, small.
+
+/// Most events stored for one incident. Past it, further `opened`/`updated` events are
+/// acknowledged but not stored (folded: the incident keeps its first events); one `resolved`
+/// event is still stored, so a runaway incident can always be closed.
+pub const MAX_EVENTS_PER_INCIDENT: u32 = 1000;
+/// Most action records stored for one incident; later actions are acknowledged, not stored.
+pub const MAX_ACTIONS_PER_INCIDENT: u32 = 2000;
 
 use netmedic_proto::{
     Category, CheckId, EventKind, IncidentEvent, IncidentStatus, Severity, Timestamp,
@@ -66,6 +75,34 @@ pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
         evidence,
         event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
         last_seq: latest.seq,
+    })
+}
+
+/// Folds `new` events into `prev` (assembled from the stored events) without re-reading them.
+/// Exact when every new event has a higher `seq` than `prev.last_seq`: then the result equals
+/// [`assemble`] over all events. Returns `None` otherwise (the caller re-reads the incident).
+pub fn merge(prev: &Assembled, new: &[IncidentEvent]) -> Option<Assembled> {
+    if new.iter().any(|e| e.seq <= prev.last_seq) {
+        return None;
+    }
+    let next = assemble(new)?;
+    let count = u32::try_from(new.len()).unwrap_or(u32::MAX);
+    Some(Assembled {
+        status: if next.status == IncidentStatus::Resolved {
+            IncidentStatus::Resolved
+        } else {
+            prev.status
+        },
+        started_at: prev.started_at.min(next.started_at),
+        resolved_at: next.resolved_at.or(prev.resolved_at),
+        auto_healed: next.auto_healed.or(prev.auto_healed),
+        evidence: if next.evidence.is_empty() {
+            prev.evidence.clone()
+        } else {
+            next.evidence
+        },
+        event_count: prev.event_count.saturating_add(count),
+        ..next
     })
 }
 
@@ -144,5 +181,24 @@ mod tests {
         assert_eq!(a.status, IncidentStatus::Resolved);
         assert_eq!(a.summary, "summary 3");
         assert!(assemble(&[]).is_none());
+    }
+
+    #[test]
+    fn merge_equals_assembling_everything() {
+        let mut opened = ev("a", 1, EventKind::Opened, 0);
+        opened.evidence.insert("gateway".into(), "192.0.2.1".into());
+        let mut upd = ev("b", 2, EventKind::Updated, 5);
+        upd.started_at = ts(-3);
+        let resolved = ev("c", 3, EventKind::Resolved, 10);
+        let after = ev("d", 4, EventKind::Updated, 11);
+        let all = [opened.clone(), upd.clone(), resolved.clone(), after.clone()];
+        for split in 1..all.len() {
+            let prev = assemble(&all[..split]).unwrap();
+            let merged = merge(&prev, &all[split..]).unwrap();
+            assert_eq!(merged, assemble(&all).unwrap(), "split at {split}");
+        }
+        // An older event cannot be folded in: the caller must re-read.
+        let prev = assemble(&[opened, resolved]).unwrap();
+        assert!(merge(&prev, &[upd]).is_none());
     }
 }

@@ -4,10 +4,16 @@
 
 macro_rules! write_sql {
     () => {
+        use netmedic_proto::EventKind;
+        use $crate::store::assemble::{
+            Assembled, MAX_ACTIONS_PER_INCIDENT, MAX_EVENTS_PER_INCIDENT, merge,
+        };
+
         /// Applies a group of writes inside the caller's transaction; one result per item.
         /// Statements are per group, not per request: all heartbeats of the group in one
-        /// UPDATE, all new events in multi-row INSERTs, all touched incidents re-read in one
-        /// query and upserted in one statement — round trips, not rows, are what cost.
+        /// UPDATE, all new events in multi-row INSERTs, all touched incident rows read in one
+        /// query, merged with their new events and upserted in one statement — round trips,
+        /// not rows, are what cost.
         async fn apply_group(conn: &mut Conn, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
             let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
             let mut now_ms = 0;
@@ -246,14 +252,97 @@ macro_rules! write_sql {
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
                 accepted.extend(ids.into_iter().map(|(id,)| id));
             }
-            // Action trails of the new events.
-            let actions: Vec<(&str, &IncidentEvent, usize, &ActionRecord)> = rows
+            // The new events per incident, in seq order, and what is stored of each incident.
+            let mut fresh: BTreeMap<(&str, &str), Vec<&IncidentEvent>> = BTreeMap::new();
+            for (_, agent, e) in &rows {
+                if accepted.contains(&e.event_id) {
+                    fresh.entry((*agent, e.incident_id.as_str())).or_default().push(*e);
+                }
+            }
+            for events in fresh.values_mut() {
+                events.sort_by(|a, b| (a.seq, &a.event_id).cmp(&(b.seq, &b.event_id)));
+            }
+            let touched: Vec<(&str, &str)> = fresh.keys().copied().collect();
+            let mut prev: BTreeMap<(String, String), Assembled> = BTreeMap::new();
+            for chunk in touched.chunks(CHUNK_ROWS) {
+                prev.extend(load_assembled(conn, chunk).await?);
+            }
+            // Bound each incident (see MAX_EVENTS_PER_INCIDENT): the excess is folded — acked,
+            // counted as a duplicate, and taken out of the events table again.
+            let mut folded: BTreeSet<String> = BTreeSet::new();
+            for (key, events) in fresh.iter_mut() {
+                let before = prev.get(&(key.0.to_owned(), key.1.to_owned()));
+                let mut stored = before.map_or(0, |a| a.event_count);
+                let mut resolved = before.is_some_and(|a| a.status == IncidentStatus::Resolved);
+                events.retain(|e| {
+                    let is_resolved = e.kind == EventKind::Resolved;
+                    let keep = stored < MAX_EVENTS_PER_INCIDENT || (is_resolved && !resolved);
+                    if keep {
+                        stored = stored.saturating_add(1);
+                        resolved |= is_resolved;
+                    } else {
+                        folded.insert(e.event_id.clone());
+                    }
+                    keep
+                });
+            }
+            let folded_ids: Vec<&String> = folded.iter().collect();
+            for chunk in folded_ids.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new("DELETE FROM events WHERE event_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind((*id).clone());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *conn).await?;
+            }
+            if !folded.is_empty() {
+                log::warn!(
+                    "{} event(s) past the limit of {MAX_EVENTS_PER_INCIDENT} per incident folded",
+                    folded.len()
+                );
+            }
+            for id in &folded {
+                accepted.remove(id);
+            }
+            // Action trails of the stored new events, bounded per incident.
+            let with_actions: Vec<(&str, &str)> = fresh
                 .iter()
-                .filter(|(_, _, e)| accepted.contains(&e.event_id))
-                .flat_map(|(_, agent, e)| {
-                    e.actions.iter().enumerate().map(move |(k, a)| (*agent, *e, k, a))
+                .filter(|(k, ev)| {
+                    prev.contains_key(&(k.0.to_owned(), k.1.to_owned()))
+                        && ev.iter().any(|e| !e.actions.is_empty())
                 })
+                .map(|(k, _)| *k)
                 .collect();
+            let mut action_count: BTreeMap<(String, String), i64> = BTreeMap::new();
+            for chunk in with_actions.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT agent_id, incident_id, COUNT(*) FROM incident_actions
+                     WHERE (agent_id, incident_id) IN (",
+                );
+                qb.push_values(chunk, |mut b, (agent, incident)| {
+                    b.push_bind(agent.to_string()).push_bind(incident.to_string());
+                });
+                qb.push(") GROUP BY agent_id, incident_id");
+                let found: Vec<(String, String, i64)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                action_count.extend(found.into_iter().map(|(a, i, n)| ((a, i), n)));
+            }
+            let mut actions: Vec<(&str, &IncidentEvent, usize, &ActionRecord)> = Vec::new();
+            for ((agent, incident), events) in &fresh {
+                let mut n = action_count
+                    .get(&((*agent).to_owned(), (*incident).to_owned()))
+                    .copied()
+                    .unwrap_or(0);
+                for e in events {
+                    for (k, a) in e.actions.iter().enumerate() {
+                        if n < i64::from(MAX_ACTIONS_PER_INCIDENT) {
+                            actions.push((*agent, *e, k, a));
+                            n += 1;
+                        }
+                    }
+                }
+            }
             for chunk in actions.chunks(CHUNK_ROWS) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO incident_actions
@@ -272,55 +361,29 @@ macro_rules! write_sql {
                 });
                 qb.build().execute(&mut *conn).await?;
             }
-            let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
-            for (_, agent, e) in &rows {
-                if accepted.contains(&e.event_id) {
-                    touched.insert((agent, e.incident_id.as_str()));
+            // Incident rows: new events after the stored ones are merged into the stored row
+            // (no re-read); an incident that got an older event is re-read whole (bounded).
+            let mut assembled = Vec::new();
+            let mut reread: Vec<(&str, &str)> = Vec::new();
+            for ((agent, incident), events) in &fresh {
+                if events.is_empty() {
+                    continue;
+                }
+                let owned: Vec<IncidentEvent> = events.iter().map(|e| (*e).clone()).collect();
+                let next = match prev.get(&((*agent).to_owned(), (*incident).to_owned())) {
+                    None => assemble(&owned),
+                    Some(p) => merge(p, &owned),
+                };
+                match next {
+                    Some(a) => assembled.push(((*agent).to_owned(), (*incident).to_owned(), a)),
+                    None => reread.push((*agent, *incident)),
                 }
             }
-            let touched: Vec<(&str, &str)> = touched.into_iter().collect();
-            // An incident without a row has no stored events besides this group's (every
-            // accepted event is assembled in the transaction that stores it): assemble it from
-            // memory. Known incidents are re-read whole.
-            let mut existing: BTreeSet<(String, String)> = BTreeSet::new();
-            for chunk in touched.chunks(CHUNK_ROWS) {
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT agent_id, incident_id FROM incidents WHERE (agent_id, incident_id) IN (",
-                );
-                qb.push_values(chunk, |mut b, (agent, incident)| {
-                    b.push_bind(agent.to_string()).push_bind(incident.to_string());
-                });
-                qb.push(")");
-                let found: Vec<(String, String)> =
-                    qb.build_query_as().fetch_all(&mut *conn).await?;
-                existing.extend(found);
+            for chunk in assembled.chunks(CHUNK_ROWS) {
+                upsert_incidents(conn, chunk.to_vec(), now_ms).await?;
             }
-            let mut fresh: BTreeMap<(&str, &str), Vec<IncidentEvent>> = BTreeMap::new();
-            for (_, agent, e) in &rows {
-                let key = (*agent, e.incident_id.as_str());
-                if accepted.contains(&e.event_id)
-                    && !existing.contains(&(agent.to_string(), e.incident_id.clone()))
-                {
-                    fresh.entry(key).or_default().push((*e).clone());
-                }
-            }
-            let known: Vec<(&str, &str)> = touched
-                .iter()
-                .filter(|(a, i)| existing.contains(&(a.to_string(), i.to_string())))
-                .copied()
-                .collect();
-            for chunk in known.chunks(CHUNK_ROWS) {
+            for chunk in reread.chunks(CHUNK_ROWS) {
                 rebuild_incidents(conn, chunk, now_ms).await?;
-            }
-            let fresh: Vec<((&str, &str), Vec<IncidentEvent>)> = fresh.into_iter().collect();
-            for chunk in fresh.chunks(CHUNK_ROWS) {
-                let mut assembled = Vec::with_capacity(chunk.len());
-                for ((agent, incident), events) in chunk {
-                    if let Some(a) = assemble(events) {
-                        assembled.push(((*agent).to_owned(), (*incident).to_owned(), a));
-                    }
-                }
-                upsert_incidents(conn, assembled, now_ms).await?;
             }
             for (i, batch) in batches {
                 let mut ack = ReportAck {
@@ -379,10 +442,73 @@ macro_rules! write_sql {
             upsert_incidents(conn, assembled, now_ms).await
         }
 
+        /// The stored incident rows of `keys`, as [`Assembled`] values for [`merge`].
+        async fn load_assembled(
+            conn: &mut Conn,
+            keys: &[(&str, &str)],
+        ) -> Result<Vec<((String, String), Assembled)>> {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT agent_id, incident_id, check_id, cause, category, severity, status,
+                        started_at, resolved_at, auto_healed, summary, evidence, event_count,
+                        last_seq
+                 FROM incidents WHERE (agent_id, incident_id) IN (",
+            );
+            qb.push_values(keys, |mut b, (agent, incident)| {
+                b.push_bind(agent.to_string()).push_bind(incident.to_string());
+            });
+            qb.push(")");
+            type Row = (
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                i64,
+                Option<i64>,
+                Option<bool>,
+                String,
+                String,
+                i64,
+                i64,
+            );
+            let rows: Vec<Row> = qb.build_query_as().fetch_all(&mut *conn).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let status = match r.6.as_str() {
+                    "open" => IncidentStatus::Open,
+                    "resolved" => IncidentStatus::Resolved,
+                    other => {
+                        return Err(StoreError::Corrupt(format!("incident status {other:?}")));
+                    }
+                };
+                let a = Assembled {
+                    check: parse_enum(&r.2, CheckId::parse, "check")?,
+                    cause: r.3,
+                    category: parse_enum(&r.4, Category::parse, "category")?,
+                    severity: parse_enum(&r.5, Severity::parse, "severity")?,
+                    status,
+                    started_at: timestamp(r.7, "started_at")?,
+                    resolved_at: r.8.map(|ms| timestamp(ms, "resolved_at")).transpose()?,
+                    auto_healed: r.9,
+                    summary: r.10,
+                    evidence: serde_json::from_str(&r.11)
+                        .map_err(|e| StoreError::Corrupt(format!("incident evidence: {e}")))?,
+                    event_count: u32::try_from(r.12)
+                        .map_err(|_| StoreError::Corrupt("event_count out of range".into()))?,
+                    last_seq: u64::try_from(r.13)
+                        .map_err(|_| StoreError::Corrupt("last_seq out of range".into()))?,
+                };
+                out.push(((r.0, r.1), a));
+            }
+            Ok(out)
+        }
+
         /// Writes assembled incidents in one multi-row upsert.
         async fn upsert_incidents(
             conn: &mut Conn,
-            incidents: Vec<(String, String, $crate::store::assemble::Assembled)>,
+            incidents: Vec<(String, String, Assembled)>,
             now_ms: i64,
         ) -> Result<()> {
             let mut assembled = Vec::with_capacity(incidents.len());

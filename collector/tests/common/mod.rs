@@ -393,8 +393,15 @@ pub async fn count_rows(db: &std::path::Path, table: &str) -> i64 {
     n
 }
 
+/// `secs` after a base instant 200 days before the test started (whole seconds): the collector
+/// refuses event times more than 366 days old or 1 hour ahead, and stories reach ~70 days on.
 pub fn ts(secs: i64) -> Timestamp {
-    Timestamp::from_unix_millis(1_795_424_000_000 + secs * 1000).unwrap()
+    static BASE_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE_MS.get_or_init(|| {
+        let now = netmedic_collector::now().unix_millis();
+        (now - 200 * 86_400_000) / 1000 * 1000
+    });
+    Timestamp::from_unix_millis(base + secs * 1000).unwrap()
 }
 
 pub fn event(event_id: &str, incident_id: &str, seq: u64, kind: EventKind) -> IncidentEvent {
