@@ -14,12 +14,75 @@ pub struct ReportParams {
     pub to_ms: Option<i64>,
     pub contact_window_ms: i64,
     pub survey_window_ms: i64,
-    /// Contact reason (lower case) → the incident category it speaks about.
-    pub reason_categories: BTreeMap<String, Category>,
+    /// Category → the reason rules that make a contact about it a strong link.
+    pub reason_rules: BTreeMap<Category, Vec<ReasonRule>>,
     pub cost_per_contact_cents: u64,
     pub currency: String,
     /// Longest churn-risk list.
     pub churn_top: usize,
+    /// Groups with fewer answers show "too few" and no effect.
+    pub min_group_n: u64,
+}
+
+/// One word of a [`ReasonRule`]: exact, or a prefix (written with a trailing `*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RuleWord {
+    text: String,
+    prefix: bool,
+}
+
+/// A contact-reason rule: words that must all occur in the reason, in any order. Reasons and
+/// rules are compared case-insensitively, split into words at every character that is not a
+/// letter or digit ("No_Internet!" is the words `no`, `internet`); a rule word ending in `*`
+/// matches any word it begins (`load*`: "load", "loads", "loading").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonRule {
+    words: Vec<RuleWord>,
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric() && c != '*')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+impl ReasonRule {
+    /// Parses a rule; refuses one without words or with a `*` that is not at a word's end.
+    pub fn parse(rule: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for w in words(rule) {
+            let (text, prefix) = match w.strip_suffix('*') {
+                Some(t) => (t.to_owned(), true),
+                None => (w.clone(), false),
+            };
+            if text.is_empty() || text.contains('*') {
+                return Err(format!("{w:?}: `*` only ends a word of letters or digits"));
+            }
+            out.push(RuleWord { text, prefix });
+        }
+        if out.is_empty() {
+            return Err("a rule needs at least one word".into());
+        }
+        Ok(Self { words: out })
+    }
+
+    /// Whether every word of the rule occurs in `reason`.
+    pub fn matches(&self, reason: &str) -> bool {
+        let reason: Vec<String> = reason
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        self.words.iter().all(|rw| {
+            reason.iter().any(|w| {
+                if rw.prefix {
+                    w.starts_with(&rw.text)
+                } else {
+                    *w == rw.text
+                }
+            })
+        })
+    }
 }
 
 impl ReportParams {
@@ -33,10 +96,22 @@ impl ReportParams {
             to_ms: to.map(Timestamp::unix_millis),
             contact_window_ms: i64::from(cx.contact_window_hours) * 3_600_000,
             survey_window_ms: i64::from(cx.survey_window_days) * 86_400_000,
-            reason_categories: cx.reason_categories.clone(),
+            // The config validated every rule; one that still fails to parse is left out.
+            reason_rules: cx
+                .reason_rules
+                .iter()
+                .map(|(c, rules)| {
+                    let rules = rules
+                        .iter()
+                        .filter_map(|r| ReasonRule::parse(r).ok())
+                        .collect();
+                    (*c, rules)
+                })
+                .collect(),
             cost_per_contact_cents: cx.cost_per_contact_cents,
             currency: cx.currency.clone(),
             churn_top: cx.churn_top as usize,
+            min_group_n: u64::from(cx.min_group_n),
         }
     }
 
@@ -48,10 +123,12 @@ impl ReportParams {
         )
     }
 
-    pub fn category_of_reason(&self, reason: &str) -> Option<Category> {
-        self.reason_categories
-            .get(&reason.trim().to_ascii_lowercase())
-            .copied()
+    /// Whether a contact with this reason about an incident of `category` is a strong link: the
+    /// reason matches one of the category's rules.
+    pub fn reason_matches(&self, reason: &str, category: Category) -> bool {
+        self.reason_rules
+            .get(&category)
+            .is_some_and(|rules| rules.iter().any(|r| r.matches(reason)))
     }
 }
 
