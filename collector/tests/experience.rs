@@ -37,6 +37,7 @@ backend_stories!(
     planted_effects_are_recovered_within_their_intervals,
     a_population_without_effects_reports_none,
     mass_outage_becomes_one_network_event_with_advisories,
+    churn_baseline_rules_and_small_groups,
 );
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -939,5 +940,110 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
     let r = report(&s, "").await;
     assert_eq!(r.network_events.len(), 1);
     assert!(r.network_events[0].resolved_at.is_some());
+    s.stop().await;
+}
+
+// ---- fixes -------------------------------------------------------------------------------------
+
+/// A customer with one contact shows it on the churn list; customers without incidents give the
+/// baseline contact rate by the same window rule; a free-text reason is a strong link by the
+/// shipped rules; groups under `min_group_n` have an in-range interval, no effect and show "too
+/// few"; auto-healed vs escalated per category.
+async fn churn_baseline_rules_and_small_groups(b: Backend) {
+    let s = start(b).await;
+    let t = ts(0).unix_millis();
+    let hour = 3_600_000;
+    import(
+        &s,
+        "subscribers",
+        "",
+        "device_id,customer_id\ncpe-f1,c1\ncpe-f2,c2\ncpe-f3,c3\n".into(),
+    )
+    .await;
+    store_incidents(
+        &s,
+        &[
+            Inc {
+                agent: "cpe-f1".into(),
+                id: "i1".into(),
+                category: Category::DnsFailure,
+                started_ms: t,
+                resolved: Some(false),
+            },
+            Inc {
+                agent: "cpe-f1".into(),
+                id: "i2".into(),
+                category: Category::DnsFailure,
+                started_ms: t + 100 * hour,
+                resolved: Some(true),
+            },
+        ],
+    )
+    .await;
+    // c1: one contact in free text; c2 (no incident): contacts in slots 0, 0 and 1 of 72 h.
+    import(
+        &s,
+        "contacts",
+        "",
+        format!(
+            "contact_id,customer_id,created_at,reason\n\
+             k1,c1,{},Websites do not load\n\
+             k2,c2,{},billing\nk3,c2,{},billing\nk4,c2,{},billing\n",
+            rfc(t + hour),
+            rfc(t + 10 * hour),
+            rfc(t + 20 * hour),
+            rfc(t + 80 * hour),
+        ),
+    )
+    .await;
+    import(
+        &s,
+        "surveys",
+        "",
+        format!(
+            "survey_id,customer_id,answered_at,nps\nsv1,c1,{},3\nsv2,c2,{},10\n",
+            rfc(t + 2 * hour),
+            rfc(t + 3 * hour)
+        ),
+    )
+    .await;
+    let r = report(
+        &s,
+        &format!("?from={}&to={}", rfc(t), rfc(t + 144 * hour)),
+    )
+    .await;
+    // Churn: c1 has 2 incidents, a detractor answer and exactly one contact.
+    assert_eq!(r.churn_risk.len(), 1, "{:?}", r.churn_risk);
+    let c1 = &r.churn_risk[0];
+    assert_eq!((c1.customer_id.as_str(), c1.contacts), ("c1", 1));
+    assert_eq!(c1.score, 2 + 1 + 3);
+    // Baseline: c2 and c3 × two 72 h slots of the 144 h period; c2 contacted in both.
+    let base = r.contacts.baseline.unwrap();
+    assert_eq!((base.k, base.n), (2, 4));
+    let dns = &r.contacts.by_category[0];
+    assert_eq!(dns.category, Category::DnsFailure);
+    assert_eq!((dns.contact_rate.unwrap().k, dns.contact_rate.unwrap().n), (1, 2));
+    assert!(dns.vs_baseline.is_some());
+    // "Websites do not load" speaks about DNS.
+    assert_eq!(dns.strong_links, 1);
+    // Per category: the escalated DNS incident was followed by the contact, the healed one not.
+    let (a, e) = (dns.auto_healed.unwrap(), dns.escalated.unwrap());
+    assert_eq!(((a.k, a.n), (e.k, e.n)), ((0, 1), (1, 1)));
+    let names: Vec<&str> = r
+        .satisfaction
+        .by_category_outcome
+        .iter()
+        .map(|g| g.group.as_str())
+        .collect();
+    assert_eq!(names, ["dns_failure escalated"]);
+    // Small groups: one answer each side; the interval stays in range, no effect, "too few".
+    let w = r.satisfaction.with_incident.satisfaction.nps.unwrap();
+    assert_eq!((w.n, w.nps), (1, -100.0));
+    assert!(w.ci_low >= -100.0 && w.ci_high <= 100.0 && w.ci_high > w.ci_low, "{w:?}");
+    assert!(r.satisfaction.with_incident.nps_effect.is_none());
+    assert_eq!(r.min_group_n, 10);
+    let text = netmedic_collector::analytics::render(&r);
+    assert!(text.contains("too few (n=1)"), "{text}");
+    assert!(text.contains("STRONG: incidents with a linked contact whose reason matches"));
     s.stop().await;
 }
