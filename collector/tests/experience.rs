@@ -38,6 +38,7 @@ backend_stories!(
     a_population_without_effects_reports_none,
     mass_outage_becomes_one_network_event_with_advisories,
     churn_baseline_rules_and_small_groups,
+    bulk_enrolment_of_a_fleet,
 );
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -1045,5 +1046,116 @@ async fn churn_baseline_rules_and_small_groups(b: Backend) {
     let text = netmedic_collector::analytics::render(&r);
     assert!(text.contains("too few (n=1)"), "{text}");
     assert!(text.contains("STRONG: incidents with a linked contact whose reason matches"));
+    s.stop().await;
+}
+
+// ---- bulk enrolment ----------------------------------------------------------------------------
+
+/// Runs the collector binary (on a blocking thread: the server shares this test's runtime).
+async fn run_cli(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netmedic-collector"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `device import` enrols 30,000 devices from a file in one go (the figure is printed, never
+/// asserted), writes their tokens to a new 0600 file, maps customers, and refuses a bad file or
+/// an active device without writing anything.
+async fn bulk_enrolment_of_a_fleet(b: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let s = start(b).await;
+    let db = match &s.storage {
+        netmedic_collector::config::StorageUrl::Postgres { url } => url.clone(),
+        netmedic_collector::config::StorageUrl::Sqlite { .. } => {
+            format!("sqlite://{}", s.db_path.display())
+        }
+    };
+    let dir = s.dir.path();
+    let fleet = dir.join("fleet.csv");
+    let mut text = String::from("device_id,customer_id\n");
+    for i in 0..30_000 {
+        if i % 2 == 0 {
+            writeln!(text, "bulk-{i:05},cust-{i:05}").unwrap();
+        } else {
+            writeln!(text, "bulk-{i:05}").unwrap();
+        }
+    }
+    std::fs::write(&fleet, &text).unwrap();
+    let tokens = dir.join("tokens.csv");
+    let args = |file: &std::path::Path, out: &std::path::Path| -> Vec<String> {
+        vec![
+            "device".into(),
+            "import".into(),
+            file.display().to_string(),
+            "--tokens-out".into(),
+            out.display().to_string(),
+            "--db".into(),
+            db.clone(),
+        ]
+    };
+    let out = run_cli(args(&fleet, &tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The measured figure, for the record.
+    println!("bulk enrolment ({b:?}): {}", stderr.trim());
+    assert!(stderr.contains("enrolled 30000 devices"), "{stderr}");
+    let meta = std::fs::metadata(&tokens).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let written = std::fs::read_to_string(&tokens).unwrap();
+    let lines: Vec<&str> = written.lines().skip(1).collect();
+    assert_eq!(lines.len(), 30_000);
+    let (id, token) = lines[0].split_once(',').unwrap();
+    assert_eq!(id, "bulk-00000");
+    // The token works; the customer mapping is there.
+    let reply = beat(&s, id, token).await;
+    assert!(upstream(&reply).is_none());
+    store_incidents(
+        &s,
+        &[Inc {
+            agent: id.into(),
+            id: "i-bulk".into(),
+            category: Category::NoInternet,
+            started_ms: ts(0).unix_millis(),
+            resolved: None,
+        }],
+    )
+    .await;
+    assert_eq!(report(&s, "").await.customers_with_incidents, 1);
+    // A bad line refuses the whole file and writes no tokens file.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "fresh-1\nno spaces allowed\nfresh-2\nfresh-1\n").unwrap();
+    let bad_tokens = dir.join("bad-tokens.csv");
+    let out = run_cli(args(&bad, &bad_tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2:") && stderr.contains("line 4: device fresh-1 already on line 1"), "{stderr}");
+    assert!(!bad_tokens.exists());
+    // An active device among new ones: nothing enrolled, the tokens file removed.
+    std::fs::write(&bad, "fresh-3\nbulk-00007\n").unwrap();
+    let out = run_cli(args(&bad, &bad_tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bulk-00007"), "{stderr}");
+    assert!(!bad_tokens.exists());
+    let out = run_cli(vec![
+        "device".into(),
+        "list".into(),
+        "--json".into(),
+        "--db".into(),
+        db.clone(),
+        "-n".into(),
+        "10".into(),
+    ])
+    .await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fresh-3"));
+    // The tokens file is never overwritten.
+    let out = run_cli(args(&fleet, &tokens)).await;
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&tokens).unwrap(), written);
     s.stop().await;
 }
