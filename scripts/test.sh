@@ -15,6 +15,8 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+# Every fuzz target for 20 s (scripts/fuzz.sh; README "Fuzzing"). NETMEDIC_SKIP_FUZZ=1 skips it.
+[ "${NETMEDIC_SKIP_FUZZ:-0}" = 1 ] || scripts/fuzz.sh 20
 # The Debian packages (packaging/README.md): build both .debs, install, upgrade and purge them in
 # a throwaway overlay root; leaves nothing on this machine. NETMEDIC_SKIP_DEB_TEST=1 skips it.
 if [ "${NETMEDIC_SKIP_DEB_TEST:-0}" != 1 ]; then

@@ -258,7 +258,7 @@ pub enum ConfigError {
         message: String,
     },
     /// Well-formed but wrong; every problem is listed.
-    #[error("{path}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{path}: invalid configuration:\n{}", .problems.iter().map(|p| p.located(path)).collect::<Vec<_>>().join("\n"))]
     Invalid {
         path: String,
         problems: Vec<Problem>,
@@ -270,6 +270,9 @@ pub enum ConfigError {
 pub struct Problem {
     pub field: String,
     pub message: String,
+    /// 1-based line and column of the field in the file, when it is written there (filled in
+    /// by [`AgentConfig::parse`]; a default value has no place in the file).
+    pub at: Option<(usize, usize)>,
 }
 
 impl Problem {
@@ -277,6 +280,19 @@ impl Problem {
         Self {
             field: field.into(),
             message: message.into(),
+            at: None,
+        }
+    }
+
+    /// One line of an error report: `FILE:LINE:COLUMN: field `F`: problem` when located,
+    /// `  - F: problem` when not.
+    pub fn located(&self, path: &str) -> String {
+        match self.at {
+            Some((line, column)) => format!(
+                "{path}:{line}:{column}: field `{}`: {}",
+                self.field, self.message
+            ),
+            None => format!("  - {self}"),
         }
     }
 }
@@ -313,6 +329,44 @@ fn field_at(text: &str, line: usize) -> Option<String> {
     })
 }
 
+/// Where the field `path` (as in [`Problem::field`]: `checks.dns.interval_secs`,
+/// `playbook[2].causes[0]`) is written in `text`: the key for a table entry, the element for
+/// an array index. `None` when the text does not parse or the field is not written at all.
+fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    locate_offset(text, path).map(|offset| line_col(text, offset))
+}
+
+fn locate_offset(text: &str, path: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeValue::Table(DeTable::parse(text).ok()?.into_inner());
+    let mut value = &root;
+    let mut at = None;
+    for segment in path.split('.') {
+        let mut parts = segment.split('[');
+        let key = parts.next()?;
+        let DeValue::Table(t) = value else {
+            return at;
+        };
+        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+            return at;
+        };
+        at = Some(k.span().start);
+        value = v.get_ref();
+        for index in parts {
+            let i: usize = index.strip_suffix(']')?.parse().ok()?;
+            let DeValue::Array(a) = value else {
+                return at;
+            };
+            let Some(item) = a.get(i) else {
+                return at;
+            };
+            at = Some(item.span().start);
+            value = item.get_ref();
+        }
+    }
+    at
+}
+
 impl AgentConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -339,7 +393,10 @@ impl AgentConfig {
                 message,
             }
         })?;
-        let problems = cfg.problems();
+        let mut problems = cfg.problems();
+        for p in &mut problems {
+            p.at = locate(text, &p.field);
+        }
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -353,12 +410,7 @@ impl AgentConfig {
     /// Every semantic problem, not just the first.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            p.push(Problem {
-                field: field.to_string(),
-                message,
-            })
-        };
+        let mut bad = |field: &str, message: String| p.push(Problem::new(field, message));
         let id = &self.agent.id;
         if id.is_empty()
             || id.len() > 64
@@ -540,6 +592,20 @@ interface = "wan"
                 "checks.default_route.interval_secs"
             ]
         );
+    }
+
+    #[test]
+    fn semantic_problems_name_the_line_of_their_field() {
+        let text = format!("{MIN}[checks.default_route]\ninterval_secs = 0\n");
+        let msg = AgentConfig::parse(&text, "a.toml").unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "\na.toml:9:1: field `checks.default_route.interval_secs`: must be between 1 and 86400"
+            ),
+            "{msg}"
+        );
+        // A default value is not in the file: the problem is listed without a location.
+        assert_eq!(locate(&text, "healing.renew_dhcp.command"), None);
     }
 
     #[test]

@@ -65,17 +65,17 @@ impl SeqGen {
     fn open(path: PathBuf, floor: u64) -> Self {
         let stored = std::fs::read_to_string(&path)
             .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
+            .and_then(|s| crate::spool::parse_seq(&s))
             .unwrap_or(0);
         Self {
             path,
-            next: stored.max(floor + 1).max(1),
+            next: stored.max(floor.saturating_add(1)).max(1),
         }
     }
 
     fn next(&mut self) -> u64 {
         let n = self.next;
-        self.next += 1;
+        self.next = self.next.saturating_add(1);
         // Best effort: the spool's own max seq is the floor after a crash, so a lost write here
         // can only repeat numbers of events that were already delivered and deleted.
         let tmp = self.path.with_extension("tmp");

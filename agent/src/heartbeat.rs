@@ -6,12 +6,17 @@
 //! ([`paths::DIAGNOSTICS_RESULTS`]). A result the collector could not take (network trouble,
 //! 429, 5xx) waits in a small in-memory [`Outbox`] and is retried after the next successful
 //! heartbeat; one it refused (any other 4xx) is logged and dropped, as retrying cannot help.
+//!
+//! The reply is untrusted: it is read through a size cap, a `Retry-After` is capped at
+//! `collector.max_backoff_secs`, diagnostics requests pass a [`DiagLimit`] (a few per reply and
+//! per hour, none twice) and every collector-supplied string is made [`loggable`] first.
 
 use crate::checks::{self, Observation};
 use crate::context::{Advisories, Context, Shared, now};
 use crate::incident::{wire_key, wire_text};
-use crate::reporter::{Collector, random_fraction, retry_after};
+use crate::reporter::{Collector, random_fraction, read_json, retry_after};
 use crate::spool::Spool;
+use crate::text::loggable;
 use netmedic_proto::{
     Advisory, CheckId, CheckStatus, DiagnosticCheck, DiagnosticsResult, ErrorBody, Heartbeat,
     HeartbeatReply, SCHEMA_VERSION, paths,
@@ -58,7 +63,8 @@ pub fn build(
 }
 
 /// Folds a reply's advisories into what the agent knows: outage and kill switch are replaced
-/// by the latest reply (absent = cleared); diagnostics requests queue until run.
+/// by the latest reply (absent = cleared); diagnostics requests queue until run. The
+/// collector's text is stored [`loggable`].
 pub fn apply_advisories(shared: &Shared, advisories: &[Advisory]) -> Advisories {
     let mut a = shared.advisories();
     a.upstream_outage = None;
@@ -68,8 +74,9 @@ pub fn apply_advisories(shared: &Shared, advisories: &[Advisory]) -> Advisories 
             Advisory::UpstreamOutage {
                 network_event_id,
                 until,
-            } => a.upstream_outage = Some((network_event_id.clone(), *until)),
-            Advisory::KillSwitch { reason } => a.kill_switch = Some(reason.clone()),
+            } => a.upstream_outage = Some((loggable(network_event_id), *until)),
+            // Neutralised here, once: the reason reaches logs, decisions and incident records.
+            Advisory::KillSwitch { reason } => a.kill_switch = Some(loggable(reason)),
             Advisory::Diagnostics { request_id, checks } => {
                 if !a.diagnostics.iter().any(|(id, _)| id == request_id) {
                     a.diagnostics.push((request_id.clone(), checks.clone()));
@@ -79,6 +86,80 @@ pub fn apply_advisories(shared: &Shared, advisories: &[Advisory]) -> Advisories 
     }
     shared.set_advisories(a.clone());
     a
+}
+
+/// Diagnostics requests taken from one heartbeat reply; more are refused (logged).
+pub const MAX_DIAG_REQUESTS_PER_REPLY: usize = 2;
+/// Diagnostics requests run in any hour; more are refused until the hour has passed.
+pub const MAX_DIAG_REQUESTS_PER_HOUR: usize = 12;
+/// How many recent request ids are remembered to refuse a repeated request.
+const RECENT_DIAG_IDS: usize = 64;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// What a collector may make the agent run: a diagnostics flood (thousands of requests in one
+/// reply, the same request again and again) costs it a warning, not the router's CPU.
+#[derive(Debug, Default)]
+pub struct DiagLimit {
+    /// When each request of the last hour was admitted, oldest first.
+    admitted: VecDeque<Instant>,
+    /// Request ids admitted recently, oldest first.
+    recent: VecDeque<String>,
+}
+
+impl DiagLimit {
+    /// `advisories` with the diagnostics requests this limit refuses removed, and each
+    /// admitted request's checks named once.
+    pub fn admit(&mut self, advisories: &[Advisory], now: Instant) -> Vec<Advisory> {
+        while self
+            .admitted
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= HOUR)
+        {
+            self.admitted.pop_front();
+        }
+        let (mut in_reply, mut repeated, mut over_reply, mut over_hour) = (0, 0, 0, 0);
+        let mut out = Vec::new();
+        for adv in advisories {
+            let Advisory::Diagnostics { request_id, checks } = adv else {
+                out.push(adv.clone());
+                continue;
+            };
+            if self.recent.iter().any(|id| id == request_id) {
+                repeated += 1;
+            } else if in_reply >= MAX_DIAG_REQUESTS_PER_REPLY {
+                over_reply += 1;
+            } else if self.admitted.len() >= MAX_DIAG_REQUESTS_PER_HOUR {
+                over_hour += 1;
+            } else {
+                in_reply += 1;
+                self.admitted.push_back(now);
+                if self.recent.len() >= RECENT_DIAG_IDS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(request_id.clone());
+                let mut unique: Vec<CheckId> = Vec::new();
+                for c in checks {
+                    if !unique.contains(c) {
+                        unique.push(*c);
+                    }
+                }
+                out.push(Advisory::Diagnostics {
+                    request_id: request_id.clone(),
+                    checks: unique,
+                });
+            }
+        }
+        if repeated > 0 {
+            log::debug!("diagnostics: {repeated} request(s) already run, not repeated");
+        }
+        if over_reply + over_hour > 0 {
+            log::warn!(
+                "diagnostics: refused {over_reply} request(s) over {MAX_DIAG_REQUESTS_PER_REPLY} \
+                 per reply and {over_hour} over {MAX_DIAG_REQUESTS_PER_HOUR} per hour"
+            );
+        }
+        out
+    }
 }
 
 /// The next period: `interval ± jitter`, uniform.
@@ -248,23 +329,28 @@ pub fn not_enabled(check: CheckId) -> DiagnosticCheck {
 impl Heartbeater {
     /// Sends one heartbeat; returns how long the collector asked us to wait, if it did. After a
     /// successful one, runs the requested diagnostics and delivers what `outbox` holds.
-    pub async fn send_once(&self, outbox: &mut Outbox) -> Result<Option<Duration>, String> {
+    pub async fn send_once(
+        &self,
+        outbox: &mut Outbox,
+        diag: &mut DiagLimit,
+    ) -> Result<Option<Duration>, String> {
         let config = &self.ctx.config;
         let hb = build(config, &self.ctx.shared, &self.spool, self.started);
         let resp = self.collector.post_json(paths::HEARTBEATS, &hb).await?;
         let status = resp.status();
         if status.as_u16() == 429 || status.as_u16() == 503 {
-            return Ok(retry_after(resp.headers()));
+            let cap = Duration::from_secs(config.collector.max_backoff_secs);
+            return Ok(retry_after(resp.headers(), cap));
         }
         if !status.is_success() {
             return Err(format!("collector answered {status}"));
         }
-        let reply: HeartbeatReply = resp
-            .json()
+        let reply: HeartbeatReply = read_json(resp)
             .await
             .map_err(|e| format!("unreadable heartbeat reply: {e}"))?;
+        let advisories = diag.admit(&reply.advisories, Instant::now());
         let before = self.ctx.shared.advisories();
-        let now_adv = apply_advisories(&self.ctx.shared, &reply.advisories);
+        let now_adv = apply_advisories(&self.ctx.shared, &advisories);
         if now_adv.kill_switch != before.kill_switch {
             match &now_adv.kill_switch {
                 Some(r) => log::warn!("collector kill switch on: {r}; no remediation"),
@@ -304,13 +390,13 @@ impl Heartbeater {
         if status.is_success() {
             return Delivery::Delivered;
         }
-        let reason = match resp.json::<ErrorBody>().await {
+        let reason = match read_json::<ErrorBody>(resp).await {
             Ok(b) => {
                 let mut r = format!("{status} {}: {}", b.error, b.reason);
                 for v in &b.violations {
                     r.push_str(&format!("; {}: {}", v.field, v.problem));
                 }
-                r
+                loggable(&r)
             }
             Err(_) => format!("collector answered {status}"),
         };
@@ -335,8 +421,9 @@ impl Heartbeater {
         let mut out = Vec::with_capacity(queued.len());
         for (request_id, wanted) in queued {
             let mut results = Vec::with_capacity(wanted.len());
+            let rid = loggable(&request_id);
             log::info!(
-                "diagnostics {request_id}: running {}",
+                "diagnostics {rid}: running {}",
                 wanted
                     .iter()
                     .map(|c| c.as_str())
@@ -345,7 +432,7 @@ impl Heartbeater {
             );
             for id in wanted {
                 let Some(check) = catalogue.iter().find(|c| c.id() == id) else {
-                    log::warn!(check = id.as_str(); "diagnostics {request_id}: check {id} is not enabled here");
+                    log::warn!(check = id.as_str(); "diagnostics {rid}: check {id} is not enabled here");
                     results.push(not_enabled(id));
                     continue;
                 };
@@ -353,7 +440,7 @@ impl Heartbeater {
                 results.push(diagnostic_check(&obs));
                 log::info!(
                     check = id.as_str();
-                    "diagnostics {request_id}: {id} {} ({}): {} [{}]",
+                    "diagnostics {rid}: {id} {} ({}): {} [{}]",
                     obs.status,
                     obs.cause,
                     obs.summary,
@@ -381,15 +468,16 @@ pub async fn run(hb: Heartbeater, first_delay: Duration) {
     let h = hb.ctx.config.heartbeat.clone();
     tokio::time::sleep(first_delay).await;
     let mut outbox = Outbox::default();
+    let mut diag = DiagLimit::default();
     loop {
         let mut wait = next_period(h.interval_secs, h.jitter_secs);
-        match hb.send_once(&mut outbox).await {
+        match hb.send_once(&mut outbox, &mut diag).await {
             Ok(None) => log::debug!("heartbeat sent"),
             Ok(Some(after)) => {
                 log::warn!("collector busy: next heartbeat in {} s", after.as_secs());
                 wait = wait.max(after);
             }
-            Err(e) => log::warn!("heartbeat failed: {e}"),
+            Err(e) => log::warn!("heartbeat failed: {}", loggable(&e)),
         }
         tokio::time::sleep(wait).await;
     }
@@ -438,6 +526,68 @@ mod tests {
         assert_eq!(a.kill_switch, None);
         assert!(a.upstream_outage.is_some());
         assert_eq!(a.diagnostics.len(), 1, "still queued until run");
+    }
+
+    #[test]
+    fn collector_text_is_stored_neutralised() {
+        let shared = Shared::default();
+        let a = apply_advisories(
+            &shared,
+            &[Advisory::KillSwitch {
+                reason: "storm\x1b[2J\r\nERROR forged\u{202e}".into(),
+            }],
+        );
+        assert_eq!(
+            a.kill_switch.as_deref(),
+            Some("storm\\u{001b}[2J\\u{000d}\\u{000a}ERROR forged\\u{202e}")
+        );
+    }
+
+    fn diag(id: &str, checks: Vec<CheckId>) -> Advisory {
+        Advisory::Diagnostics {
+            request_id: id.into(),
+            checks,
+        }
+    }
+
+    fn admitted(a: &[Advisory]) -> Vec<String> {
+        a.iter()
+            .filter_map(|a| match a {
+                Advisory::Diagnostics { request_id, .. } => Some(request_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diagnostics_are_capped_per_reply_and_hour_and_never_repeated() {
+        let mut lim = DiagLimit::default();
+        let t0 = Instant::now();
+        let flood: Vec<Advisory> = (0..5000)
+            .map(|i| {
+                diag(
+                    &format!("d{i}"),
+                    vec![CheckId::Dns, CheckId::Dns, CheckId::Link],
+                )
+            })
+            .chain([Advisory::KillSwitch { reason: "x".into() }])
+            .collect();
+        let out = lim.admit(&flood, t0);
+        assert_eq!(admitted(&out), ["d0", "d1"]);
+        assert!(out.iter().any(|a| matches!(a, Advisory::KillSwitch { .. })));
+        assert!(matches!(&out[0], Advisory::Diagnostics { checks, .. } if checks.len() == 2));
+        // The same ids again: refused as repeats.
+        assert!(admitted(&lim.admit(&flood[..2], t0)).is_empty());
+        // Fresh ids until the hourly budget is spent, then nothing until the hour passes.
+        let mut total = 2;
+        for i in 0..20 {
+            let reply = [diag(&format!("n{i}"), vec![CheckId::Link])];
+            total += admitted(&lim.admit(&reply, t0)).len();
+        }
+        assert_eq!(total, MAX_DIAG_REQUESTS_PER_HOUR);
+        let later = t0 + HOUR;
+        let reply = [diag("fresh", vec![CheckId::Link])];
+        assert_eq!(admitted(&lim.admit(&reply, later)), ["fresh"]);
     }
 
     fn result(id: &str) -> DiagnosticsResult {

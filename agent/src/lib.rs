@@ -25,6 +25,7 @@ pub mod notify;
 pub mod ping;
 pub mod reporter;
 pub mod spool;
+pub mod text;
 pub mod tls;
 
 /// The module graph among the agent's top-level modules has no cycle.

@@ -2,18 +2,20 @@
 //! stderr otherwise (OpenWrt procd, a terminal). Level from `NETMEDIC_LOG`
 //! (error|warn|info|debug|trace), default info.
 //!
-//! Under journald (`JOURNAL_STREAM` names our stderr) each record is sent over the native
-//! journal protocol (a datagram to `/run/systemd/journal/socket`, no library) with `MESSAGE`,
-//! `PRIORITY`, `SYSLOG_IDENTIFIER`, `AGENT_ID` (once the config is loaded) and the record's
+//! Under journald (`JOURNAL_STREAM` names our stderr) records go through
+//! `systemd-journal-logger` (the native journal protocol) with `MESSAGE`, `PRIORITY`,
+//! `SYSLOG_IDENTIFIER=netmedic-agent`, `AGENT_ID` (once the config is loaded) and the record's
 //! key-values as fields: `check` → `CHECK`, `action` → `ACTION`, `incident_id` →
-//! `INCIDENT_ID`, `message_id` → `MESSAGE_ID` (one of the fixed ids below). If the socket is
-//! unusable the line goes to stderr with a `<N>` priority prefix instead.
+//! `INCIDENT_ID`, `message_id` → `MESSAGE_ID` (one of the fixed ids below). If the journal
+//! socket is unusable the line goes to stderr with a `<N>` priority prefix instead (the same
+//! priorities: error 3, warn 4, info 5, debug 6, trace 7).
 
 use log::kv::{Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use systemd_journal_logger::JournalLog;
 
 /// `MESSAGE_ID` of "incident opened" (`journalctl MESSAGE_ID=...`).
 pub const MSG_INCIDENT_OPENED: &str = "6b1f0c2e5a9d4c1f8e3a7b2d9c4e1f01";
@@ -24,66 +26,47 @@ pub const MSG_REMEDIATION: &str = "6b1f0c2e5a9d4c1f8e3a7b2d9c4e1f03";
 /// `MESSAGE_ID` of a configuration reload (applied or refused).
 pub const MSG_RELOAD: &str = "6b1f0c2e5a9d4c1f8e3a7b2d9c4e1f04";
 
-const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+const IDENTIFIER: &str = "netmedic-agent";
 
-static AGENT_ID: OnceLock<String> = OnceLock::new();
+/// Whether [`init`] found stderr connected to the journal.
+static UNDER_JOURNALD: AtomicBool = AtomicBool::new(false);
+/// The journal logger with `AGENT_ID`, once [`set_agent_id`] ran under journald.
+static JOURNAL_WITH_ID: OnceLock<JournalLog> = OnceLock::new();
 
-/// Tags every later record with `AGENT_ID` (first call wins).
+/// Tags every later journal record with `AGENT_ID` (first call wins).
 pub fn set_agent_id(id: &str) {
-    let _ = AGENT_ID.set(id.to_string());
+    if UNDER_JOURNALD.load(Ordering::Relaxed)
+        && let Some(j) = journal(Some(id))
+    {
+        let _ = JOURNAL_WITH_ID.set(j);
+    }
+}
+
+/// A journal logger (its own datagram socket), `None` when no socket can be made.
+fn journal(agent_id: Option<&str>) -> Option<JournalLog> {
+    let j = JournalLog::empty()
+        .ok()?
+        .with_syslog_identifier(IDENTIFIER.to_string());
+    Some(match agent_id {
+        Some(id) => j.with_extra_fields([("AGENT_ID", id)]),
+        None => j,
+    })
 }
 
 struct Logger {
     level: LevelFilter,
-    journal: Option<UnixDatagram>,
+    /// Under journald: the journal logger used until the agent id is known.
+    journal: Option<JournalLog>,
 }
 
+/// Syslog priority of a level, as `systemd-journal-logger` maps it.
 fn priority(l: Level) -> u8 {
     match l {
         Level::Error => 3,
         Level::Warn => 4,
-        Level::Info => 6,
-        Level::Debug | Level::Trace => 7,
-    }
-}
-
-/// Appends one journal field; values with a newline use the length-prefixed form.
-fn field(buf: &mut Vec<u8>, name: &str, value: &str) {
-    buf.extend_from_slice(name.as_bytes());
-    if value.contains('\n') {
-        buf.push(b'\n');
-        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
-        buf.extend_from_slice(value.as_bytes());
-    } else {
-        buf.push(b'=');
-        buf.extend_from_slice(value.as_bytes());
-    }
-    buf.push(b'\n');
-}
-
-struct Fields<'a>(&'a mut Vec<u8>);
-
-impl<'kvs> VisitSource<'kvs> for Fields<'_> {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        // Journal field names: upper case letters, digits, underscore; not starting with `_`.
-        let name: String = key
-            .as_str()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if !name.is_empty()
-            && !name.starts_with('_')
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-        {
-            field(self.0, &name, &value.to_string());
-        }
-        Ok(())
+        Level::Info => 5,
+        Level::Debug => 6,
+        Level::Trace => 7,
     }
 }
 
@@ -100,17 +83,15 @@ impl<'kvs> VisitSource<'kvs> for Inline<'_> {
     }
 }
 
-impl Logger {
-    fn to_journal(&self, sock: &UnixDatagram, r: &Record<'_>) -> bool {
-        let mut buf = Vec::with_capacity(256);
-        field(&mut buf, "MESSAGE", &r.args().to_string());
-        field(&mut buf, "PRIORITY", &priority(r.level()).to_string());
-        field(&mut buf, "SYSLOG_IDENTIFIER", "netmedic-agent");
-        if let Some(id) = AGENT_ID.get() {
-            field(&mut buf, "AGENT_ID", id);
-        }
-        let _ = r.key_values().visit(&mut Fields(&mut buf));
-        sock.send_to(&buf, JOURNAL_SOCKET).is_ok()
+/// One stderr line: `<N>message kv` when journald reads our stderr (the journal socket failed),
+/// else `TIME LEVEL message kv`.
+fn stderr_line(r: &Record<'_>, journal_stream: bool) -> String {
+    let mut kv = String::new();
+    let _ = r.key_values().visit(&mut Inline(&mut kv));
+    if journal_stream {
+        format!("<{}>{}{kv}", priority(r.level()), r.args())
+    } else {
+        format!("{} {:<5} {}{kv}", crate::context::now(), r.level(), r.args())
     }
 }
 
@@ -123,47 +104,18 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        if let Some(sock) = &self.journal
-            && self.to_journal(sock, r)
+        if let Some(j) = JOURNAL_WITH_ID.get().or(self.journal.as_ref())
+            && j.journal_send(r).is_ok()
         {
             return;
         }
-        let mut kv = String::new();
-        let _ = r.key_values().visit(&mut Inline(&mut kv));
-        let mut err = std::io::stderr().lock();
-        let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-            writeln!(err, "<{}>{}{kv}", priority(r.level()), r.args())
-        } else {
-            writeln!(
-                err,
-                "{} {:<5} {}{kv}",
-                crate::context::now(),
-                r.level(),
-                r.args()
-            )
-        };
+        let line = stderr_line(r, std::env::var_os("JOURNAL_STREAM").is_some());
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
     fn flush(&self) {
         let _ = std::io::stderr().flush();
     }
-}
-
-/// True when stderr is the journal stream systemd set up for us (`JOURNAL_STREAM=dev:ino`).
-fn stderr_is_journal() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let v = v.to_string_lossy();
-    let Some((dev, ino)) = v.split_once(':') else {
-        return false;
-    };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
-        return false;
-    };
-    dev.parse::<u64>().is_ok_and(|d| d == meta.dev())
-        && ino.parse::<u64>().is_ok_and(|i| i == meta.ino())
 }
 
 /// Installs the logger once; later calls are ignored.
@@ -172,8 +124,9 @@ pub fn init() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(LevelFilter::Info);
-    let journal = if stderr_is_journal() {
-        UnixDatagram::unbound().ok()
+    let journal = if systemd_journal_logger::connected_to_journal() {
+        UNDER_JOURNALD.store(true, Ordering::Relaxed);
+        journal(None)
     } else {
         None
     };
@@ -187,13 +140,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn journal_fields_are_encoded() {
-        let mut b = Vec::new();
-        field(&mut b, "MESSAGE", "one line");
-        field(&mut b, "MESSAGE", "two\nlines");
-        let mut want = b"MESSAGE=one line\nMESSAGE\n".to_vec();
-        want.extend_from_slice(&9u64.to_le_bytes());
-        want.extend_from_slice(b"two\nlines\n");
-        assert_eq!(b, want);
+    fn stderr_lines_carry_key_values_but_not_the_message_id() {
+        let kvs: &[(&str, &str)] = &[
+            ("check", "dns"),
+            ("incident_id", "i-1"),
+            ("message_id", MSG_INCIDENT_OPENED),
+        ];
+        let args = format_args!("incident opened");
+        let r = Record::builder()
+            .level(Level::Warn)
+            .args(args)
+            .key_values(&kvs)
+            .build();
+        assert_eq!(
+            stderr_line(&r, true),
+            "<4>incident opened check=dns incident_id=i-1"
+        );
+        let plain = stderr_line(&r, false);
+        assert!(
+            plain.ends_with(" WARN  incident opened check=dns incident_id=i-1"),
+            "{plain}"
+        );
     }
 }

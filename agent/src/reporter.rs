@@ -2,16 +2,24 @@
 //!
 //! At-least-once: events leave the spool only when the collector's ack names them, and the
 //! collector deduplicates by event id. Bodies are gzip'd. Failures back off exponentially with
-//! full jitter; a 429/503 `Retry-After` is honoured (no request before it); a 400 is never
-//! retried — the events it names are set aside with the collector's reason. The first attempt
-//! waits a random start delay so a fleet coming back does not arrive at once. Every response's
-//! `Date` header becomes a clock sample for the `clock` check.
+//! full jitter; a 429/503 `Retry-After` is honoured (no request before it) up to
+//! `max_backoff_secs`; a 400 is never retried — the events it names are set aside with the
+//! collector's reason. The first attempt waits a random start delay so a fleet coming back does
+//! not arrive at once. Every response's `Date` header becomes a clock sample for the `clock`
+//! check.
+//!
+//! The collector is treated as hostile (or a man in the middle of an `http://` URL): a reply
+//! body is read through a [`MAX_REPLY_BYTES`] cap, an ack only deletes events of the batch it
+//! answers, a 200 that acknowledges none of them is a failed delivery (backoff, not an
+//! immediate resend), and a 400 that names no event keeps the batch and backs off rather than
+//! setting every event aside for ever.
 
 use crate::checks::clock::parse_http_date;
 use crate::context::{ClockSample, Shared, now};
 use crate::spool::Spool;
 use crate::tls::TlsError;
 use netmedic_proto::{ErrorBody, ReportAck, ReportBatch, SCHEMA_VERSION, paths};
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -120,6 +128,38 @@ impl Collector {
     }
 }
 
+/// The largest collector reply body the agent reads (an ack of 500 event ids is ~20 KiB); a
+/// longer one is a failed request, never a reason to grow.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// Reads a reply body, at most `max` bytes (after any content decoding): an endless or huge
+/// body is an error once the cap is passed, with nothing more buffered.
+pub async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("reply body over {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the reply: {}", chain(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("reply body over {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JSON reply of type `T`, read through [`read_body`] with [`MAX_REPLY_BYTES`].
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+) -> Result<T, String> {
+    let body = read_body(resp, MAX_REPLY_BYTES).await?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
 /// An error with its sources, `a: b: c` (reqwest's own message hides the cause).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -137,21 +177,23 @@ pub struct Reporter {
     collector: Collector,
     agent_id: String,
     batch_max_events: usize,
+    max_backoff: Duration,
 }
 
-/// A `Retry-After` in seconds (the collector's form) or as an HTTP-date.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// A `Retry-After` in seconds (the collector's form) or as an HTTP-date, never longer than
+/// `cap`: a collector (or anyone in between) must not silence the agent until it restarts.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(cap));
     }
     let at = parse_http_date(v)?;
-    let ms = at.unix_millis() - now().unix_millis();
-    Some(Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)))
+    let ms = at.unix_millis().saturating_sub(now().unix_millis());
+    Some(Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)).min(cap))
 }
 
 impl Reporter {
@@ -160,6 +202,7 @@ impl Reporter {
             collector,
             agent_id: config.agent.id.clone(),
             batch_max_events: config.collector.batch_max_events,
+            max_backoff: Duration::from_secs(config.collector.max_backoff_secs),
         }
     }
 
@@ -180,32 +223,56 @@ impl Reporter {
         };
         let status = resp.status();
         if status.is_success() {
-            let ack: ReportAck = match resp.json().await {
+            let ack: ReportAck = match read_json(resp).await {
                 Ok(a) => a,
                 Err(e) => return Outcome::Failed(format!("unreadable ack: {e}")),
             };
-            for id in &ack.acked_event_ids {
-                log::debug!("collector acked event {id}");
-            }
-            let mut s = lock(spool);
-            return match s.ack(&ack.acked_event_ids) {
-                Ok(n) => Outcome::Delivered {
-                    acked: n,
-                    more: s.depth() > 0,
-                },
-                Err(e) => Outcome::Failed(format!("acked but cannot delete from spool: {e}")),
-            };
+            return self.apply_ack(spool, &batch, &ack);
         }
         if status.as_u16() == 429 || status.as_u16() == 503 {
             return Outcome::RetryAfter(
-                retry_after(resp.headers()).unwrap_or(Duration::from_secs(30)),
+                retry_after(resp.headers(), self.max_backoff)
+                    .unwrap_or(Duration::from_secs(30).min(self.max_backoff)),
             );
         }
         if status.as_u16() == 400 || status.as_u16() == 422 {
-            let body: Option<ErrorBody> = resp.json().await.ok();
+            let body: Option<ErrorBody> = read_json(resp).await.ok();
             return self.set_aside_rejected(spool, &batch, status.as_u16(), body);
         }
         Outcome::Failed(format!("collector answered {status}"))
+    }
+
+    /// Deletes the acknowledged events of `batch` (ids it did not send are ignored: an ack
+    /// cannot delete what was never delivered). Acknowledging none of them is a failure.
+    fn apply_ack(&self, spool: &Mutex<Spool>, batch: &ReportBatch, ack: &ReportAck) -> Outcome {
+        let sent: HashSet<&str> = batch.events.iter().map(|e| e.event_id.as_str()).collect();
+        let acked: Vec<String> = ack
+            .acked_event_ids
+            .iter()
+            .filter(|id| sent.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let foreign = ack.acked_event_ids.len() - acked.len();
+        if foreign > 0 {
+            log::warn!("collector acked {foreign} event id(s) it was not sent; ignored");
+        }
+        if acked.is_empty() {
+            return Outcome::Failed(format!(
+                "the collector acknowledged none of the {} event(s) sent",
+                batch.events.len()
+            ));
+        }
+        for id in &acked {
+            log::debug!("collector acked event {id}");
+        }
+        let mut s = lock(spool);
+        match s.ack(&acked) {
+            Ok(n) => Outcome::Delivered {
+                acked: n,
+                more: s.depth() > 0,
+            },
+            Err(e) => Outcome::Failed(format!("acked but cannot delete from spool: {e}")),
+        }
     }
 
     fn set_aside_rejected(
@@ -219,7 +286,10 @@ impl Reporter {
             || format!("{status} without a reason"),
             |b| format!("{status} {}: {}", b.error, b.reason),
         );
-        // Violations name `events[N]...`: set aside just those; otherwise the whole batch.
+        let reason = crate::text::loggable(&reason);
+        // Violations name `events[N]...`: set aside just those. A refusal that names no event
+        // (a proxy, a broken or hostile collector) says nothing against any one event: keep
+        // them all and back off.
         let mut idx: Vec<usize> = body
             .iter()
             .flat_map(|b| &b.violations)
@@ -232,7 +302,7 @@ impl Reporter {
         idx.sort_unstable();
         idx.dedup();
         if idx.is_empty() {
-            idx = (0..batch.events.len()).collect();
+            return Outcome::Failed(format!("refused without naming an event ({reason})"));
         }
         let mut s = lock(spool);
         for i in &idx {
@@ -271,6 +341,10 @@ pub fn start_delay(max_secs: u64) -> Duration {
     Duration::from_secs(max_secs).mul_f64(random_fraction())
 }
 
+/// The least time between two report requests (a spool of many full batches still drains at
+/// ≥ 5,000 events/s).
+const MIN_REQUEST_SPACING: Duration = Duration::from_millis(20);
+
 /// Delivery loop: runs until the task is dropped.
 pub async fn run(
     reporter: Reporter,
@@ -289,6 +363,9 @@ pub async fn run(
     }
     let mut failures = 0u32;
     loop {
+        // Every request, whatever its answer, is spaced by at least a little: no answer the
+        // collector can give makes the reporter spin.
+        tokio::time::sleep(MIN_REQUEST_SPACING).await;
         match reporter.deliver_once(&spool).await {
             Outcome::Delivered { acked, more } => {
                 failures = 0;
@@ -300,18 +377,22 @@ pub async fn run(
             Outcome::Rejected { .. } => continue,
             Outcome::Idle => failures = 0,
             Outcome::RetryAfter(d) => {
+                // Never sooner than our own backoff: `Retry-After: 0` must not mean "spin".
+                let wait = d.max(backoff(failures, Duration::from_secs(1), max_backoff));
+                failures = failures.saturating_add(1);
                 log::warn!(
                     "collector busy: next request in {} ms (Retry-After)",
-                    d.as_millis()
+                    wait.as_millis()
                 );
-                tokio::time::sleep(d).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
             Outcome::Failed(why) => {
                 let wait = backoff(failures, Duration::from_secs(1), max_backoff);
                 failures = failures.saturating_add(1);
                 log::warn!(
-                    "delivery failed ({why}); {} event(s) kept, retry in {:.1} s",
+                    "delivery failed ({}); {} event(s) kept, retry in {:.1} s",
+                    crate::text::loggable(&why),
                     lock(&spool).depth(),
                     wait.as_secs_f64()
                 );
@@ -349,13 +430,28 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_and_dates() {
         let mut h = reqwest::header::HeaderMap::new();
+        let cap = Duration::from_secs(300);
         h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&h, cap), Some(Duration::from_secs(7)));
         h.insert(
             reqwest::header::RETRY_AFTER,
             "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
         );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h, cap), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        let cap = Duration::from_secs(300);
+        for v in [
+            "18446744073709551615",
+            "9999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            assert_eq!(retry_after(&h, cap), Some(cap), "{v}");
+        }
     }
 
     #[test]

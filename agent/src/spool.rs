@@ -11,17 +11,26 @@
 //! count changes), so the heartbeat's `dropped_total` keeps rising across restarts. A full disk
 //! (ENOSPC) is just another counted drop: nothing panics, the counters are written again at the
 //! next chance, and delivery (which only deletes) goes on, so space comes back by itself.
+//!
+//! Local state is not trusted to be sane either: a sequence number above [`MAX_SEQ`] is a
+//! corrupt file (quarantined), files are opened without following symlinks and read through a
+//! size cap, and a `quarantine` or `rejected` that is not a real directory is replaced by one,
+//! so nothing is ever moved or written outside the spool.
 
 use netmedic_proto::{IncidentEvent, Severity};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"NMS1";
 const HEADER_LEN: usize = 12;
 /// No single event may exceed this; the collector's limits are far below it.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// The highest sequence number the agent uses (the collector stores it as a signed 64-bit
+/// number; at one event per microsecond it lasts 292,000 years). Anything above is corruption.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -31,6 +40,55 @@ pub enum SpoolError {
     Encode(#[from] serde_json::Error),
     #[error("event of {0} bytes exceeds the spool's per-event limit")]
     TooLarge(usize),
+    #[error("event sequence number {0} is above {MAX_SEQ}")]
+    SeqOutOfRange(u64),
+}
+
+/// A sequence number as stored in a `seq` file: `None` when it is not a number or above
+/// [`MAX_SEQ`] (a corrupt file must not make the next number overflow).
+pub fn parse_seq(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|s| *s <= MAX_SEQ)
+}
+
+/// Opens `path` for reading without following a symlink in its last component.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Creates or truncates `path` for writing without following a symlink in its last component.
+fn create_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Makes `dir` a real directory of its own: a symlink (or a file) in its place is removed and
+/// replaced, so nothing is moved through it out of the spool.
+fn ensure_real_dir(dir: &Path) -> Result<(), SpoolError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) => {
+            log::error!(
+                "spool: {} is a {}, not a directory: replaced by an empty directory",
+                dir.display(),
+                if m.file_type().is_symlink() {
+                    "symlink"
+                } else {
+                    "file"
+                }
+            );
+            fs::remove_file(dir).map_err(io_err(dir))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    fs::create_dir(dir).map_err(io_err(dir))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -76,7 +134,9 @@ const COUNTERS_FILE: &str = "counters";
 
 /// `(dropped_total, quarantined_total)` from the counters file; zeros when absent or unreadable.
 fn read_counters(path: &Path) -> (u64, u64) {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut bytes = Vec::new();
+    let _ = open_nofollow(path).and_then(|f| f.take(4096).read_to_end(&mut bytes));
+    let text = String::from_utf8_lossy(&bytes);
     let mut out = (0, 0);
     for line in text.lines() {
         match line.split_once('=') {
@@ -89,6 +149,9 @@ fn read_counters(path: &Path) -> (u64, u64) {
 }
 
 fn encode(event: &IncidentEvent) -> Result<Vec<u8>, SpoolError> {
+    if event.seq > MAX_SEQ {
+        return Err(SpoolError::SeqOutOfRange(event.seq));
+    }
     let payload = serde_json::to_vec(event)?;
     if payload.len() > MAX_EVENT_BYTES {
         return Err(SpoolError::TooLarge(payload.len()));
@@ -101,8 +164,9 @@ fn encode(event: &IncidentEvent) -> Result<Vec<u8>, SpoolError> {
     Ok(buf)
 }
 
-/// Why a spool file is unreadable.
-fn decode(buf: &[u8]) -> Result<IncidentEvent, String> {
+/// The event in one spool file's bytes, or why they are unreadable (bad header, torn, CRC
+/// mismatch, bad JSON, sequence number above [`MAX_SEQ`]).
+pub fn decode_frame(buf: &[u8]) -> Result<IncidentEvent, String> {
     if buf.len() < HEADER_LEN || &buf[..4] != MAGIC {
         return Err("bad header".into());
     }
@@ -115,7 +179,12 @@ fn decode(buf: &[u8]) -> Result<IncidentEvent, String> {
     if crc32fast::hash(payload) != crc {
         return Err("CRC mismatch".into());
     }
-    serde_json::from_slice(payload).map_err(|e| format!("bad JSON: {e}"))
+    let ev: IncidentEvent =
+        serde_json::from_slice(payload).map_err(|e| format!("bad JSON: {e}"))?;
+    if ev.seq > MAX_SEQ {
+        return Err(format!("sequence number {} above {MAX_SEQ}", ev.seq));
+    }
+    Ok(ev)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -141,8 +210,9 @@ impl Spool {
     ) -> Result<(Self, Recovery), SpoolError> {
         let quarantine = dir.join("quarantine");
         let rejected = dir.join("rejected");
-        for d in [dir, &quarantine, &rejected] {
-            fs::create_dir_all(d).map_err(io_err(d))?;
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        for d in [&quarantine, &rejected] {
+            ensure_real_dir(d)?;
         }
         let mut spool = Spool {
             dir: dir.to_path_buf(),
@@ -225,7 +295,7 @@ impl Spool {
             self.dropped_total, self.quarantined_total
         );
         let written = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = create_nofollow(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
@@ -420,7 +490,9 @@ impl Spool {
             fs::rename(&e.path, &target).map_err(io_err(&e.path))?;
             let mut reason_file = self.rejected.join(name);
             reason_file.set_extension("reason");
-            fs::write(&reason_file, reason).map_err(io_err(&reason_file))?;
+            create_nofollow(&reason_file)
+                .and_then(|mut f| f.write_all(reason.as_bytes()))
+                .map_err(io_err(&reason_file))?;
             sync_dir(&self.dir)?;
         }
         Ok(())
@@ -429,13 +501,13 @@ impl Spool {
 
 fn read_file(path: &Path) -> Result<IncidentEvent, String> {
     let mut buf = Vec::new();
-    File::open(path)
+    open_nofollow(path)
         .and_then(|f| {
             f.take(MAX_EVENT_BYTES as u64 + HEADER_LEN as u64 + 1)
                 .read_to_end(&mut buf)
         })
         .map_err(|e| format!("unreadable: {e}"))?;
-    decode(&buf)
+    decode_frame(&buf)
 }
 
 #[cfg(test)]
@@ -556,6 +628,42 @@ mod tests {
         drop(s);
         let (s, _) = Spool::open(dir.path(), 1, 1 << 20).unwrap();
         assert_eq!((s.dropped_total(), s.quarantined_total()), (1, 1));
+    }
+
+    #[test]
+    fn a_seq_beyond_max_is_quarantined_and_never_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = ev(1, Severity::Critical);
+        e.seq = u64::MAX;
+        let payload = serde_json::to_vec(&e).unwrap();
+        let mut buf = MAGIC.to_vec();
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        assert!(decode_frame(&buf).unwrap_err().contains("sequence number"));
+        fs::write(dir.path().join("x.evt"), &buf).unwrap();
+        let (mut s, rec) = Spool::open(dir.path(), 10, 1 << 20).unwrap();
+        assert_eq!((rec.events, rec.quarantined, s.max_seq()), (0, 1, 0));
+        assert!(matches!(s.push(&e), Err(SpoolError::SeqOutOfRange(_))));
+        assert_eq!(parse_seq("18446744073709551615"), None);
+        assert_eq!(parse_seq(" 42\n"), Some(42));
+    }
+
+    #[test]
+    fn a_quarantine_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        fs::create_dir(&spool).unwrap();
+        std::os::unix::fs::symlink(outside.path(), spool.join("quarantine")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), spool.join("rejected")).unwrap();
+        fs::write(spool.join("bad.evt"), b"garbage").unwrap();
+        let (_s, rec) = Spool::open(&spool, 10, 1 << 20).unwrap();
+        assert_eq!(rec.quarantined, 1);
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        let q = fs::symlink_metadata(spool.join("quarantine")).unwrap();
+        assert!(q.is_dir());
+        assert_eq!(fs::read_dir(spool.join("quarantine")).unwrap().count(), 1);
     }
 
     #[test]

@@ -25,11 +25,25 @@ pub enum TlsError {
     Client(reqwest::Error),
 }
 
+/// The largest token, key, certificate or CA file read (a long chain is tens of KiB).
+const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    use std::io::Read as _;
+    let err = |source| TlsError::Read {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut buf))
+        .map_err(err)?;
+    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes"
+        ))));
+    }
+    Ok(buf)
 }
 
 /// Reads a secret file, refusing it when its mode gives group or others any access: a token or
@@ -123,6 +137,17 @@ pub fn files(c: &CollectorSection) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_huge_secret_file_is_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(64 << 20).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read_token(&p).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+    }
 
     #[test]
     fn loose_token_modes_are_refused() {

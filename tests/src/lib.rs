@@ -38,6 +38,8 @@ mod wait;
 pub mod browser;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
 pub mod delivery;
+// A hostile collector for the agent hardening tests.
+pub mod hostile;
 pub mod stack;
 // A router-like qemu guest (Wi-Fi radios, reboot, own clock) with its WAN in a lab namespace.
 pub mod vm;

@@ -10,6 +10,7 @@ use netmedic_lab::{COLLECTOR_IP, Lab, LabProcess, WAN_IFACE, wait_for};
 use std::time::Duration;
 
 const RETRY_AFTER_SECS: u64 = 3;
+// The agent caps a Retry-After at `collector.max_backoff_secs` (5 s below): 3 s is honoured.
 
 fn start_agent(lab: &Lab) -> LabProcess {
     let cpe = lab.cpe(0);
@@ -19,7 +20,7 @@ fn start_agent(lab: &Lab) -> LabProcess {
         format!(
             "[agent]\nid = \"lab-cpe-0\"\nstate_dir = \"{state}\"\nfirmware_version = \"lab-1.0\"\n\n\
              [collector]\nurl = \"http://{COLLECTOR_IP}:{COLLECTOR_PORT}\"\nstart_delay_max_secs = 0\n\
-             max_backoff_secs = 2\n\n[heartbeat]\ninterval_secs = 2\njitter_secs = 1\n\n\
+             max_backoff_secs = 5\n\n[heartbeat]\ninterval_secs = 2\njitter_secs = 1\n\n\
              [wan]\ninterface = \"{WAN_IFACE}\"\nlease_file = \"{lease}\"\n\n\
              [checks.default_route]\ninterval_secs = 1\nfail_threshold = 1\nok_threshold = 1\n",
             state = lab.dir().join("fake-state").display(),
@@ -44,11 +45,9 @@ fn retry_after_is_respected_a_400_is_never_retried_and_heartbeats_are_small() {
         let retry = vec![("retry-after".to_string(), RETRY_AFTER_SECS.to_string())];
         match (path, index) {
             ("/api/v1/reports", 0) => (429, retry, r#"{"error":"busy","reason":"queue full"}"#.into()),
-            ("/api/v1/reports", _) => (
-                400,
-                vec![],
-                r#"{"error":"invalid_report","reason":"test refuses everything"}"#.into(),
-            ),
+            // Every event of any batch named: a 400 that names no event is not a verdict on
+            // any one of them (the agent keeps those and backs off).
+            ("/api/v1/reports", _) => (400, vec![], refuse_every_event()),
             ("/api/v1/heartbeats", _) => (
                 200,
                 vec![],
@@ -157,6 +156,17 @@ fn retry_after_is_respected_a_400_is_never_retried_and_heartbeats_are_small() {
     assert!(biggest <= 600, "heartbeat of {biggest} bytes");
     assert!(text.contains("diagnostics diag-1: link ok"), "{text}");
     assert!(agent.is_running());
+}
+
+/// A 400 body whose violations name `events[0]` to `events[99]`.
+fn refuse_every_event() -> String {
+    let violations: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"field":"events[{i}].summary","problem":"test refuses it"}}"#))
+        .collect();
+    format!(
+        r#"{{"error":"invalid_report","reason":"test refuses everything","violations":[{}]}}"#,
+        violations.join(",")
+    )
 }
 
 fn tail(s: &str, n: usize) -> String {

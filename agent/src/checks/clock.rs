@@ -14,6 +14,9 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &["clock_skew", "no_time_reference"];
+
 /// `[checks.clock]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -15,6 +15,14 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "conntrack_table_full",
+    "conntrack_table_filling",
+    "conntrack_unavailable",
+    "conntrack_unreadable",
+];
+
 /// `[checks.conntrack]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

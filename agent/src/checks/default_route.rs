@@ -9,6 +9,17 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "default_route_missing",
+    "default_route_wrong_interface",
+    "gateway_arp_failed",
+    "gateway_icmp_silent",
+    "wan_interface_missing",
+    "netlink_error",
+    "no_icmp_socket",
+];
+
 /// `[checks.default_route]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

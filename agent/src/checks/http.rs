@@ -14,6 +14,16 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "captive_portal",
+    "http_timeout",
+    "http_unreachable",
+    "http_error",
+    "http_slow",
+    "http_unexpected_status",
+];
+
 /// `[checks.http]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -350,6 +360,14 @@ pub fn judge(c: &HttpConfig, f: &Fetch) -> Observation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::causes::assert_declared;
+
+    /// [`super::judge`], asserting that the cause it reports is declared in `CAUSES`.
+    fn judge(c: &HttpConfig, f: &Fetch) -> Observation {
+        let o = super::judge(c, f);
+        assert_declared(&o);
+        o
+    }
 
     fn resp(status: u16, ttfb_ms: f64, location: Option<&str>, body: &str) -> Fetch {
         Fetch::Response {

@@ -14,6 +14,20 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+/// `gateway_unreachable` and `target_unreachable` are `{role}_unreachable`; the daemon turns
+/// `target_unreachable` into `upstream_unreachable` when the gateway answers.
+pub const CAUSES: &[&str] = &[
+    "gateway_unreachable",
+    "target_unreachable",
+    "upstream_unreachable",
+    "packet_loss",
+    "high_latency",
+    "high_jitter",
+    "no_target",
+    "no_icmp_socket",
+];
+
 /// `[checks.icmp]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -8,6 +8,16 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "wan_admin_down",
+    "wan_carrier_lost",
+    "wan_link_flapping",
+    "lan_link_down",
+    "wan_interface_missing",
+    "netlink_error",
+];
+
 /// `[checks.link]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -212,6 +222,14 @@ impl LinkCheck {
 mod tests {
     use super::*;
     use crate::context::{LinkChange, LinkInfo};
+    use crate::checks::causes::assert_declared;
+
+    /// [`LinkCheck::judge`], asserting that the cause it reports is declared in `CAUSES`.
+    fn judged(c: &LinkCheck, table: &LinkTable, now: Instant) -> Observation {
+        let o = c.judge(table, now);
+        assert_declared(&o);
+        o
+    }
 
     fn info(index: u32, name: &str, admin_up: bool, carrier: bool, op: &str, mtu: u32) -> LinkInfo {
         LinkInfo {
@@ -243,12 +261,12 @@ mod tests {
             LinkChange::New
         );
         t.update(info(3, "lan", true, true, "up", 1500), t0);
-        assert_eq!(check().judge(&t, t0).status, CheckStatus::Ok);
+        assert_eq!(judged(&check(), &t, t0).status, CheckStatus::Ok);
         assert_eq!(
             t.update(info(2, "wan", true, false, "lowerlayerdown", 1500), t0),
             LinkChange::Carrier { up: false }
         );
-        let o = check().judge(&t, t0);
+        let o = judged(&check(), &t, t0);
         assert_eq!(
             (o.status, o.cause.as_str()),
             (CheckStatus::Failed, "wan_carrier_lost")
@@ -256,23 +274,23 @@ mod tests {
         for i in 0..3 {
             t.update(info(2, "wan", true, i % 2 == 0, "up", 1500), t0);
         }
-        let o = check().judge(&t, t0);
+        let o = judged(&check(), &t, t0);
         assert_eq!(
             (o.status, o.cause.as_str()),
             (CheckStatus::Degraded, "wan_link_flapping")
         );
         // Outside the window the flaps no longer count.
         let later = t0 + Duration::from_secs(601);
-        assert_eq!(check().judge(&t, later).status, CheckStatus::Ok);
+        assert_eq!(judged(&check(), &t, later).status, CheckStatus::Ok);
     }
 
     #[test]
     fn missing_wan_and_lan_down_are_named() {
         let t0 = Instant::now();
         let mut t = LinkTable::default();
-        assert_eq!(check().judge(&t, t0).cause, "wan_interface_missing");
+        assert_eq!(judged(&check(), &t, t0).cause, "wan_interface_missing");
         t.update(info(2, "wan", true, true, "up", 1500), t0);
-        let o = check().judge(&t, t0);
+        let o = judged(&check(), &t, t0);
         assert_eq!(o.cause, "lan_link_down");
         assert_eq!(o.evidence["lan_down"], "lan");
     }

@@ -6,6 +6,7 @@
 //! `#[serde(default, deny_unknown_fields)]` and a `Default`), `XConfig::problems`, and
 //! `XCheck::new(&AgentConfig)` / `XCheck::run(&Context) -> Observation`.
 
+pub mod causes;
 pub mod clock;
 pub mod conntrack;
 pub mod default_route;
@@ -235,6 +236,24 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
+    }
+}
+
+/// The causes `check` reports besides `ok` (each check declares its own `CAUSES`).
+pub fn causes(check: CheckId) -> &'static [&'static str] {
+    match check {
+        CheckId::Link => link::CAUSES,
+        CheckId::WanAddress => wan_address::CAUSES,
+        CheckId::DefaultRoute => default_route::CAUSES,
+        CheckId::Icmp => icmp::CAUSES,
+        CheckId::Dns => dns::CAUSES,
+        CheckId::Mtu => mtu::CAUSES,
+        CheckId::Http => http::CAUSES,
+        CheckId::Conntrack => conntrack::CAUSES,
+        CheckId::Resources => resources::CAUSES,
+        CheckId::Service => service::CAUSES,
+        CheckId::Clock => clock::CAUSES,
+        CheckId::ModemSnmp => modem_snmp::CAUSES,
     }
 }
 

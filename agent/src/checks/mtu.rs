@@ -20,6 +20,16 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "mtu_mismatch",
+    "pmtu_blackhole",
+    "probe_target_unreachable",
+    "path_probe_unavailable",
+    "wan_interface_missing",
+    "netlink_error",
+];
+
 /// `[checks.mtu]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

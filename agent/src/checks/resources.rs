@@ -8,6 +8,14 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "low_memory",
+    "low_disk_space",
+    "high_load",
+    "resources_unreadable",
+];
+
 /// `[checks.resources]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

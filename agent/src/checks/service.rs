@@ -13,6 +13,9 @@ use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &["service_down"];
+
 /// `comm` is the first 15 bytes of the executable's name.
 const COMM_LEN: usize = 15;
 
@@ -319,13 +322,15 @@ mod tests {
     }
 
     fn check(services: Vec<ServiceSpec>, proc: &Proc) -> Observation {
-        ServiceCheck {
+        let o = ServiceCheck {
             config: ServiceConfig {
                 services,
                 ..ServiceConfig::default()
             },
         }
-        .check(proc)
+        .check(proc);
+        crate::checks::causes::assert_declared(&o);
+        o
     }
 
     fn spec(name: &str, pidfile: Option<PathBuf>, process: &str, same_netns: bool) -> ServiceSpec {

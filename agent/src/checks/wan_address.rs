@@ -10,6 +10,17 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+/// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
+pub const CAUSES: &[&str] = &[
+    "wan_no_address",
+    "dhcp_lease_expired",
+    "dhcp_lease_missing",
+    "dhcp_lease_mismatch",
+    "wan_no_ipv6",
+    "wan_interface_missing",
+    "netlink_error",
+];
+
 /// `[checks.wan_address]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -264,6 +275,14 @@ impl WanAddressCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::causes::assert_declared;
+
+    /// [`WanAddressCheck::judge`], asserting that the cause it reports is declared in `CAUSES`.
+    fn judged(c: &WanAddressCheck, f: &Facts) -> Observation {
+        let o = c.judge(f);
+        assert_declared(&o);
+        o
+    }
     use std::net::Ipv4Addr;
 
     fn check() -> WanAddressCheck {
@@ -300,26 +319,26 @@ mod tests {
             lease: Some(Some(lease(1000, 120))),
             now_unix: 1100,
         };
-        assert_eq!(c.judge(&ok).status, CheckStatus::Ok);
+        assert_eq!(judged(&c, &ok).status, CheckStatus::Ok);
         let none = Facts {
             addresses: vec![addr([169, 254, 3, 3])],
             ..ok.clone()
         };
-        assert_eq!(c.judge(&none).cause, "wan_no_address");
+        assert_eq!(judged(&c, &none).cause, "wan_no_address");
         let expired = Facts {
             now_unix: 1200,
             ..ok.clone()
         };
-        assert_eq!(c.judge(&expired).cause, "dhcp_lease_expired");
+        assert_eq!(judged(&c, &expired).cause, "dhcp_lease_expired");
         let missing = Facts {
             lease: Some(None),
             ..ok.clone()
         };
-        assert_eq!(c.judge(&missing).cause, "dhcp_lease_missing");
+        assert_eq!(judged(&c, &missing).cause, "dhcp_lease_missing");
         let other = Facts {
             addresses: vec![addr([100, 64, 1, 9])],
             ..ok
         };
-        assert_eq!(c.judge(&other).cause, "dhcp_lease_mismatch");
+        assert_eq!(judged(&c, &other).cause, "dhcp_lease_mismatch");
     }
 }

@@ -184,6 +184,7 @@ impl HealingConfig {
 
 /// Problems of the `[[playbook]]` tables.
 pub fn playbook_problems(playbooks: &[PlaybookConfig], out: &mut Vec<Problem>) {
+    super::causes::playbook_cause_problems(playbooks, out);
     for (i, p) in playbooks.iter().enumerate() {
         let field = |f: &str| format!("playbook[{i}].{f}");
         if p.causes.is_empty() {

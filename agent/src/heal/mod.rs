@@ -27,6 +27,7 @@
 //!    reason) on the incident. A playbook's causes must be listed: an empty list is refused.
 
 pub mod budget;
+pub mod causes;
 pub mod config;
 pub mod decide;
 pub mod plan;
