@@ -1008,11 +1008,7 @@ async fn churn_baseline_rules_and_small_groups(b: Backend) {
         ),
     )
     .await;
-    let r = report(
-        &s,
-        &format!("?from={}&to={}", rfc(t), rfc(t + 144 * hour)),
-    )
-    .await;
+    let r = report(&s, &format!("?from={}&to={}", rfc(t), rfc(t + 144 * hour))).await;
     // Churn: c1 has 2 incidents, a detractor answer and exactly one contact.
     assert_eq!(r.churn_risk.len(), 1, "{:?}", r.churn_risk);
     let c1 = &r.churn_risk[0];
@@ -1023,7 +1019,10 @@ async fn churn_baseline_rules_and_small_groups(b: Backend) {
     assert_eq!((base.k, base.n), (2, 4));
     let dns = &r.contacts.by_category[0];
     assert_eq!(dns.category, Category::DnsFailure);
-    assert_eq!((dns.contact_rate.unwrap().k, dns.contact_rate.unwrap().n), (1, 2));
+    assert_eq!(
+        (dns.contact_rate.unwrap().k, dns.contact_rate.unwrap().n),
+        (1, 2)
+    );
     assert!(dns.vs_baseline.is_some());
     // "Websites do not load" speaks about DNS.
     assert_eq!(dns.strong_links, 1);
@@ -1040,7 +1039,10 @@ async fn churn_baseline_rules_and_small_groups(b: Backend) {
     // Small groups: one answer each side; the interval stays in range, no effect, "too few".
     let w = r.satisfaction.with_incident.satisfaction.nps.unwrap();
     assert_eq!((w.n, w.nps), (1, -100.0));
-    assert!(w.ci_low >= -100.0 && w.ci_high <= 100.0 && w.ci_high > w.ci_low, "{w:?}");
+    assert!(
+        w.ci_low >= -100.0 && w.ci_high <= 100.0 && w.ci_high > w.ci_low,
+        "{w:?}"
+    );
     assert!(r.satisfaction.with_incident.nps_effect.is_none());
     assert_eq!(r.min_group_n, 10);
     let text = netmedic_collector::analytics::render(&r);
@@ -1133,7 +1135,10 @@ async fn bulk_enrolment_of_a_fleet(b: Backend) {
     let out = run_cli(args(&bad, &bad_tokens)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("line 2:") && stderr.contains("line 4: device fresh-1 already on line 1"), "{stderr}");
+    assert!(
+        stderr.contains("line 2:") && stderr.contains("line 4: device fresh-1 already on line 1"),
+        "{stderr}"
+    );
     assert!(!bad_tokens.exists());
     // An active device among new ones: nothing enrolled, the tokens file removed.
     std::fs::write(&bad, "fresh-3\nbulk-00007\n").unwrap();

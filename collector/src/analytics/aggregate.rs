@@ -84,10 +84,7 @@ impl Aggregator {
         }
         let (contact, strong) = match &row.contact_reason {
             None => (false, false),
-            Some(r) => (
-                true,
-                self.params.reason_matches(r, row.category),
-            ),
+            Some(r) => (true, self.params.reason_matches(r, row.category)),
         };
         match &mut self.current {
             Some((_, c, s)) if same => {

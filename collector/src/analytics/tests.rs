@@ -42,7 +42,14 @@ fn outcomes() {
 /// to a point (the plain Wald interval gave [+44.9, +115.1] for 5 answers, [+100, +100] for 2).
 #[test]
 fn nps_interval_stays_in_range_at_small_n() {
-    for (p, pa, d) in [(4, 1, 0), (2, 0, 0), (0, 0, 2), (1, 0, 0), (5, 0, 0), (0, 0, 1)] {
+    for (p, pa, d) in [
+        (4, 1, 0),
+        (2, 0, 0),
+        (0, 0, 2),
+        (1, 0, 0),
+        (5, 0, 0),
+        (0, 0, 1),
+    ] {
         let s = NpsAcc {
             promoters: p,
             passives: pa,
@@ -84,8 +91,11 @@ fn reason_rules_match_words_case_insensitively() {
     assert!(ReasonRule::parse("*").is_err());
     assert!(ReasonRule::parse("a*b").is_err());
     // The shipped rules link the common phrasings to their category.
-    let params =
-        ReportParams::from_config(&crate::config::CollectorConfig::default().experience, None, None);
+    let params = ReportParams::from_config(
+        &crate::config::CollectorConfig::default().experience,
+        None,
+        None,
+    );
     use netmedic_proto::Category as C;
     for (reason, cat) in [
         ("websites do not load", C::DnsFailure),

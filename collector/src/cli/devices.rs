@@ -207,7 +207,10 @@ pub fn parse_device_file(text: &str) -> Result<Vec<(String, Option<String>)>, Ve
             ));
             continue;
         }
-        let customer = fields.get(1).filter(|c| !c.is_empty()).map(|c| (*c).to_owned());
+        let customer = fields
+            .get(1)
+            .filter(|c| !c.is_empty())
+            .map(|c| (*c).to_owned());
         if let Some(c) = &customer
             && (c.chars().count() > MAX_CUSTOMER_CHARS || c.chars().any(char::is_control))
         {

@@ -249,17 +249,15 @@ impl CollectorConfig {
                 Some(survey_window_days),
                 Some(churn_top),
                 Some(min_group_n),
-            ) => {
-                Some(CxConfig {
-                    contact_window_hours,
-                    survey_window_days,
-                    cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
-                    currency,
-                    reason_rules,
-                    churn_top,
-                    min_group_n,
-                })
-            }
+            ) => Some(CxConfig {
+                contact_window_hours,
+                survey_window_days,
+                cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
+                currency,
+                reason_rules,
+                churn_top,
+                min_group_n,
+            }),
             _ => None,
         };
         let outage = match (min_devices, window_mins, interval_secs, advisory_secs) {

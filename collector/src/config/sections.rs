@@ -125,7 +125,9 @@ pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
         ),
         (
             Category::LineDegraded,
-            &["line*", "noise", "crackl*", "copper", "fiber", "fibre", "sync*"],
+            &[
+                "line*", "noise", "crackl*", "copper", "fiber", "fibre", "sync*",
+            ],
         ),
         (
             Category::DeviceHealth,

@@ -29,10 +29,13 @@ const DAY_MS: i64 = 86_400_000;
 /// Start of a `YYYY-MM-DD` day (UTC), or a message saying what is wrong.
 fn day_start(field: &str, day: &str) -> Result<Timestamp, String> {
     let ok_shape = day.len() == 10
-        && day
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && day.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     let parsed = ok_shape
         .then(|| format!("{day}T00:00:00Z").parse::<Timestamp>().ok())
         .flatten();
@@ -227,10 +230,19 @@ pub async fn experience(
     };
     let asked = match range(&q) {
         Ok(r) => r,
-        Err(m) => return error_page(Some(&session), StatusCode::BAD_REQUEST, "Bad date range", &m),
+        Err(m) => {
+            return error_page(
+                Some(&session),
+                StatusCode::BAD_REQUEST,
+                "Bad date range",
+                &m,
+            );
+        }
     };
     let day = |t: Option<Timestamp>| {
-        t.map_or_else(String::new, |t| t.to_string().get(..10).unwrap_or_default().to_owned())
+        t.map_or_else(String::new, |t| {
+            t.to_string().get(..10).unwrap_or_default().to_owned()
+        })
     };
     let (r, note, from, to): (Arc<Report>, String, String, String) = match asked {
         None => {
@@ -258,12 +270,14 @@ pub async fn experience(
             let note = format!(
                 "From {} to {} (UTC days, both included). Intervals are 95 %.",
                 from.map_or_else(|| "the first record".into(), |t| when_opt(Some(t))),
-                to.map_or_else(
-                    || "now".into(),
-                    |t| day(Some(t.add_millis(-DAY_MS)))
-                ),
+                to.map_or_else(|| "now".into(), |t| day(Some(t.add_millis(-DAY_MS)))),
             );
-            (Arc::new(r), note, day(from), day(to.map(|t| t.add_millis(-DAY_MS))))
+            (
+                Arc::new(r),
+                note,
+                day(from),
+                day(to.map(|t| t.add_millis(-DAY_MS))),
+            )
         }
     };
     let min_n = r.min_group_n;
