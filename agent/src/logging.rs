@@ -91,7 +91,12 @@ fn stderr_line(r: &Record<'_>, journal_stream: bool) -> String {
     if journal_stream {
         format!("<{}>{}{kv}", priority(r.level()), r.args())
     } else {
-        format!("{} {:<5} {}{kv}", crate::context::now(), r.level(), r.args())
+        format!(
+            "{} {:<5} {}{kv}",
+            crate::context::now(),
+            r.level(),
+            r.args()
+        )
     }
 }
 

@@ -221,8 +221,8 @@ impl LinkCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{LinkChange, LinkInfo};
     use crate::checks::causes::assert_declared;
+    use crate::context::{LinkChange, LinkInfo};
 
     /// [`LinkCheck::judge`], asserting that the cause it reports is declared in `CAUSES`.
     fn judged(c: &LinkCheck, table: &LinkTable, now: Instant) -> Observation {

@@ -3,8 +3,8 @@
 //! or `prefix_*` pattern selects none of its check's causes is a config error naming the known
 //! causes — a typo would otherwise silently never match.
 
-use crate::config::Problem;
 use super::PlaybookConfig;
+use crate::config::Problem;
 
 /// Whether a playbook's selector `pattern` (an exact name or `prefix_*`) selects `cause`; the
 /// same rule as [`PlaybookConfig::matches`].

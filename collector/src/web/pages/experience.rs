@@ -48,7 +48,10 @@ fn day_start(field: &str, day: &str) -> Result<Timestamp, String> {
 }
 
 /// The range asked for: `None` for the default (cached last 30 days).
-fn range(q: &RangeQuery) -> Result<Option<(Option<Timestamp>, Option<Timestamp>)>, String> {
+/// A report period: from (included), to (excluded); `None` is open.
+type Period = (Option<Timestamp>, Option<Timestamp>);
+
+fn range(q: &RangeQuery) -> Result<Option<Period>, String> {
     fn pick(v: &Option<String>) -> Option<&str> {
         v.as_deref().map(str::trim).filter(|s| !s.is_empty())
     }
