@@ -7,6 +7,7 @@
 mod error;
 mod file;
 mod parse;
+mod reason;
 mod sections;
 mod storage;
 
@@ -15,6 +16,7 @@ mod storage;
 mod tests;
 
 pub use error::{ConfigError, ConfigProblem};
+pub use reason::ReasonRule;
 pub use sections::{
     CxConfig, DEFAULT_OUTAGE_CATEGORIES, FleetConfig, IngestConfig, OutageConfig, ServerConfig,
     WebConfig, default_reason_rules,

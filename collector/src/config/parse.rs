@@ -198,7 +198,7 @@ impl CollectorConfig {
                 continue;
             };
             for rule in rules {
-                if let Err(e) = crate::analytics::ReasonRule::parse(rule) {
+                if let Err(e) = super::ReasonRule::parse(rule) {
                     problem(
                         cx.reason_rules.span(),
                         "experience.reason_rules",

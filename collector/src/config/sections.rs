@@ -29,7 +29,7 @@ pub struct CxConfig {
     pub cost_per_contact_cents: u64,
     pub currency: String,
     /// Incident category → reason rules: a contact whose reason matches one of its incident's
-    /// category's rules is a strong link (see [`crate::analytics::ReasonRule`]).
+    /// category's rules is a strong link (see [`ReasonRule`](super::ReasonRule)).
     pub reason_rules: BTreeMap<Category, Vec<String>>,
     /// Longest churn-risk list in a report.
     pub churn_top: u32,
