@@ -29,6 +29,7 @@ backend_stories!(
     hostile_device_strings_are_escaped,
     incident_list_filters_and_pages,
     overview_counts_devices_and_open_incidents,
+    experience_page_takes_a_date_range,
 );
 
 const PASSWORD: &str = "a long enough password";
@@ -889,5 +890,68 @@ async fn user_cli_adds_users_who_can_log_in() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+    server.stop().await;
+}
+
+/// The Experience page reports the range asked for (not a fixed 30 days), its counts describe
+/// the table's answers, and a bad range is a clear 400.
+async fn experience_page_takes_a_date_range(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "v", Role::Viewer).await;
+    let mut b = Browser::new(&server);
+    b.login("v", PASSWORD).await;
+    // ts(0) is 2026-11-23; an incident then, and survey answers on two days of 2026-01.
+    let mut e = event("ev-x", "inc-x", 1, EventKind::Opened);
+    e.started_at = ts(0);
+    e.at = ts(0);
+    server
+        .store()
+        .ingest_report(&batch("cpe-0001", vec![e]), ts(10))
+        .await
+        .unwrap();
+    let csv = "survey_id,customer_id,answered_at,nps\n\
+               s1,cust-9,2026-01-10T10:00:00Z,9\n\
+               s2,cust-9,2026-01-20T10:00:00Z,3\n\
+               s3,cust-9,2026-01-21T10:00:00Z,10\n";
+    let resp = server
+        .client
+        .post(server.url("/api/v1/import/surveys?format=csv"))
+        .bearer_auth(&server.admin_token)
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = b.get("/experience?from=2026-01-15&to=2026-01-20").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = unescape(&page.body);
+    assert!(body.contains("value=\"2026-01-15\""), "{body}");
+    assert!(body.contains("value=\"2026-01-20\""), "{body}");
+    // Only s2 (the 20th is included, the 21st is not); no incident in January.
+    assert!(
+        body.contains("0 incidents of 0 customers · 1 survey answers: 1 without an incident"),
+        "{body}"
+    );
+    let page = b.get("/experience?from=2026-01-01&to=2026-01-31").await;
+    assert!(
+        unescape(&page.body).contains("3 survey answers: 3 without an incident"),
+        "{}",
+        page.body
+    );
+    let page = b.get("/experience?from=2026-11-01").await;
+    assert!(
+        unescape(&page.body).contains("1 incidents of 0 customers · 0 survey answers"),
+        "{}",
+        page.body
+    );
+    for bad in [
+        "/experience?from=2026-13-01",
+        "/experience?from=yesterday",
+        "/experience?from=2026-01-20&to=2026-01-10",
+        "/experience?since=2026-01-01",
+    ] {
+        let page = b.get(bad).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
+    }
     server.stop().await;
 }

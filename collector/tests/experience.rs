@@ -37,6 +37,8 @@ backend_stories!(
     planted_effects_are_recovered_within_their_intervals,
     a_population_without_effects_reports_none,
     mass_outage_becomes_one_network_event_with_advisories,
+    churn_baseline_rules_and_small_groups,
+    bulk_enrolment_of_a_fleet,
 );
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -939,5 +941,226 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
     let r = report(&s, "").await;
     assert_eq!(r.network_events.len(), 1);
     assert!(r.network_events[0].resolved_at.is_some());
+    s.stop().await;
+}
+
+// ---- fixes -------------------------------------------------------------------------------------
+
+/// A customer with one contact shows it on the churn list; customers without incidents give the
+/// baseline contact rate by the same window rule; a free-text reason is a strong link by the
+/// shipped rules; groups under `min_group_n` have an in-range interval, no effect and show "too
+/// few"; auto-healed vs escalated per category.
+async fn churn_baseline_rules_and_small_groups(b: Backend) {
+    let s = start(b).await;
+    let t = ts(0).unix_millis();
+    let hour = 3_600_000;
+    import(
+        &s,
+        "subscribers",
+        "",
+        "device_id,customer_id\ncpe-f1,c1\ncpe-f2,c2\ncpe-f3,c3\n".into(),
+    )
+    .await;
+    store_incidents(
+        &s,
+        &[
+            Inc {
+                agent: "cpe-f1".into(),
+                id: "i1".into(),
+                category: Category::DnsFailure,
+                started_ms: t,
+                resolved: Some(false),
+            },
+            Inc {
+                agent: "cpe-f1".into(),
+                id: "i2".into(),
+                category: Category::DnsFailure,
+                started_ms: t + 100 * hour,
+                resolved: Some(true),
+            },
+        ],
+    )
+    .await;
+    // c1: one contact in free text; c2 (no incident): contacts in slots 0, 0 and 1 of 72 h.
+    import(
+        &s,
+        "contacts",
+        "",
+        format!(
+            "contact_id,customer_id,created_at,reason\n\
+             k1,c1,{},Websites do not load\n\
+             k2,c2,{},billing\nk3,c2,{},billing\nk4,c2,{},billing\n",
+            rfc(t + hour),
+            rfc(t + 10 * hour),
+            rfc(t + 20 * hour),
+            rfc(t + 80 * hour),
+        ),
+    )
+    .await;
+    import(
+        &s,
+        "surveys",
+        "",
+        format!(
+            "survey_id,customer_id,answered_at,nps\nsv1,c1,{},3\nsv2,c2,{},10\n",
+            rfc(t + 2 * hour),
+            rfc(t + 3 * hour)
+        ),
+    )
+    .await;
+    let r = report(&s, &format!("?from={}&to={}", rfc(t), rfc(t + 144 * hour))).await;
+    // Churn: c1 has 2 incidents, a detractor answer and exactly one contact.
+    assert_eq!(r.churn_risk.len(), 1, "{:?}", r.churn_risk);
+    let c1 = &r.churn_risk[0];
+    assert_eq!((c1.customer_id.as_str(), c1.contacts), ("c1", 1));
+    assert_eq!(c1.score, 2 + 1 + 3);
+    // Baseline: c2 and c3 × two 72 h slots of the 144 h period; c2 contacted in both.
+    let base = r.contacts.baseline.unwrap();
+    assert_eq!((base.k, base.n), (2, 4));
+    let dns = &r.contacts.by_category[0];
+    assert_eq!(dns.category, Category::DnsFailure);
+    assert_eq!(
+        (dns.contact_rate.unwrap().k, dns.contact_rate.unwrap().n),
+        (1, 2)
+    );
+    assert!(dns.vs_baseline.is_some());
+    // "Websites do not load" speaks about DNS.
+    assert_eq!(dns.strong_links, 1);
+    // Per category: the escalated DNS incident was followed by the contact, the healed one not.
+    let (a, e) = (dns.auto_healed.unwrap(), dns.escalated.unwrap());
+    assert_eq!(((a.k, a.n), (e.k, e.n)), ((0, 1), (1, 1)));
+    let names: Vec<&str> = r
+        .satisfaction
+        .by_category_outcome
+        .iter()
+        .map(|g| g.group.as_str())
+        .collect();
+    assert_eq!(names, ["dns_failure escalated"]);
+    // Small groups: one answer each side; the interval stays in range, no effect, "too few".
+    let w = r.satisfaction.with_incident.satisfaction.nps.unwrap();
+    assert_eq!((w.n, w.nps), (1, -100.0));
+    assert!(
+        w.ci_low >= -100.0 && w.ci_high <= 100.0 && w.ci_high > w.ci_low,
+        "{w:?}"
+    );
+    assert!(r.satisfaction.with_incident.nps_effect.is_none());
+    assert_eq!(r.min_group_n, 10);
+    let text = netmedic_collector::analytics::render(&r);
+    assert!(text.contains("too few (n=1)"), "{text}");
+    assert!(text.contains("STRONG: incidents with a linked contact whose reason matches"));
+    s.stop().await;
+}
+
+// ---- bulk enrolment ----------------------------------------------------------------------------
+
+/// Runs the collector binary (on a blocking thread: the server shares this test's runtime).
+async fn run_cli(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netmedic-collector"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `device import` enrols 30,000 devices from a file in one go (the figure is printed, never
+/// asserted), writes their tokens to a new 0600 file, maps customers, and refuses a bad file or
+/// an active device without writing anything.
+async fn bulk_enrolment_of_a_fleet(b: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let s = start(b).await;
+    let db = match &s.storage {
+        netmedic_collector::config::StorageUrl::Postgres { url } => url.clone(),
+        netmedic_collector::config::StorageUrl::Sqlite { .. } => {
+            format!("sqlite://{}", s.db_path.display())
+        }
+    };
+    let dir = s.dir.path();
+    let fleet = dir.join("fleet.csv");
+    let mut text = String::from("device_id,customer_id\n");
+    for i in 0..30_000 {
+        if i % 2 == 0 {
+            writeln!(text, "bulk-{i:05},cust-{i:05}").unwrap();
+        } else {
+            writeln!(text, "bulk-{i:05}").unwrap();
+        }
+    }
+    std::fs::write(&fleet, &text).unwrap();
+    let tokens = dir.join("tokens.csv");
+    let args = |file: &std::path::Path, out: &std::path::Path| -> Vec<String> {
+        vec![
+            "device".into(),
+            "import".into(),
+            file.display().to_string(),
+            "--tokens-out".into(),
+            out.display().to_string(),
+            "--db".into(),
+            db.clone(),
+        ]
+    };
+    let out = run_cli(args(&fleet, &tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The measured figure, for the record.
+    println!("bulk enrolment ({b:?}): {}", stderr.trim());
+    assert!(stderr.contains("enrolled 30000 devices"), "{stderr}");
+    let meta = std::fs::metadata(&tokens).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let written = std::fs::read_to_string(&tokens).unwrap();
+    let lines: Vec<&str> = written.lines().skip(1).collect();
+    assert_eq!(lines.len(), 30_000);
+    let (id, token) = lines[0].split_once(',').unwrap();
+    assert_eq!(id, "bulk-00000");
+    // The token works; the customer mapping is there.
+    let reply = beat(&s, id, token).await;
+    assert!(upstream(&reply).is_none());
+    store_incidents(
+        &s,
+        &[Inc {
+            agent: id.into(),
+            id: "i-bulk".into(),
+            category: Category::NoInternet,
+            started_ms: ts(0).unix_millis(),
+            resolved: None,
+        }],
+    )
+    .await;
+    assert_eq!(report(&s, "").await.customers_with_incidents, 1);
+    // A bad line refuses the whole file and writes no tokens file.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "fresh-1\nno spaces allowed\nfresh-2\nfresh-1\n").unwrap();
+    let bad_tokens = dir.join("bad-tokens.csv");
+    let out = run_cli(args(&bad, &bad_tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 2:") && stderr.contains("line 4: device fresh-1 already on line 1"),
+        "{stderr}"
+    );
+    assert!(!bad_tokens.exists());
+    // An active device among new ones: nothing enrolled, the tokens file removed.
+    std::fs::write(&bad, "fresh-3\nbulk-00007\n").unwrap();
+    let out = run_cli(args(&bad, &bad_tokens)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bulk-00007"), "{stderr}");
+    assert!(!bad_tokens.exists());
+    let out = run_cli(vec![
+        "device".into(),
+        "list".into(),
+        "--json".into(),
+        "--db".into(),
+        db.clone(),
+        "-n".into(),
+        "10".into(),
+    ])
+    .await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fresh-3"));
+    // The tokens file is never overwritten.
+    let out = run_cli(args(&fleet, &tokens)).await;
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&tokens).unwrap(), written);
     s.stop().await;
 }

@@ -23,7 +23,7 @@ struct DimAcc {
     sat: SatAcc,
 }
 
-type OpenSurvey = (SurveyRow, HashSet<Category>, HashSet<Outcome>);
+type OpenSurvey = (SurveyRow, HashSet<(Category, Outcome)>);
 
 /// Streams rows in; [`Aggregator::finish`] builds the report.
 #[derive(Debug)]
@@ -33,6 +33,9 @@ pub struct Aggregator {
     incidents: u64,
     by_category: BTreeMap<Category, ContactAcc>,
     by_outcome: BTreeMap<Outcome, ContactAcc>,
+    by_category_outcome: BTreeMap<(Category, Outcome), ContactAcc>,
+    /// Contact rate of customers without incidents (same window rule).
+    baseline: Option<Proportion>,
     per_customer: HashMap<String, u64>,
     dims: [BTreeMap<String, DimAcc>; 4],
     survey: Option<OpenSurvey>,
@@ -41,6 +44,7 @@ pub struct Aggregator {
     with: SatAcc,
     sat_by_category: BTreeMap<Category, SatAcc>,
     sat_by_outcome: BTreeMap<Outcome, SatAcc>,
+    sat_by_category_outcome: BTreeMap<(Category, Outcome), SatAcc>,
     /// Churn candidates (≥ 2 incidents) → (lowest NPS, detractor answers).
     candidates: HashMap<String, (Option<i64>, u64)>,
     contacts_of: HashMap<String, u64>,
@@ -54,6 +58,8 @@ impl Aggregator {
             incidents: 0,
             by_category: BTreeMap::new(),
             by_outcome: BTreeMap::new(),
+            by_category_outcome: BTreeMap::new(),
+            baseline: None,
             per_customer: HashMap::new(),
             dims: Default::default(),
             survey: None,
@@ -62,6 +68,7 @@ impl Aggregator {
             with: SatAcc::default(),
             sat_by_category: BTreeMap::new(),
             sat_by_outcome: BTreeMap::new(),
+            sat_by_category_outcome: BTreeMap::new(),
             candidates: HashMap::new(),
             contacts_of: HashMap::new(),
         }
@@ -77,10 +84,7 @@ impl Aggregator {
         }
         let (contact, strong) = match &row.contact_reason {
             None => (false, false),
-            Some(r) => (
-                true,
-                self.params.category_of_reason(r) == Some(row.category),
-            ),
+            Some(r) => (true, self.params.reason_matches(r, row.category)),
         };
         match &mut self.current {
             Some((_, c, s)) if same => {
@@ -100,6 +104,9 @@ impl Aggregator {
         for acc in [
             self.by_category.entry(row.category).or_default(),
             self.by_outcome.entry(outcome).or_default(),
+            self.by_category_outcome
+                .entry((row.category, outcome))
+                .or_default(),
         ] {
             acc.incidents += 1;
             acc.with_contact += u64::from(contact);
@@ -138,24 +145,31 @@ impl Aggregator {
         let same = self
             .survey
             .as_ref()
-            .is_some_and(|(s, _, _)| s.survey_id == row.survey_id);
+            .is_some_and(|(s, _)| s.survey_id == row.survey_id);
         if !same {
             self.close_survey();
         }
         let link = row.incident;
         if !same {
-            self.survey = Some((row, HashSet::new(), HashSet::new()));
+            self.survey = Some((row, HashSet::new()));
         }
-        if let (Some((_, cats, outs)), Some((c, o))) = (&mut self.survey, link) {
-            cats.insert(c);
-            outs.insert(o);
+        if let (Some((_, links)), Some(l)) = (&mut self.survey, link) {
+            links.insert(l);
         }
     }
 
     fn close_survey(&mut self) {
-        let Some((row, cats, outs)) = self.survey.take() else {
+        let Some((row, links)) = self.survey.take() else {
             return;
         };
+        let cats: HashSet<Category> = links.iter().map(|(c, _)| *c).collect();
+        let outs: HashSet<Outcome> = links.iter().map(|(_, o)| *o).collect();
+        for l in links {
+            self.sat_by_category_outcome
+                .entry(l)
+                .or_default()
+                .add(row.nps, row.csat);
+        }
         self.surveys += 1;
         if cats.is_empty() {
             self.without.add(row.nps, row.csat);
@@ -205,6 +219,12 @@ impl Aggregator {
         }
     }
 
+    /// The baseline: of `slots` (customer without incidents × contact-window-long period of
+    /// the report), `with_contact` had at least one contact.
+    pub fn baseline_contacts(&mut self, with_contact: u64, slots: u64) {
+        self.baseline = wilson(with_contact.min(slots), slots);
+    }
+
     pub fn finish(
         mut self,
         subscribers: [Vec<(String, u64)>; 4],
@@ -214,12 +234,22 @@ impl Aggregator {
         self.close_survey();
         let p = &self.params;
         let without = self.without.stat();
+        let min_n = p.min_group_n;
+        // Groups (and baselines) under the minimum n get no effect.
+        let enough_nps = |s: &Option<NpsStat>| s.filter(|s| s.n >= min_n);
+        let enough_csat = |s: &Option<Proportion>| s.filter(|s| s.n >= min_n);
         let group = |name: String, acc: &SatAcc| {
             let s = acc.stat();
             SatGroup {
-                nps_effect: nps_effect(s.nps.as_ref(), without.nps.as_ref()),
-                csat_effect: prop_effect(s.csat.as_ref(), without.csat.as_ref())
-                    .map(|e| e.scale(100.0)),
+                nps_effect: nps_effect(
+                    enough_nps(&s.nps).as_ref(),
+                    enough_nps(&without.nps).as_ref(),
+                ),
+                csat_effect: prop_effect(
+                    enough_csat(&s.csat).as_ref(),
+                    enough_csat(&without.csat).as_ref(),
+                )
+                .map(|e| e.scale(100.0)),
                 group: name,
                 satisfaction: s,
             }
@@ -238,6 +268,12 @@ impl Aggregator {
                 .iter()
                 .map(|(c, a)| group(c.as_str().to_owned(), a))
                 .collect(),
+            by_category_outcome: self
+                .sat_by_category_outcome
+                .iter()
+                .filter(|((_, o), _)| *o != Outcome::Open)
+                .map(|((c, o), a)| group(format!("{} {}", c.as_str(), outcome_name(*o)), a))
+                .collect(),
             auto_healed: outcome_group(Outcome::AutoHealed, "auto_healed"),
             escalated: outcome_group(Outcome::Escalated, "escalated"),
         };
@@ -250,13 +286,22 @@ impl Aggregator {
             by_category: self
                 .by_category
                 .iter()
-                .map(|(c, a)| CategoryContacts {
-                    category: *c,
-                    incidents: a.incidents,
-                    contact_rate: wilson(a.with_contact, a.incidents),
-                    strong_links: a.strong,
+                .map(|(c, a)| {
+                    let contact_rate = wilson(a.with_contact, a.incidents);
+                    let of = |o: Outcome| rate(self.by_category_outcome.get(&(*c, o)));
+                    CategoryContacts {
+                        category: *c,
+                        incidents: a.incidents,
+                        vs_baseline: prop_effect(contact_rate.as_ref(), self.baseline.as_ref())
+                            .map(|e| e.scale(100.0)),
+                        contact_rate,
+                        strong_links: a.strong,
+                        auto_healed: of(Outcome::AutoHealed),
+                        escalated: of(Outcome::Escalated),
+                    }
                 })
                 .collect(),
+            baseline: self.baseline,
             auto_healed: auto,
             escalated: esc,
             escalated_to_auto_ratio: match (esc, auto) {
@@ -327,6 +372,7 @@ impl Aggregator {
             incidents: self.incidents,
             customers_with_incidents: self.per_customer.len() as u64,
             surveys: self.surveys,
+            min_group_n: p.min_group_n,
             satisfaction,
             contacts,
             churn_candidates,
@@ -334,5 +380,13 @@ impl Aggregator {
             breakdowns,
             network_events,
         }
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::AutoHealed => "auto_healed",
+        Outcome::Escalated => "escalated",
+        Outcome::Open => "open",
     }
 }

@@ -1,6 +1,7 @@
 //! Linking: what a report covers, how contacts and surveys are linked to incidents (windows,
 //! reason → category), and the joined rows the store streams into the aggregator.
 
+pub use crate::config::ReasonRule;
 use netmedic_proto::{Category, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,12 +15,14 @@ pub struct ReportParams {
     pub to_ms: Option<i64>,
     pub contact_window_ms: i64,
     pub survey_window_ms: i64,
-    /// Contact reason (lower case) → the incident category it speaks about.
-    pub reason_categories: BTreeMap<String, Category>,
+    /// Category → the reason rules that make a contact about it a strong link.
+    pub reason_rules: BTreeMap<Category, Vec<ReasonRule>>,
     pub cost_per_contact_cents: u64,
     pub currency: String,
     /// Longest churn-risk list.
     pub churn_top: usize,
+    /// Groups with fewer answers show "too few" and no effect.
+    pub min_group_n: u64,
 }
 
 impl ReportParams {
@@ -33,10 +36,22 @@ impl ReportParams {
             to_ms: to.map(Timestamp::unix_millis),
             contact_window_ms: i64::from(cx.contact_window_hours) * 3_600_000,
             survey_window_ms: i64::from(cx.survey_window_days) * 86_400_000,
-            reason_categories: cx.reason_categories.clone(),
+            // The config validated every rule; one that still fails to parse is left out.
+            reason_rules: cx
+                .reason_rules
+                .iter()
+                .map(|(c, rules)| {
+                    let rules = rules
+                        .iter()
+                        .filter_map(|r| ReasonRule::parse(r).ok())
+                        .collect();
+                    (*c, rules)
+                })
+                .collect(),
             cost_per_contact_cents: cx.cost_per_contact_cents,
             currency: cx.currency.clone(),
             churn_top: cx.churn_top as usize,
+            min_group_n: u64::from(cx.min_group_n),
         }
     }
 
@@ -48,10 +63,12 @@ impl ReportParams {
         )
     }
 
-    pub fn category_of_reason(&self, reason: &str) -> Option<Category> {
-        self.reason_categories
-            .get(&reason.trim().to_ascii_lowercase())
-            .copied()
+    /// Whether a contact with this reason about an incident of `category` is a strong link: the
+    /// reason matches one of the category's rules.
+    pub fn reason_matches(&self, reason: &str, category: Category) -> bool {
+        self.reason_rules
+            .get(&category)
+            .is_some_and(|rules| rules.iter().any(|r| r.matches(reason)))
     }
 }
 

@@ -34,7 +34,9 @@ mod statistics;
 mod tests;
 
 pub use aggregate::Aggregator;
-pub use linking::{DIMENSIONS, Dims, IncidentRow, Outcome, ReportParams, SurveyRow, UNKNOWN};
+pub use linking::{
+    DIMENSIONS, Dims, IncidentRow, Outcome, ReasonRule, ReportParams, SurveyRow, UNKNOWN,
+};
 pub use render::render;
 pub use report::{
     Breakdown, CategoryContacts, ChurnRisk, ContactReport, NetworkEventView, Report, SatGroup,

@@ -4,9 +4,10 @@ use super::report::*;
 use super::statistics::{Effect, NpsStat, Proportion};
 use netmedic_proto::Timestamp;
 
-fn fmt_nps(s: &Option<NpsStat>) -> String {
+fn fmt_nps(s: &Option<NpsStat>, min_n: u64) -> String {
     match s {
         None => "-".into(),
+        Some(s) if s.n < min_n => format!("too few (n={})", s.n),
         Some(s) => format!(
             "{:+.1} [{:+.1}, {:+.1}] n={}",
             s.nps, s.ci_low, s.ci_high, s.n
@@ -15,8 +16,13 @@ fn fmt_nps(s: &Option<NpsStat>) -> String {
 }
 
 fn fmt_prop(p: &Option<Proportion>) -> String {
+    fmt_prop_min(p, 0)
+}
+
+fn fmt_prop_min(p: &Option<Proportion>, min_n: u64) -> String {
     match p {
         None => "-".into(),
+        Some(p) if p.n < min_n => format!("too few (n={})", p.n),
         Some(p) => format!(
             "{:.1}% [{:.1}, {:.1}] n={}",
             100.0 * p.rate,
@@ -85,30 +91,32 @@ pub fn render(r: &Report) -> String {
     out.push_str(&format!(
         "Customer-experience report  from {}  to {}\n{} incidents ({} customers), {} surveys; \
          contacts linked within {} h, surveys within {} days of an incident's start.\n\
-         Intervals are 95 %; * marks a difference whose interval excludes 0.\n\n",
+         Intervals are 95 %; * marks a difference whose interval excludes 0; groups of fewer \
+         than {} answers show \"too few\".\n\n",
         t(&r.from),
         t(&r.to),
         r.incidents,
         r.customers_with_incidents,
         r.surveys,
         r.contact_window_hours,
-        r.survey_window_days
+        r.survey_window_days,
+        r.min_group_n
     ));
     out.push_str("SATISFACTION (NPS points; CSAT % of 4-5 answers)\n");
     let s = &r.satisfaction;
     let mut rows = vec![vec![
         "without incident".to_owned(),
-        fmt_nps(&s.without_incident.nps),
+        fmt_nps(&s.without_incident.nps, r.min_group_n),
         "(baseline)".into(),
-        fmt_prop(&s.without_incident.csat),
+        fmt_prop_min(&s.without_incident.csat, r.min_group_n),
         "(baseline)".into(),
     ]];
     let g = |g: &SatGroup| {
         vec![
             g.group.clone(),
-            fmt_nps(&g.satisfaction.nps),
+            fmt_nps(&g.satisfaction.nps, r.min_group_n),
             fmt_effect(&g.nps_effect, ""),
-            fmt_prop(&g.satisfaction.csat),
+            fmt_prop_min(&g.satisfaction.csat, r.min_group_n),
             fmt_effect(&g.csat_effect, " pp"),
         ]
     };
@@ -116,36 +124,60 @@ pub fn render(r: &Report) -> String {
     rows.push(g(&s.auto_healed));
     rows.push(g(&s.escalated));
     rows.extend(s.by_category.iter().map(g));
+    rows.extend(s.by_category_outcome.iter().map(g));
     table(
         &mut out,
         &["GROUP", "NPS", "VS BASELINE", "CSAT", "VS BASELINE"],
         rows,
     );
-    out.push_str("\nCONTACTS (share of incidents followed by a contact)\n");
+    out.push_str(&format!(
+        "\nCONTACTS (share of incidents followed by a contact within {} h; STRONG: incidents with a \
+         linked contact whose reason matches one of the category's reason rules)\n",
+        r.contact_window_hours
+    ));
     let c = &r.contacts;
-    let mut rows: Vec<Vec<String>> = c
-        .by_category
-        .iter()
-        .map(|x| {
-            vec![
-                x.category.as_str().to_owned(),
-                x.incidents.to_string(),
-                fmt_prop(&x.contact_rate),
-                x.strong_links.to_string(),
-            ]
-        })
-        .collect();
+    let mut rows: Vec<Vec<String>> = vec![vec![
+        "(no incident: baseline)".to_owned(),
+        "-".into(),
+        fmt_prop(&c.baseline),
+        "(baseline)".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]];
+    rows.extend(c.by_category.iter().map(|x| {
+        vec![
+            x.category.as_str().to_owned(),
+            x.incidents.to_string(),
+            fmt_prop(&x.contact_rate),
+            fmt_effect(&x.vs_baseline, " pp"),
+            x.strong_links.to_string(),
+            fmt_prop(&x.auto_healed),
+            fmt_prop(&x.escalated),
+        ]
+    }));
     for (name, p) in [("auto_healed", &c.auto_healed), ("escalated", &c.escalated)] {
         rows.push(vec![
             format!("({name})"),
             p.map_or(0, |p| p.n).to_string(),
             fmt_prop(p),
             String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
         ]);
     }
     table(
         &mut out,
-        &["CATEGORY", "INCIDENTS", "CONTACT RATE", "STRONG"],
+        &[
+            "CATEGORY",
+            "INCIDENTS",
+            "CONTACT RATE",
+            "VS BASELINE",
+            "STRONG",
+            "AUTO-HEALED",
+            "ESCALATED",
+        ],
         rows,
     );
     out.push_str(&format!(
@@ -204,7 +236,7 @@ pub fn render(r: &Report) -> String {
                             .map_or("-".into(), |x| format!("{x:.1}")),
                         fmt_prop(&b.auto_healed),
                         fmt_prop(&b.contact_rate),
-                        fmt_nps(&b.satisfaction.nps),
+                        fmt_nps(&b.satisfaction.nps, r.min_group_n),
                     ]
                 })
                 .collect(),

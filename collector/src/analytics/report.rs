@@ -17,6 +17,8 @@ pub struct Report {
     pub customers_with_incidents: u64,
     /// Surveys answered in the window.
     pub surveys: u64,
+    /// Groups with fewer answers than this show "too few" and have no effect.
+    pub min_group_n: u64,
     pub satisfaction: SatisfactionReport,
     pub contacts: ContactReport,
     /// Customers meeting the churn-risk rule (the list holds the top ones).
@@ -36,6 +38,9 @@ pub struct SatisfactionReport {
     pub with_incident: SatGroup,
     /// Answers linked to an incident of each category (an answer may count in several).
     pub by_category: Vec<SatGroup>,
+    /// The same per category and outcome ("dns_failure auto_healed"): a fleet where some
+    /// categories are never healed skews the pooled auto-healed vs escalated comparison.
+    pub by_category_outcome: Vec<SatGroup>,
     pub auto_healed: SatGroup,
     pub escalated: SatGroup,
 }
@@ -55,12 +60,24 @@ pub struct CategoryContacts {
     pub incidents: u64,
     /// Share of incidents followed by at least one linked contact.
     pub contact_rate: Option<Proportion>,
-    /// Incidents with a linked contact whose reason matches the category.
+    /// Difference to the baseline contact rate, in percentage points.
+    pub vs_baseline: Option<Effect>,
+    /// Incidents with a linked contact whose reason matches one of the category's reason
+    /// rules (`[experience.reason_rules]`).
     pub strong_links: u64,
+    /// Contact rate of the category's auto-healed incidents ...
+    pub auto_healed: Option<Proportion>,
+    /// ... and of its escalated ones.
+    pub escalated: Option<Proportion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactReport {
+    /// Customers without incidents in the report's period: the share of their
+    /// contact-window-long periods (customer × consecutive window of `contact_window_hours`
+    /// from the report's start) with at least one contact — the reference of every contact
+    /// rate.
+    pub baseline: Option<Proportion>,
     pub by_category: Vec<CategoryContacts>,
     pub auto_healed: Option<Proportion>,
     pub escalated: Option<Proportion>,

@@ -36,9 +36,13 @@ pub fn wilson(k: u64, n: u64) -> Option<Proportion> {
     })
 }
 
-/// Net Promoter Score (−100..=100) of `n` answers with its 95 % interval: NPS/100 is the mean of
-/// a score of +1 (promoter, 9–10), 0 (passive, 7–8), −1 (detractor, 0–6), whose variance is
-/// `p + d − (p − d)²`.
+/// Net Promoter Score (−100..=100) of `n` answers with its 95 % interval. NPS/100 is the mean of
+/// a score of +1 (promoter, 9–10), 0 (passive, 7–8), −1 (detractor, 0–6). The interval is an
+/// adjusted Wald interval on that scale: one pseudo-answer of each kind is added (as Agresti–Coull
+/// add two successes and two failures to a proportion), the mean and variance `p + d − (p − d)²`
+/// of the adjusted counts give centre and standard error, and the bounds are clamped to
+/// [−100, +100]. It stays in range and never collapses to a point at small n; at large n it is the
+/// plain Wald interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NpsStat {
     pub n: u64,
@@ -47,7 +51,7 @@ pub struct NpsStat {
     pub nps: f64,
     pub ci_low: f64,
     pub ci_high: f64,
-    /// Standard error, in NPS points.
+    /// Standard error (of the adjusted counts), in NPS points.
     pub se: f64,
 }
 
@@ -72,9 +76,11 @@ impl NpsAcc {
         if n == 0 {
             return None;
         }
-        let nf = n as f64;
-        let p = self.promoters as f64 / nf;
-        let d = self.detractors as f64 / nf;
+        let raw = 100.0 * (self.promoters as f64 - self.detractors as f64) / n as f64;
+        // One pseudo-answer of each kind.
+        let nf = n as f64 + 3.0;
+        let p = (self.promoters as f64 + 1.0) / nf;
+        let d = (self.detractors as f64 + 1.0) / nf;
         let mean = p - d;
         let var = (p + d - mean * mean).max(0.0);
         let se = 100.0 * (var / nf).sqrt();
@@ -82,9 +88,9 @@ impl NpsAcc {
             n,
             promoters: self.promoters,
             detractors: self.detractors,
-            nps: 100.0 * mean,
-            ci_low: 100.0 * mean - Z95 * se,
-            ci_high: 100.0 * mean + Z95 * se,
+            nps: raw,
+            ci_low: (100.0 * mean - Z95 * se).max(-100.0),
+            ci_high: (100.0 * mean + Z95 * se).min(100.0),
             se,
         })
     }

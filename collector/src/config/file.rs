@@ -56,8 +56,9 @@ pub(super) struct FileCx {
     pub(super) survey_window_days: Spanned<u32>,
     pub(super) cost_per_contact_cents: Spanned<u64>,
     pub(super) currency: Spanned<String>,
-    pub(super) reason_categories: Spanned<BTreeMap<String, String>>,
+    pub(super) reason_rules: Spanned<BTreeMap<String, Vec<String>>>,
     pub(super) churn_top: Spanned<u32>,
+    pub(super) min_group_n: Spanned<u32>,
 }
 
 impl Default for FileCx {
@@ -68,14 +69,15 @@ impl Default for FileCx {
             survey_window_days: Spanned::new(0..0, d.survey_window_days),
             cost_per_contact_cents: Spanned::new(0..0, d.cost_per_contact_cents),
             currency: Spanned::new(0..0, d.currency),
-            reason_categories: Spanned::new(
+            reason_rules: Spanned::new(
                 0..0,
-                d.reason_categories
+                d.reason_rules
                     .into_iter()
-                    .map(|(k, v)| (k, v.as_str().to_owned()))
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
                     .collect(),
             ),
             churn_top: Spanned::new(0..0, d.churn_top),
+            min_group_n: Spanned::new(0..0, d.min_group_n),
         }
     }
 }

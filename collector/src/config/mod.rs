@@ -7,6 +7,7 @@
 mod error;
 mod file;
 mod parse;
+mod reason;
 mod sections;
 mod storage;
 
@@ -15,9 +16,10 @@ mod storage;
 mod tests;
 
 pub use error::{ConfigError, ConfigProblem};
+pub use reason::ReasonRule;
 pub use sections::{
     CxConfig, DEFAULT_OUTAGE_CATEGORIES, FleetConfig, IngestConfig, OutageConfig, ServerConfig,
-    WebConfig, default_reason_categories,
+    WebConfig, default_reason_rules,
 };
 pub use storage::{StorageConfig, StorageUrl};
 
@@ -91,8 +93,9 @@ impl Default for CollectorConfig {
                 survey_window_days: 30,
                 cost_per_contact_cents: 1500,
                 currency: "EUR".into(),
-                reason_categories: default_reason_categories(),
+                reason_rules: default_reason_rules(),
                 churn_top: 50,
+                min_group_n: 10,
             },
             outage: OutageConfig {
                 min_devices: 3,

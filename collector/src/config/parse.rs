@@ -214,18 +214,27 @@ impl CollectorConfig {
         );
         let idle_timeout_secs =
             ranged(&srv.idle_timeout_secs, "server.idle_timeout_secs", 1..=3600);
-        let mut reason_categories = BTreeMap::new();
-        for (reason, cat) in cx.reason_categories.get_ref() {
-            match Category::parse(cat) {
-                Some(c) => {
-                    reason_categories.insert(reason.trim().to_ascii_lowercase(), c);
+        let min_group_n = ranged(&cx.min_group_n, "experience.min_group_n", 1..=100_000);
+        let mut reason_rules = BTreeMap::new();
+        for (cat, rules) in cx.reason_rules.get_ref() {
+            let Some(c) = Category::parse(cat) else {
+                problem(
+                    cx.reason_rules.span(),
+                    "experience.reason_rules",
+                    format!("{cat:?} is not a category ({})", category_list()),
+                );
+                continue;
+            };
+            for rule in rules {
+                if let Err(e) = super::ReasonRule::parse(rule) {
+                    problem(
+                        cx.reason_rules.span(),
+                        "experience.reason_rules",
+                        format!("{cat}: {rule:?}: {e}"),
+                    );
                 }
-                None => problem(
-                    cx.reason_categories.span(),
-                    "experience.reason_categories",
-                    format!("{reason:?} = {cat:?}: not a category ({})", category_list()),
-                ),
             }
+            reason_rules.insert(c, rules.clone());
         }
         let mut categories = Vec::new();
         for cat in ot.categories.get_ref() {
@@ -257,17 +266,26 @@ impl CollectorConfig {
                 format!("{currency:?} is not a currency code such as \"EUR\""),
             );
         }
-        let experience = match (contact_window_hours, survey_window_days, churn_top) {
-            (Some(contact_window_hours), Some(survey_window_days), Some(churn_top)) => {
-                Some(CxConfig {
-                    contact_window_hours,
-                    survey_window_days,
-                    cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
-                    currency,
-                    reason_categories,
-                    churn_top,
-                })
-            }
+        let experience = match (
+            contact_window_hours,
+            survey_window_days,
+            churn_top,
+            min_group_n,
+        ) {
+            (
+                Some(contact_window_hours),
+                Some(survey_window_days),
+                Some(churn_top),
+                Some(min_group_n),
+            ) => Some(CxConfig {
+                contact_window_hours,
+                survey_window_days,
+                cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
+                currency,
+                reason_rules,
+                churn_top,
+                min_group_n,
+            }),
             _ => None,
         };
         let outage = match (min_devices, window_mins, interval_secs, advisory_secs) {

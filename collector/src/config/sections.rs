@@ -35,10 +35,13 @@ pub struct CxConfig {
     /// Cost of one support contact, in the currency's minor unit (cents).
     pub cost_per_contact_cents: u64,
     pub currency: String,
-    /// Contact reason (lower case) → incident category: a match makes a strong link.
-    pub reason_categories: BTreeMap<String, Category>,
+    /// Incident category → reason rules: a contact whose reason matches one of its incident's
+    /// category's rules is a strong link (see [`ReasonRule`](super::ReasonRule)).
+    pub reason_rules: BTreeMap<Category, Vec<String>>,
     /// Longest churn-risk list in a report.
     pub churn_top: u32,
+    /// Groups with fewer answers show "too few" instead of a score.
+    pub min_group_n: u32,
 }
 
 /// `[outage]`: mass-outage correlation.
@@ -56,27 +59,100 @@ pub struct OutageConfig {
     pub categories: Vec<Category>,
 }
 
-/// Default `[experience] reason_categories`.
-pub fn default_reason_categories() -> BTreeMap<String, Category> {
-    [
-        ("no_internet", Category::NoInternet),
-        ("no internet", Category::NoInternet),
-        ("outage", Category::NoInternet),
-        ("dns", Category::DnsFailure),
-        ("dns_failure", Category::DnsFailure),
-        ("websites_not_loading", Category::DnsFailure),
-        ("slow", Category::SlowOrLossy),
-        ("slow_internet", Category::SlowOrLossy),
-        ("intermittent", Category::Intermittent),
-        ("disconnects", Category::Intermittent),
-        ("misconfiguration", Category::LocalMisconfig),
-        ("line", Category::LineDegraded),
-        ("line_quality", Category::LineDegraded),
-        ("router", Category::DeviceHealth),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+/// Default `[experience] reason_rules`: common phrasings of each problem. A rule is words that
+/// must all occur in a contact's reason (any order, case-insensitive); a trailing `*` makes a
+/// word a prefix (`load*` matches "load", "loads", "loading").
+pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
+    let rules: [(Category, &[&str]); 7] = [
+        (
+            Category::NoInternet,
+            &[
+                "no internet",
+                "internet down",
+                "internet not working",
+                "no connection",
+                "no connectivity",
+                "cannot connect",
+                "can't connect",
+                "offline",
+                "outage",
+                "no service",
+            ],
+        ),
+        (
+            Category::DnsFailure,
+            &[
+                "dns",
+                "website* load*",
+                "website* open*",
+                "website* reach*",
+                "site* load*",
+                "page* load*",
+                "web page*",
+                "name resolution",
+                "resolv*",
+                "browser*",
+            ],
+        ),
+        (
+            Category::SlowOrLossy,
+            &[
+                "slow*",
+                "speed*",
+                "lag*",
+                "buffer*",
+                "latency",
+                "packet loss",
+                "bandwidth",
+            ],
+        ),
+        (
+            Category::Intermittent,
+            &[
+                "intermittent*",
+                "disconnect*",
+                "drop*",
+                "unstable",
+                "on and off",
+                "comes and goes",
+                "reconnect*",
+                "flapping",
+            ],
+        ),
+        (
+            Category::LocalMisconfig,
+            &[
+                "misconfig*",
+                "config*",
+                "setting*",
+                "setup",
+                "set up",
+                "password",
+            ],
+        ),
+        (
+            Category::LineDegraded,
+            &[
+                "line*", "noise", "crackl*", "copper", "fiber", "fibre", "sync*",
+            ],
+        ),
+        (
+            Category::DeviceHealth,
+            &[
+                "router*",
+                "modem*",
+                "cpe",
+                "reboot*",
+                "restart*",
+                "overheat*",
+                "hardware",
+            ],
+        ),
+    ];
+    rules
+        .into_iter()
+        .map(|(c, r)| (c, r.iter().map(|s| (*s).to_owned()).collect()))
+        .collect()
 }
 
 /// Default `[outage] categories`.

@@ -8,6 +8,60 @@ macro_rules! access_sql {
         use $crate::store::ApiTokenRecord;
         use $crate::store::noc_types::{NocUser, SessionRecord};
 
+        /// Bulk enrolment, in multi-row statements of `CHUNK_ROWS`.
+        async fn enrol_fleet_in(
+            conn: &mut Conn,
+            devices: &[(String, String, Option<String>)],
+            now: i64,
+        ) -> Result<u64> {
+            let mut enrolled = 0;
+            for chunk in devices.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT agent_id FROM devices
+                     WHERE token_sha256 IS NOT NULL AND revoked_at IS NULL AND agent_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for (id, _, _) in chunk {
+                    sep.push_bind(id.clone());
+                }
+                qb.push(") ORDER BY agent_id LIMIT 5");
+                let active: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                if !active.is_empty() {
+                    let ids: Vec<String> = active.into_iter().map(|(a,)| format!("{a:?}")).collect();
+                    return Err(StoreError::Conflict(format!(
+                        "already enrolled and active (revoke first to issue new tokens): {}",
+                        ids.join(", ")
+                    )));
+                }
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO devices (agent_id, token_sha256, enrolled_at) ",
+                );
+                qb.push_values(chunk, |mut b, (id, hash, _)| {
+                    b.push_bind(id.clone()).push_bind(hash.clone()).push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (agent_id) DO UPDATE SET token_sha256 = excluded.token_sha256,
+                      enrolled_at = excluded.enrolled_at, revoked_at = NULL",
+                );
+                enrolled += qb.build().execute(&mut *conn).await?.rows_affected();
+                let mapped: Vec<(&String, &String)> = chunk
+                    .iter()
+                    .filter_map(|(id, _, c)| c.as_ref().map(|c| (id, c)))
+                    .collect();
+                if !mapped.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO subscribers (agent_id, customer_id) ",
+                    );
+                    qb.push_values(mapped, |mut b, (id, c)| {
+                        b.push_bind(id.clone()).push_bind(c.clone());
+                    });
+                    qb.push(" ON CONFLICT (agent_id) DO UPDATE SET customer_id = excluded.customer_id");
+                    qb.build().execute(&mut *conn).await?;
+                }
+            }
+            Ok(enrolled)
+        }
+
         async fn api_token_add_in(
             conn: &mut Conn,
             name: &str,
@@ -260,6 +314,19 @@ macro_rules! access_sql {
 /// The [`super::AccessStore`] methods of this module, expanded inside its `impl`.
 macro_rules! access_methods {
     () => {
+        fn enrol_fleet<'a>(
+            &'a self,
+            devices: &'a [(String, String, Option<String>)],
+            now: Timestamp,
+        ) -> $crate::store::BoxFuture<'a, Result<u64>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                let n = enrol_fleet_in(&mut tx, devices, now.unix_millis()).await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+        }
+
         fn api_token_add<'a>(
             &'a self,
             name: &'a str,

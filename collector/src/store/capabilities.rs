@@ -202,6 +202,16 @@ pub trait FleetStore: Send + Sync + Debug {
 
 /// Who may use the collector: API tokens, NOC console users and their sessions.
 pub trait AccessStore: Send + Sync + Debug {
+    /// Bulk enrolment (`device import`): devices as (id, SHA-256 hex of its new token, optional
+    /// customer) in one transaction, all or nothing. A revoked device is re-enrolled; an
+    /// active one is a [`StoreError::Conflict`] naming it. A customer maps the device in
+    /// `subscribers` (its other attributes are kept). Returns the devices enrolled.
+    fn enrol_fleet<'a>(
+        &'a self,
+        devices: &'a [(String, String, Option<String>)],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<u64>>;
+
     /// Creates an API token (a person's or a tool's) with the SHA-256 (hex) of its text. A
     /// revoked token of that name is replaced; an active one is a [`StoreError::Conflict`].
     fn api_token_add<'a>(

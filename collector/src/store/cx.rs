@@ -217,10 +217,11 @@ macro_rules! cx_sql {
                 }
             }
             {
+                // Every candidate's count, also a single contact: it adds to the score.
                 let mut rows = sqlx::query_as::<_, (String, i64)>(
                     "SELECT customer_id, COUNT(*) FROM contacts
                      WHERE created_at >= $1 AND created_at < $2
-                     GROUP BY customer_id HAVING COUNT(*) >= 2",
+                     GROUP BY customer_id",
                 )
                 .bind(from)
                 .bind(to)
@@ -231,6 +232,7 @@ macro_rules! cx_sql {
                     }
                 }
             }
+            baseline_contacts_in(conn, params, &mut agg).await?;
             let mut subs: [Vec<(String, u64)>; 4] = Default::default();
             for (i, col) in $crate::analytics::DIMENSIONS.iter().enumerate() {
                 // `col` is one of four fixed column names, never input.
@@ -254,6 +256,68 @@ macro_rules! cx_sql {
             };
             let events = network_events_in(conn, &filter, false).await?;
             Ok(agg.finish(subs, events))
+        }
+
+        /// The contact rate of customers without incidents, by the incidents' window rule: the
+        /// report's period (or, when open, the span of its contacts) cut into consecutive
+        /// contact-window-long slots; of all (customer without incidents × slot), the share with
+        /// at least one contact.
+        async fn baseline_contacts_in(
+            conn: &mut Conn,
+            params: &ReportParams,
+            agg: &mut Aggregator,
+        ) -> Result<()> {
+            let (from, to) = params.bounds();
+            let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT MIN(created_at), MAX(created_at) FROM contacts
+                 WHERE created_at >= $1 AND created_at < $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *conn)
+            .await?;
+            let start = params.from_ms.or(lo);
+            let end = params.to_ms.or(hi.map(|h| h + 1));
+            let (Some(start), Some(end)) = (start, end) else {
+                return Ok(());
+            };
+            let window = params.contact_window_ms.max(1);
+            if end <= start {
+                return Ok(());
+            }
+            let slots_per_customer = (end - start + window - 1) / window;
+            // Customers (with a device) none of whose devices had an incident in the period.
+            const NO_INCIDENT: &str = "NOT EXISTS (SELECT 1 FROM subscribers s2
+                JOIN incidents i ON i.agent_id = s2.agent_id
+                WHERE s2.customer_id = s.customer_id
+                  AND i.started_at >= $1 AND i.started_at < $2)";
+            let (customers,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(DISTINCT s.customer_id) FROM subscribers s
+                 WHERE s.customer_id IS NOT NULL AND {NO_INCIDENT}"
+            )))
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *conn)
+            .await?;
+            let (with_contact,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM (
+                    SELECT DISTINCT c.customer_id, (c.created_at - $3) / $4 AS slot
+                    FROM contacts c
+                    WHERE c.created_at >= $3 AND c.created_at < $5
+                      AND EXISTS (SELECT 1 FROM subscribers s
+                                  WHERE s.customer_id = c.customer_id AND {NO_INCIDENT})
+                 ) t"
+            )))
+            .bind(from)
+            .bind(to)
+            .bind(start)
+            .bind(window)
+            .bind(end)
+            .fetch_one(&mut *conn)
+            .await?;
+            let slots = u64::try_from(customers.saturating_mul(slots_per_customer)).unwrap_or(0);
+            agg.baseline_contacts(u64::try_from(with_contact).unwrap_or(0), slots);
+            Ok(())
         }
 
         async fn network_events_in(

@@ -214,8 +214,7 @@ pub async fn incident(
                 matches: c
                     .reason
                     .as_deref()
-                    .and_then(|r| params.category_of_reason(r))
-                    == Some(v.category),
+                    .is_some_and(|r| params.reason_matches(r, v.category)),
             })
             .collect(),
         surveys: surveys.iter().map(survey_view).collect(),
