@@ -900,7 +900,8 @@ async fn experience_page_takes_a_date_range(backend: Backend) {
     add_user(&server, "v", Role::Viewer).await;
     let mut b = Browser::new(&server);
     b.login("v", PASSWORD).await;
-    // ts(0) is 2026-11-23; an incident then, and survey answers on two days of 2026-01.
+    // An incident at ts(0) (200 days before the run, see `common::ts`), and survey answers on
+    // days of 2026-01 (before ts(0), since this suite runs after 2026-08).
     let mut e = event("ev-x", "inc-x", 1, EventKind::Opened);
     e.started_at = ts(0);
     e.at = ts(0);
@@ -938,7 +939,8 @@ async fn experience_page_takes_a_date_range(backend: Backend) {
         "{}",
         page.body
     );
-    let page = b.get("/experience?from=2026-11-01").await;
+    let incident_day = &ts(0).to_string()[..10];
+    let page = b.get(&format!("/experience?from={incident_day}")).await;
     assert!(
         unescape(&page.body).contains("1 incidents of 0 customers · 0 survey answers"),
         "{}",
