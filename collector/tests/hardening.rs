@@ -257,10 +257,11 @@ async fn heartbeat(addr: SocketAddr, token: &str) -> u16 {
     .status
 }
 
-/// Bound on the collector's peak RSS during a 512-login flood: its start-up size plus the
-/// password checks allowed at once (2 × 19 MiB) and the flood's 512 requests in flight, with
-/// room for the allocator. Before the bound each check ran at once: ≈ 19 MiB per attempt.
-const FLOOD_PEAK_BOUND_KIB: u64 = 160 * 1024;
+/// Bound on the collector's peak RSS during a 512-login flood, above its start-up size: the
+/// password checks allowed at once (2 × 19 MiB), the flood's 512 connections and requests in
+/// flight, and the allocator's slack (peaks of 76–204 MiB were seen on a loaded 2-core machine).
+/// Unbounded, each attempt held ≈ 19 MiB at once: 512 attempts need gigabytes, far above this.
+const FLOOD_PEAK_BOUND_KIB: u64 = 320 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_flood_keeps_memory_bounded_and_the_service_answering() {

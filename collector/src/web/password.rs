@@ -1,6 +1,6 @@
 //! NOC users' passwords: Argon2id with a random 128-bit salt, stored as a PHC string
 //! (`$argon2id$v=19$m=19456,t=2,p=1$…`), verified in constant time by the argon2 crate. Hashing is
-//! slow on purpose (≈ 20 MiB and tens of milliseconds): callers run it on a blocking thread.
+//! slow on purpose (≈ 20 MiB and tens of milliseconds): logins verify on [`verify_pooled`].
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -57,6 +57,66 @@ pub fn verify(password: &str, phc: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Threads that run login password checks. Checks never run on tokio's blocking pool: each
+/// Argon2id check allocates ≈ 19 MiB, and the allocator keeps a freed block in the arena of the
+/// thread that used it, so checks spread over hundreds of blocking threads keep hundreds of
+/// blocks resident (a flood measured 204 MiB with only 2 checks at once). A fixed pool keeps
+/// at most one block per thread; excess checks queue behind the login slots.
+pub const VERIFY_THREADS: usize = 2;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn verify_pool() -> Option<&'static std::sync::mpsc::Sender<Job>> {
+    static POOL: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..VERIFY_THREADS {
+            let rx = rx.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is released before the job runs.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = started {
+                log::error!("console: cannot start a password-check thread: {e}");
+                return None;
+            }
+        }
+        Some(tx)
+    })
+    .as_ref()
+}
+
+/// [`verify`] on the password-check threads; `guard` (e.g. the login slot) is dropped when the
+/// check's memory is released. `false` when the pool cannot run it.
+pub async fn verify_pooled(password: String, phc: String, guard: impl Send + 'static) -> bool {
+    let Some(pool) = verify_pool() else {
+        return false;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let ok = verify(&password, &phc);
+        drop(guard);
+        let _ = tx.send(ok);
+    });
+    if pool.send(job).is_err() {
+        return false;
+    }
+    rx.await.unwrap_or(false)
 }
 
 /// A PHC string that matches no password, verified when the user does not exist so that a

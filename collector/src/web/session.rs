@@ -427,15 +427,9 @@ pub async fn login(
         );
     };
     let pw = form.password;
-    // The slot moves into the blocking task: it is held as long as the check's memory, even
+    // The slot moves into the password-check job: it is held as long as the check's memory, even
     // when the client goes away.
-    let ok = tokio::task::spawn_blocking(move || {
-        let ok = password::verify(&pw, &phc);
-        drop(slot);
-        ok
-    })
-    .await
-    .unwrap_or(false);
+    let ok = password::verify_pooled(pw, phc.into_owned(), slot).await;
     let Some(user) = user.filter(|_| ok) else {
         record_failure(&state, &username);
         log::warn!("console: failed login for {username:?}");
