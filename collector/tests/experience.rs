@@ -7,15 +7,14 @@
 
 mod common;
 
-use common::{Backend, TestServer, backend_stories, batch, event, ts};
+use common::{Backend, TestServer, backend_stories, batch, event, heartbeat, ts};
 use netmedic_collector::analytics::Report;
 use netmedic_collector::api::NetworkEventList;
 use netmedic_collector::correlate::OutageParams;
 use netmedic_collector::import::ImportReport;
 use netmedic_collector::store::{Auth, WriteItem, WriteKind};
 use netmedic_proto::{
-    Advisory, Category, CheckId, CheckStatus, ErrorBody, EventKind, Heartbeat, HeartbeatReply,
-    IncidentEvent, SCHEMA_VERSION, Timestamp, paths,
+    Advisory, Category, ErrorBody, EventKind, HeartbeatReply, IncidentEvent, Timestamp, paths,
 };
 use reqwest::StatusCode;
 use std::fmt::Write as _;
@@ -76,20 +75,6 @@ async fn import(s: &TestServer, kind: &str, query: &str, body: String) -> Import
 
 async fn report(s: &TestServer, query: &str) -> Report {
     ok_json(s.get(&format!("/api/v1/report{query}")).await).await
-}
-
-fn heartbeat(agent_id: &str) -> Heartbeat {
-    Heartbeat {
-        schema_version: SCHEMA_VERSION,
-        agent_id: agent_id.into(),
-        agent_version: "0.1.0".into(),
-        firmware_version: "OpenWrt 24.10".into(),
-        uptime_secs: 60,
-        sent_at: ts(0),
-        checks: [(CheckId::Dns, CheckStatus::Ok)].into_iter().collect(),
-        spool_depth: 0,
-        dropped_total: 0,
-    }
 }
 
 fn rfc(ms: i64) -> String {
