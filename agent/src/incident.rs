@@ -86,6 +86,7 @@ impl Incident {
                 .collect(),
             actions: std::mem::take(&mut self.pending_actions),
             auto_healed: (kind == EventKind::Resolved).then_some(self.healed_by.is_some()),
+            experiment: None,
         }
     }
 }

@@ -531,6 +531,7 @@ mod tests {
             evidence: Default::default(),
             actions: vec![],
             auto_healed: None,
+            experiment: None,
         }
     }
 

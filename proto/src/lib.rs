@@ -4,9 +4,18 @@
 //! **Architecture invariant:** this crate does no I/O. It is serde types and pure functions only,
 //! so both sides agree on the protocol by construction and it can be fuzzed in isolation.
 
+mod experiment;
 mod time;
 mod validate;
 
+pub mod experiment_hash {
+    //! The arm-assignment rule of holdout experiments (see [`crate::Experiment`]).
+    pub use crate::experiment::{
+        MAX_CONTROL_PERMILLE, MAX_EXPERIMENT_ID_LEN, TEST_VECTOR_BUCKET, TEST_VECTOR_DIGEST,
+        arm_from_sha256, bucket_from_sha256, hash_input,
+    };
+}
+pub use experiment::{Arm, Experiment, ExperimentArm, ExperimentScope};
 pub use time::{Timestamp, TimestampError};
 pub use validate::{Limits, TimeWindow, ValidationError, Violation};
 
@@ -54,6 +63,7 @@ macro_rules! closed_enum {
         }
     };
 }
+pub(crate) use closed_enum;
 
 closed_enum!(
     /// The agent's checks (docs/design.md, "Checks"). Shared identifiers for config, API, metrics and logs.
@@ -199,6 +209,10 @@ pub struct IncidentEvent {
     /// or by someone else. Absent on other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_healed: Option<bool>,
+    /// The holdout experiment that covered this incident and the device's arm in it; absent when
+    /// no active experiment covers the incident. Every event of an incident carries the same value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
 }
 
 /// What an agent POSTs to [`paths::REPORTS`].
@@ -306,6 +320,11 @@ pub struct HeartbeatReply {
     pub heartbeat_interval_secs: u32,
     #[serde(default)]
     pub advisories: Vec<Advisory>,
+    /// Active holdout experiments. The agent computes its arm in each and runs the covered
+    /// playbooks in `dry_run` where it is in the control arm. The kill switch and an upstream
+    /// outage still win. Absent from older collectors (= none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<Experiment>,
 }
 
 /// Body of every 4xx/5xx answer from the collector.
@@ -354,6 +373,9 @@ pub struct IncidentView {
     pub actions: Vec<ActionRecord>,
     /// Number of distinct events stored for this incident.
     pub event_count: u32,
+    /// The holdout experiment arm the agent recorded, if an experiment covered the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
 }
 
 /// A page of incidents (`GET /api/v1/incidents`), newest first.

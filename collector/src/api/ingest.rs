@@ -130,6 +130,7 @@ pub(crate) async fn post_heartbeat(
             server_time: now(),
             heartbeat_interval_secs: state.heartbeat_interval_secs,
             advisories,
+            experiments: Vec::new(),
         })),
         WriteOk::Report(_) => Err(unexpected("heartbeat")),
     }

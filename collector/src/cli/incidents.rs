@@ -241,6 +241,7 @@ mod tests {
                 act(ActionId::RestoreRoute, ActionOutcome::Verified),
             ],
             event_count: 2,
+            experiment: None,
         };
         let table = render_table(&[v]);
         let lines: Vec<&str> = table.lines().collect();

@@ -132,6 +132,7 @@ mod tests {
             evidence: BTreeMap::new(),
             actions: vec![],
             auto_healed: (kind == EventKind::Resolved).then_some(true),
+            experiment: None,
         }
     }
 

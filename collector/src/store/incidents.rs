@@ -237,6 +237,7 @@ macro_rules! incidents_sql {
                     incident_id: self.incident_id,
                     cause: self.cause,
                     summary: self.summary,
+                    experiment: None,
                 })
             }
         }

@@ -420,6 +420,7 @@ pub fn event(event_id: &str, incident_id: &str, seq: u64, kind: EventKind) -> In
         evidence: Default::default(),
         actions: vec![],
         auto_healed: (kind == EventKind::Resolved).then_some(true),
+        experiment: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn events(id: &str, conn: usize, n: u64, batch: usize) -> ReportBatch {
                     .collect(),
                 actions: vec![],
                 auto_healed: (kind == EventKind::Resolved).then_some(true),
+                experiment: None,
             }
         })
         .collect();

@@ -375,6 +375,7 @@ fn incident_events(
                 .collect(),
             actions,
             auto_healed: (kind_ == EventKind::Resolved).then_some(healed && acts.is_some()),
+            experiment: None,
         };
     *seq += 1;
     out.push(event(EventKind::Opened, *seq, opened_at, opened_actions));
