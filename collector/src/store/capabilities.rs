@@ -7,6 +7,7 @@ use super::noc_types::{
     ContactRecord, IncidentAck, IncidentNote, NocUser, Overview, SessionRecord, SubscriberRecord,
     SurveyRecord,
 };
+use super::records::{ImportError, ImportReport, RowSource};
 use super::{
     ApiTokenRecord, Auth, BoxFuture, CompleteOutcome, Cursor, DeviceFilter, DeviceRecord,
     DiagnosticsRecord, IncidentDetail, IncidentFilter, ItemResult, KillScope, KillSwitch,
@@ -15,7 +16,6 @@ use super::{
 use crate::analytics::{NetworkEventView, Report, ReportParams};
 use crate::auth::Role;
 use crate::correlate::{OutageParams, PassOutcome};
-use crate::import::{ImportError, ImportReport, RowSource};
 use netmedic_proto::{CheckId, IncidentPage, ReportAck, ReportBatch, Timestamp};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -279,7 +279,7 @@ pub trait AccessStore: Send + Sync + Debug {
 /// Customer experience: imported subscribers, surveys and contacts, and the report over them.
 pub trait CxStore: Send + Sync + Debug {
     /// Streams a source into the database, upserting by id: batches of
-    /// [`crate::import::IMPORT_BATCH_ROWS`] rows per transaction, or (strict) one transaction
+    /// [`super::records::IMPORT_BATCH_ROWS`] rows per transaction, or (strict) one transaction
     /// rolled back if any row is bad.
     fn import<'a>(
         &'a self,

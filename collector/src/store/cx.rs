@@ -7,7 +7,7 @@ macro_rules! cx_sql {
     () => {
         use $crate::analytics::{Aggregator, Dims, NetworkEventView, Outcome, Report, ReportParams};
         use $crate::correlate::{ActiveEvent, Candidate, OutageParams, PassOutcome};
-        use $crate::import::{IMPORT_BATCH_ROWS, ImportError, ImportReport, Record, RowSource};
+        use $crate::store::records::{IMPORT_BATCH_ROWS, ImportError, ImportReport, Record, RowSource};
         use $crate::store::NetworkEventFilter;
         use futures::TryStreamExt;
 

@@ -53,6 +53,7 @@ mod incidents;
 mod noc;
 pub mod noc_types;
 pub mod postgres;
+pub mod records;
 pub mod shared;
 pub mod sqlite;
 mod write;
