@@ -352,29 +352,40 @@ mod tests {
         assert!(watched_files(&config).is_empty());
     }
 
-    #[tokio::test]
-    async fn a_renamed_file_wakes_its_check_once() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Watches `dir/resolv.conf` for the dns check and calls `poke` until the watcher wakes the
+    /// check (5 s deadline); returns what it sent.
+    async fn first_wake(dir: &std::path::Path, mut poke: impl FnMut()) -> NetChange {
         let files = vec![WatchedFile {
-            dir: dir.path().to_path_buf(),
+            dir: dir.to_path_buf(),
             name: "resolv.conf".into(),
             checks: vec![CheckId::Dns],
         }];
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(watch_files(files, tx));
-        // Give the task a moment to add its watch, then replace the file by a rename.
+        // The task adds its watch concurrently: poke until it sees one.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let got = loop {
-            std::fs::write(dir.path().join("tmp"), "nameserver 192.0.2.53\n").unwrap();
-            std::fs::rename(dir.path().join("tmp"), dir.path().join("resolv.conf")).unwrap();
-            std::fs::write(dir.path().join("other"), "x").unwrap();
+            poke();
             if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
                 break c;
             }
             assert!(tokio::time::Instant::now() < deadline, "no wake-up");
         };
-        assert_eq!(got, NetChange::Wake(CheckId::Dns));
         task.abort();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_renamed_file_wakes_its_check_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let got = first_wake(dir.path(), || {
+            std::fs::write(d.join("tmp"), "nameserver 192.0.2.53\n").unwrap();
+            std::fs::rename(d.join("tmp"), d.join("resolv.conf")).unwrap();
+            std::fs::write(d.join("other"), "x").unwrap();
+        })
+        .await;
+        assert_eq!(got, NetChange::Wake(CheckId::Dns));
     }
 
     #[tokio::test]
@@ -385,23 +396,8 @@ mod tests {
         // A hard link elsewhere stands in for a bind mount: same inode, another directory.
         let other = elsewhere.path().join("resolv.conf");
         std::fs::hard_link(dir.path().join("resolv.conf"), &other).unwrap();
-        let files = vec![WatchedFile {
-            dir: dir.path().to_path_buf(),
-            name: "resolv.conf".into(),
-            checks: vec![CheckId::Dns],
-        }];
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = tokio::spawn(watch_files(files, tx));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let got = loop {
-            std::fs::write(&other, "").unwrap();
-            if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-                break c;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no wake-up");
-        };
+        let got = first_wake(dir.path(), || std::fs::write(&other, "").unwrap()).await;
         assert_eq!(got, NetChange::Wake(CheckId::Dns));
-        task.abort();
     }
 
     #[tokio::test]

@@ -1,11 +1,10 @@
 //! `token add|revoke|list` (API tokens for tools) and `user add|passwd|remove|list` (NOC console
 //! users with passwords).
 
-use super::{CliError, StoreArgs, check_id, open_store, with_store};
+use super::{CliError, StoreArgs, check_id, print_lines, print_secret, with_store};
 use crate::now;
-use crate::store::{OpenMode, StoreError};
+use crate::store::OpenMode;
 use clap::{Subcommand, ValueEnum};
-use std::io::Write;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -86,19 +85,13 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<(), CliError> {
             })?;
             let role = role_of(role);
             let token = crate::auth::new_token().map_err(|e| CliError::Failed(e.to_string()))?;
-            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
-            let r = store
-                .api_token_add(&name, role, &crate::auth::token_sha256(&token), now())
-                .await;
-            store.close().await;
-            match r {
-                Ok(()) => {}
-                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
-                Err(source) => return Err(CliError::Store { url, source }),
-            }
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{token}")?;
-            out.flush()?;
+            let hash = crate::auth::token_sha256(&token);
+            let n = name.clone();
+            with_store(&store, OpenMode::CreateAndMigrate, |s| async move {
+                s.api_token_add(&n, role, &hash, now()).await
+            })
+            .await?;
+            print_secret(&token)?;
             eprintln!(
                 "created API token {name} ({}); the token above is shown once: send it as \
                  `Authorization: Bearer <token>`",
@@ -124,19 +117,16 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<(), CliError> {
                 s.api_token_list().await
             })
             .await?;
-            let mut out = std::io::stdout().lock();
-            for t in list {
-                writeln!(
-                    out,
+            print_lines(list.into_iter().map(|t| {
+                format!(
                     "{}  {}  created {}  {}",
                     t.name,
                     t.role.as_str(),
                     t.created_at,
                     t.revoked_at
                         .map_or("active".to_owned(), |r| format!("revoked {r}"))
-                )?;
-            }
-            out.flush()?;
+                )
+            }))?;
             Ok(())
         }
     }
@@ -193,9 +183,7 @@ pub(super) async fn user(cmd: UserCommand) -> Result<(), CliError> {
             })
             .await?;
             if show {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{pw}")?;
-                out.flush()?;
+                print_secret(&pw)?;
             }
             eprintln!(
                 "added NOC user {name} ({}){}",
@@ -224,9 +212,7 @@ pub(super) async fn user(cmd: UserCommand) -> Result<(), CliError> {
                 return Err(CliError::Failed(format!("no NOC user {name:?}")));
             }
             if show {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{pw}")?;
-                out.flush()?;
+                print_secret(&pw)?;
             }
             eprintln!("new password for {name}; their sessions were ended");
             Ok(())
@@ -249,17 +235,10 @@ pub(super) async fn user(cmd: UserCommand) -> Result<(), CliError> {
                 s.noc_user_list().await
             })
             .await?;
-            let mut out = std::io::stdout().lock();
-            for u in list {
-                writeln!(
-                    out,
-                    "{}  {}  created {}",
-                    u.name,
-                    u.role.as_str(),
-                    u.created_at
-                )?;
-            }
-            out.flush()?;
+            print_lines(
+                list.into_iter()
+                    .map(|u| format!("{}  {}  created {}", u.name, u.role.as_str(), u.created_at)),
+            )?;
             Ok(())
         }
     }

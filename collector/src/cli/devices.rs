@@ -1,7 +1,7 @@
 //! `device add|import|revoke|list`: enrolment (one device, or a fleet from a file) and
 //! revocation of device tokens, the device list.
 
-use super::{CliError, StoreArgs, check_id, open_store, sanitize};
+use super::{CliError, StoreArgs, check_id, open_store, print_secret, sanitize, with_store};
 use crate::fleet::{DeviceView, offline_before_ms};
 use crate::now;
 use crate::store::{DeviceFilter, DeviceState, MAX_PAGE_LIMIT, OpenMode, StoreError};
@@ -69,25 +69,14 @@ pub(super) async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             }
             let token = crate::auth::new_token().map_err(|e| CliError::Failed(e.to_string()))?;
             // Enrolment may precede the server's first start: create and migrate the database.
-            let (store, url, _) = open_store(&store, OpenMode::CreateAndMigrate).await?;
-            let r = store
-                .enrol_device(
-                    &id,
-                    region.as_deref(),
-                    &crate::auth::token_sha256(&token),
-                    now(),
-                )
-                .await;
-            store.close().await;
-            match r {
-                Ok(()) => {}
-                Err(StoreError::Conflict(m)) => return Err(CliError::Failed(m)),
-                Err(source) => return Err(CliError::Store { url, source }),
-            }
+            let hash = crate::auth::token_sha256(&token);
+            let i = id.clone();
+            with_store(&store, OpenMode::CreateAndMigrate, |s| async move {
+                s.enrol_device(&i, region.as_deref(), &hash, now()).await
+            })
+            .await?;
             // Only the token on stdout, so scripts can capture it.
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{token}")?;
-            out.flush()?;
+            print_secret(&token)?;
             eprintln!(
                 "enrolled device {id}; the token above is shown once: store it as the agent's \
                  token_file (mode 0600)"

@@ -242,6 +242,21 @@ where
     })
 }
 
+/// Prints a secret (a new token or password) alone on stdout, so scripts can capture it.
+fn print_secret(secret: &str) -> std::io::Result<()> {
+    print_lines(std::iter::once(secret.to_owned()))
+}
+
+/// Prints one line per item on stdout, locked and flushed once.
+fn print_lines(lines: impl IntoIterator<Item = String>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()
+}
+
 /// Device-supplied text is hostile: no control characters reach the terminal.
 fn sanitize(s: &str) -> String {
     s.chars()

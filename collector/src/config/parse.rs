@@ -77,29 +77,6 @@ impl CollectorConfig {
                 None
             }
         };
-        let busy = *file.storage.busy_timeout_ms.get_ref();
-        let busy_timeout_ms = if (1..=600_000).contains(&busy) {
-            Some(busy)
-        } else {
-            problem(
-                file.storage.busy_timeout_ms.span(),
-                "storage.busy_timeout_ms",
-                format!("{busy} is out of range (1..=600000)"),
-            );
-            None
-        };
-        let hb = *file.fleet.heartbeat_interval_secs.get_ref();
-        let heartbeat_interval_secs = if (10..=86_400).contains(&hb) {
-            Some(hb)
-        } else {
-            problem(
-                file.fleet.heartbeat_interval_secs.span(),
-                "fleet.heartbeat_interval_secs",
-                format!("{hb} is out of range (10..=86400)"),
-            );
-            None
-        };
-
         let mut ranged = |v: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
             let x = *v.get_ref();
             if range.contains(&x) {
@@ -113,6 +90,17 @@ impl CollectorConfig {
                 None
             }
         };
+        let busy_timeout_ms = ranged(
+            &file.storage.busy_timeout_ms,
+            "storage.busy_timeout_ms",
+            1..=600_000,
+        );
+        let heartbeat_interval_secs = ranged(
+            &file.fleet.heartbeat_interval_secs,
+            "fleet.heartbeat_interval_secs",
+            10..=86_400,
+        );
+
         let max_connections = ranged(
             &file.storage.max_connections,
             "storage.max_connections",
