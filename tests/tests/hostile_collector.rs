@@ -126,6 +126,18 @@ fn watch_peak_rss(agent: &mut LabProcess, window: Duration, bound: u64) -> u64 {
     peak
 }
 
+/// A collector that answers heartbeats normally and acknowledges no report event.
+fn no_ack_collector(lab: &Lab) -> HostileCollector {
+    HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |path, _| {
+        if path == paths::HEARTBEATS {
+            Reply::ok(HB_REPLY)
+        } else {
+            Reply::ok(NO_ACK)
+        }
+    })
+    .unwrap()
+}
+
 /// Item 9: an endless reply body is read through a cap, the connection dropped, memory flat.
 #[test]
 fn an_endless_reply_body_does_not_grow_the_agent() {
@@ -162,14 +174,7 @@ fn an_endless_reply_body_does_not_grow_the_agent() {
 #[test]
 fn a_200_without_acks_backs_off_instead_of_resending_at_once() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
-    let fake = HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |path, _| {
-        if path == paths::REPORTS {
-            Reply::ok(NO_ACK)
-        } else {
-            Reply::ok(HB_REPLY)
-        }
-    })
-    .unwrap();
+    let fake = no_ack_collector(&lab);
     let mut agent = agent_with_a_broken_route(&lab, "noack", 8);
     let first = fake
         .wait_first(paths::REPORTS, Duration::from_secs(30))
@@ -378,14 +383,7 @@ fn spool_frame(seq: u64) -> Vec<u8> {
 #[test]
 fn hostile_local_state_does_not_crash_the_agent() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
-    let _fake = HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |path, _| {
-        if path == paths::HEARTBEATS {
-            Reply::ok(HB_REPLY)
-        } else {
-            Reply::ok(NO_ACK)
-        }
-    })
-    .unwrap();
+    let _fake = no_ack_collector(&lab);
     let state = state_dir(&lab, "local");
     let spool = state.join("spool");
     let outside = lab.dir().join("outside");
@@ -466,14 +464,7 @@ fn write_lease(path: &Path, lease_secs: &str) {
 #[test]
 fn huge_leases_are_read_safely() {
     let lab = Lab::builder().cpes(1).build().expect("lab");
-    let _fake = HostileCollector::start(&lab.isp().ns, COLLECTOR_PORT, |path, _| {
-        if path == paths::HEARTBEATS {
-            Reply::ok(HB_REPLY)
-        } else {
-            Reply::ok(NO_ACK)
-        }
-    })
-    .unwrap();
+    let _fake = no_ack_collector(&lab);
     let lease = lab.dir().join("huge.lease");
     write_lease(&lease, &u64::MAX.to_string());
     let setup = Setup {
