@@ -50,7 +50,10 @@ fn nps(s: &Option<NpsStat>, min_n: u64) -> String {
     match s {
         None => "—".into(),
         Some(s) if s.n < min_n => format!("too few (n={})", s.n),
-        Some(s) => format!("{:+.1} [{:+.1}, {:+.1}] n={}", s.nps, s.ci_low, s.ci_high, s.n),
+        Some(s) => format!(
+            "{:+.1} [{:+.1}, {:+.1}] n={}",
+            s.nps, s.ci_low, s.ci_high, s.n
+        ),
     }
 }
 
@@ -69,10 +72,10 @@ fn view(x: &CausalExperiment, r: &Report) -> CausalView {
     let money = format!(" {}", r.contacts.currency);
     CausalView {
         id: visible(&x.experiment_id),
-        scope: x
-            .scope
-            .as_ref()
-            .map_or_else(|| "(unknown to this collector)".into(), |s| visible(&scope_label(s))),
+        scope: x.scope.as_ref().map_or_else(
+            || "(unknown to this collector)".into(),
+            |s| visible(&scope_label(s)),
+        ),
         control: x
             .control_permille
             .map_or_else(|| "—".into(), |m| format!("{:.1} %", f64::from(m) / 10.0)),
