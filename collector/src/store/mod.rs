@@ -49,6 +49,7 @@ mod cx;
 mod devices;
 mod diag;
 pub mod dialect;
+mod experiments;
 mod incidents;
 mod noc;
 pub mod noc_types;
@@ -82,6 +83,7 @@ pub mod prelude {
 }
 
 pub use diag::{CompleteOutcome, DiagnosticsRecord, DiagnosticsState};
+pub use experiments::ExperimentRecord;
 
 /// A boxed, `Send` future: keeps the store traits object-safe so the backend can be chosen at
 /// run time from the storage URL (`Arc<dyn Store>`).
@@ -308,8 +310,15 @@ pub struct WriteItem {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOk {
     Report(ReportAck),
-    /// Advisories for the heartbeat reply (pending diagnostics are now marked delivered).
-    Heartbeat(Vec<Advisory>),
+    /// What the heartbeat reply carries (pending diagnostics are now marked delivered).
+    Heartbeat(HeartbeatOk),
+}
+
+/// The stored answer to a heartbeat: its advisories and the fleet's active experiments.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeartbeatOk {
+    pub advisories: Vec<Advisory>,
+    pub experiments: Vec<netmedic_proto::Experiment>,
 }
 
 /// Why a write item was refused (nothing of it was stored).
