@@ -113,7 +113,11 @@ impl Aggregator {
             return;
         };
         self.incidents += 1;
-        let outcome = Outcome::of(row.auto_healed, row.escalated_actions);
+        let outcome = Outcome::classify(
+            row.auto_healed,
+            row.escalated_actions,
+            row.experiment.as_ref().map(|(_, arm)| *arm),
+        );
         for acc in [
             self.by_category.entry(row.category).or_default(),
             self.by_outcome.entry(outcome).or_default(),
@@ -415,5 +419,6 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::AutoHealed => "auto_healed",
         Outcome::Escalated => "escalated",
         Outcome::Open => "open",
+        Outcome::HeldOut => "held_out",
     }
 }

@@ -81,9 +81,22 @@ pub enum Outcome {
     Escalated,
     /// Still open and not escalated.
     Open,
+    /// In the control arm of a holdout experiment: healing was withheld on purpose, so the
+    /// incident is neither healed nor escalated and stays out of the observational comparison
+    /// (the experiment's causal section counts it).
+    HeldOut,
 }
 
 impl Outcome {
+    /// [`Outcome::of`], except that an incident in a holdout's control arm is [`Outcome::HeldOut`].
+    pub fn classify(auto_healed: Option<bool>, escalated_actions: i64, arm: Option<Arm>) -> Self {
+        if arm == Some(Arm::Control) {
+            Self::HeldOut
+        } else {
+            Self::of(auto_healed, escalated_actions)
+        }
+    }
+
     pub fn of(auto_healed: Option<bool>, escalated_actions: i64) -> Self {
         match (auto_healed, escalated_actions > 0) {
             (_, true) | (Some(false), _) => Self::Escalated,

@@ -36,6 +36,26 @@ fn outcomes() {
     assert_eq!(Outcome::of(Some(true), 1), Outcome::Escalated);
     assert_eq!(Outcome::of(Some(false), 0), Outcome::Escalated);
     assert_eq!(Outcome::of(None, 0), Outcome::Open);
+    use netmedic_proto::Arm;
+    assert_eq!(
+        Outcome::classify(Some(false), 0, Some(Arm::Control)),
+        Outcome::HeldOut
+    );
+    assert_eq!(
+        Outcome::classify(Some(false), 0, Some(Arm::Treated)),
+        Outcome::Escalated
+    );
+    assert_eq!(Outcome::classify(Some(true), 0, None), Outcome::AutoHealed);
+}
+
+/// A control-arm incident was left alone on purpose: counting it as "escalated" would bias the
+/// observational healed-vs-escalated comparison with the experiment's own design.
+#[test]
+fn held_out_incidents_stay_out_of_the_observational_comparison() {
+    let r = holdout_report((400, 60), (40, 12));
+    assert_eq!(r.contacts.escalated, None, "{:?}", r.contacts.escalated);
+    assert_eq!(r.contacts.auto_healed.map(|a| a.n), Some(400));
+    assert_eq!(r.causal[0].control.incidents, 40);
 }
 
 /// Small groups: the NPS interval stays in [−100, +100], contains the score and never collapses

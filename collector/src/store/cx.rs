@@ -208,11 +208,16 @@ macro_rules! cx_sql {
                 .bind(params.survey_window_ms)
                 .fetch(&mut *conn);
                 while let Some(r) = rows.try_next().await? {
+                    let experiment = report_arm(r.experiment_id, r.experiment_arm)?;
                     let incident = match r.category {
                         None => None,
                         Some(c) => Some((
                             parse_enum(&c, Category::parse, "category")?,
-                            Outcome::of(r.auto_healed, r.escalated_actions.unwrap_or(0)),
+                            Outcome::classify(
+                                r.auto_healed,
+                                r.escalated_actions.unwrap_or(0),
+                                experiment.as_ref().map(|(_, arm)| *arm),
+                            ),
                         )),
                     };
                     agg.survey($crate::analytics::SurveyRow {
@@ -227,7 +232,7 @@ macro_rules! cx_sql {
                             firmware: r.firmware,
                         },
                         incident,
-                        experiment: report_arm(r.experiment_id, r.experiment_arm)?,
+                        experiment,
                     });
                 }
             }
