@@ -46,6 +46,8 @@ pub const PATHS: &[&str] = &[
     "/api/v1/devices/{agent_id}/diagnostics",
     "/api/v1/diagnostics-results",
     "/api/v1/killswitches",
+    "/api/v1/experiments",
+    "/api/v1/experiments/{id}",
     "/api/v1/import/{kind}",
     "/api/v1/report",
     "/api/v1/network-events",
@@ -190,7 +192,66 @@ pub fn document() -> String {
             }
         }
     });
-    harden(with_diagnostics_results(doc)).to_string()
+    harden(with_experiments(with_diagnostics_results(doc))).to_string()
+}
+
+/// The holdout-experiment routes and schemas, and the experiment fields of the wire types.
+fn with_experiments(mut doc: Value) -> Value {
+    use netmedic_proto::CheckId;
+    use netmedic_proto::experiment_hash::MAX_CONTROL_PERMILLE;
+    let obj = |props: Value| json!({"type": "object", "properties": props});
+    let name = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"});
+    let list = json!({"$ref": "#/components/schemas/ExperimentList"});
+    doc["paths"]["/api/v1/experiments"] = json!({
+        "get": {
+            "summary": "Holdout experiments, active first (ended ones are kept for the report)",
+            "responses": ok("The list", list.clone())
+        },
+        "post": {
+            "summary": "Start a holdout experiment: a stable share of devices (SHA-256 of salt \":\" agent_id, first 8 bytes mod 1000 < control_permille) runs the scoped playbook in dry_run; operator",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {
+                    "id": name.clone(),
+                    "scope": {"$ref": "#/components/schemas/ExperimentScope"},
+                    "control_permille": {"type": "integer", "minimum": 1, "maximum": MAX_CONTROL_PERMILLE},
+                    "salt": name.clone()
+                },
+                "required": ["id", "scope", "control_permille"]
+            }}}},
+            "responses": merge(
+                json!({"201": {"description": "Started", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Experiment"}}}}}),
+                error_responses(&["400", "409", "503"])
+            )
+        }
+    });
+    doc["paths"]["/api/v1/experiments/{id}"] = json!({"delete": {
+        "summary": "End an active experiment: no longer delivered to agents, kept for the report; operator",
+        "parameters": [p("id")],
+        "responses": merge(ok("The list after the change", list), error_responses(&["400", "404", "503"]))
+    }});
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["ExperimentScope"] = json!({"oneOf": [
+        {"type": "object", "properties": {"kind": {"const": "playbook"}, "name": name.clone()}, "required": ["kind", "name"]},
+        {"type": "object", "properties": {"kind": {"const": "check"}, "check": wire_enum(CheckId::ALL, CheckId::as_str), "cause": {"type": "string", "pattern": ID_PATTERN}}, "required": ["kind", "check"]}
+    ]});
+    schemas["Experiment"] = obj(json!({
+        "id": {"type": "string"}, "scope": {"$ref": "#/components/schemas/ExperimentScope"},
+        "control_permille": {"type": "integer"}, "salt": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "ended_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_by": {"type": "string"}
+    }));
+    schemas["ExperimentList"] = obj(json!({"experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Experiment"}}}));
+    let arm = obj(json!({"experiment_id": name, "arm": {"enum": ["treated", "control"]}}));
+    schemas["IncidentEvent"]["properties"]["experiment"] = arm.clone();
+    schemas["IncidentView"]["properties"]["experiment"] =
+        json!({"oneOf": [arm, {"type": "null"}]});
+    schemas["HeartbeatReply"]["properties"]["experiments"] = json!({"type": "array", "items": obj(json!({
+        "id": {"type": "string"}, "scope": {"$ref": "#/components/schemas/ExperimentScope"},
+        "control_permille": {"type": "integer"}, "salt": {"type": "string"}
+    }))});
+    doc
 }
 
 /// Identifiers on the wire (agent, incident, event, request ids, causes).

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Backend, TestServer, backend_stories, batch, event, heartbeat, ts};
+use common::{Backend, Rng, TestServer, backend_stories, batch, event, heartbeat, ts};
 use netmedic_collector::analytics::Report;
 use netmedic_collector::api::NetworkEventList;
 use netmedic_collector::correlate::OutageParams;
@@ -133,40 +133,6 @@ async fn store_incidents(s: &TestServer, incs: &[Inc]) {
     for chunk in items.chunks(500) {
         for r in s.store().write_group(chunk).await.unwrap() {
             assert!(r.is_ok(), "{r:?}");
-        }
-    }
-}
-
-/// A tiny deterministic PRNG (SplitMix64): the populations are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// An NPS answer: promoter with `p`, detractor with `d`, passive otherwise.
-    fn nps(&mut self, p: f64, d: f64) -> i64 {
-        let u = self.unit();
-        if u < p {
-            9 + self.below(2) as i64
-        } else if u < p + d {
-            self.below(7) as i64
-        } else {
-            7 + self.below(2) as i64
         }
     }
 }

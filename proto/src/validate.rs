@@ -1,9 +1,10 @@
 //! Validation of decoded wire documents: every problem is reported at once, each with the path
 //! of the field it concerns, so a 400 tells the sender exactly what to fix.
 
+use crate::experiment::{MAX_CONTROL_PERMILLE, MAX_EXPERIMENT_ID_LEN};
 use crate::{
-    DiagnosticCheck, DiagnosticsResult, EventKind, Heartbeat, IncidentEvent, ReportBatch,
-    SCHEMA_VERSION, Timestamp,
+    DiagnosticCheck, DiagnosticsResult, EventKind, Experiment, ExperimentArm, ExperimentScope,
+    Heartbeat, IncidentEvent, ReportBatch, SCHEMA_VERSION, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +92,21 @@ impl Collect {
         }
     }
 
+    /// Experiment ids, salts and playbook names: 1..=64 chars of `[A-Za-z0-9._-]` (no `:`, the
+    /// separator of the arm hash's input).
+    fn name(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.push(field, "must not be empty");
+        } else if value.len() > MAX_EXPERIMENT_ID_LEN {
+            self.push(field, format!("longer than {MAX_EXPERIMENT_ID_LEN} bytes"));
+        } else if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            self.push(field, "may only contain A-Z a-z 0-9 . _ -");
+        }
+    }
+
     /// Free text: bounded, no control characters other than tab.
     fn text(&mut self, field: &str, value: &str, max: usize) {
         if value.len() > max {
@@ -145,6 +161,9 @@ fn event(c: &mut Collect, p: &str, e: &IncidentEvent, l: &Limits) {
         c.push(format!("{p}.at"), "is before started_at");
     }
     evidence(c, p, &e.evidence, l);
+    if let Some(x) = &e.experiment {
+        experiment_arm(c, &format!("{p}.experiment"), x);
+    }
     if e.actions.len() > l.max_actions_per_event {
         c.push(
             format!("{p}.actions"),
@@ -167,6 +186,35 @@ fn event(c: &mut Collect, p: &str, e: &IncidentEvent, l: &Limits) {
             "only allowed on a resolved event",
         ),
         _ => {}
+    }
+}
+
+fn experiment_arm(c: &mut Collect, p: &str, x: &ExperimentArm) {
+    c.name(&format!("{p}.experiment_id"), &x.experiment_id);
+}
+
+impl Experiment {
+    /// Checks an experiment as an operator defines it (and as an agent receives it): id and
+    /// salt syntax, the control share within 1..=[`MAX_CONTROL_PERMILLE`], a well-formed scope.
+    pub fn validate(&self, l: &Limits) -> Result<(), ValidationError> {
+        let mut c = Collect::default();
+        c.name("id", &self.id);
+        c.name("salt", &self.salt);
+        if self.control_permille == 0 || self.control_permille > MAX_CONTROL_PERMILLE {
+            c.push(
+                "control_permille",
+                format!("must be within 1..={MAX_CONTROL_PERMILLE}"),
+            );
+        }
+        match &self.scope {
+            ExperimentScope::Playbook { name } => c.name("scope.name", name),
+            ExperimentScope::Check { cause, .. } => {
+                if let Some(cause) = cause {
+                    c.id("scope.cause", cause, l.max_id_len);
+                }
+            }
+        }
+        c.finish()
     }
 }
 
@@ -441,6 +489,53 @@ mod tests {
         v["results"][0]["extra"] = serde_json::json!(1);
         let err = serde_json::from_value::<DiagnosticsResult>(v).unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+
+    #[test]
+    fn experiment_arms_and_definitions_are_checked() {
+        use crate::{Arm, CheckId};
+        let l = Limits::default();
+        let mut e = ev();
+        e.experiment = Some(ExperimentArm {
+            experiment_id: "dns holdout:1".into(),
+            arm: Arm::Control,
+        });
+        let b = ReportBatch {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-1".into(),
+            events: vec![e],
+        };
+        let err = b.validate(&l).unwrap_err();
+        assert_eq!(err.violations.len(), 1, "{err}");
+        assert_eq!(err.violations[0].field, "events[0].experiment.experiment_id");
+
+        let good = Experiment {
+            id: "dns-holdout_2026.q4".into(),
+            scope: ExperimentScope::Playbook { name: "dns".into() },
+            control_permille: MAX_CONTROL_PERMILLE,
+            salt: "00ff".into(),
+        };
+        assert!(good.validate(&l).is_ok());
+        let bad = Experiment {
+            id: "x".repeat(MAX_EXPERIMENT_ID_LEN + 1),
+            scope: ExperimentScope::Check {
+                check: CheckId::Dns,
+                cause: Some(String::new()),
+            },
+            control_permille: 0,
+            salt: "a:b".into(),
+        };
+        let err = bad.validate(&l).unwrap_err();
+        let fields: Vec<&str> = err.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["id", "salt", "control_permille", "scope.cause"], "{err}");
+        let over = Experiment {
+            control_permille: MAX_CONTROL_PERMILLE + 1,
+            scope: ExperimentScope::Playbook { name: String::new() },
+            ..good
+        };
+        let err = over.validate(&l).unwrap_err();
+        let fields: Vec<&str> = err.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["control_permille", "scope.name"], "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Report assembly: the aggregator the store streams incident and survey rows into, with
 //! memory only per group and per repeat-incident customer, and its `finish` into a [`Report`].
 
+use super::causal::{CausalAcc, ExperimentInfo};
 use super::linking::{DIMENSIONS, IncidentRow, Outcome, ReportParams, SurveyRow, UNKNOWN};
 use super::report::*;
 use super::statistics::*;
@@ -23,7 +24,11 @@ struct DimAcc {
     sat: SatAcc,
 }
 
-type OpenSurvey = (SurveyRow, HashSet<(Category, Outcome)>);
+type OpenSurvey = (
+    SurveyRow,
+    HashSet<(Category, Outcome)>,
+    HashSet<(String, netmedic_proto::Arm)>,
+);
 
 /// Streams rows in; [`Aggregator::finish`] builds the report.
 #[derive(Debug)]
@@ -48,6 +53,7 @@ pub struct Aggregator {
     /// Churn candidates (≥ 2 incidents) → (lowest NPS, detractor answers).
     candidates: HashMap<String, (Option<i64>, u64)>,
     contacts_of: HashMap<String, u64>,
+    causal: CausalAcc,
 }
 
 impl Aggregator {
@@ -71,7 +77,14 @@ impl Aggregator {
             sat_by_category_outcome: BTreeMap::new(),
             candidates: HashMap::new(),
             contacts_of: HashMap::new(),
+            causal: CausalAcc::default(),
         }
+    }
+
+    /// The holdout experiments the store knows (active and ended): each gets its causal entry,
+    /// also when no incident of the period was covered.
+    pub fn experiments(&mut self, known: Vec<ExperimentInfo>) {
+        self.causal.experiments(known);
     }
 
     /// Feeds the incident rows (ordered by agent, incident).
@@ -112,6 +125,9 @@ impl Aggregator {
             acc.with_contact += u64::from(contact);
             acc.strong += u64::from(strong);
         }
+        if let Some(x) = &row.experiment {
+            self.causal.incident(x, &row.agent_id, contact);
+        }
         if let Some(c) = row.customer_id {
             *self.per_customer.entry(c).or_default() += 1;
         }
@@ -145,23 +161,30 @@ impl Aggregator {
         let same = self
             .survey
             .as_ref()
-            .is_some_and(|(s, _)| s.survey_id == row.survey_id);
+            .is_some_and(|(s, _, _)| s.survey_id == row.survey_id);
         if !same {
             self.close_survey();
         }
         let link = row.incident;
+        let arm = row.experiment.clone();
         if !same {
-            self.survey = Some((row, HashSet::new()));
+            self.survey = Some((row, HashSet::new(), HashSet::new()));
         }
-        if let (Some((_, links)), Some(l)) = (&mut self.survey, link) {
+        if let (Some((_, links, _)), Some(l)) = (&mut self.survey, link) {
             links.insert(l);
+        }
+        if let (Some((_, _, arms)), Some(a)) = (&mut self.survey, arm) {
+            arms.insert(a);
         }
     }
 
     fn close_survey(&mut self) {
-        let Some((row, links)) = self.survey.take() else {
+        let Some((row, links, arms)) = self.survey.take() else {
             return;
         };
+        for a in &arms {
+            self.causal.survey(a, row.nps, row.csat);
+        }
         let cats: HashSet<Category> = links.iter().map(|(c, _)| *c).collect();
         let outs: HashSet<Outcome> = links.iter().map(|(_, o)| *o).collect();
         for l in links {
@@ -312,7 +335,10 @@ impl Aggregator {
             avoided_value: avoided.map(|e| e.scale(p.cost_per_contact_cents as f64 / 100.0)),
             cost_per_contact: p.cost_per_contact_cents as f64 / 100.0,
             currency: p.currency.clone(),
+            assumption: super::causal::OBSERVATIONAL_ASSUMPTION.to_owned(),
         };
+        let causal = std::mem::take(&mut self.causal)
+            .finish(p.cost_per_contact_cents as f64 / 100.0, p.min_group_n);
         let mut churn: Vec<ChurnRisk> = self
             .candidates
             .iter()
@@ -379,6 +405,7 @@ impl Aggregator {
             churn_risk: churn,
             breakdowns,
             network_events,
+            causal,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! reason → category), and the joined rows the store streams into the aggregator.
 
 pub use crate::config::ReasonRule;
-use netmedic_proto::{Category, Timestamp};
+use netmedic_proto::{Arm, Category, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -132,6 +132,8 @@ pub struct IncidentRow {
     pub dims: Dims,
     /// A linked contact's reason (`Some("")` for a contact without a reason).
     pub contact_reason: Option<String>,
+    /// The holdout experiment that covered the incident and the device's arm in it.
+    pub experiment: Option<(String, Arm)>,
 }
 
 /// One survey joined with one linked incident (or none), ordered by survey id.
@@ -144,4 +146,6 @@ pub struct SurveyRow {
     pub dims: Dims,
     /// The linked incident's category and outcome.
     pub incident: Option<(Category, Outcome)>,
+    /// The linked incident's experiment and arm, when one covered it.
+    pub experiment: Option<(String, Arm)>,
 }

@@ -20,10 +20,12 @@
 //! report of millions of rows needs memory only per group and per repeat-incident customer.
 //!
 //! One file per concern: `linking` (report parameters and the joined rows the store streams),
-//! `statistics` (Wilson and NPS intervals, effects), `aggregate` (the accumulators),
+//! `statistics` (Wilson and NPS intervals, effects, Newcombe's interval, power), `aggregate`
+//! (the accumulators), `causal` (the holdout experiments' comparison),
 //! `report` (the report's shape) and `render` (the text form).
 
 mod aggregate;
+mod causal;
 mod linking;
 mod render;
 mod report;
@@ -34,14 +36,16 @@ mod statistics;
 mod tests;
 
 pub use aggregate::Aggregator;
+pub use causal::{DESIGN, ExperimentInfo, OBSERVATIONAL_ASSUMPTION, scope_label};
 pub use linking::{
     DIMENSIONS, Dims, IncidentRow, Outcome, ReasonRule, ReportParams, SurveyRow, UNKNOWN,
 };
-pub use render::render;
+pub use render::{causal_text, render};
 pub use report::{
-    Breakdown, CategoryContacts, ChurnRisk, ContactReport, NetworkEventView, Report, SatGroup,
+    ArmReport, Breakdown, CausalExperiment, CategoryContacts, ChurnRisk, ContactReport, NetworkEventView, Report, SatGroup,
     SatisfactionReport,
 };
 pub use statistics::{
-    Effect, NpsAcc, NpsStat, Proportion, SatAcc, Satisfaction, nps_effect, prop_effect, wilson,
+    Effect, NpsAcc, NpsStat, Proportion, SatAcc, Satisfaction, minimal_detectable_difference,
+    newcombe, nps_effect, prop_effect, wilson,
 };

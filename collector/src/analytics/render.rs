@@ -181,18 +181,25 @@ pub fn render(r: &Report) -> String {
         rows,
     );
     out.push_str(&format!(
-        "contacts avoided by self-healing: {}; worth {} {} at {:.2} {} per contact\n",
+        "contacts avoided by self-healing (observational): {}; worth {} {} at {:.2} {} per \
+         contact\n  {}\n",
         fmt_effect(&c.avoided, ""),
         fmt_effect(&c.avoided_value, ""),
         c.currency,
         c.cost_per_contact,
-        c.currency
+        c.currency,
+        if c.assumption.is_empty() {
+            super::causal::OBSERVATIONAL_ASSUMPTION
+        } else {
+            c.assumption.as_str()
+        }
     ));
     if let Some(ratio) = c.escalated_to_auto_ratio {
         out.push_str(&format!(
             "escalated incidents are followed by a contact {ratio:.2}x as often as auto-healed ones\n"
         ));
     }
+    render_causal(&mut out, r);
     out.push_str(&format!(
         "\nCHURN RISK ({} customers: repeat incidents plus a detractor answer or repeat contacts)\n",
         r.churn_candidates
@@ -267,5 +274,92 @@ pub fn render(r: &Report) -> String {
             })
             .collect(),
     );
+    out
+}
+
+/// The causal section: one block per holdout experiment.
+fn render_causal(out: &mut String, r: &Report) {
+    let c = &r.contacts;
+    out.push_str(&format!(
+        "\nCAUSAL EFFECT OF SELF-HEALING, {} ({} experiment(s): devices in the control arm, \
+         chosen by a salted hash of their id, ran the playbook in dry_run)\n",
+        super::causal::DESIGN,
+        r.causal.len()
+    ));
+    for x in &r.causal {
+        out.push_str(&causal_text(x, r.min_group_n, c.cost_per_contact, &c.currency));
+    }
+}
+
+/// One experiment's block of the causal section.
+pub fn causal_text(x: &CausalExperiment, min_n: u64, cost: f64, currency: &str) -> String {
+    let mut out = String::new();
+    let scope = x
+        .scope
+        .as_ref()
+        .map_or("(unknown to this collector)".to_owned(), super::causal::scope_label);
+    let share = x
+        .control_permille
+        .map_or("-".to_owned(), |m| format!("{:.1}%", f64::from(m) / 10.0));
+    let life = match (x.started_at, x.ended_at) {
+        (Some(s), None) => format!("active since {s}"),
+        (Some(s), Some(e)) => format!("{s} to {e}"),
+        _ => "-".to_owned(),
+    };
+    out.push_str(&format!(
+        "\nexperiment {}  {scope}  control {share}  {life}\n",
+        x.experiment_id
+    ));
+    let arm = |name: &str, a: &ArmReport| {
+        vec![
+            name.to_owned(),
+            a.incidents.to_string(),
+            a.devices.to_string(),
+            fmt_prop(&a.contact_rate),
+            fmt_nps(&a.satisfaction.nps, min_n),
+            fmt_prop_min(&a.satisfaction.csat, min_n),
+        ]
+    };
+    table(
+        &mut out,
+        &["ARM", "INCIDENTS", "DEVICES", "CONTACT RATE", "NPS", "CSAT"],
+        vec![arm("treated", &x.treated), arm("control", &x.control)],
+    );
+    out.push_str(&format!(
+        "contact rate, control − treated ({}): {}\n",
+        x.design,
+        fmt_effect(&x.contact_rate_reduction, " pp")
+    ));
+    out.push_str(&format!(
+        "contacts avoided per 1,000 incidents ({}): {}; worth {} {currency} at {cost:.2} \
+         {currency} per contact\n",
+        x.design,
+        fmt_effect(&x.avoided_per_1000, ""),
+        fmt_effect(&x.avoided_value_per_1000, ""),
+    ));
+    out.push_str(&format!(
+        "over the period's {} treated incidents: {} contacts avoided, worth {} {currency}\n",
+        x.treated.incidents,
+        fmt_effect(&x.avoided_in_period, ""),
+        fmt_effect(&x.avoided_value_in_period, ""),
+    ));
+    out.push_str(&format!(
+        "NPS treated − control: {}; CSAT treated − control: {}\n",
+        fmt_effect(&x.nps_difference, ""),
+        fmt_effect(&x.csat_difference, " pp")
+    ));
+    if let Some(m) = x.minimal_detectable_difference {
+        out.push_str(&format!(
+            "smallest contact-rate difference these arms detect (80 % power, α = 0.05): {m:.1} pp\n"
+        ));
+    }
+    for w in &x.warnings {
+        out.push_str(&format!("WARNING: {w}\n"));
+    }
+    out.push_str(&format!(
+        "(arms are assigned per device: intervals treat the {} + {} incidents as independent, \
+         which devices with many incidents make optimistic)\n",
+        x.treated.incidents, x.control.incidents
+    ));
     out
 }

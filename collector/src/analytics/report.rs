@@ -1,5 +1,6 @@
 //! The report's shape (`GET /api/v1/report`, `netmedic-collector report --json`).
 
+pub use super::causal::{ArmReport, CausalExperiment};
 use super::statistics::{Effect, Proportion, Satisfaction};
 use netmedic_proto::{Category, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub struct Report {
     pub breakdowns: BTreeMap<String, Vec<Breakdown>>,
     /// Network events that started in the window.
     pub network_events: Vec<NetworkEventView>,
+    /// Per holdout experiment, the randomized comparison of its arms (see `causal.rs`).
+    #[serde(default)]
+    pub causal: Vec<CausalExperiment>,
 }
 
 /// Survey answers grouped by the incidents linked to them.
@@ -83,12 +87,15 @@ pub struct ContactReport {
     pub escalated: Option<Proportion>,
     pub escalated_to_auto_ratio: Option<f64>,
     /// Contacts avoided by self-healing: (escalated rate − auto-healed rate) × auto-healed
-    /// incidents.
+    /// incidents. Observational: see `assumption`.
     pub avoided: Option<Effect>,
     /// `avoided` × cost per contact.
     pub avoided_value: Option<Effect>,
     pub cost_per_contact: f64,
     pub currency: String,
+    /// What `avoided` rests on (it compares different faults, not randomized arms).
+    #[serde(default)]
+    pub assumption: String,
 }
 
 /// A customer with repeat incidents plus a detractor answer or repeat contacts.

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 /// z of a two-sided 95 % interval.
 const Z95: f64 = 1.959_963_984_540_054;
+/// z of 80 % power (one-sided 0.8 quantile of the standard normal).
+const Z80: f64 = 0.841_621_233_572_914_3;
 
 /// A proportion `k/n` with its Wilson 95 % interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -148,6 +150,31 @@ pub fn prop_effect(a: Option<&Proportion>, b: Option<&Proportion>) -> Option<Eff
     Some(Effect::new(a.rate - b.rate, (var(a) + var(b)).sqrt()))
 }
 
+/// Difference of two proportions `a − b` (rate units) with Newcombe's hybrid score interval
+/// (his method 10): the Wilson limits of each proportion combined, so it stays sensible at small
+/// n and at rates near 0 or 1, where the Wald interval of [`prop_effect`] fails.
+pub fn newcombe(a: &Proportion, b: &Proportion) -> Effect {
+    let d = a.rate - b.rate;
+    let below = ((a.rate - a.ci_low).powi(2) + (b.ci_high - b.rate).powi(2)).sqrt();
+    let above = ((a.ci_high - a.rate).powi(2) + (b.rate - b.ci_low).powi(2)).sqrt();
+    Effect {
+        estimate: d,
+        ci_low: (d - below).max(-1.0),
+        ci_high: (d + above).min(1.0),
+    }
+}
+
+/// The smallest difference of two proportions (rate units) that a two-sided test at α = 0.05
+/// detects with 80 % power, for arms of `n_a` and `n_b` and the `pooled` rate of both:
+/// `(z₀.₉₇₅ + z₀.₈) · √(p̄(1 − p̄)(1/n_a + 1/n_b))`. `None` when an arm is empty.
+pub fn minimal_detectable_difference(n_a: u64, n_b: u64, pooled: f64) -> Option<f64> {
+    if n_a == 0 || n_b == 0 {
+        return None;
+    }
+    let var = pooled * (1.0 - pooled) * (1.0 / n_a as f64 + 1.0 / n_b as f64);
+    Some((Z95 + Z80) * var.max(0.0).sqrt())
+}
+
 /// NPS and CSAT of a group of survey answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SatAcc {
@@ -182,4 +209,33 @@ impl SatAcc {
 pub struct Satisfaction {
     pub nps: Option<NpsStat>,
     pub csat: Option<Proportion>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod causal_tests {
+    use super::*;
+
+    #[test]
+    fn newcombe_matches_the_published_example() {
+        // Newcombe (1998), Table II, example (a): 56/70 − 48/80 → [0.0524, 0.3339].
+        let e = newcombe(&wilson(56, 70).unwrap(), &wilson(48, 80).unwrap());
+        assert!((e.estimate - 0.2).abs() < 1e-12);
+        assert!((e.ci_low - 0.0524).abs() < 5e-4, "{e:?}");
+        assert!((e.ci_high - 0.3339).abs() < 5e-4, "{e:?}");
+        // Example (h): 0/10 − 0/20 → [−0.1611, 0.2775].
+        let e = newcombe(&wilson(0, 10).unwrap(), &wilson(0, 20).unwrap());
+        assert!((e.ci_low + 0.1611).abs() < 5e-4, "{e:?}");
+        assert!((e.ci_high - 0.2775).abs() < 5e-4, "{e:?}");
+    }
+
+    #[test]
+    fn minimal_detectable_difference_shrinks_with_n() {
+        // 2.8016 · √(0.25 · (1/100 + 1/100)) = 0.1981.
+        let m = minimal_detectable_difference(100, 100, 0.5).unwrap();
+        assert!((m - 0.1981).abs() < 5e-4, "{m}");
+        let big = minimal_detectable_difference(10_000, 10_000, 0.5).unwrap();
+        assert!(big < m / 9.0);
+        assert!(minimal_detectable_difference(0, 10, 0.5).is_none());
+    }
 }

@@ -111,3 +111,104 @@ fn reason_rules_match_words_case_insensitively() {
     assert!(!params.reason_matches("websites do not load", C::NoInternet));
     assert!(!params.reason_matches("billing question", C::DnsFailure));
 }
+
+fn params() -> ReportParams {
+    ReportParams {
+        from_ms: None,
+        to_ms: None,
+        contact_window_ms: 72 * 3_600_000,
+        survey_window_ms: 30 * 86_400_000,
+        reason_rules: Default::default(),
+        cost_per_contact_cents: 1500,
+        currency: "EUR".into(),
+        churn_top: 10,
+        min_group_n: 30,
+    }
+}
+
+/// Feeds `n` covered incidents of one arm, `with_contact` of them followed by a contact.
+fn feed(agg: &mut Aggregator, arm: netmedic_proto::Arm, n: u64, with_contact: u64) {
+    for i in 0..n {
+        agg.incident(IncidentRow {
+            agent_id: format!("{}-{i:05}", arm.as_str()),
+            incident_id: "inc-1".into(),
+            category: netmedic_proto::Category::DnsFailure,
+            auto_healed: Some(arm == netmedic_proto::Arm::Treated),
+            escalated_actions: 0,
+            customer_id: None,
+            dims: Dims::default(),
+            contact_reason: (i < with_contact).then(String::new),
+            experiment: Some(("dns-holdout".into(), arm)),
+        });
+    }
+}
+
+fn holdout_report(treated: (u64, u64), control: (u64, u64)) -> Report {
+    use netmedic_proto::Arm;
+    let mut agg = Aggregator::new(params());
+    // Incident rows arrive ordered by agent id: control-… before treated-….
+    feed(&mut agg, Arm::Control, control.0, control.1);
+    feed(&mut agg, Arm::Treated, treated.0, treated.1);
+    agg.incidents_done();
+    agg.experiments(vec![ExperimentInfo {
+        id: "dns-holdout".into(),
+        scope: netmedic_proto::ExperimentScope::Playbook { name: "dns".into() },
+        control_permille: 50,
+        started_at: netmedic_proto::Timestamp::from_unix_millis(1_700_000_000_000).unwrap(),
+        ended_at: None,
+    }]);
+    agg.finish(Default::default(), Vec::new())
+}
+
+#[test]
+fn a_small_control_arm_is_flagged_when_it_cannot_tell_the_effect_seen() {
+    // 12 control incidents (3 with a contact: 25 %) against 400 treated (15 %): the observed
+    // 10 points are well below what 12 incidents can detect.
+    let r = holdout_report((400, 60), (12, 3));
+    let x = &r.causal[0];
+    assert_eq!(x.design, DESIGN);
+    assert_eq!((x.treated.incidents, x.control.incidents), (400, 12));
+    let mdd = x.minimal_detectable_difference.unwrap();
+    assert!(mdd > 10.0, "{mdd}");
+    assert_eq!(x.warnings.len(), 1, "{:?}", x.warnings);
+    assert!(x.warnings[0].contains("control arm too small"), "{:?}", x.warnings);
+    let text = render(&r);
+    assert!(text.contains("WARNING: control arm too small"), "{text}");
+    // The same rates on arms 50 times larger: the effect is detectable, no warning.
+    let r = holdout_report((20_000, 3000), (600, 150));
+    let x = &r.causal[0];
+    assert!(x.warnings.is_empty(), "{:?}", x.warnings);
+    let per_1000 = x.avoided_per_1000.unwrap();
+    assert!((per_1000.estimate - 100.0).abs() < 1e-9, "{per_1000:?}");
+    assert!(per_1000.significant());
+    assert!((x.avoided_value_per_1000.unwrap().estimate - 1500.0).abs() < 1e-6);
+    // Over the period: 0.10 × 20,000 treated incidents.
+    assert!((x.avoided_in_period.unwrap().estimate - 2000.0).abs() < 1e-6);
+}
+
+#[test]
+fn an_experiment_without_control_incidents_says_so_and_unknown_ids_are_listed() {
+    let r = holdout_report((50, 5), (0, 0));
+    let x = &r.causal[0];
+    assert!(x.avoided_per_1000.is_none());
+    assert!(x.warnings.iter().any(|w| w.contains("no control incidents")), "{:?}", x.warnings);
+    // An id recorded by agents but unknown here still gets its entry (scope unknown).
+    let mut agg = Aggregator::new(params());
+    agg.incident(IncidentRow {
+        agent_id: "a".into(),
+        incident_id: "i".into(),
+        category: netmedic_proto::Category::DnsFailure,
+        auto_healed: Some(true),
+        escalated_actions: 0,
+        customer_id: None,
+        dims: Dims::default(),
+        contact_reason: None,
+        experiment: Some(("ghost".into(), netmedic_proto::Arm::Treated)),
+    });
+    agg.incidents_done();
+    let r = agg.finish(Default::default(), Vec::new());
+    assert_eq!(r.causal.len(), 1);
+    assert_eq!(r.causal[0].experiment_id, "ghost");
+    assert!(r.causal[0].scope.is_none());
+    assert!(r.contacts.assumption.contains("not randomized"));
+}

@@ -125,12 +125,12 @@ pub(crate) async fn post_heartbeat(
     let auth = bearer(&state, &headers)?;
     let hb: Heartbeat = decode(&headers, body, state.max_body_bytes)?;
     match submit(&state, auth, WriteKind::Heartbeat(hb)).await? {
-        WriteOk::Heartbeat(advisories) => Ok(Json(HeartbeatReply {
+        WriteOk::Heartbeat(ok) => Ok(Json(HeartbeatReply {
             schema_version: SCHEMA_VERSION,
             server_time: now(),
             heartbeat_interval_secs: state.heartbeat_interval_secs,
-            advisories,
-            experiments: Vec::new(),
+            advisories: ok.advisories,
+            experiments: ok.experiments,
         })),
         WriteOk::Report(_) => Err(unexpected("heartbeat")),
     }

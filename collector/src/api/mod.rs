@@ -14,6 +14,7 @@ pub mod body;
 pub mod devices;
 pub mod diagnostics;
 pub mod error;
+pub mod experiments;
 pub mod imports;
 pub mod incidents;
 pub mod ingest;
@@ -29,6 +30,7 @@ pub use diagnostics::{
     DiagnosticsList, DiagnosticsQuery, DiagnosticsQueued, DiagnosticsRequest, DiagnosticsResultAck,
 };
 pub use error::ApiError;
+pub use experiments::{ExperimentList, ExperimentRequest};
 pub use imports::ImportQuery;
 pub use killswitches::{KillSwitchList, KillSwitchRequest, KillSwitchView};
 pub use network_events::NetworkEventQuery;
@@ -76,6 +78,14 @@ pub fn router(state: AppState, console: Router<AppState>) -> Router {
             get(killswitches::list_killswitches)
                 .put(killswitches::put_killswitch)
                 .delete(killswitches::delete_killswitch),
+        )
+        .route(
+            "/api/v1/experiments",
+            get(experiments::list_experiments).post(experiments::post_experiment),
+        )
+        .route(
+            "/api/v1/experiments/{id}",
+            axum::routing::delete(experiments::delete_experiment),
         )
         .route("/api/v1/import/{kind}", post(imports::post_import))
         .route("/api/v1/report", get(report::get_report))

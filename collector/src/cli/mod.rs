@@ -1,6 +1,6 @@
 //! Command line: `serve`, `incidents`, `device add|revoke|list`, `token add|revoke|list`,
 //! `user add|passwd|remove|list`,
-//! `killswitch set|clear|list`, `diag request`, `import subscribers|surveys|contacts`, `report`,
+//! `killswitch set|clear|list`, `experiment start|list|stop`, `diag request`, `import subscribers|surveys|contacts`, `report`,
 //! `network-events`, `correlate` (all straight on the store named by the config) and
 //! `check-config`.
 //!
@@ -12,6 +12,7 @@
 mod access;
 mod data;
 mod devices;
+mod experiments;
 mod incidents;
 mod remediation;
 mod serve;
@@ -19,6 +20,7 @@ mod serve;
 pub use access::{RoleArg, TokenCommand, UserCommand};
 pub use data::{FormatArg, ImportArgs, KindArg, ReportArgs};
 pub use devices::{DeviceCommand, render_devices};
+pub use experiments::{ExperimentCommand, ExperimentScopeArgs, render_experiments};
 pub use incidents::{IncidentsArgs, StatusArg, action_summary, render_table};
 pub use remediation::{DiagCommand, KillswitchCommand, ScopeArgs};
 pub use serve::shutdown_signal;
@@ -64,6 +66,10 @@ pub enum Command {
     /// replies).
     #[command(subcommand)]
     Killswitch(KillswitchCommand),
+    /// Holdout experiments: a stable share of devices runs a playbook in dry_run (control arm),
+    /// so the report can tell what self-healing causes.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// On-demand diagnostics, delivered once in the device's next heartbeat reply.
     #[command(subcommand)]
     Diag(DiagCommand),
@@ -163,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Incidents(args) => incidents::incidents(args).await,
         Command::Device(cmd) => devices::device(cmd).await,
         Command::Killswitch(cmd) => remediation::killswitch(cmd).await,
+        Command::Experiment(cmd) => experiments::experiment(cmd).await,
         Command::Diag(cmd) => remediation::diag(cmd).await,
         Command::Token(cmd) => access::token(cmd).await,
         Command::User(cmd) => access::user(cmd).await,

@@ -4,12 +4,14 @@
 //! exit code. Nothing here imports `api`, `web` or `cli`.
 
 pub mod diagnostics;
+pub mod experiment;
 pub mod incident_query;
 pub mod kill_switch;
 pub mod network_events;
 pub mod paging;
 
 pub use diagnostics::{DiagError, queue_diagnostics};
+pub use experiment::{ExperimentError, arm_of, new_experiment, permille_from_percent};
 pub use incident_query::{IncidentQuery, InvalidQuery, parse_query};
 pub use kill_switch::{MAX_REASON_BYTES, kill_scope, valid_reason};
 pub use network_events::NetworkEventList;

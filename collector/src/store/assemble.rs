@@ -12,7 +12,8 @@ pub const MAX_EVENTS_PER_INCIDENT: u32 = 1000;
 pub const MAX_ACTIONS_PER_INCIDENT: u32 = 2000;
 
 use netmedic_proto::{
-    Category, CheckId, EventKind, IncidentEvent, IncidentStatus, Severity, Timestamp,
+    Category, CheckId, EventKind, ExperimentArm, IncidentEvent, IncidentStatus, Severity,
+    Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -32,6 +33,8 @@ pub struct Assembled {
     pub evidence: BTreeMap<String, String>,
     pub event_count: u32,
     pub last_seq: u64,
+    /// The holdout arm, from the highest-seq event that carries one.
+    pub experiment: Option<ExperimentArm>,
 }
 
 /// Rules:
@@ -39,7 +42,9 @@ pub struct Assembled {
 ///   event; evidence from the highest-seq event that carries any;
 /// - `started_at` is the earliest `started_at` of any event (they should all agree);
 /// - the incident is resolved as soon as any `resolved` event is stored; `resolved_at` and
-///   `auto_healed` come from the highest-seq resolved event.
+///   `auto_healed` come from the highest-seq resolved event;
+/// - the experiment arm from the highest-seq event that carries one (the agent puts the same arm
+///   on every event of an incident).
 ///
 /// Ties on `seq` (an agent bug) are broken by `event_id` so the result stays deterministic.
 /// Returns `None` for an empty slice.
@@ -57,6 +62,11 @@ pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
         .filter(|e| e.kind == EventKind::Resolved)
         .max_by_key(key);
     let started_at = events.iter().map(|e| e.started_at).min()?;
+    let experiment = events
+        .iter()
+        .filter(|e| e.experiment.is_some())
+        .max_by_key(key)
+        .and_then(|e| e.experiment.clone());
     Some(Assembled {
         check: latest.check,
         cause: latest.cause.clone(),
@@ -75,6 +85,7 @@ pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
         evidence,
         event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
         last_seq: latest.seq,
+        experiment,
     })
 }
 
@@ -102,6 +113,7 @@ pub fn merge(prev: &Assembled, new: &[IncidentEvent]) -> Option<Assembled> {
             next.evidence
         },
         event_count: prev.event_count.saturating_add(count),
+        experiment: next.experiment.or_else(|| prev.experiment.clone()),
         ..next
     })
 }
@@ -159,6 +171,23 @@ mod tests {
         assert_eq!(forward.evidence.get("gateway").unwrap(), "192.0.2.1");
         assert_eq!(forward.event_count, 3);
         assert_eq!(forward.last_seq, 3);
+        assert_eq!(forward.experiment, None);
+    }
+
+    #[test]
+    fn the_arm_comes_from_the_latest_event_that_carries_one() {
+        use netmedic_proto::Arm;
+        let arm = ExperimentArm {
+            experiment_id: "dns-holdout".into(),
+            arm: Arm::Control,
+        };
+        let mut opened = ev("a", 1, EventKind::Opened, 0);
+        opened.experiment = Some(arm.clone());
+        let resolved = ev("b", 2, EventKind::Resolved, 5);
+        let all = assemble(&[resolved.clone(), opened.clone()]).unwrap();
+        assert_eq!(all.experiment, Some(arm.clone()));
+        let merged = merge(&assemble(&[opened]).unwrap(), &[resolved]).unwrap();
+        assert_eq!(merged.experiment, Some(arm));
     }
 
     #[test]

@@ -181,6 +181,22 @@ pub trait FleetStore: Send + Sync + Debug {
 
     fn list_killswitches(&self) -> BoxFuture<'_, Result<Vec<KillSwitch>>>;
 
+    /// Starts a holdout experiment (validated by the caller); [`StoreError::Conflict`] when an
+    /// experiment of this id exists, active or ended (ids are never reused).
+    fn start_experiment<'a>(
+        &'a self,
+        experiment: &'a netmedic_proto::Experiment,
+        created_by: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Ends an active experiment (kept for the report); `Ok(false)` when no active experiment
+    /// has this id.
+    fn end_experiment<'a>(&'a self, id: &'a str, now: Timestamp) -> BoxFuture<'a, Result<bool>>;
+
+    /// Every experiment, active first, then newest first.
+    fn list_experiments(&self) -> BoxFuture<'_, Result<Vec<super::ExperimentRecord>>>;
+
     /// Queues on-demand diagnostics for a device's next heartbeat reply.
     /// [`StoreError::NoSuchDevice`] when the device is not enrolled.
     fn request_diagnostics<'a>(

@@ -115,6 +115,8 @@ macro_rules! cx_sql {
             firmware: Option<String>,
             contact_id: Option<String>,
             reason: Option<String>,
+            experiment_id: Option<String>,
+            experiment_arm: Option<String>,
         }
 
         #[derive(Debug, sqlx::FromRow)]
@@ -130,6 +132,16 @@ macro_rules! cx_sql {
             category: Option<String>,
             auto_healed: Option<bool>,
             escalated_actions: Option<i64>,
+            experiment_id: Option<String>,
+            experiment_arm: Option<String>,
+        }
+
+        /// The (experiment, arm) of a report row, when an experiment covered its incident.
+        fn report_arm(
+            id: Option<String>,
+            arm: Option<String>,
+        ) -> Result<Option<(String, netmedic_proto::Arm)>> {
+            Ok(experiment_arm(id, arm)?.map(|x| (x.experiment_id, x.arm)))
         }
 
         async fn report_in(conn: &mut Conn, params: &ReportParams) -> Result<Report> {
@@ -142,7 +154,7 @@ macro_rules! cx_sql {
                           WHERE a.agent_id = i.agent_id AND a.incident_id = i.incident_id
                             AND a.outcome = 'escalated') AS escalated_actions,
                         s.customer_id, s.region, s.access_node, s.cpe_model, s.firmware,
-                        c.contact_id, c.reason
+                        c.contact_id, c.reason, i.experiment_id, i.experiment_arm
                      FROM incidents i
                      LEFT JOIN subscribers s ON s.agent_id = i.agent_id
                      LEFT JOIN contacts c ON c.customer_id = s.customer_id
@@ -167,6 +179,7 @@ macro_rules! cx_sql {
                             firmware: r.firmware,
                         },
                         contact_reason: r.contact_id.map(|_| r.reason.unwrap_or_default()),
+                        experiment: report_arm(r.experiment_id, r.experiment_arm)?,
                         agent_id: r.agent_id,
                         incident_id: r.incident_id,
                     });
@@ -180,7 +193,8 @@ macro_rules! cx_sql {
                         i.category, i.auto_healed,
                         (SELECT COUNT(*) FROM incident_actions a
                           WHERE a.agent_id = i.agent_id AND a.incident_id = i.incident_id
-                            AND a.outcome = 'escalated') AS escalated_actions
+                            AND a.outcome = 'escalated') AS escalated_actions,
+                        i.experiment_id, i.experiment_arm
                      FROM surveys sv
                      LEFT JOIN subscribers s ON s.customer_id = sv.customer_id
                      LEFT JOIN incidents i ON i.agent_id = s.agent_id
@@ -213,6 +227,7 @@ macro_rules! cx_sql {
                             firmware: r.firmware,
                         },
                         incident,
+                        experiment: report_arm(r.experiment_id, r.experiment_arm)?,
                     });
                 }
             }
@@ -255,6 +270,19 @@ macro_rules! cx_sql {
                 limit: 500,
             };
             let events = network_events_in(conn, &filter, false).await?;
+            agg.experiments(
+                load_experiments(conn, false)
+                    .await?
+                    .into_iter()
+                    .map(|r| $crate::analytics::ExperimentInfo {
+                        id: r.experiment.id,
+                        scope: r.experiment.scope,
+                        control_permille: r.experiment.control_permille,
+                        started_at: r.started_at,
+                        ended_at: r.ended_at,
+                    })
+                    .collect(),
+            );
             Ok(agg.finish(subs, events))
         }
 

@@ -6,7 +6,7 @@ macro_rules! incidents_sql {
     () => {
         const INCIDENT_COLUMNS: &str = "i.agent_id, i.incident_id, i.check_id, i.cause, \
             i.category, i.severity, i.status, i.started_at, i.resolved_at, i.auto_healed, \
-            i.summary, i.evidence, i.event_count";
+            i.summary, i.evidence, i.event_count, i.experiment_id, i.experiment_arm";
 
         async fn list_incidents_in(
             conn: &mut Conn,
@@ -205,6 +205,8 @@ macro_rules! incidents_sql {
             summary: String,
             evidence: String,
             event_count: i64,
+            experiment_id: Option<String>,
+            experiment_arm: Option<String>,
         }
 
         impl IncidentRow {
@@ -218,6 +220,7 @@ macro_rules! incidents_sql {
                 };
                 let evidence: BTreeMap<String, String> = serde_json::from_str(&self.evidence)
                     .map_err(|e| StoreError::Corrupt(format!("incident evidence: {e}")))?;
+                let experiment = experiment_arm(self.experiment_id, self.experiment_arm)?;
                 Ok(IncidentView {
                     check: parse_enum(&self.check_id, CheckId::parse, "check")?,
                     category: parse_enum(&self.category, Category::parse, "category")?,
@@ -237,7 +240,7 @@ macro_rules! incidents_sql {
                     incident_id: self.incident_id,
                     cause: self.cause,
                     summary: self.summary,
-                    experiment: None,
+                    experiment,
                 })
             }
         }

@@ -48,6 +48,7 @@ mod capabilities;
 mod cx;
 mod devices;
 mod diag;
+mod experiments;
 pub mod dialect;
 mod incidents;
 mod noc;
@@ -81,6 +82,7 @@ pub mod prelude {
 }
 
 pub use diag::{CompleteOutcome, DiagnosticsRecord, DiagnosticsState};
+pub use experiments::ExperimentRecord;
 
 /// A boxed, `Send` future: keeps the store traits object-safe so the backend can be chosen at
 /// run time from the storage URL (`Arc<dyn Store>`).
@@ -307,8 +309,15 @@ pub struct WriteItem {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOk {
     Report(ReportAck),
-    /// Advisories for the heartbeat reply (pending diagnostics are now marked delivered).
-    Heartbeat(Vec<Advisory>),
+    /// What the heartbeat reply carries (pending diagnostics are now marked delivered).
+    Heartbeat(HeartbeatOk),
+}
+
+/// The stored answer to a heartbeat: its advisories and the fleet's active experiments.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeartbeatOk {
+    pub advisories: Vec<Advisory>,
+    pub experiments: Vec<netmedic_proto::Experiment>,
 }
 
 /// Why a write item was refused (nothing of it was stored).

@@ -67,7 +67,8 @@ macro_rules! sql_store {
         use $crate::store::{
             Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, IncidentDetail,
             IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT,
-            StoreError, TimelineEvent, WriteItem, WriteKind, WriteOk, denial, diag_advisory,
+            HeartbeatOk, StoreError, TimelineEvent, WriteItem, WriteKind, WriteOk, denial,
+            diag_advisory,
             kill_advisory,
         };
 
@@ -100,6 +101,23 @@ macro_rules! sql_store {
                 .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} out of range")))
         }
 
+        /// The stored (experiment_id, experiment_arm) pair of an incident.
+        fn experiment_arm(
+            id: Option<String>,
+            arm: Option<String>,
+        ) -> Result<Option<netmedic_proto::ExperimentArm>> {
+            match (id, arm) {
+                (None, None) => Ok(None),
+                (Some(experiment_id), Some(arm)) => Ok(Some(netmedic_proto::ExperimentArm {
+                    experiment_id,
+                    arm: parse_enum(&arm, netmedic_proto::Arm::parse, "experiment arm")?,
+                })),
+                (id, arm) => Err(StoreError::Corrupt(format!(
+                    "incident experiment {id:?} with arm {arm:?}"
+                ))),
+            }
+        }
+
         fn to_i64(v: u64, what: &str) -> Result<i64> {
             i64::try_from(v)
                 .map_err(|_| StoreError::OutOfRange(format!("{what} {v} exceeds 2^63-1")))
@@ -108,6 +126,7 @@ macro_rules! sql_store {
         $crate::store::write::write_sql!();
         $crate::store::incidents::incidents_sql!();
         $crate::store::devices::devices_sql!();
+        $crate::store::experiments::experiments_sql!();
         $crate::store::access::access_sql!();
         $crate::store::cx::cx_sql!();
         $crate::store::diag::diag_sql!();
@@ -180,6 +199,7 @@ macro_rules! sql_store {
 
         impl FleetStore for SqlStore<$d> {
             $crate::store::devices::devices_methods!();
+            $crate::store::experiments::experiments_methods!();
             $crate::store::diag::diag_methods!(fleet);
         }
 

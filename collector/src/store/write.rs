@@ -101,6 +101,12 @@ macro_rules! write_sql {
                 }
             }
             let switches = load_killswitches(conn).await?;
+            // Active holdout experiments, the same for every device (each computes its arm).
+            let experiments: Vec<netmedic_proto::Experiment> = load_experiments(conn, true)
+                .await?
+                .into_iter()
+                .map(|r| r.experiment)
+                .collect();
             let ok: Vec<&str> = recorded.keys().map(|(id, _)| id.as_str()).collect();
             // Regions from the subscribers table, only when a region switch is in force.
             let mut sub_region: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -179,7 +185,10 @@ macro_rules! write_sql {
                         advisories.push(diag_advisory(id, &checks)?);
                     }
                 }
-                results[i] = Some(Ok(WriteOk::Heartbeat(advisories)));
+                results[i] = Some(Ok(WriteOk::Heartbeat(HeartbeatOk {
+                    advisories,
+                    experiments: experiments.clone(),
+                })));
             }
             Ok(())
         }
@@ -450,7 +459,7 @@ macro_rules! write_sql {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "SELECT agent_id, incident_id, check_id, cause, category, severity, status,
                         started_at, resolved_at, auto_healed, summary, evidence, event_count,
-                        last_seq
+                        last_seq, experiment_id, experiment_arm
                  FROM incidents WHERE (agent_id, incident_id) IN (",
             );
             qb.push_values(keys, |mut b, (agent, incident)| {
@@ -472,6 +481,8 @@ macro_rules! write_sql {
                 String,
                 i64,
                 i64,
+                Option<String>,
+                Option<String>,
             );
             let rows: Vec<Row> = qb.build_query_as().fetch_all(&mut *conn).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -499,6 +510,7 @@ macro_rules! write_sql {
                         .map_err(|_| StoreError::Corrupt("event_count out of range".into()))?,
                     last_seq: u64::try_from(r.13)
                         .map_err(|_| StoreError::Corrupt("last_seq out of range".into()))?,
+                    experiment: experiment_arm(r.14, r.15)?,
                 };
                 out.push(((r.0, r.1), a));
             }
@@ -525,7 +537,7 @@ macro_rules! write_sql {
                 "INSERT INTO incidents
                     (agent_id, incident_id, check_id, cause, category, severity, status, started_at,
                      resolved_at, auto_healed, summary, evidence, event_count, last_seq,
-                     first_received_at, updated_at) ",
+                     first_received_at, updated_at, experiment_id, experiment_arm) ",
             );
             qb.push_values(&assembled, |mut b, (agent, incident, a, evidence, last_seq)| {
                 b.push_bind(agent.clone())
@@ -543,7 +555,9 @@ macro_rules! write_sql {
                     .push_bind(i64::from(a.event_count))
                     .push_bind(*last_seq)
                     .push_bind(now_ms)
-                    .push_bind(now_ms);
+                    .push_bind(now_ms)
+                    .push_bind(a.experiment.as_ref().map(|x| x.experiment_id.clone()))
+                    .push_bind(a.experiment.as_ref().map(|x| x.arm.as_str()));
             });
             qb.push(
                 " ON CONFLICT (agent_id, incident_id) DO UPDATE SET
@@ -559,7 +573,9 @@ macro_rules! write_sql {
                     evidence = excluded.evidence,
                     event_count = excluded.event_count,
                     last_seq = excluded.last_seq,
-                    updated_at = excluded.updated_at",
+                    updated_at = excluded.updated_at,
+                    experiment_id = excluded.experiment_id,
+                    experiment_arm = excluded.experiment_arm",
             );
             qb.build().execute(&mut *conn).await?;
             Ok(())

@@ -1,5 +1,5 @@
 //! The console's forms that change things: acknowledge and annotate an incident, set and clear
-//! kill switches, queue on-demand diagnostics. Each needs the operator role and the session's
+//! kill switches, start and stop holdout experiments, queue on-demand diagnostics. Each needs the operator role and the session's
 //! CSRF token, validates its input with a clear message, logs who did what, and redirects back
 //! (post/redirect/get) with a fixed confirmation code.
 
@@ -265,6 +265,136 @@ pub async fn clear_killswitch(
             StatusCode::NOT_FOUND,
             "Not set",
             "No such kill switch is set.",
+        ),
+        Err(e) => store_failed(&session, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentForm {
+    csrf: String,
+    id: String,
+    /// `playbook` or `check`.
+    scope: String,
+    #[serde(default)]
+    playbook: Option<String>,
+    #[serde(default)]
+    check: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
+    control_percent: String,
+}
+
+pub async fn start_experiment(
+    session: NocSession,
+    State(state): State<AppState>,
+    f: Result<Form<ExperimentForm>, FormRejection>,
+) -> Response {
+    use crate::domain::{ExperimentError, new_experiment, permille_from_percent};
+    use netmedic_proto::ExperimentScope;
+    let f = match form(&session, f) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = session.authorize_action(&f.csrf, "start experiments") {
+        return r;
+    }
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let scope = match f.scope.as_str() {
+        "playbook" => match given(&f.playbook) {
+            Some(name) => ExperimentScope::Playbook { name },
+            None => return bad(&session, "Name the playbook the experiment holds out."),
+        },
+        "check" => match given(&f.check).as_deref().and_then(CheckId::parse) {
+            Some(check) => ExperimentScope::Check {
+                check,
+                cause: given(&f.cause),
+            },
+            None => return bad(&session, "Choose the check the experiment holds out."),
+        },
+        _ => return bad(&session, "The scope is a playbook or a check."),
+    };
+    let Some(permille) = permille_from_percent(&f.control_percent) else {
+        return bad(
+            &session,
+            "The control share is a percentage in 0.1 steps, e.g. 5 or 2.5.",
+        );
+    };
+    let e = match new_experiment(f.id.trim(), scope, permille, None) {
+        Ok(e) => e,
+        Err(ExperimentError::Invalid(v)) => {
+            return bad(&session, &format!("Invalid experiment: {v}."));
+        }
+        Err(ExperimentError::Random(r)) => {
+            log::error!("console: {r}");
+            return error_page(
+                Some(&session),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No random salt",
+                "Nothing was changed: the collector could not draw a random salt.",
+            );
+        }
+    };
+    match state
+        .store
+        .start_experiment(&e, &session.user, crate::now())
+        .await
+    {
+        Ok(()) => {
+            log::warn!(
+                "console: experiment {} started by {}: {:?}, control {}‰",
+                e.id,
+                session.user,
+                e.scope,
+                e.control_permille
+            );
+            Redirect::to("/experiments?done=experiment_started").into_response()
+        }
+        Err(StoreError::Conflict(_)) => error_page(
+            Some(&session),
+            StatusCode::CONFLICT,
+            "Id taken",
+            "An experiment with this id exists (ids are never reused: incidents record them).",
+        ),
+        Err(e) => store_failed(&session, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopExperimentForm {
+    csrf: String,
+    id: String,
+}
+
+pub async fn stop_experiment(
+    session: NocSession,
+    State(state): State<AppState>,
+    f: Result<Form<StopExperimentForm>, FormRejection>,
+) -> Response {
+    let f = match form(&session, f) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = session.authorize_action(&f.csrf, "stop experiments") {
+        return r;
+    }
+    match state.store.end_experiment(&f.id, crate::now()).await {
+        Ok(true) => {
+            log::warn!("console: experiment {} stopped by {}", f.id, session.user);
+            Redirect::to("/experiments?done=experiment_stopped").into_response()
+        }
+        Ok(false) => error_page(
+            Some(&session),
+            StatusCode::NOT_FOUND,
+            "Not active",
+            "No active experiment has this id.",
         ),
         Err(e) => store_failed(&session, &e),
     }

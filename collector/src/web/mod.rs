@@ -81,6 +81,11 @@ pub fn routes() -> Router<AppState> {
             get(pages::killswitches).post(actions::set_killswitch),
         )
         .route("/killswitches/clear", post(actions::clear_killswitch))
+        .route(
+            "/experiments",
+            get(pages::experiments).post(actions::start_experiment),
+        )
+        .route("/experiments/stop", post(actions::stop_experiment))
         .route("/static/console.css", get(static_css))
         .route("/static/console.js", get(static_js))
         .layer(middleware::from_fn(security_headers))
@@ -180,6 +185,12 @@ impl Chrome {
                 "Kill switch set: the agents it covers stop remediating at their next heartbeat.",
             ),
             Some("kill_cleared") => Some("Kill switch cleared."),
+            Some("experiment_started") => Some(
+                "Experiment started: agents compute their arm at their next heartbeat.",
+            ),
+            Some("experiment_stopped") => Some(
+                "Experiment stopped: no longer delivered to agents; kept for the report.",
+            ),
             Some("diag") => {
                 Some("Diagnostics queued: the device runs them after its next heartbeat.")
             }

@@ -508,3 +508,37 @@ pub fn gzip<T: serde::Serialize>(doc: &T, level: flate2::Compression) -> Vec<u8>
 pub async fn report(s: &TestServer, token: &str, b: &ReportBatch) -> netmedic_proto::ReportAck {
     ok_json(s.post_as(paths::REPORTS, b, Some(token)).await).await
 }
+
+/// A tiny deterministic PRNG (SplitMix64): the populations are the same on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An NPS answer: promoter with `p`, detractor with `d`, passive otherwise.
+    pub fn nps(&mut self, p: f64, d: f64) -> i64 {
+        let u = self.unit();
+        if u < p {
+            9 + self.below(2) as i64
+        } else if u < p + d {
+            self.below(7) as i64
+        } else {
+            7 + self.below(2) as i64
+        }
+    }
+}

@@ -144,6 +144,9 @@ struct ExperiencePage {
     escalated_rate: String,
     avoided: String,
     avoided_value: String,
+    /// What the observational figure above rests on.
+    assumption: &'static str,
+    causal: Vec<super::causal::CausalView>,
     churn_candidates: u64,
     churn: Vec<ChurnRow>,
     breakdowns: Vec<BreakdownTable>,
@@ -211,6 +214,8 @@ fn not_ready(chrome: Chrome, note: String, from: String, to: String) -> Response
         escalated_rate: String::new(),
         avoided: String::new(),
         avoided_value: String::new(),
+        assumption: crate::analytics::OBSERVATIONAL_ASSUMPTION,
+        causal: Vec::new(),
         churn_candidates: 0,
         churn: Vec::new(),
         breakdowns: Vec::new(),
@@ -345,6 +350,8 @@ pub async fn experience(
             r.contacts.avoided_value.as_ref(),
             &format!(" {}", r.contacts.currency),
         ),
+        assumption: crate::analytics::OBSERVATIONAL_ASSUMPTION,
+        causal: super::causal::causal_views(&r),
         churn_candidates: r.churn_candidates,
         churn: r
             .churn_risk
