@@ -233,7 +233,7 @@ fn check_causal_report(stack: &Stack<'_>, control: usize, treated: usize) {
     assert_eq!(resp.status, 200, "{}", resp.body);
     let report: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
     println!("HOLDOUT report causal section: {}", report["causal"]);
-    let experiments = report["causal"]["experiments"]
+    let experiments = report["causal"]
         .as_array()
         .unwrap_or_else(|| panic!("no causal section: {}", resp.body));
     let e = experiments
