@@ -242,11 +242,12 @@ fn with_experiments(mut doc: Value) -> Value {
         "ended_at": {"type": ["string", "null"], "format": "date-time"},
         "created_by": {"type": "string"}
     }));
-    schemas["ExperimentList"] = obj(json!({"experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Experiment"}}}));
+    schemas["ExperimentList"] = obj(
+        json!({"experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Experiment"}}}),
+    );
     let arm = obj(json!({"experiment_id": name, "arm": {"enum": ["treated", "control"]}}));
     schemas["IncidentEvent"]["properties"]["experiment"] = arm.clone();
-    schemas["IncidentView"]["properties"]["experiment"] =
-        json!({"oneOf": [arm, {"type": "null"}]});
+    schemas["IncidentView"]["properties"]["experiment"] = json!({"oneOf": [arm, {"type": "null"}]});
     schemas["HeartbeatReply"]["properties"]["experiments"] = json!({"type": "array", "items": obj(json!({
         "id": {"type": "string"}, "scope": {"$ref": "#/components/schemas/ExperimentScope"},
         "control_permille": {"type": "integer"}, "salt": {"type": "string"}

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    Backend, DEFAULT_DEVICE, Rng, TestServer, backend_stories, batch, beat, event,
-    expect_error, ok_json, ts,
+    Backend, DEFAULT_DEVICE, Rng, TestServer, backend_stories, batch, beat, event, expect_error,
+    ok_json, ts,
 };
 use netmedic_collector::analytics::{CausalExperiment, Report};
 use netmedic_collector::domain::arm_of;
@@ -61,7 +61,12 @@ async fn experiments_are_started_listed_delivered_and_stopped(b: Backend) {
     let dns = json!({"id": "dns-holdout", "scope": {"kind": "playbook", "name": "dns"},
                      "control_permille": 50, "salt": "salt-1"});
     // Operators only.
-    expect_error(post_experiment(&s, &dns, None).await, StatusCode::UNAUTHORIZED, "missing_token").await;
+    expect_error(
+        post_experiment(&s, &dns, None).await,
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
     expect_error(
         post_experiment(&s, &dns, Some(&s.viewer_token)).await,
         StatusCode::FORBIDDEN,
@@ -74,7 +79,10 @@ async fn experiments_are_started_listed_delivered_and_stopped(b: Backend) {
     assert_eq!(got["scope"], json!({"kind": "playbook", "name": "dns"}));
     assert_eq!(got["control_permille"], 50);
     assert_eq!(got["created_by"], "test-admin");
-    assert!(got["ended_at"].is_null() && got["started_at"].is_string(), "{got}");
+    assert!(
+        got["ended_at"].is_null() && got["started_at"].is_string(),
+        "{got}"
+    );
     // A second one on a check and cause, with a generated salt.
     let link = json!({"id": "link.carrier_2026", "scope": {"kind": "check", "check": "link",
                       "cause": "carrier_down"}, "control_permille": 500});
@@ -99,18 +107,37 @@ async fn experiments_are_started_listed_delivered_and_stopped(b: Backend) {
     )
     .await;
     let fields: Vec<&str> = err.violations.iter().map(|v| v.field.as_str()).collect();
-    assert_eq!(fields, ["id", "salt", "control_permille", "scope.name"], "{err:?}");
+    assert_eq!(
+        fields,
+        ["id", "salt", "control_permille", "scope.name"],
+        "{err:?}"
+    );
     for (body, why) in [
-        (json!({"id": "x", "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 0}), "no control arm"),
-        (json!({"id": "x".repeat(65), "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 5}), "id too long"),
+        (
+            json!({"id": "x", "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 0}),
+            "no control arm",
+        ),
+        (
+            json!({"id": "x".repeat(65), "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 5}),
+            "id too long",
+        ),
     ] {
         let r = post_experiment(&s, &body, Some(&s.admin_token)).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{why}");
     }
     for (body, why) in [
-        (json!({"id": "x", "scope": {"kind": "check", "check": "nope"}, "control_permille": 5}), "unknown check"),
-        (json!({"id": "x", "scope": {"kind": "fleet"}, "control_permille": 5}), "unknown scope"),
-        (json!({"id": "x", "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 5, "extra": 1}), "unknown field"),
+        (
+            json!({"id": "x", "scope": {"kind": "check", "check": "nope"}, "control_permille": 5}),
+            "unknown check",
+        ),
+        (
+            json!({"id": "x", "scope": {"kind": "fleet"}, "control_permille": 5}),
+            "unknown scope",
+        ),
+        (
+            json!({"id": "x", "scope": {"kind": "playbook", "name": "dns"}, "control_permille": 5, "extra": 1}),
+            "unknown field",
+        ),
     ] {
         let r = post_experiment(&s, &body, Some(&s.admin_token)).await;
         assert!(r.status().is_client_error(), "{why}: {}", r.status());
@@ -122,7 +149,11 @@ async fn experiments_are_started_listed_delivered_and_stopped(b: Backend) {
     let mut ids: Vec<&str> = reply.experiments.iter().map(|e| e.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["dns-holdout", "link.carrier_2026"]);
-    let delivered = reply.experiments.iter().find(|e| e.id == "dns-holdout").unwrap();
+    let delivered = reply
+        .experiments
+        .iter()
+        .find(|e| e.id == "dns-holdout")
+        .unwrap();
     assert_eq!(
         delivered,
         &Experiment {
@@ -195,7 +226,10 @@ async fn incidents_keep_the_arm_their_agent_recorded(b: Backend) {
     common::report(
         &s,
         &token,
-        &batch(DEFAULT_DEVICE, vec![event("e-9", "inc-2", 1, EventKind::Opened)]),
+        &batch(
+            DEFAULT_DEVICE,
+            vec![event("e-9", "inc-2", 1, EventKind::Opened)],
+        ),
     )
     .await;
     let page: netmedic_proto::IncidentPage = ok_json(s.get(paths::INCIDENTS).await).await;
@@ -210,8 +244,12 @@ async fn incidents_keep_the_arm_their_agent_recorded(b: Backend) {
         arm: Arm::Treated,
     });
     let err = expect_error(
-        s.post_as(paths::REPORTS, &batch(DEFAULT_DEVICE, vec![bad]), Some(&token))
-            .await,
+        s.post_as(
+            paths::REPORTS,
+            &batch(DEFAULT_DEVICE, vec![bad]),
+            Some(&token),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "invalid_report",
     )
@@ -318,16 +356,35 @@ async fn load_holdout(s: &TestServer, id: &str, seed: u64, h: &Holdout) -> (u64,
             kind: WriteKind::Report(batch(&agent, vec![opened, resolved])),
             received_at: netmedic_collector::now(),
         });
-        let p = if control { h.contact_control } else { h.contact_treated };
+        let p = if control {
+            h.contact_control
+        } else {
+            h.contact_treated
+        };
         if rng.unit() < p {
             let at = start + rng.below(48) as i64 * 3_600_000;
             writeln!(contacts, "k-{c:05},cust-{c:05},{},dns", rfc(at)).unwrap();
         }
-        let (pp, dd) = if control { h.nps_control } else { h.nps_treated };
+        let (pp, dd) = if control {
+            h.nps_control
+        } else {
+            h.nps_treated
+        };
         let nps = rng.nps(pp, dd);
-        let csat = if nps >= 9 { 5 } else if nps >= 7 { 4 } else { 2 };
+        let csat = if nps >= 9 {
+            5
+        } else if nps >= 7 {
+            4
+        } else {
+            2
+        };
         let answered = start + (1 + rng.below(19)) as i64 * day;
-        writeln!(surveys, "sv-{c:05},cust-{c:05},{},{nps},{csat}", rfc(answered)).unwrap();
+        writeln!(
+            surveys,
+            "sv-{c:05},cust-{c:05},{},{nps},{csat}",
+            rfc(answered)
+        )
+        .unwrap();
     }
     import(s, "subscribers", subs).await;
     import(s, "surveys", surveys).await;
@@ -361,7 +418,10 @@ async fn a_planted_effect_of_self_healing_is_recovered_by_the_holdout(b: Backend
     };
     let (n_control, n_treated) = load_holdout(&s, "dns-holdout", 42, &planted).await;
     // The real hash puts about 5 % of devices in control.
-    assert!((300..500).contains(&n_control), "{n_control} control devices");
+    assert!(
+        (300..500).contains(&n_control),
+        "{n_control} control devices"
+    );
     let r: Report = ok_json(s.get("/api/v1/report").await).await;
     let text = netmedic_collector::analytics::render(&r);
     let x = causal(&r, "dns-holdout");
@@ -370,8 +430,14 @@ async fn a_planted_effect_of_self_healing_is_recovered_by_the_holdout(b: Backend
         netmedic_collector::analytics::causal_text(x, r.min_group_n, 15.0, "EUR")
     );
     assert_eq!(x.design, "randomized (holdout)");
-    assert_eq!((x.control.incidents, x.control.devices), (n_control, n_control));
-    assert_eq!((x.treated.incidents, x.treated.devices), (n_treated, n_treated));
+    assert_eq!(
+        (x.control.incidents, x.control.devices),
+        (n_control, n_control)
+    );
+    assert_eq!(
+        (x.treated.incidents, x.treated.devices),
+        (n_treated, n_treated)
+    );
     let per_1000 = x.avoided_per_1000.unwrap();
     assert!(per_1000.covers(180.0), "{per_1000:?} misses 180\n{text}");
     assert!(per_1000.significant(), "{text}");

@@ -10,8 +10,8 @@
 //! number of devices per arm is shown for that reason).
 
 use super::statistics::{
-    Effect, Proportion, SatAcc, Satisfaction, minimal_detectable_difference, newcombe,
-    nps_effect, wilson,
+    Effect, Proportion, SatAcc, Satisfaction, minimal_detectable_difference, newcombe, nps_effect,
+    wilson,
 };
 use netmedic_proto::{Arm, ExperimentScope, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,12 @@ impl CausalAcc {
         }
     }
 
-    pub(super) fn survey(&mut self, experiment: &(String, Arm), nps: Option<i64>, csat: Option<i64>) {
+    pub(super) fn survey(
+        &mut self,
+        experiment: &(String, Arm),
+        nps: Option<i64>,
+        csat: Option<i64>,
+    ) {
         self.arms
             .entry(experiment.clone())
             .or_default()
@@ -138,8 +143,14 @@ impl CausalAcc {
         }
         ids.into_iter()
             .map(|(id, info)| {
-                let treated = self.arms.remove(&(id.clone(), Arm::Treated)).unwrap_or_default();
-                let control = self.arms.remove(&(id.clone(), Arm::Control)).unwrap_or_default();
+                let treated = self
+                    .arms
+                    .remove(&(id.clone(), Arm::Treated))
+                    .unwrap_or_default();
+                let control = self
+                    .arms
+                    .remove(&(id.clone(), Arm::Control))
+                    .unwrap_or_default();
                 compare(id, info, &treated, &control, cost_per_contact, min_group_n)
             })
             .collect()
@@ -177,8 +188,8 @@ fn compare(
             ));
         }
     }
-    let pooled = (t.with_contact + c.with_contact) as f64
-        / (t.incidents + c.incidents).max(1) as f64;
+    let pooled =
+        (t.with_contact + c.with_contact) as f64 / (t.incidents + c.incidents).max(1) as f64;
     let mdd = minimal_detectable_difference(t.incidents, c.incidents, pooled);
     if let (Some(d), Some(m)) = (reduction, mdd)
         && d.estimate.abs() < m

@@ -42,8 +42,8 @@ pub use linking::{
 };
 pub use render::{causal_text, render};
 pub use report::{
-    ArmReport, Breakdown, CausalExperiment, CategoryContacts, ChurnRisk, ContactReport, NetworkEventView, Report, SatGroup,
-    SatisfactionReport,
+    ArmReport, Breakdown, CategoryContacts, CausalExperiment, ChurnRisk, ContactReport,
+    NetworkEventView, Report, SatGroup, SatisfactionReport,
 };
 pub use statistics::{
     Effect, NpsAcc, NpsStat, Proportion, SatAcc, Satisfaction, minimal_detectable_difference,

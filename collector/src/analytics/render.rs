@@ -287,17 +287,22 @@ fn render_causal(out: &mut String, r: &Report) {
         r.causal.len()
     ));
     for x in &r.causal {
-        out.push_str(&causal_text(x, r.min_group_n, c.cost_per_contact, &c.currency));
+        out.push_str(&causal_text(
+            x,
+            r.min_group_n,
+            c.cost_per_contact,
+            &c.currency,
+        ));
     }
 }
 
 /// One experiment's block of the causal section.
 pub fn causal_text(x: &CausalExperiment, min_n: u64, cost: f64, currency: &str) -> String {
     let mut out = String::new();
-    let scope = x
-        .scope
-        .as_ref()
-        .map_or("(unknown to this collector)".to_owned(), super::causal::scope_label);
+    let scope = x.scope.as_ref().map_or(
+        "(unknown to this collector)".to_owned(),
+        super::causal::scope_label,
+    );
     let share = x
         .control_permille
         .map_or("-".to_owned(), |m| format!("{:.1}%", f64::from(m) / 10.0));

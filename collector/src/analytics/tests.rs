@@ -171,7 +171,11 @@ fn a_small_control_arm_is_flagged_when_it_cannot_tell_the_effect_seen() {
     let mdd = x.minimal_detectable_difference.unwrap();
     assert!(mdd > 10.0, "{mdd}");
     assert_eq!(x.warnings.len(), 1, "{:?}", x.warnings);
-    assert!(x.warnings[0].contains("control arm too small"), "{:?}", x.warnings);
+    assert!(
+        x.warnings[0].contains("control arm too small"),
+        "{:?}",
+        x.warnings
+    );
     let text = render(&r);
     assert!(text.contains("WARNING: control arm too small"), "{text}");
     // The same rates on arms 50 times larger: the effect is detectable, no warning.
@@ -191,7 +195,13 @@ fn an_experiment_without_control_incidents_says_so_and_unknown_ids_are_listed() 
     let r = holdout_report((50, 5), (0, 0));
     let x = &r.causal[0];
     assert!(x.avoided_per_1000.is_none());
-    assert!(x.warnings.iter().any(|w| w.contains("no control incidents")), "{:?}", x.warnings);
+    assert!(
+        x.warnings
+            .iter()
+            .any(|w| w.contains("no control incidents")),
+        "{:?}",
+        x.warnings
+    );
     // An id recorded by agents but unknown here still gets its entry (scope unknown).
     let mut agg = Aggregator::new(params());
     agg.incident(IncidentRow {

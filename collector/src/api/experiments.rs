@@ -102,9 +102,8 @@ pub(crate) async fn delete_experiment(
 
 fn experiment_error(e: ExperimentError) -> ApiError {
     match e {
-        ExperimentError::Invalid(v) => {
-            ApiError::bad_request("invalid_body", "invalid experiment").with_violations(v.violations)
-        }
+        ExperimentError::Invalid(v) => ApiError::bad_request("invalid_body", "invalid experiment")
+            .with_violations(v.violations),
         ExperimentError::Random(r) => {
             log::error!("{r}");
             ApiError::new(

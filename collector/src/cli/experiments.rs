@@ -97,9 +97,10 @@ pub(super) async fn experiment(cmd: ExperimentCommand) -> Result<(), CliError> {
             Ok(())
         }
         ExperimentCommand::List { json, store } => {
-            let list =
-                with_store(&store, OpenMode::MustExist, |s| async move { s.list_experiments().await })
-                    .await?;
+            let list = with_store(&store, OpenMode::MustExist, |s| async move {
+                s.list_experiments().await
+            })
+            .await?;
             let mut out = std::io::stdout().lock();
             if json {
                 let text = serde_json::to_string_pretty(&list)
@@ -135,10 +136,7 @@ pub fn render_experiments(list: &[ExperimentRecord]) -> String {
         out.push_str("(no experiment)\n");
         return out;
     }
-    let _ = writeln!(
-        out,
-        "ID\tSTATE\tSCOPE\tCONTROL\tSTARTED\tENDED\tBY\tSALT"
-    );
+    let _ = writeln!(out, "ID\tSTATE\tSCOPE\tCONTROL\tSTARTED\tENDED\tBY\tSALT");
     for r in list {
         let e = &r.experiment;
         let _ = writeln!(

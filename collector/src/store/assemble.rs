@@ -12,8 +12,7 @@ pub const MAX_EVENTS_PER_INCIDENT: u32 = 1000;
 pub const MAX_ACTIONS_PER_INCIDENT: u32 = 2000;
 
 use netmedic_proto::{
-    Category, CheckId, EventKind, ExperimentArm, IncidentEvent, IncidentStatus, Severity,
-    Timestamp,
+    Category, CheckId, EventKind, ExperimentArm, IncidentEvent, IncidentStatus, Severity, Timestamp,
 };
 use std::collections::BTreeMap;
 

@@ -164,9 +164,7 @@ macro_rules! experiments_methods {
             })
         }
 
-        fn list_experiments(
-            &self,
-        ) -> $crate::store::BoxFuture<'_, Result<Vec<ExperimentRecord>>> {
+        fn list_experiments(&self) -> $crate::store::BoxFuture<'_, Result<Vec<ExperimentRecord>>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
                 load_experiments(&mut conn, false).await

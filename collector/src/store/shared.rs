@@ -65,11 +65,10 @@ macro_rules! sql_store {
             AccessStore, BoxFuture, CxStore, FleetStore, IncidentStore, IngestStore, LifecycleStore,
         };
         use $crate::store::{
-            Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, IncidentDetail,
-            IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder, MAX_PAGE_LIMIT,
-            HeartbeatOk, StoreError, TimelineEvent, WriteItem, WriteKind, WriteOk, denial,
-            diag_advisory,
-            kill_advisory,
+            Auth, Cursor, DEFAULT_PAGE_LIMIT, DeviceFilter, DeviceRecord, HeartbeatOk,
+            IncidentDetail, IncidentFilter, ItemResult, KillScope, KillSwitch, ListOrder,
+            MAX_PAGE_LIMIT, StoreError, TimelineEvent, WriteItem, WriteKind, WriteOk, denial,
+            diag_advisory, kill_advisory,
         };
 
         type Result<T, E = StoreError> = std::result::Result<T, E>;

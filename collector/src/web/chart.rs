@@ -4,7 +4,7 @@
 //! is escaped here (the templates insert the markup as is); colours come from classes in
 //! `console.css`, or are set here where no class exists.
 
-use crate::analytics::{Satisfaction, SatisfactionReport};
+use crate::analytics::{ArmReport, Satisfaction, SatisfactionReport};
 use netmedic_proto::Category;
 use std::fmt::Write;
 
@@ -376,6 +376,65 @@ pub fn satisfaction(s: &SatisfactionReport, min_n: u64) -> String {
     out
 }
 
+/// The causal section's chart of experiment `id`: per arm, the share of incidents followed by a
+/// contact and CSAT (0-100 %), then NPS (−100..100), each with its 95 % interval; satisfaction
+/// rows under `min_n` answers are left out, as the table says "too few".
+pub fn arms(id: &str, treated: &ArmReport, control: &ArmReport, min_n: u64) -> String {
+    let arms: [(&str, &ArmReport); 2] = [("treated", treated), ("control", control)];
+    let mut pct = Vec::new();
+    let mut nps = Vec::new();
+    for (arm, a) in arms {
+        if let Some(p) = a.contact_rate {
+            pct.push(IntervalRow {
+                label: format!("{arm}: followed by a contact"),
+                value: 100.0 * p.rate,
+                low: 100.0 * p.ci_low,
+                high: 100.0 * p.ci_high,
+                n: p.n,
+            });
+        }
+    }
+    for (arm, a) in arms {
+        if let Some(p) = a.satisfaction.csat.filter(|p| p.n >= min_n) {
+            pct.push(IntervalRow {
+                label: format!("{arm}: CSAT"),
+                value: 100.0 * p.rate,
+                low: 100.0 * p.ci_low,
+                high: 100.0 * p.ci_high,
+                n: p.n,
+            });
+        }
+        if let Some(s) = a.satisfaction.nps.filter(|s| s.n >= min_n) {
+            nps.push(IntervalRow {
+                label: format!("{arm}: NPS"),
+                value: s.nps,
+                low: s.ci_low,
+                high: s.ci_high,
+                n: s.n,
+            });
+        }
+    }
+    let mut out = intervals(
+        &format!("chart-arms-{id}"),
+        &format!("{id}: contact rate and CSAT per arm, 95 % interval"),
+        &pct,
+        0.0,
+        100.0,
+        " %",
+    );
+    if !nps.is_empty() {
+        out.push_str(&intervals(
+            &format!("chart-arms-nps-{id}"),
+            &format!("{id}: NPS per arm, 95 % interval"),
+            &nps,
+            -100.0,
+            100.0,
+            "",
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +573,36 @@ mod tests {
         assert!(!svg.contains("dns failure (n="), "under min_group_n: {svg}");
         // Baseline NPS +20 on -100..100: x = 230 + 474 × 0.6.
         assert!(svg.contains(r#"cx="514.4""#), "{svg}");
+    }
+
+    #[test]
+    fn the_arms_chart_shows_each_arms_contact_rate() {
+        let arm = |k: u64, n: u64| ArmReport {
+            incidents: n,
+            devices: n,
+            contact_rate: wilson_pub(k, n),
+            satisfaction: Satisfaction {
+                nps: None,
+                csat: None,
+            },
+        };
+        let svg = arms("dns<x>", &arm(12, 100), &arm(30, 100), 30);
+        assert!(balanced(&svg), "{svg}");
+        assert!(svg.contains(r#"id="chart-arms-dns&lt;x&gt;""#), "{svg}");
+        assert!(
+            svg.contains("treated: followed by a contact (n=100)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("control: followed by a contact (n=100)"),
+            "{svg}"
+        );
+        assert!(!svg.contains("NPS per arm"), "no NPS answers: {svg}");
+        // 30 % on 0..100 over x 230..704.
+        assert!(svg.contains(r#"cx="372.2""#), "{svg}");
+    }
+
+    fn wilson_pub(k: u64, n: u64) -> Option<crate::analytics::Proportion> {
+        crate::analytics::wilson(k, n)
     }
 }

@@ -185,12 +185,12 @@ impl Chrome {
                 "Kill switch set: the agents it covers stop remediating at their next heartbeat.",
             ),
             Some("kill_cleared") => Some("Kill switch cleared."),
-            Some("experiment_started") => Some(
-                "Experiment started: agents compute their arm at their next heartbeat.",
-            ),
-            Some("experiment_stopped") => Some(
-                "Experiment stopped: no longer delivered to agents; kept for the report.",
-            ),
+            Some("experiment_started") => {
+                Some("Experiment started: agents compute their arm at their next heartbeat.")
+            }
+            Some("experiment_stopped") => {
+                Some("Experiment stopped: no longer delivered to agents; kept for the report.")
+            }
             Some("diag") => {
                 Some("Diagnostics queued: the device runs them after its next heartbeat.")
             }

@@ -30,6 +30,8 @@ pub(super) struct CausalView {
     pub csat_difference: String,
     pub mdd: String,
     pub warnings: Vec<String>,
+    /// Per arm, contact rate and satisfaction with intervals, as inline SVG (`web::chart`).
+    pub svg: String,
 }
 
 fn prop(p: &Option<Proportion>, min_n: u64) -> String {
@@ -50,7 +52,10 @@ fn nps(s: &Option<NpsStat>, min_n: u64) -> String {
     match s {
         None => "—".into(),
         Some(s) if s.n < min_n => format!("too few (n={})", s.n),
-        Some(s) => format!("{:+.1} [{:+.1}, {:+.1}] n={}", s.nps, s.ci_low, s.ci_high, s.n),
+        Some(s) => format!(
+            "{:+.1} [{:+.1}, {:+.1}] n={}",
+            s.nps, s.ci_low, s.ci_high, s.n
+        ),
     }
 }
 
@@ -69,10 +74,10 @@ fn view(x: &CausalExperiment, r: &Report) -> CausalView {
     let money = format!(" {}", r.contacts.currency);
     CausalView {
         id: visible(&x.experiment_id),
-        scope: x
-            .scope
-            .as_ref()
-            .map_or_else(|| "(unknown to this collector)".into(), |s| visible(&scope_label(s))),
+        scope: x.scope.as_ref().map_or_else(
+            || "(unknown to this collector)".into(),
+            |s| visible(&scope_label(s)),
+        ),
         control: x
             .control_permille
             .map_or_else(|| "—".into(), |m| format!("{:.1} %", f64::from(m) / 10.0)),
@@ -96,6 +101,7 @@ fn view(x: &CausalExperiment, r: &Report) -> CausalView {
             .minimal_detectable_difference
             .map_or_else(|| "—".into(), |m| format!("{m:.1} pp")),
         warnings: x.warnings.clone(),
+        svg: crate::web::chart::arms(&x.experiment_id, &x.treated, &x.control, r.min_group_n),
     }
 }
 
