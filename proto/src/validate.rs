@@ -507,7 +507,10 @@ mod tests {
         };
         let err = b.validate(&l).unwrap_err();
         assert_eq!(err.violations.len(), 1, "{err}");
-        assert_eq!(err.violations[0].field, "events[0].experiment.experiment_id");
+        assert_eq!(
+            err.violations[0].field,
+            "events[0].experiment.experiment_id"
+        );
 
         let good = Experiment {
             id: "dns-holdout_2026.q4".into(),
@@ -527,10 +530,16 @@ mod tests {
         };
         let err = bad.validate(&l).unwrap_err();
         let fields: Vec<&str> = err.violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["id", "salt", "control_permille", "scope.cause"], "{err}");
+        assert_eq!(
+            fields,
+            ["id", "salt", "control_permille", "scope.cause"],
+            "{err}"
+        );
         let over = Experiment {
             control_permille: MAX_CONTROL_PERMILLE + 1,
-            scope: ExperimentScope::Playbook { name: String::new() },
+            scope: ExperimentScope::Playbook {
+                name: String::new(),
+            },
             ..good
         };
         let err = over.validate(&l).unwrap_err();
