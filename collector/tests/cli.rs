@@ -263,3 +263,145 @@ fn device_add_prints_only_the_token_and_the_fleet_commands_work() {
     let (code, _, _) = run(&["device", "revoke", "cpe-7", "--db", &db]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn experiments_are_started_listed_and_stopped_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite").display().to_string();
+    // The database exists once a device is enrolled.
+    let (code, _, err) = run(&["device", "add", "cpe-7", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "experiment",
+        "start",
+        "--id",
+        "dns-holdout",
+        "--playbook",
+        "dns",
+        "--control-percent",
+        "5",
+        "--salt",
+        "salt-1",
+        "--db",
+        &db,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "experiment",
+        "start",
+        "--id",
+        "link-2",
+        "--check",
+        "link",
+        "--cause",
+        "carrier_down",
+        "--control-percent",
+        "2.5",
+        "--db",
+        &db,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["experiment", "list", "--db", &db]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID\tSTATE"), "{out}");
+    assert!(
+        out.contains("dns-holdout\tactive\tplaybook dns\t5.0%") && out.contains("\tcli\tsalt-1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("link-2\tactive\tcheck link/carrier_down\t2.5%"),
+        "{out}"
+    );
+    // Usage errors exit 2: the id taken exits 1.
+    for (args, want, why) in [
+        (
+            vec!["--id", "x", "--playbook", "dns", "--control-percent", "51"],
+            2,
+            "over 50 %",
+        ),
+        (
+            vec![
+                "--id",
+                "x",
+                "--playbook",
+                "dns",
+                "--control-percent",
+                "0.05",
+            ],
+            2,
+            "under 0.1 %",
+        ),
+        (
+            vec![
+                "--id",
+                "bad id",
+                "--playbook",
+                "dns",
+                "--control-percent",
+                "5",
+            ],
+            2,
+            "bad id",
+        ),
+        (
+            vec![
+                "--id",
+                "x",
+                "--playbook",
+                "dns",
+                "--check",
+                "dns",
+                "--control-percent",
+                "5",
+            ],
+            2,
+            "two scopes",
+        ),
+        (
+            vec![
+                "--id",
+                "x",
+                "--playbook",
+                "dns",
+                "--cause",
+                "c",
+                "--control-percent",
+                "5",
+            ],
+            2,
+            "cause without check",
+        ),
+        (
+            vec![
+                "--id",
+                "dns-holdout",
+                "--playbook",
+                "dns",
+                "--control-percent",
+                "5",
+            ],
+            1,
+            "id taken",
+        ),
+    ] {
+        let mut all = vec!["experiment", "start"];
+        all.extend(args);
+        all.extend(["--db", &db]);
+        let (code, _, err) = run(&all);
+        assert_eq!(code, want, "{why}: {err}");
+    }
+    let (code, _, err) = run(&["experiment", "stop", "dns-holdout", "--db", &db]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["experiment", "stop", "dns-holdout", "--db", &db]);
+    assert_eq!(code, 1, "already ended: {err}");
+    let (code, out, _) = run(&["experiment", "list", "--json", "--db", &db]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ended = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "dns-holdout")
+        .unwrap();
+    assert!(ended["ended_at"].is_string(), "{out}");
+}

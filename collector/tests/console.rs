@@ -30,6 +30,7 @@ backend_stories!(
     incident_list_filters_and_pages,
     overview_counts_devices_and_open_incidents,
     experience_page_takes_a_date_range,
+    experiments_page_for_operators_and_viewers,
 );
 
 const PASSWORD: &str = "a long enough password";
@@ -955,5 +956,119 @@ async fn experience_page_takes_a_date_range(backend: Backend) {
         let page = b.get(bad).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
     }
+    server.stop().await;
+}
+
+async fn experiments_page_for_operators_and_viewers(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "op", Role::Operator).await;
+    add_user(&server, "viewer", Role::Viewer).await;
+    let mut v = Browser::new(&server);
+    v.login("viewer", PASSWORD).await;
+    let page = v.get("/experiments").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"no-experiments\""), "{}", page.body);
+    assert!(
+        !page.body.contains("id=\"experiment-form\""),
+        "no form for a viewer"
+    );
+    let csrf = v.csrf().await;
+    let start_form = [
+        ("csrf", csrf.as_str()),
+        ("id", "dns-holdout"),
+        ("scope", "playbook"),
+        ("playbook", "dns"),
+        ("check", ""),
+        ("cause", ""),
+        ("control_percent", "5"),
+    ];
+    let page = v.post("/experiments", &start_form).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(server.store().list_experiments().await.unwrap().is_empty());
+
+    let mut op = Browser::new(&server);
+    op.login("op", PASSWORD).await;
+    let csrf = op.csrf().await;
+    assert!(
+        op.get("/experiments")
+            .await
+            .body
+            .contains("id=\"experiment-form\"")
+    );
+    // A wrong CSRF token changes nothing.
+    let mut forged = start_form;
+    forged[0] = ("csrf", "nope");
+    assert_eq!(
+        op.post("/experiments", &forged).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut form = start_form;
+    form[0] = ("csrf", csrf.as_str());
+    let page = op.post("/experiments", &form).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), "/experiments?done=experiment_started");
+    let list = server.store().list_experiments().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].created_by, "op");
+    assert_eq!(list[0].experiment.control_permille, 50);
+    assert_eq!(list[0].experiment.salt.len(), 32);
+    // Taken id, bad share, check scope without a check: refused with a message.
+    assert_eq!(
+        op.post("/experiments", &form).await.status,
+        StatusCode::CONFLICT
+    );
+    let mut bad = form;
+    bad[6] = ("control_percent", "60");
+    assert_eq!(
+        op.post("/experiments", &bad).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut bad = form;
+    bad[1] = ("id", "other");
+    bad[2] = ("scope", "check");
+    assert_eq!(
+        op.post("/experiments", &bad).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut bad = form;
+    bad[1] = ("id", "<b>x</b>");
+    let page = op.post("/experiments", &bad).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(!page.body.contains("<b>x</b>"), "escaped: {}", page.body);
+    // Listed for both; only the operator gets the stop button, and it works once.
+    let page = v.get("/experiments").await;
+    assert!(page.body.contains("dns-holdout") && page.body.contains("playbook dns"));
+    assert!(!page.body.contains("experiment-stop"), "{}", page.body);
+    let page = op.get("/experiments").await;
+    assert!(page.body.contains("experiment-stop"), "{}", page.body);
+    let stop = [("csrf", csrf.as_str()), ("id", "dns-holdout")];
+    assert_eq!(
+        v.post("/experiments/stop", &[("csrf", "x"), ("id", "dns-holdout")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let page = op.post("/experiments/stop", &stop).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(
+        op.post("/experiments/stop", &stop).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(!server.store().list_experiments().await.unwrap()[0].is_active());
+    // The Experience page shows the ended experiment's causal entry beside the observational
+    // figure and its assumption (the report is computed in the background: wait for it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let page = v.get("/experience").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        if !page.body.contains("being computed") {
+            break unescape(&page.body);
+        }
+        assert!(std::time::Instant::now() < deadline, "report never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("id=\"causal-dns-holdout\""), "{body}");
+    assert!(body.contains("randomized (holdout)"), "{body}");
+    assert!(body.contains("not randomized"), "{body}");
     server.stop().await;
 }

@@ -72,6 +72,9 @@ pub(super) async fn experiment(cmd: ExperimentCommand) -> Result<(), CliError> {
             store,
         } => {
             let scope = match (scope.playbook, scope.check) {
+                (Some(_), _) if cause.is_some() => {
+                    return Err(CliError::Usage("--cause needs --check".into()));
+                }
                 (Some(name), _) => ExperimentScope::Playbook { name },
                 (None, Some(check)) => ExperimentScope::Check { check, cause },
                 (None, None) => {
