@@ -1,6 +1,6 @@
 //! Server-side SVG charts (no JavaScript, no CDN): for the overview, incidents per hour stacked
 //! by category and a bar chart of counts; for the Experience page, estimates with their 95 %
-//! intervals per group (NPS, CSAT) and rates per week per experiment arm. Every text in the SVG
+//! intervals per group (NPS, CSAT) and per holdout-experiment arm. Every text in the SVG
 //! is escaped here (the templates insert the markup as is); colours come from classes in
 //! `console.css`, or are set here where no class exists.
 
@@ -231,95 +231,6 @@ pub fn intervals(
     out
 }
 
-/// A series of [`rates`]: a label and, per period, `(rate, low, high)` in percent (`None`: no
-/// data that period).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateSeries {
-    pub label: String,
-    pub points: Vec<Option<(f64, f64, f64)>>,
-}
-
-/// Colours of the series of [`rates`], in order (control first, then treated, then others).
-const SERIES: [&str; 4] = ["#b45309", "#2563eb", "#059669", "#7c3aed"];
-
-/// Rates over periods (e.g. contact rate per week per experiment arm), 0-100 %: per series a
-/// line through the estimates, a whisker per interval, a legend. Periods are labelled with
-/// `periods`; a series shorter than them has no data for the rest.
-pub fn rates(id: &str, title: &str, periods: &[String], series: &[RateSeries]) -> String {
-    let plot_h = H - TOP - BOTTOM;
-    let n = periods.len().max(1);
-    let slot = (W - LEFT) / n as f64;
-    let y_of = |v: f64| TOP + plot_h - plot_h * (v / 100.0).clamp(0.0, 1.0);
-    let mut out = format!(
-        r#"<svg class="chart" id="{}" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title>"#,
-        esc(id),
-        t = esc(title)
-    );
-    axis(&mut out, 100, "%");
-    for (i, p) in periods.iter().enumerate() {
-        let _ = write!(
-            out,
-            r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            LEFT + slot * (i as f64 + 0.5),
-            H - BOTTOM + 14.0,
-            esc(p)
-        );
-    }
-    for (k, s) in series.iter().enumerate() {
-        let colour = SERIES[k % SERIES.len()];
-        let shift = (k as f64 - (series.len() as f64 - 1.0) / 2.0) * 6.0;
-        let mut path = String::new();
-        for (i, p) in s.points.iter().enumerate().take(n) {
-            let Some((v, lo, hi)) =
-                p.filter(|(v, l, h)| v.is_finite() && l.is_finite() && h.is_finite())
-            else {
-                continue;
-            };
-            let x = LEFT + slot * (i as f64 + 0.5) + shift;
-            let _ = write!(
-                path,
-                "{}{x:.1},{:.1}",
-                if path.is_empty() { "M" } else { " L" },
-                y_of(v)
-            );
-            let _ = write!(
-                out,
-                r#"<g><title>{}, {}: {v:.1} % [{lo:.1}, {hi:.1}]</title><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{colour}"/><circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="{colour}"/></g>"#,
-                esc(&s.label),
-                esc(periods.get(i).map_or("", String::as_str)),
-                y_of(lo),
-                y_of(hi),
-                y_of(v)
-            );
-        }
-        if !path.is_empty() {
-            let _ = write!(
-                out,
-                r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#
-            );
-        }
-        let lx = LEFT + 8.0 + 150.0 * k as f64;
-        let _ = write!(
-            out,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{colour}"/><text class="tick" x="{:.1}" y="{:.1}">{}</text>"#,
-            TOP,
-            lx + 14.0,
-            TOP + 9.0,
-            esc(&s.label)
-        );
-    }
-    if series.iter().all(|s| s.points.iter().all(Option::is_none)) {
-        let _ = write!(
-            out,
-            r#"<text class="axis-label" x="{:.1}" y="{:.1}">no data yet</text>"#,
-            LEFT + 8.0,
-            TOP + 40.0
-        );
-    }
-    out.push_str("</svg>");
-    out
-}
-
 /// The Experience page's charts: NPS and CSAT with their 95 % intervals for the baseline, all
 /// incidents, auto-healed and escalated ones and each category; groups under the report's
 /// minimum size are left out (the table says "too few").
@@ -514,28 +425,6 @@ mod tests {
         assert!(balanced(&empty), "{empty}");
         assert!(empty.contains("not enough answers"));
         assert!(!empty.contains("<circle"));
-    }
-
-    #[test]
-    fn rate_charts_draw_one_line_per_series_and_skip_gaps() {
-        let periods: Vec<String> = ["W1", "W2", "W<3>"].iter().map(|s| s.to_string()).collect();
-        let series = [
-            RateSeries {
-                label: "control".into(),
-                points: vec![Some((30.0, 20.0, 40.0)), None, Some((28.0, 18.0, 39.0))],
-            },
-            RateSeries {
-                label: "treated & co".into(),
-                points: vec![Some((12.0, 8.0, 17.0))],
-            },
-        ];
-        let svg = rates("chart-arms", "Contact rate per week", &periods, &series);
-        assert!(balanced(&svg), "{svg}");
-        assert_eq!(svg.matches("<path").count(), 2);
-        assert_eq!(svg.matches("<circle").count(), 3, "gaps are skipped");
-        assert!(svg.contains("W&lt;3&gt;") && svg.contains("treated &amp; co"));
-        let none = rates("chart-arms", "t", &periods, &[]);
-        assert!(balanced(&none) && none.contains("no data yet"), "{none}");
     }
 
     #[test]
