@@ -71,7 +71,7 @@ pub fn document() -> String {
                 (`Authorization: Bearer`), optionally gzip-compressed. Every error is an ErrorBody. \
                 429 and 503 carry Retry-After. Every other /api/v1/ route needs an API token \
                 (`netmedic-collector token add NAME --role viewer|operator`): viewer reads, only \
-                operator changes (kill switches, diagnostics, imports); 401 without a valid token, \
+                operator changes (kill switches, experiments, diagnostics, imports); 401 without a valid token, \
                 403 for a viewer. /healthz and /readyz are open; /metrics is open unless \
                 server.metrics_requires_token."
         },
