@@ -1,11 +1,12 @@
 //! What every part of the agent shares: the [`Context`] checks observe with and actions act
 //! through, the [`Shared`] state other tasks feed (clock sample, interface table, collector
-//! advisories, check statuses) and the wall clock ([`now`]).
+//! advisories and holdout experiments, check statuses) and the wall clock ([`now`]).
 //!
 //! This module sits below `checks`, `actions` and `heal`: it imports none of them, so they can
 //! all use it without depending on each other.
 
 use crate::config::AgentConfig;
+use crate::experiment::Assigned;
 use crate::net::Netlink;
 use crate::ping::Pinger;
 use netmedic_proto::{CheckId, CheckStatus, Timestamp};
@@ -34,6 +35,9 @@ pub struct Advisories {
     pub kill_switch: Option<String>,
     /// On-demand diagnostics requested and not yet run: `(request_id, checks)`.
     pub diagnostics: Vec<(String, Vec<CheckId>)>,
+    /// Holdout experiments in force, with this device's arm in each (replaced by every reply;
+    /// not persisted, like the rest of the advisories).
+    pub experiments: Vec<Assigned>,
 }
 
 /// State that other parts of the agent feed and checks and the healer read.
@@ -69,6 +73,18 @@ impl Shared {
             .advisories
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
+    }
+
+    /// Replaces the holdout experiments in force; returns the previous list.
+    pub fn set_experiments(&self, e: Vec<Assigned>) -> Vec<Assigned> {
+        std::mem::replace(
+            &mut self
+                .advisories
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .experiments,
+            e,
+        )
     }
 
     pub fn check_statuses(&self) -> BTreeMap<CheckId, CheckStatus> {

@@ -724,6 +724,8 @@ impl Agent {
                     obs.summary
                 );
                 if let Some(inc) = self.detector.incident_mut(obs.check) {
+                    let experiments = self.ctx.shared.advisories().experiments;
+                    heal::assign_arm(&self.config, &experiments, inc);
                     let resumed =
                         self.heal
                             .on_opened(inc, &self.config.healing, std::time::Instant::now());

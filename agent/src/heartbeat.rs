@@ -365,6 +365,7 @@ impl Heartbeater {
                 None => log::info!("upstream outage advisory cleared"),
             }
         }
+        self.apply_experiments(&reply.experiments);
         for result in self.run_diagnostics().await {
             outbox.push(result);
         }
@@ -374,6 +375,19 @@ impl Heartbeater {
                 .await;
         }
         Ok(None)
+    }
+
+    /// Takes the reply's holdout experiments (an absent one has ended) and logs each change of
+    /// this device's arm.
+    fn apply_experiments(&self, list: &[netmedic_proto::Experiment]) {
+        let (assigned, refused) = crate::experiment::assign(list, &self.ctx.config.agent.id);
+        for why in refused {
+            log::warn!("{why}");
+        }
+        let before = self.ctx.shared.set_experiments(assigned.clone());
+        for change in crate::experiment::changes(&before, &assigned) {
+            log::info!("{change}");
+        }
     }
 
     /// POSTs one diagnostics result with the device token.

@@ -2,8 +2,8 @@
 
 use crate::checks::Observation;
 use netmedic_proto::{
-    ActionId, ActionOutcome, ActionRecord, Category, CheckId, EventKind, IncidentEvent, Severity,
-    Timestamp,
+    ActionId, ActionOutcome, ActionRecord, Category, CheckId, EventKind, ExperimentArm,
+    IncidentEvent, Severity, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -27,6 +27,10 @@ pub struct Incident {
     pub escalated: bool,
     /// Failures of dependent checks explained by this incident (root-cause layering).
     pub consequences: BTreeMap<CheckId, String>,
+    /// The holdout experiment covering this incident and the device's arm in it, fixed by the
+    /// first covering experiment seen (at open, or later when one starts while it is open);
+    /// every event from then on carries it.
+    pub experiment: Option<ExperimentArm>,
 }
 
 impl Incident {
@@ -45,6 +49,7 @@ impl Incident {
             healed_by: None,
             escalated: false,
             consequences: BTreeMap::new(),
+            experiment: None,
         }
     }
 
@@ -86,7 +91,7 @@ impl Incident {
                 .collect(),
             actions: std::mem::take(&mut self.pending_actions),
             auto_healed: (kind == EventKind::Resolved).then_some(self.healed_by.is_some()),
-            experiment: None,
+            experiment: self.experiment.clone(),
         }
     }
 }

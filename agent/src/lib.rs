@@ -13,6 +13,7 @@ pub mod context;
 pub mod daemon;
 pub mod detector;
 pub mod events;
+pub mod experiment;
 pub mod fsutil;
 pub mod heal;
 pub mod heartbeat;

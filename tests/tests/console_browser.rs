@@ -365,6 +365,14 @@ fn noc_console_in_chromium() {
         b.screenshot(shot).unwrap();
     }
 
+    // The Experience page's charts are inline SVG, drawn with no script (a computed range).
+    b.goto(&format!("{base}/experience?from=2026-01-01"))
+        .unwrap();
+    b.wait_for("#satisfaction-charts svg#chart-nps", WAIT)
+        .unwrap();
+    assert_eq!(b.find_all("svg#chart-csat").unwrap().len(), 1);
+    assert_no_script_ran(&b, "/experience charts");
+
     // A viewer sees everything and can change nothing.
     b.delete_all_cookies().unwrap();
     login(&b, &base, "noc-viewer", VIEWER_PASSWORD);

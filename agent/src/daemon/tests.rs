@@ -265,3 +265,132 @@ async fn nothing_starts_after_the_stop() {
     assert_eq!((fx.observed.get(), fx.acted.get()), (0, 0));
     assert!(events(&a.events.spool).is_empty());
 }
+
+/// Puts `a` in the control or treated arm of an experiment on the `service` playbook (500‰).
+fn start_experiment(a: &Agent, control: bool) {
+    let salt = (0..1000)
+        .map(|n| format!("salt-{n}"))
+        .find(|s| (crate::experiment::bucket(s, "cpe-test") < 500) == control)
+        .unwrap();
+    let e = netmedic_proto::Experiment {
+        id: "svc-holdout".into(),
+        scope: netmedic_proto::ExperimentScope::Playbook {
+            name: "service".into(),
+        },
+        control_permille: 500,
+        salt,
+    };
+    let (assigned, refused) = crate::experiment::assign(&[e], "cpe-test");
+    assert!(refused.is_empty());
+    a.ctx.shared.set_experiments(assigned);
+}
+
+fn arm_of(ev: &IncidentEvent) -> Option<netmedic_proto::Arm> {
+    ev.experiment
+        .as_ref()
+        .filter(|x| x.experiment_id == "svc-holdout")
+        .map(|x| x.arm)
+}
+
+#[tokio::test]
+async fn a_control_device_reports_the_plan_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake {
+        heals: true,
+        ..Fake::default()
+    });
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    start_experiment(&a, true);
+    let spool = a.events.spool.clone();
+    let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let s = spool.clone();
+    let shutdown = std::pin::pin!(async move {
+        until("the skipped rung", || {
+            outcomes(&events(&s)).contains(&ActionOutcome::Skipped)
+        })
+        .await
+    });
+    let exit = a.schedule(&mut None, &mut rx, shutdown).await;
+    assert!(matches!(exit, Exit::Stop));
+    assert_eq!(fx.acted.get(), 0, "the control arm changes nothing");
+    let ev = events(&spool);
+    assert_eq!(
+        &outcomes(&ev)[..2],
+        [ActionOutcome::Planned, ActionOutcome::Skipped]
+    );
+    let skipped = ev
+        .iter()
+        .flat_map(|e| &e.actions)
+        .find(|r| r.outcome == ActionOutcome::Skipped)
+        .unwrap();
+    assert_eq!(
+        skipped.detail,
+        "holdout experiment svc-holdout: control arm"
+    );
+    assert!(
+        ev.iter()
+            .all(|e| arm_of(e) == Some(netmedic_proto::Arm::Control))
+    );
+    assert_eq!(
+        ev[0].kind,
+        EventKind::Opened,
+        "the arm is on the first event"
+    );
+    assert!(a.detector.incident(CheckId::Service).is_some());
+}
+
+#[tokio::test]
+async fn a_treated_device_heals_and_records_its_arm_but_the_kill_switch_wins_over_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake {
+        heals: true,
+        ..Fake::default()
+    });
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    start_experiment(&a, false);
+    let spool = a.events.spool.clone();
+    let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let s = spool.clone();
+    let shutdown =
+        std::pin::pin!(async move { until("the resolved event", || resolved(&s)).await });
+    a.schedule(&mut None, &mut rx, shutdown).await;
+    assert_eq!(fx.acted.get(), 1);
+    let ev = events(&spool);
+    assert!(
+        ev.iter()
+            .all(|e| arm_of(e) == Some(netmedic_proto::Arm::Treated))
+    );
+    assert_eq!(ev.last().unwrap().auto_healed, Some(true));
+
+    // Control arm with the kill switch on: the kill switch's reason, not the holdout's.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("healing.disabled"), "").unwrap();
+    let fx = Rc::new(Fake::default());
+    let mut a = agent(dir.path(), fx.clone(), 10);
+    start_experiment(&a, true);
+    let spool = a.events.spool.clone();
+    let s = spool.clone();
+    let shutdown = std::pin::pin!(async move {
+        until("the skipped rung", || {
+            outcomes(&events(&s)).contains(&ActionOutcome::Skipped)
+        })
+        .await
+    });
+    a.schedule(&mut None, &mut rx, shutdown).await;
+    let ev = events(&spool);
+    let skipped = ev
+        .iter()
+        .flat_map(|e| &e.actions)
+        .find(|r| r.outcome == ActionOutcome::Skipped)
+        .unwrap();
+    assert!(
+        skipped.detail.starts_with("kill switch"),
+        "{}",
+        skipped.detail
+    );
+    assert_eq!(fx.acted.get(), 0);
+    assert!(
+        ev.iter()
+            .all(|e| arm_of(e) == Some(netmedic_proto::Arm::Control))
+    );
+}

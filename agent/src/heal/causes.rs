@@ -59,6 +59,7 @@ mod tests {
 
     fn playbook(check: CheckId, causes: &[&str]) -> PlaybookConfig {
         PlaybookConfig {
+            name: None,
             check,
             causes: causes.iter().map(|s| s.to_string()).collect(),
             actions: vec![],

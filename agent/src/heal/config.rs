@@ -87,6 +87,11 @@ impl Default for HealingConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaybookConfig {
+    /// What a holdout experiment scoped to a playbook names (`[a-z0-9_-]`, at most 64).
+    /// Default: the check's name, so `"dns"` covers every DNS playbook. Several playbooks may
+    /// share a name: an experiment on it covers all of them.
+    #[serde(default)]
+    pub name: Option<String>,
     pub check: CheckId,
     /// Causes it applies to: exact names, or a prefix pattern `"resolver_*"`. Required and
     /// non-empty: an empty selector never means "all".
@@ -98,6 +103,13 @@ pub struct PlaybookConfig {
 }
 
 impl PlaybookConfig {
+    /// The name experiments scope to: `name`, else the check's name.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.check.as_str().to_string())
+    }
+
     pub fn matches(&self, check: CheckId, cause: &str) -> bool {
         self.check == check
             && self.causes.iter().any(|p| match p.strip_suffix('*') {
@@ -202,6 +214,18 @@ pub fn playbook_problems(playbooks: &[PlaybookConfig], out: &mut Vec<Problem>) {
             out.push(Problem::new(
                 field("causes"),
                 "must list at least one cause: an empty selector never means \"all\"",
+            ));
+        }
+        if let Some(n) = &p.name
+            && (n.is_empty()
+                || n.len() > 64
+                || !n.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                }))
+        {
+            out.push(Problem::new(
+                field("name"),
+                format!("{n:?} is not 1-64 characters of a-z 0-9 _ -"),
             ));
         }
         for (j, c) in p.causes.iter().enumerate() {

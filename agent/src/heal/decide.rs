@@ -17,6 +17,9 @@ pub struct Facts {
     pub kill_switch: Option<String>,
     /// The collector's upstream-outage advisory, if any.
     pub upstream_advisory: Option<String>,
+    /// The holdout experiment whose control arm this device is in for this incident: the
+    /// playbook runs in dry run.
+    pub holdout: Option<String>,
     /// The fault is proven beyond the gateway.
     pub upstream_proven: bool,
     /// The incident's check is failed (service down), not merely degraded.
@@ -74,7 +77,7 @@ pub fn decide(
     if facts.backing_off {
         return Decision::Nothing;
     }
-    let dry_run = mode == Mode::DryRun || ladder.mode == Mode::DryRun;
+    let dry_run = mode == Mode::DryRun || ladder.mode == Mode::DryRun || facts.holdout.is_some();
     let disruptive = crate::actions::is_disruptive(action);
     if let Some(why) = &facts.kill_switch {
         return Decision::Wait {

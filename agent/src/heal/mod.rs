@@ -27,11 +27,15 @@
 //! 5. *Visible and stoppable*: modes per agent and per playbook; kill switch (local file and
 //!    advisory) here and again right before the action; every wait is recorded (once per
 //!    reason) on the incident. A playbook's causes must be listed: an empty list is refused.
+//! 6. *Holdout experiments* ([`holdout`]): where the collector puts this device in the control
+//!    arm of an experiment covering the incident, the playbook runs in dry run; every incident
+//!    records its arm. Rules 1 and 5 still stop both arms.
 
 pub mod budget;
 pub mod causes;
 pub mod config;
 pub mod decide;
+pub mod holdout;
 pub mod plan;
 pub mod playbook;
 pub mod state;
@@ -41,6 +45,7 @@ pub use config::{HealingConfig, PlaybookConfig, playbook_problems};
 pub use decide::{
     Decision, Facts, backoff, decide, in_window, kill_switch, parse_window, upstream_advisory,
 };
+pub use holdout::{assign_arm, held_out_by};
 pub use plan::{EventSink, finish, plan};
 pub use playbook::{Ladder, builtin, ladder};
 pub use state::HealState;

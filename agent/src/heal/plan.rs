@@ -43,7 +43,9 @@ pub fn plan(
 ) -> Option<PlannedStep> {
     let h = &config.healing;
     let mode = config.agent.mode;
+    super::assign_arm(config, &advisories.experiments, detector.incident_mut(id)?);
     let inc = detector.incident(id)?;
+    let holdout = super::held_out_by(config, &advisories.experiments, inc);
     let ladder = super::ladder(config, id, &inc.cause);
     let now = std::time::Instant::now();
     let unix_secs = std::time::SystemTime::now()
@@ -52,6 +54,7 @@ pub fn plan(
     let facts = Facts {
         kill_switch: super::kill_switch(h, advisories),
         upstream_advisory: super::upstream_advisory(advisories),
+        holdout: holdout.clone(),
         upstream_proven: inc.cause == UPSTREAM_CAUSE || upstream_incident_open(detector),
         service_down: detector.last_status(id) == Some(CheckStatus::Failed),
         in_window: super::in_window(&h.maintenance_windows, unix_secs, h.utc_offset_minutes),
@@ -150,10 +153,10 @@ pub fn plan(
             // The intent is on disk before the action starts.
             sink.event(inc, EventKind::Updated);
             if dry_run {
-                let why = if mode == Mode::DryRun {
-                    "dry_run mode: nothing changed"
-                } else {
-                    "playbook in dry_run mode: nothing changed"
+                let why = match &holdout {
+                    _ if mode == Mode::DryRun => "dry_run mode: nothing changed".to_string(),
+                    Some(experiment) => super::holdout::skip_reason(experiment),
+                    None => "playbook in dry_run mode: nothing changed".to_string(),
                 };
                 log::info!("dry_run: would run {action} for {id}; nothing changed");
                 inc.record(action, ActionOutcome::Skipped, why);

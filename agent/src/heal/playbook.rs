@@ -43,6 +43,8 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
 /// The ladder that applies to an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ladder {
+    /// The playbook's name, which holdout experiments scope to (a built-in one: the check's).
+    pub name: String,
     pub actions: Vec<ActionId>,
     pub mode: Mode,
     /// `"config"` or `"built-in"`.
@@ -53,12 +55,14 @@ pub struct Ladder {
 pub fn ladder(config: &AgentConfig, check: CheckId, cause: &str) -> Option<Ladder> {
     if let Some(p) = config.playbooks.iter().find(|p| p.matches(check, cause)) {
         return Some(Ladder {
+            name: p.name(),
             actions: p.actions.clone(),
             mode: p.mode,
             origin: "config",
         });
     }
     builtin(check, cause).map(|a| Ladder {
+        name: check.as_str().to_string(),
         actions: a.to_vec(),
         mode: Mode::Enforce,
         origin: "built-in",

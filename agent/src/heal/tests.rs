@@ -33,6 +33,7 @@ fn over(secs: u64) -> Option<budget::Refusal> {
 
 fn lad(actions: &[ActionId]) -> Ladder {
     Ladder {
+        name: "test".into(),
         actions: actions.to_vec(),
         mode: Mode::Enforce,
         origin: "test",
@@ -200,6 +201,7 @@ fn every_check_of_the_catalogue_has_a_decision_and_config_overrides() {
 #[test]
 fn playbook_selectors_must_be_explicit() {
     let p = |causes: &[&str]| PlaybookConfig {
+        name: None,
         check: CheckId::Dns,
         causes: causes.iter().map(|s| s.to_string()).collect(),
         actions: vec![ActionId::ResetDns],
@@ -358,4 +360,158 @@ fn a_reboot_over_its_budget_escalates_instead_of_waiting() {
         decide(Mode::Enforce, Some(&l), &i, &f, |_| over(u64::MAX)),
         Decision::EscalateRefused { .. }
     ));
+}
+
+#[test]
+fn a_holdout_runs_the_playbook_dry_but_the_kill_switch_and_outages_still_win() {
+    let i = incident(CheckId::Dns, "resolver_timeout");
+    let l = lad(&[ActionId::ResetDns]);
+    let held = Facts {
+        holdout: Some("dns-q4".into()),
+        ..facts()
+    };
+    // Control arm: the rung is reported, not run, and needs no budget.
+    assert_eq!(
+        decide(Mode::Enforce, Some(&l), &i, &held, |_| over(86_400)),
+        Decision::Act {
+            action: ActionId::ResetDns,
+            dry_run: true
+        }
+    );
+    // The kill switch and the upstream advisory keep their own reasons.
+    for (f, what) in [
+        (
+            Facts {
+                kill_switch: Some("file /x".into()),
+                ..held.clone()
+            },
+            "kill switch",
+        ),
+        (
+            Facts {
+                upstream_advisory: Some("ne-1".into()),
+                ..held.clone()
+            },
+            "upstream outage",
+        ),
+    ] {
+        match decide(Mode::Enforce, Some(&l), &i, &f, |_| None) {
+            Decision::Wait { reason, .. } => assert!(reason.contains(what), "{reason}"),
+            other => panic!("expected a wait ({what}), got {other:?}"),
+        }
+    }
+    // A playbook that is off stays off.
+    let off = Ladder {
+        mode: Mode::Off,
+        ..l.clone()
+    };
+    assert_eq!(
+        decide(Mode::Enforce, Some(&off), &i, &held, |_| None),
+        Decision::Nothing
+    );
+}
+
+/// A salt that puts `agent` in the control arm (`true`) or the treated arm at 500‰.
+fn salt_for(agent: &str, control: bool) -> String {
+    (0..1000)
+        .map(|n| format!("salt-{n}"))
+        .find(|s| (crate::experiment::bucket(s, agent) < 500) == control)
+        .unwrap()
+}
+
+fn experiments(
+    agent: &str,
+    scope: netmedic_proto::ExperimentScope,
+    control: bool,
+) -> Vec<crate::experiment::Assigned> {
+    let e = netmedic_proto::Experiment {
+        id: "exp-1".into(),
+        scope,
+        control_permille: 500,
+        salt: salt_for(agent, control),
+    };
+    let (a, refused) = crate::experiment::assign(&[e], agent);
+    assert!(refused.is_empty());
+    a
+}
+
+#[test]
+fn the_arm_is_recorded_once_and_scopes_match_playbook_names() {
+    use netmedic_proto::{Arm, ExperimentScope};
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml"))
+            .unwrap();
+    let mut cfg = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let by_name = |n: &str| ExperimentScope::Playbook { name: n.into() };
+    // Unnamed playbooks are named by their check.
+    let control = experiments("cpe-1", by_name("dns"), true);
+    let mut i = incident(CheckId::Dns, "resolver_timeout");
+    assign_arm(&cfg, &control, &mut i);
+    let rec = i.experiment.clone().unwrap();
+    assert_eq!(
+        (rec.experiment_id.as_str(), rec.arm),
+        ("exp-1", Arm::Control)
+    );
+    assert_eq!(held_out_by(&cfg, &control, &i).as_deref(), Some("exp-1"));
+    // Fixed once: a later list does not rewrite it, but behaviour follows the list in force.
+    let treated = experiments("cpe-1", by_name("dns"), false);
+    assign_arm(&cfg, &treated, &mut i);
+    assert_eq!(i.experiment.as_ref().unwrap().arm, Arm::Control);
+    assert_eq!(held_out_by(&cfg, &treated, &i), None);
+    assert_eq!(
+        held_out_by(&cfg, &[], &i),
+        None,
+        "an ended experiment heals again"
+    );
+    // Another playbook's incident is not covered.
+    let mut r = incident(CheckId::DefaultRoute, "default_route_missing");
+    assign_arm(&cfg, &control, &mut r);
+    assert_eq!(r.experiment, None);
+    // A named playbook: the name, not the check, is what the scope matches.
+    cfg.playbooks
+        .iter_mut()
+        .filter(|p| p.check == CheckId::Dns)
+        .for_each(|p| p.name = Some("dns-reset".into()));
+    let mut j = incident(CheckId::Dns, "resolver_timeout");
+    assign_arm(&cfg, &control, &mut j);
+    assert_eq!(j.experiment, None);
+    let named = experiments("cpe-1", by_name("dns-reset"), true);
+    assign_arm(&cfg, &named, &mut j);
+    assert!(j.experiment.is_some());
+    // A check+cause scope covers built-in and configured playbooks alike.
+    let by_check = experiments(
+        "cpe-1",
+        ExperimentScope::Check {
+            check: CheckId::DefaultRoute,
+            cause: Some("default_route_missing".into()),
+        },
+        false,
+    );
+    assign_arm(&cfg, &by_check, &mut r);
+    assert_eq!(r.experiment.as_ref().unwrap().arm, Arm::Treated);
+    assert_eq!(held_out_by(&cfg, &by_check, &r), None);
+    // Every event carries it.
+    let ev = r.take_event(
+        netmedic_proto::EventKind::Opened,
+        1,
+        netmedic_proto::Timestamp::EPOCH,
+    );
+    assert_eq!(ev.experiment, r.experiment);
+}
+
+#[test]
+fn playbook_names_are_validated() {
+    let p = |name: &str| PlaybookConfig {
+        name: Some(name.into()),
+        check: CheckId::Dns,
+        causes: vec!["resolver_timeout".into()],
+        actions: vec![ActionId::ResetDns],
+        mode: Mode::Enforce,
+    };
+    let mut out = Vec::new();
+    playbook_problems(&[p("dns-reset_2"), p("DNS"), p("")], &mut out);
+    let fields: Vec<_> = out.iter().map(|p| p.field.as_str()).collect();
+    assert!(fields.contains(&"playbook[1].name"), "{fields:?}");
+    assert!(fields.contains(&"playbook[2].name"), "{fields:?}");
+    assert!(!fields.contains(&"playbook[0].name"), "{fields:?}");
 }

@@ -30,6 +30,8 @@ pub(super) struct CausalView {
     pub csat_difference: String,
     pub mdd: String,
     pub warnings: Vec<String>,
+    /// Per arm, contact rate and satisfaction with intervals, as inline SVG (`web::chart`).
+    pub svg: String,
 }
 
 fn prop(p: &Option<Proportion>, min_n: u64) -> String {
@@ -99,6 +101,7 @@ fn view(x: &CausalExperiment, r: &Report) -> CausalView {
             .minimal_detectable_difference
             .map_or_else(|| "—".into(), |m| format!("{m:.1} pp")),
         warnings: x.warnings.clone(),
+        svg: crate::web::chart::arms(&x.experiment_id, &x.treated, &x.control, r.min_group_n),
     }
 }
 

@@ -137,6 +137,8 @@ struct ExperiencePage {
     surveys_with: u64,
     baseline_rate: String,
     sat: Vec<SatRow>,
+    /// NPS and CSAT per group with their intervals, as inline SVG (`web::chart`).
+    sat_svg: String,
     contacts: Vec<ContactRow>,
     auto_rate: String,
     escalated_rate: String,
@@ -206,6 +208,7 @@ fn not_ready(chrome: Chrome, note: String, from: String, to: String) -> Response
         surveys_with: 0,
         baseline_rate: String::new(),
         sat: Vec::new(),
+        sat_svg: String::new(),
         contacts: Vec::new(),
         auto_rate: String::new(),
         escalated_rate: String::new(),
@@ -325,6 +328,7 @@ pub async fn experience(
         surveys_with: answers(&s.with_incident.satisfaction),
         baseline_rate: prop_text(&r.contacts.baseline),
         sat,
+        sat_svg: crate::web::chart::satisfaction(&r.satisfaction, min_n),
         contacts: r
             .contacts
             .by_category
