@@ -166,11 +166,15 @@ pub fn newcombe(a: &Proportion, b: &Proportion) -> Effect {
 
 /// The smallest difference of two proportions (rate units) that a two-sided test at α = 0.05
 /// detects with 80 % power, for arms of `n_a` and `n_b` and the `pooled` rate of both:
-/// `(z₀.₉₇₅ + z₀.₈) · √(p̄(1 − p̄)(1/n_a + 1/n_b))`. `None` when an arm is empty.
+/// `(z₀.₉₇₅ + z₀.₈) · √(p̄(1 − p̄)(1/n_a + 1/n_b))`. `None` when an arm is empty. A pooled rate
+/// of exactly 0 or 1 (no contact at all, or only contacts) would make the difference look
+/// detectable at any size, so p̄ is kept half an observation away from both ends.
 pub fn minimal_detectable_difference(n_a: u64, n_b: u64, pooled: f64) -> Option<f64> {
     if n_a == 0 || n_b == 0 {
         return None;
     }
+    let half = 0.5 / (n_a + n_b) as f64;
+    let pooled = pooled.clamp(half, 1.0 - half);
     let var = pooled * (1.0 - pooled) * (1.0 / n_a as f64 + 1.0 / n_b as f64);
     Some((Z95 + Z80) * var.max(0.0).sqrt())
 }
@@ -237,5 +241,8 @@ mod causal_tests {
         let big = minimal_detectable_difference(10_000, 10_000, 0.5).unwrap();
         assert!(big < m / 9.0);
         assert!(minimal_detectable_difference(0, 10, 0.5).is_none());
+        // No contact in either arm of 3 + 3 incidents tells nothing: a large MDD, never 0.
+        let none = minimal_detectable_difference(3, 3, 0.0).unwrap();
+        assert!(none > 0.5, "{none}");
     }
 }
