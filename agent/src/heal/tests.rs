@@ -359,3 +359,33 @@ fn a_reboot_over_its_budget_escalates_instead_of_waiting() {
         Decision::EscalateRefused { .. }
     ));
 }
+
+#[test]
+fn a_rung_held_by_the_kill_switch_or_an_advisory_is_taken_once_they_are_lifted() {
+    // The same open incident, planned again on every run: held while either is in force, the
+    // first rung as soon as both are gone (nothing of the hold is remembered on the incident).
+    let i = incident(CheckId::DefaultRoute, "default_route_missing");
+    let l = builtin(CheckId::DefaultRoute, "default_route_missing").map(lad);
+    let d = |f: &Facts| decide(Mode::Enforce, l.as_ref(), &i, f, |_| None);
+    let held = [
+        Facts {
+            kill_switch: Some("collector advisory: NOC".into()),
+            ..facts()
+        },
+        Facts {
+            upstream_advisory: Some("ne-1 until 12:00".into()),
+            ..facts()
+        },
+    ];
+    for f in &held {
+        assert!(matches!(d(f), Decision::Wait { .. }), "{f:?}");
+    }
+    assert_eq!(
+        d(&facts()),
+        Decision::Act {
+            action: ActionId::RestoreRoute,
+            dry_run: false
+        }
+    );
+    assert!(i.tried.is_empty());
+}
