@@ -3,8 +3,11 @@
 //! subscriber's namespace, and a few facts read back from the agent (actions run, budget
 //! charges).
 
-use crate::{Cpe, LabProcess, Result};
+use crate::{Cpe, Result};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flaps the WAN carrier of `cpe` for `total`: down for `down`, up for `up`, again, on a
@@ -40,37 +43,91 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Subscriber traffic on the LAN while it lives: the LAN host pings the CPE's LAN address
-/// five times a second and a lab "internet" address through the CPE once a second. The pings
-/// are killed (by PID) when this is dropped.
+/// Subscriber traffic on the LAN while it lives, sent from the LAN host's namespace by a
+/// thread of this process (the machine has no `ping`): 1000-byte UDP datagrams to the CPE's
+/// LAN address 20 times a second, and once a second a DNS query for `name` to `resolver`
+/// through the CPE (routed and masqueraded to the ISP). Stopped when dropped.
 #[derive(Debug)]
 pub struct LanTraffic {
-    procs: Vec<LabProcess>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    answers: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl LanTraffic {
-    pub fn start(cpe: &Cpe, upstream: std::net::Ipv4Addr, log_dir: &Path) -> Result<Self> {
-        let lan = cpe.lan_ip.to_string();
-        let up = upstream.to_string();
-        let procs = vec![
-            cpe.lan_ns.spawn(
-                "ping",
-                &["-n", "-q", "-i", "0.2", "-s", "1000", &lan],
-                log_dir.join(format!("lan-traffic-{}-lan.log", cpe.index)),
-            )?,
-            cpe.lan_ns.spawn(
-                "ping",
-                &["-n", "-q", "-i", "1", &up],
-                log_dir.join(format!("lan-traffic-{}-up.log", cpe.index)),
-            )?,
-        ];
-        Ok(Self { procs })
+    pub fn start(cpe: &Cpe, resolver: Ipv4Addr, name: &str) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let answers = Arc::new(AtomicU64::new(0));
+        let (ns, lan_ip, query) = (cpe.lan_ns.clone(), cpe.lan_ip, dns_query(name));
+        let (s, n, a) = (stop.clone(), sent.clone(), answers.clone());
+        let thread = std::thread::spawn(move || {
+            ns.run(move || -> std::io::Result<()> {
+                let sock = UdpSocket::bind("0.0.0.0:0")?;
+                sock.set_nonblocking(true)?;
+                let payload = [0x5au8; 1000];
+                let mut tick = 0u64;
+                let mut buf = [0u8; 1500];
+                while !s.load(Ordering::Relaxed) {
+                    // A closed port answers with ICMP, which a UDP socket may report later.
+                    let _ = sock.send_to(&payload, (lan_ip, 9));
+                    if tick % 20 == 0 {
+                        let _ = sock.send_to(&query, (resolver, 53));
+                    }
+                    n.fetch_add(1, Ordering::Relaxed);
+                    while let Ok((len, from)) = sock.recv_from(&mut buf) {
+                        if from.port() == 53 && len > 12 {
+                            a.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tick += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(())
+            })?
+            .map_err(|e| crate::LabError::Setup(format!("LAN traffic: {e}")))
+        });
+        Ok(Self {
+            stop,
+            sent,
+            answers,
+            thread: Some(thread),
+        })
     }
 
-    /// Whether every traffic source still runs.
-    pub fn running(&mut self) -> bool {
-        self.procs.iter_mut().all(LabProcess::is_running)
+    /// Datagrams sent and DNS answers received so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.answers.load(Ordering::Relaxed),
+        )
     }
+
+    /// Whether the traffic thread still runs.
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for LanTraffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A DNS query (id 0x6e6d, recursion desired) for the A record of `name`.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x6e, 0x6d, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len().min(63) as u8);
+        q.extend(label.bytes().take(63));
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    q
 }
 
 /// The actions the agent started, in order (`running <action> for <check>` log lines).
@@ -108,6 +165,13 @@ pub fn soak_duration(default_secs: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_a_dns_query() {
+        let q = dns_query("probe.isp.test");
+        assert_eq!(&q[12..19], b"\x05probe\x03");
+        assert_eq!(&q[q.len() - 5..], [0, 0, 1, 0, 1]);
+    }
 
     #[test]
     fn reads_the_actions_the_agent_ran() {

@@ -21,7 +21,7 @@ use netmedic_lab::hard_cases::{
 };
 use netmedic_lab::heal_faults::{healing_toml, tail};
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, agent_check};
-use netmedic_lab::{ISP_GATEWAY, LAN_IFACE, Lab, PROBE_IP, wait_for};
+use netmedic_lab::{ISP_GATEWAY, LAN_IFACE, Lab, PROBE_IP, PROBE_NAME, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentStatus, IncidentView};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -209,7 +209,12 @@ fn a_fault_under_the_fleet_kill_switch_is_reported_untouched_and_healed_once_lif
         "[heartbeat]\nenabled = true\ninterval_secs = 1\njitter_secs = 0\n{}",
         healing_toml("")
     );
-    let stack = Stack::start(&lab, fast(&extra)).unwrap();
+    // The collector listens on the gateway address: reachable without the default route.
+    let options = StackOptions {
+        collector_ip: Some(ISP_GATEWAY),
+        ..fast(&extra)
+    };
+    let stack = Stack::start(&lab, options).unwrap();
     let put = stack
         .api(
             "PUT",
@@ -455,7 +460,7 @@ fn a_healthy_device_under_lan_traffic_gets_no_incident_and_no_action() {
     );
     cpe.point_resolv_conf_at(ISP_GATEWAY).unwrap();
     let stack = Stack::start(&lab, shipped(&extra)).unwrap();
-    let mut traffic = LanTraffic::start(cpe, PROBE_IP, &lab.dir().join("logs")).unwrap();
+    let traffic = LanTraffic::start(cpe, ISP_GATEWAY, PROBE_NAME).unwrap();
     let start = Instant::now();
     let mut checked = 0u32;
     while start.elapsed() < soak {
@@ -470,6 +475,8 @@ fn a_healthy_device_under_lan_traffic_gets_no_incident_and_no_action() {
         );
         checked += 1;
     }
+    let (sent, answers) = traffic.counts();
+    assert!(answers > 0, "no DNS answer through the CPE ({sent} datagrams sent)");
     let log = stack.agent_log(0);
     assert!(!log.contains("incident opened"), "{}", tail(&log));
     assert!(actions_run(&log).is_empty(), "{}", tail(&log));
@@ -481,6 +488,7 @@ fn a_healthy_device_under_lan_traffic_gets_no_incident_and_no_action() {
         "{runs} default_route runs in {soak:?}"
     );
     eprintln!(
-        "healthy soak: {soak:?}, {checked} collector checks, {runs} default_route runs, 0 incidents, 0 actions"
+        "healthy soak: {soak:?}, {checked} collector checks, {runs} default_route runs, \
+         {sent} LAN datagrams, {answers} DNS answers via the CPE, 0 incidents, 0 actions"
     );
 }
