@@ -265,7 +265,10 @@ pub(crate) mod tests {
         );
         // The next carrier loss is one more flap of the same incident.
         d.observe(&link(CheckStatus::Failed, "wan_carrier_lost"), h1);
-        assert_eq!(d.incident(CheckId::Link).unwrap().cause, "wan_link_flapping");
+        assert_eq!(
+            d.incident(CheckId::Link).unwrap().cause,
+            "wan_link_flapping"
+        );
         // Other checks keep the cause they opened with.
         d.observe(&obs(CheckStatus::Failed), H);
         d.observe(&obs(CheckStatus::Failed), H);

@@ -72,7 +72,7 @@ impl LanTraffic {
                 while !s.load(Ordering::Relaxed) {
                     // A closed port answers with ICMP, which a UDP socket may report later.
                     let _ = sock.send_to(&payload, (lan_ip, 9));
-                    if tick % 20 == 0 {
+                    if tick.is_multiple_of(20) {
                         let _ = sock.send_to(&query, (resolver, 53));
                     }
                     n.fetch_add(1, Ordering::Relaxed);

@@ -325,9 +325,12 @@ mod tests {
         ActionInput {
             check: Some(CheckId::Dns),
             cause: cause.into(),
-            evidence: [("resolv_conf_matches_provisioned".to_string(), matches.to_string())]
-                .into_iter()
-                .collect(),
+            evidence: [(
+                "resolv_conf_matches_provisioned".to_string(),
+                matches.to_string(),
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 

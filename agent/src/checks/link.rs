@@ -309,7 +309,10 @@ mod tests {
         t.update(info(3, "lan", true, true, "up", 1500), t0);
         // Down and up every 5 s for a minute: 24 changes, the last one (up) at t0 + 120 s.
         for i in 1..=24u64 {
-            t.update(info(2, "wan", true, i % 2 == 0, "up", 1500), t0 + Duration::from_secs(5 * i));
+            t.update(
+                info(2, "wan", true, i % 2 == 0, "up", 1500),
+                t0 + Duration::from_secs(5 * i),
+            );
         }
         let last = t0 + Duration::from_secs(120);
         let at = |s: u64| judged(&check(), &t, last + Duration::from_secs(s));
