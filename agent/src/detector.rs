@@ -18,6 +18,9 @@ pub enum Transition {
     Opened,
     /// The open incident is still failing.
     StillFailing,
+    /// The open incident is still failing and its cause was taken over by a new one (see
+    /// `TAKES_OVER`): worth an update event of its own.
+    CauseChanged,
     /// The open incident cleared by itself (not by an action) and is handed back.
     Resolved(Box<Incident>),
 }
@@ -74,6 +77,7 @@ impl Detector {
                             inc.category = obs.category;
                             inc.severity = obs.severity;
                             inc.summary = obs.summary.clone();
+                            return Transition::CauseChanged;
                         }
                         Transition::StillFailing
                     }
@@ -257,6 +261,7 @@ pub(crate) mod tests {
         d.observe(&link(CheckStatus::Failed, "wan_carrier_lost"), h1);
         let mut flapping = link(CheckStatus::Degraded, "wan_link_flapping");
         flapping.category = Category::Intermittent;
+        assert_eq!(d.observe(&flapping, h1), Transition::CauseChanged);
         assert_eq!(d.observe(&flapping, h1), Transition::StillFailing);
         let inc = d.incident(CheckId::Link).unwrap();
         assert_eq!(

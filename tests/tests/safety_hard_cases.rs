@@ -130,6 +130,14 @@ fn a_flapping_wan_carrier_gets_bounded_actions_and_every_incident_resolves_once_
     let stable_at = Instant::now();
     eprintln!("flapping: {changes} carrier changes in 120 s");
     assert!(cpe.wan_has_carrier().unwrap());
+    // While it settles the open incident already names the flapping (an update event).
+    stack
+        .wait_incident("open flapping incident", Duration::from_secs(60), |i| {
+            i.check == CheckId::Link
+                && i.cause == "wan_link_flapping"
+                && i.status == IncidentStatus::Open
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
 
     // Every incident resolves once the link is stable (flap_clear_secs 120 + one 30 s link
     // interval + the dependants' 10 s intervals, with margin).
