@@ -62,6 +62,8 @@ fn state_dir(lab: &Lab) -> std::path::PathBuf {
 
 /// A provisioned resolver that answers an error to every name the check asks (the ISP's
 /// dnsmasq serves only `*.test` and has no upstream): no rewrite of resolv.conf can fix it.
+/// Without the rule-out the agent rewrites resolv.conf to that same resolver, finds it not
+/// effective and rolls it back (the trail assertion fails on Planned/Done/NotEffective).
 #[test]
 fn reset_dns_is_ruled_out_when_the_provisioned_resolver_itself_fails() {
     // 1 s checks.
@@ -114,6 +116,9 @@ fn reset_dns_is_ruled_out_when_the_provisioned_resolver_itself_fails() {
 /// The WAN carrier flaps (down 4 s, up 6 s) for two minutes, then stays up. Shipped
 /// intervals: link 30 s safety net plus netlink events, flap_threshold 4 in 600 s,
 /// flap_clear_secs 120, shipped budgets (bounce_iface 4/h, all actions 12/h) and backoff.
+/// Without the cause take-over no incident names the flapping; with the link judged over the
+/// whole 600 s window (flap_clear_secs = flap_window_secs) the incident stays open past the
+/// 300 s deadline.
 #[test]
 fn a_flapping_wan_carrier_gets_bounded_actions_and_every_incident_resolves_once_stable() {
     let lab = Lab::builder().build().unwrap();
