@@ -389,3 +389,22 @@ fn a_rung_held_by_the_kill_switch_or_an_advisory_is_taken_once_they_are_lifted()
     );
     assert!(i.tried.is_empty());
 }
+
+#[test]
+fn an_advisory_extended_by_each_heartbeat_is_the_same_reason_to_wait() {
+    use crate::context::Advisories;
+    use netmedic_proto::Timestamp;
+    let adv = |until_ms: i64| Advisories {
+        upstream_outage: Some((
+            "ne-1".to_string(),
+            Timestamp::from_unix_millis(until_ms).unwrap(),
+        )),
+        ..Advisories::default()
+    };
+    let (a, b) = (
+        upstream_advisory(&adv(1_000)),
+        upstream_advisory(&adv(301_000)),
+    );
+    assert_eq!(a, b);
+    assert!(a.unwrap().contains("ne-1"));
+}
