@@ -741,6 +741,11 @@ impl Agent {
                 self.emit(obs.check, EventKind::Opened);
                 if healing { None } else { self.plan(obs.check) }
             }
+            Transition::CauseChanged => {
+                // e.g. a carrier loss that turned out a flapping link: the NOC sees it now.
+                self.emit(obs.check, EventKind::Updated);
+                if healing { None } else { self.plan(obs.check) }
+            }
             Transition::StillFailing if !healing => self.plan(obs.check),
             Transition::StillFailing => None,
             Transition::Resolved(mut inc) => {

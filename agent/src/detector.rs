@@ -18,9 +18,18 @@ pub enum Transition {
     Opened,
     /// The open incident is still failing.
     StillFailing,
+    /// The open incident is still failing and its cause was taken over by a new one (see
+    /// `TAKES_OVER`): worth an update event of its own.
+    CauseChanged,
     /// The open incident cleared by itself (not by an action) and is handed back.
     Resolved(Box<Incident>),
 }
+
+/// Causes that take over an open incident of their check when a run reports them: the fault
+/// turned out to be another one. A carrier loss that keeps coming back is a flapping link —
+/// from then on the incident says so, and the flapping ladder (none: nothing local fixes a
+/// flapping line) replaces the carrier-loss ladder, so no action is repeated on every flap.
+const TAKES_OVER: &[(CheckId, &str)] = &[(CheckId::Link, "wan_link_flapping")];
 
 #[derive(Debug, Default)]
 struct CheckState {
@@ -59,8 +68,17 @@ impl Detector {
                 match &mut st.open {
                     Some(inc) => {
                         // Keep the latest evidence; the cause of an open incident stays fixed
-                        // so one fault remains one incident.
+                        // so one fault remains one incident — unless the new cause takes over.
                         inc.evidence = obs.evidence.clone();
+                        if inc.cause != obs.cause
+                            && TAKES_OVER.contains(&(obs.check, obs.cause.as_str()))
+                        {
+                            inc.cause = obs.cause.clone();
+                            inc.category = obs.category;
+                            inc.severity = obs.severity;
+                            inc.summary = obs.summary.clone();
+                            return Transition::CauseChanged;
+                        }
                         Transition::StillFailing
                     }
                     None if st.consecutive_fail >= h.fail_threshold => {
@@ -230,6 +248,42 @@ pub(crate) mod tests {
         assert_eq!(d.last_status(CheckId::DefaultRoute), Some(CheckStatus::Ok));
         assert!(d.resolve_healed(CheckId::DefaultRoute).is_some());
         assert!(!d.hold_pass(&obs(CheckStatus::Ok)));
+    }
+
+    #[test]
+    fn flapping_takes_over_an_open_carrier_loss_and_never_gives_it_back() {
+        let h1 = Hysteresis {
+            fail_threshold: 1,
+            ok_threshold: 1,
+        };
+        let link = |status, cause| observation(CheckId::Link, status, cause);
+        let mut d = Detector::default();
+        d.observe(&link(CheckStatus::Failed, "wan_carrier_lost"), h1);
+        let mut flapping = link(CheckStatus::Degraded, "wan_link_flapping");
+        flapping.category = Category::Intermittent;
+        assert_eq!(d.observe(&flapping, h1), Transition::CauseChanged);
+        assert_eq!(d.observe(&flapping, h1), Transition::StillFailing);
+        let inc = d.incident(CheckId::Link).unwrap();
+        assert_eq!(
+            (inc.cause.as_str(), inc.category),
+            ("wan_link_flapping", Category::Intermittent)
+        );
+        // The next carrier loss is one more flap of the same incident.
+        d.observe(&link(CheckStatus::Failed, "wan_carrier_lost"), h1);
+        assert_eq!(
+            d.incident(CheckId::Link).unwrap().cause,
+            "wan_link_flapping"
+        );
+        // Other checks keep the cause they opened with.
+        d.observe(&obs(CheckStatus::Failed), H);
+        d.observe(&obs(CheckStatus::Failed), H);
+        let mut other = obs(CheckStatus::Failed);
+        other.cause = "gateway_arp_failed".into();
+        d.observe(&other, H);
+        assert_eq!(
+            d.incident(CheckId::DefaultRoute).unwrap().cause,
+            "default_route_missing"
+        );
     }
 
     #[test]

@@ -23,14 +23,19 @@ pub fn healing_toml(extra: &str) -> String {
     )
 }
 
-/// Agent TOML for the reset_dns tests: the DNS check on `/etc/resolv.conf` with a dead
-/// provisioned resolver (100.64.0.99), so resetting to it cannot help, plus [`healing_toml`]
-/// with `verify_timeout_secs`.
+/// Agent TOML for the reset_dns rollback tests: the DNS check on `/etc/resolv.conf` with two
+/// provisioned resolvers, a dead one (100.64.0.99) and the lab's working one (the ISP gateway),
+/// plus [`healing_toml`] with `verify_timeout_secs`. A resolv.conf naming another resolver is
+/// blamed (one provisioned resolver answers), so reset_dns runs; but writing both makes the
+/// dead one a resolver in use, the check stays failing and the change is rolled back. (With
+/// only dead provisioned resolvers reset_dns would be ruled out before it ran.)
 pub fn dead_resolver_dns_toml(verify_timeout_secs: u64) -> String {
     format!(
         "[checks.dns]\nenabled = true\ninterval_secs = 1\nfail_threshold = 2\nok_threshold = 1\n\
-         resolv_conf = \"/etc/resolv.conf\"\nprovisioned_resolvers = [\"100.64.0.99\"]\n\
+         resolv_conf = \"/etc/resolv.conf\"\n\
+         provisioned_resolvers = [\"100.64.0.99\", \"{}\"]\n\
          test_names = [\"probe.isp.test\"]\ntimeout_ms = 300\nretries = 0\n{}",
+        crate::ISP_GATEWAY,
         healing_toml(&format!("verify_timeout_secs = {verify_timeout_secs}"))
     )
 }

@@ -50,6 +50,7 @@ pub mod snmpd;
 // Faults and services for the icmp, mtu, conntrack, service and clock checks.
 pub mod faults;
 // Helpers and timing of the self-healing tests.
+pub mod hard_cases;
 pub mod heal_faults;
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ fn reset_dns_that_does_not_help_is_rolled_back_byte_for_byte() {
     let cpe = lab.cpe(0);
     // No DHCP renew may rewrite resolv.conf during the test.
     cpe.stop_udhcpc().unwrap();
-    // The provisioned resolver is dead too, so resetting to it cannot help.
+    // One provisioned resolver is dead, so resetting to both cannot help.
     let extra = dead_resolver_dns_toml(3);
     let stack = Stack::start(&lab, options(&extra)).unwrap();
     let original = "# the subscriber's own  resolv.conf\t(odd spacing kept)\nsearch home.example\n\

@@ -19,10 +19,21 @@
 //! resolv.conf is a few hundred bytes, written with one `write` call; a reader racing it may
 //! at worst see the new head with the old tail for an instant — the resolver re-reads the
 //! file on its next change, and the verification that follows re-reads it too.
+//!
+//! ## When it cannot help
+//! [`ruled_out`] says so before the healer takes the rung (it records the rung skipped and
+//! climbs on or escalates): no resolvers are provisioned; resolv.conf already names exactly
+//! the provisioned resolvers (a rewrite would change the comment line, not the resolution —
+//! a provisioned resolver that answers SERVFAIL is not fixed by naming it again); or the DNS
+//! check found the provisioned resolvers failing too (a `resolver_*` cause while resolv.conf
+//! names others: the check blames resolv.conf instead whenever a provisioned resolver answers).
+//! [`run`] asks the same right before writing.
 
 use super::Limit;
-use super::{ActionError, Applied, Undo};
+use super::{ActionError, ActionInput, Applied, Undo};
+use crate::config::AgentConfig;
 use crate::context::Context;
+use netmedic_proto::CheckId;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -37,12 +48,12 @@ pub const DEFAULT_BUDGET: Limit = Limit {
 };
 
 /// The resolvers to restore.
-fn provisioned(ctx: &Context) -> Vec<IpAddr> {
-    let cfg = &ctx.config.checks.dns.provisioned_resolvers;
+fn provisioned(config: &AgentConfig) -> Vec<IpAddr> {
+    let cfg = &config.checks.dns.provisioned_resolvers;
     if !cfg.is_empty() {
         return cfg.clone();
     }
-    ctx.config
+    config
         .wan
         .lease_file
         .as_deref()
@@ -67,26 +78,90 @@ pub fn render(original: &str, resolvers: &[IpAddr]) -> String {
     out
 }
 
-pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
-    let resolvers = provisioned(ctx);
+fn no_resolvers() -> String {
+    "no provisioned resolvers: set checks.dns.provisioned_resolvers or a lease with dns=".into()
+}
+
+fn list(resolvers: &[IpAddr]) -> String {
+    resolvers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether a resolv.conf of `current` content already names exactly `resolvers` (order and
+/// duplicates aside; IPv6 zone ids dropped): writing them again cannot change resolution.
+/// Its own small parser: actions do not import checks.
+fn same_resolvers(current: &str, resolvers: &[IpAddr]) -> bool {
+    use std::collections::BTreeSet;
+    let now: BTreeSet<IpAddr> = current
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver")).then_some(())?;
+            let addr = words.next()?;
+            addr.split('%').next()?.parse().ok()
+        })
+        .collect();
+    let want: BTreeSet<IpAddr> = resolvers.iter().copied().collect();
+    now == want
+}
+
+/// Why `reset_dns` cannot help the incident described by `input`, if it cannot (see the
+/// module doc); `None`: it may help. Reads resolv.conf; an unreadable one is no reason.
+pub fn ruled_out(config: &AgentConfig, input: &ActionInput) -> Option<String> {
+    let resolvers = provisioned(config);
     if resolvers.is_empty() {
-        return Err(ActionError::NotApplicable(
-            "no provisioned resolvers: set checks.dns.provisioned_resolvers or a lease with dns="
-                .into(),
+        return Some(no_resolvers());
+    }
+    let path = &config.checks.dns.resolv_conf;
+    if let Ok(current) = std::fs::read_to_string(path)
+        && same_resolvers(&current, &resolvers)
+    {
+        return Some(format!(
+            "{} already names exactly the provisioned resolvers ({}): rewriting it cannot \
+             change how names resolve; the resolvers themselves fail",
+            path.display(),
+            list(&resolvers)
         ));
+    }
+    let dns_blames_resolvers = input.check == Some(CheckId::Dns)
+        && input.cause.starts_with("resolver_")
+        && input
+            .evidence
+            .get("resolv_conf_matches_provisioned")
+            .is_some_and(|v| v == "false");
+    dns_blames_resolvers.then(|| {
+        format!(
+            "the provisioned resolvers ({}) fail as well ({}): the DNS check found none of them \
+             answering, so naming them in {} cannot help",
+            list(&resolvers),
+            input.cause,
+            path.display()
+        )
+    })
+}
+
+pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
+    let resolvers = provisioned(&ctx.config);
+    if resolvers.is_empty() {
+        return Err(ActionError::NotApplicable(no_resolvers()));
     }
     let configured = &ctx.config.checks.dns.resolv_conf;
     let target = std::fs::canonicalize(configured)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", configured.display())))?;
     let original = std::fs::read(&target)
         .map_err(|e| ActionError::Failed(format!("reading {}: {e}", target.display())))?;
-    let new = render(&String::from_utf8_lossy(&original), &resolvers);
-    if new.as_bytes() == original.as_slice() {
+    let text = String::from_utf8_lossy(&original);
+    if same_resolvers(&text, &resolvers) {
         return Err(ActionError::NotApplicable(format!(
-            "{} already names the provisioned resolvers",
-            target.display()
+            "{} already names exactly the provisioned resolvers ({})",
+            target.display(),
+            list(&resolvers)
         )));
     }
+    let new = render(&text, &resolvers);
     let dir = ctx.config.agent.state_dir.join("rollback");
     std::fs::create_dir_all(&dir)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
@@ -96,12 +171,11 @@ pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
     })?;
     let how = write_config_file(&target, new.as_bytes())
         .map_err(|e| ActionError::Failed(format!("writing {}: {e}", target.display())))?;
-    let list: Vec<String> = resolvers.iter().map(ToString::to_string).collect();
     Ok(Applied {
         detail: format!(
             "{} now names {} (written {how}; original saved to {})",
             target.display(),
-            list.join(", "),
+            list(&resolvers),
             saved.display()
         ),
         undo: Some(Undo::ResolvConf { target, saved }),
@@ -235,6 +309,62 @@ mod tests {
         assert!(r.contains("options timeout:1\n"));
         assert!(r.ends_with("nameserver 100.64.0.1\n"));
         assert!(!r.contains("1.2.3.4"));
+    }
+
+    fn config(resolv_conf: &Path, provisioned: &str) -> AgentConfig {
+        let text = format!(
+            "[agent]\nid = \"t\"\n[collector]\nurl = \"http://127.0.0.1:1\"\n\
+             [wan]\ninterface = \"wan\"\n[checks.dns]\nresolv_conf = \"{}\"\n\
+             provisioned_resolvers = [{provisioned}]\n",
+            resolv_conf.display()
+        );
+        AgentConfig::parse(&text, "t.toml").unwrap()
+    }
+
+    fn dns_input(cause: &str, matches: &str) -> ActionInput {
+        ActionInput {
+            check: Some(CheckId::Dns),
+            cause: cause.into(),
+            evidence: [(
+                "resolv_conf_matches_provisioned".to_string(),
+                matches.to_string(),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn ruled_out_when_it_would_name_the_same_resolvers_or_they_fail_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = dir.path().join("resolv.conf");
+        // The provisioned resolver itself answers SERVFAIL: resolv.conf already names it (in
+        // other bytes than `render` writes), so a rewrite changes nothing that matters.
+        std::fs::write(&rc, "search lan\nnameserver 192.0.2.53\n").unwrap();
+        let c = config(&rc, "\"192.0.2.53\"");
+        let why = ruled_out(&c, &dns_input("resolver_servfail", "true")).unwrap();
+        assert!(why.contains("already names exactly"), "{why}");
+        // Order and IPv6 zone ids do not matter either.
+        let c2 = config(&rc, "\"fe80::1\", \"192.0.2.53\"");
+        std::fs::write(&rc, "nameserver 192.0.2.53\nnameserver fe80::1%wan\n").unwrap();
+        assert!(ruled_out(&c2, &dns_input("resolver_timeout", "true")).is_some());
+        // Another resolver in use, the provisioned one answering: reset_dns may help.
+        std::fs::write(&rc, "nameserver 198.51.100.53\n").unwrap();
+        assert_eq!(
+            ruled_out(&c, &dns_input("resolv_conf_not_provisioned", "false")),
+            None
+        );
+        // Another resolver in use and the check blames the resolvers: the provisioned ones
+        // fail as well (the check would blame resolv.conf if one of them answered).
+        let why = ruled_out(&c, &dns_input("resolver_timeout", "false")).unwrap();
+        assert!(why.contains("fail as well"), "{why}");
+        // Nothing provisioned at all (no lease file either).
+        let none = config(&rc, "");
+        assert!(
+            ruled_out(&none, &dns_input("resolver_timeout", "false"))
+                .unwrap()
+                .contains("no provisioned resolvers")
+        );
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct LinkConfig {
     /// Carrier changes within `flap_window_secs` that make the link `degraded` (flapping).
     pub flap_threshold: u32,
     pub flap_window_secs: u64,
+    /// A carrier that has stayed up this long is stable again, however many changes the
+    /// window still holds: the flapping incident resolves once the link has settled rather
+    /// than `flap_window_secs` after the last change.
+    pub flap_clear_secs: u64,
 }
 
 impl Default for LinkConfig {
@@ -45,6 +49,7 @@ impl Default for LinkConfig {
             lan_interfaces: Vec::new(),
             flap_threshold: 4,
             flap_window_secs: 600,
+            flap_clear_secs: 120,
         }
     }
 }
@@ -78,6 +83,12 @@ impl LinkConfig {
             out.push(Problem::new(
                 "checks.link.flap_window_secs",
                 "must be between 1 and 86400",
+            ));
+        }
+        if self.flap_clear_secs == 0 || self.flap_clear_secs > self.flap_window_secs {
+            out.push(Problem::new(
+                "checks.link.flap_clear_secs",
+                "must be between 1 and checks.link.flap_window_secs",
             ));
         }
     }
@@ -121,8 +132,8 @@ impl LinkCheck {
     pub fn judge(&self, table: &LinkTable, now: Instant) -> Observation {
         let window = Duration::from_secs(self.config.flap_window_secs);
         let threshold = format!(
-            "carrier up; < {} carrier changes in {} s",
-            self.config.flap_threshold, self.config.flap_window_secs
+            "carrier up; < {} carrier changes in {} s, or up for {} s",
+            self.config.flap_threshold, self.config.flap_window_secs, self.config.flap_clear_secs
         );
         let wan = &self.wan_interface;
         let Some(w) = table.by_name(wan) else {
@@ -138,6 +149,10 @@ impl LinkCheck {
             .hint("check wan.interface in agent.toml and the firmware's network config");
         };
         let flaps = table.flaps(wan, window, now);
+        // Still settling: the carrier changed less than flap_clear_secs ago.
+        let settling = w.carrier_changed_at.is_some_and(|t| {
+            now.saturating_duration_since(t) < Duration::from_secs(self.config.flap_clear_secs)
+        });
         let since = |l: &LinkState| {
             l.carrier_changed_at.map_or_else(
                 || "since the agent started".to_string(),
@@ -169,14 +184,16 @@ impl LinkCheck {
             .severity(Severity::Critical)
             .value(format!("no carrier, operstate {}", w.operstate))
             .hint("the cable, ONT or modem side of the WAN is down; nothing beyond it can work")
-        } else if flaps >= self.config.flap_threshold {
+        } else if flaps >= self.config.flap_threshold && settling {
             Observation::new(
                 CheckId::Link,
                 CheckStatus::Degraded,
                 "wan_link_flapping",
                 format!(
-                    "WAN {wan} carrier changed {flaps} times in {} s",
-                    self.config.flap_window_secs
+                    "WAN {wan} carrier changed {flaps} times in {} s; up {} (stable after {} s)",
+                    self.config.flap_window_secs,
+                    since(w),
+                    self.config.flap_clear_secs
                 ),
             )
             .category(Category::Intermittent)
@@ -282,6 +299,44 @@ mod tests {
         // Outside the window the flaps no longer count.
         let later = t0 + Duration::from_secs(601);
         assert_eq!(judged(&check(), &t, later).status, CheckStatus::Ok);
+    }
+
+    #[test]
+    fn a_flapping_link_is_stable_again_once_the_carrier_stayed_up_flap_clear_secs() {
+        let t0 = Instant::now();
+        let mut t = LinkTable::default();
+        t.update(info(2, "wan", true, true, "up", 1500), t0);
+        t.update(info(3, "lan", true, true, "up", 1500), t0);
+        // Down and up every 5 s for a minute: 24 changes, the last one (up) at t0 + 120 s.
+        for i in 1..=24u64 {
+            t.update(
+                info(2, "wan", true, i % 2 == 0, "up", 1500),
+                t0 + Duration::from_secs(5 * i),
+            );
+        }
+        let last = t0 + Duration::from_secs(120);
+        let at = |s: u64| judged(&check(), &t, last + Duration::from_secs(s));
+        let o = at(1);
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Degraded, "wan_link_flapping")
+        );
+        assert_eq!(at(119).status, CheckStatus::Degraded);
+        // The window still holds every change, but the carrier stayed up flap_clear_secs.
+        let o = at(120);
+        assert_eq!((o.status, o.cause.as_str()), (CheckStatus::Ok, "ok"));
+        assert_eq!(o.evidence["wan_flaps_in_window"], "24");
+        let mut bad = LinkConfig {
+            flap_clear_secs: 601,
+            ..LinkConfig::default()
+        };
+        let mut out = Vec::new();
+        bad.problems(&mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        bad.flap_clear_secs = 0;
+        out.clear();
+        bad.problems(&mut out);
+        assert_eq!(out[0].field, "checks.link.flap_clear_secs");
     }
 
     #[test]

@@ -147,12 +147,15 @@ pub fn kill_switch(cfg: &HealingConfig, advisories: &Advisories) -> Option<Strin
         .map(|why| format!("collector advisory: {why}"))
 }
 
-/// The collector's upstream-outage advisory, if one is in force.
+/// The collector's upstream-outage advisory, if one is in force. Named by its network event
+/// only: the collector moves `until` forward on every heartbeat reply while the event lasts,
+/// and a wait is recorded once per reason — with `until` in it the incident got a new
+/// "waits" record on every heartbeat.
 pub fn upstream_advisory(advisories: &Advisories) -> Option<String> {
     advisories
         .upstream_outage
         .as_ref()
-        .map(|(event, until)| format!("network event {event} until {until}"))
+        .map(|(event, _until)| format!("network event {event}"))
 }
 
 /// Delay before the next rung after `attempts` rungs ran: `initial × 2^(attempts-1)`, capped,

@@ -67,6 +67,15 @@ pub fn plan(
     let decision = super::decide(mode, ladder.as_ref(), inc, &facts, |a| {
         budget.refused(a, boot_ms)
     });
+    // An action that says it cannot help this incident is ruled out before it runs: the rung
+    // is recorded skipped with why and the ladder climbs on (or escalates).
+    let decision = match decision {
+        Decision::Act { action, dry_run } => match ruled_out(config, action, inc) {
+            Some(reason) => Decision::PassOver { action, reason },
+            None => Decision::Act { action, dry_run },
+        },
+        d => d,
+    };
     match decision {
         Decision::Nothing => None,
         Decision::Escalate => {
@@ -174,6 +183,22 @@ pub fn plan(
                 locality_probe: disruptive,
             })
         }
+    }
+}
+
+/// Why `action` cannot help `inc`, when the action can tell before it runs (today:
+/// `reset_dns` that would name the resolvers already in use, or resolvers that fail too).
+fn ruled_out(config: &AgentConfig, action: ActionId, inc: &Incident) -> Option<String> {
+    match action {
+        ActionId::ResetDns => actions::reset_dns::ruled_out(
+            config,
+            &ActionInput {
+                check: Some(inc.check),
+                cause: inc.cause.clone(),
+                evidence: inc.evidence.clone(),
+            },
+        ),
+        _ => None,
     }
 }
 

@@ -515,3 +515,52 @@ fn playbook_names_are_validated() {
     assert!(fields.contains(&"playbook[2].name"), "{fields:?}");
     assert!(!fields.contains(&"playbook[0].name"), "{fields:?}");
 }
+
+#[test]
+fn a_rung_held_by_the_kill_switch_or_an_advisory_is_taken_once_they_are_lifted() {
+    // The same open incident, planned again on every run: held while either is in force, the
+    // first rung as soon as both are gone (nothing of the hold is remembered on the incident).
+    let i = incident(CheckId::DefaultRoute, "default_route_missing");
+    let l = builtin(CheckId::DefaultRoute, "default_route_missing").map(lad);
+    let d = |f: &Facts| decide(Mode::Enforce, l.as_ref(), &i, f, |_| None);
+    let held = [
+        Facts {
+            kill_switch: Some("collector advisory: NOC".into()),
+            ..facts()
+        },
+        Facts {
+            upstream_advisory: Some("ne-1 until 12:00".into()),
+            ..facts()
+        },
+    ];
+    for f in &held {
+        assert!(matches!(d(f), Decision::Wait { .. }), "{f:?}");
+    }
+    assert_eq!(
+        d(&facts()),
+        Decision::Act {
+            action: ActionId::RestoreRoute,
+            dry_run: false
+        }
+    );
+    assert!(i.tried.is_empty());
+}
+
+#[test]
+fn an_advisory_extended_by_each_heartbeat_is_the_same_reason_to_wait() {
+    use crate::context::Advisories;
+    use netmedic_proto::Timestamp;
+    let adv = |until_ms: i64| Advisories {
+        upstream_outage: Some((
+            "ne-1".to_string(),
+            Timestamp::from_unix_millis(until_ms).unwrap(),
+        )),
+        ..Advisories::default()
+    };
+    let (a, b) = (
+        upstream_advisory(&adv(1_000)),
+        upstream_advisory(&adv(301_000)),
+    );
+    assert_eq!(a, b);
+    assert!(a.unwrap().contains("ne-1"));
+}
