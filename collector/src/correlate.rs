@@ -1,6 +1,8 @@
 //! Mass-outage correlation (docs/design.md, "Customer-experience model"): incidents of at least K devices behind one access node
 //! that start within T minutes become one **network event**; later incidents of that node join
-//! it while it lasts; it resolves when all its members have (at the latest member's resolution).
+//! it while it lasts; it resolves when fewer than K of its devices still have an open member
+//! incident (at the latest member's resolution): the stragglers' faults are then local, and
+//! the advisory that held their healing is lifted.
 //! While it lasts, heartbeat replies to every agent behind the node carry
 //! `Advisory::UpstreamOutage` so they take no local action.
 //!

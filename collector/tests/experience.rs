@@ -862,7 +862,9 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
         (0, 0, 0)
     );
     assert_eq!(s.count("network_events").await, 1);
-    // The event resolves when all its members do; the advisory stops.
+    // The event lasts while K = 3 of its devices still fail, and ends when fewer do: a device
+    // whose own local fault keeps its incident open must not hold the advisory (and with it
+    // its own healing) forever.
     let resolved: Vec<Inc> = ["cpe-m1", "cpe-m2", "cpe-m3", "cpe-m4"]
         .iter()
         .enumerate()
@@ -871,21 +873,26 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
             ..open(a, 20_000 * k as i64, Category::NoInternet)
         })
         .collect();
-    store_incidents(&s, &resolved[..3]).await;
+    store_incidents(&s, &resolved[..1]).await;
     let o = s
         .store()
         .correlate(&params, netmedic_collector::now())
         .await
         .unwrap();
-    assert_eq!(o.events_resolved, 0, "one member is still open");
-    store_incidents(&s, &resolved[3..]).await;
+    assert_eq!(o.events_resolved, 0, "three devices still fail");
+    store_incidents(&s, &resolved[1..2]).await;
     let o = s
         .store()
         .correlate(&params, netmedic_collector::now())
         .await
         .unwrap();
-    assert_eq!(o.events_resolved, 1);
+    assert_eq!(o.events_resolved, 1, "two devices still fail: fewer than K");
     assert_eq!(upstream(&beat(&s, "cpe-m1", &tokens[0]).await), None);
+    assert_eq!(
+        upstream(&beat(&s, "cpe-m4", &tokens[3]).await),
+        None,
+        "a straggler still failing gets no advisory: its fault is local"
+    );
     let active: NetworkEventList = ok_json(s.get("/api/v1/network-events?active=true").await).await;
     assert!(active.network_events.is_empty());
     // The report lists it.

@@ -484,7 +484,10 @@ macro_rules! cx_sql {
                 qb.push(" ON CONFLICT (agent_id, incident_id) DO NOTHING");
                 out.members_added += qb.build().execute(&mut *conn).await?.rows_affected();
             }
-            // Counts, resolution and the advisory's validity of every unresolved event.
+            // Counts, resolution and the advisory's validity of every unresolved event. An event
+            // ends when fewer than K of its devices still have an open member incident: the
+            // outage condition no longer holds. Waiting for every member would deadlock a device
+            // whose own local fault (held by the advisory) keeps its incident open.
             let updated: Vec<(String, Option<i64>)> = sqlx::query_as(
                 "UPDATE network_events SET
                     member_count = (SELECT COUNT(*) FROM network_event_members m
@@ -492,16 +495,16 @@ macro_rules! cx_sql {
                     device_count = (SELECT COUNT(DISTINCT m.agent_id) FROM network_event_members m
                                     WHERE m.event_id = network_events.event_id),
                     resolved_at = CASE
-                        WHEN EXISTS (SELECT 1 FROM network_event_members m
-                                     JOIN incidents i ON i.agent_id = m.agent_id
-                                                     AND i.incident_id = m.incident_id
-                                     WHERE m.event_id = network_events.event_id
-                                       AND i.status = 'open')
-                        THEN NULL
-                        ELSE (SELECT MAX(i.resolved_at) FROM network_event_members m
+                        WHEN (SELECT COUNT(DISTINCT m.agent_id) FROM network_event_members m
                               JOIN incidents i ON i.agent_id = m.agent_id
                                               AND i.incident_id = m.incident_id
-                              WHERE m.event_id = network_events.event_id)
+                              WHERE m.event_id = network_events.event_id
+                                AND i.status = 'open') >= $3
+                        THEN NULL
+                        ELSE COALESCE((SELECT MAX(i.resolved_at) FROM network_event_members m
+                              JOIN incidents i ON i.agent_id = m.agent_id
+                                              AND i.incident_id = m.incident_id
+                              WHERE m.event_id = network_events.event_id), $2)
                     END,
                     until_at = $1,
                     updated_at = $2
@@ -510,12 +513,17 @@ macro_rules! cx_sql {
             )
             .bind(now + params.advisory_ms)
             .bind(now)
+            .bind(i64::from(params.min_devices))
             .fetch_all(&mut *conn)
             .await?;
             for (id, resolved) in &updated {
                 if resolved.is_some() {
                     out.events_resolved += 1;
-                    log::info!("network event {id} resolved: all its incidents are resolved");
+                    log::info!(
+                        "network event {id} resolved: fewer than {} of its devices still fail \
+                         (any left are local faults and may be healed)",
+                        params.min_devices
+                    );
                 }
             }
             Ok(out)
