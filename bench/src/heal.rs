@@ -161,7 +161,10 @@ impl Env<'_> {
             }
             Fault::ResolvConf => {
                 let text = c.resolv_conf().map_err(e)?;
-                if text.lines().any(|l| l.trim_start().starts_with("nameserver")) {
+                if text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("nameserver"))
+                {
                     Ok(())
                 } else {
                     Err("resolv.conf names no nameserver".into())
@@ -184,10 +187,10 @@ impl Env<'_> {
         let c = self.cpe;
         let gw = ISP_GATEWAY.to_string();
         let _ = match f {
-            Fault::Route => c
-                .ns
-                .ip(&["route", "replace", "default", "via", &gw, "dev", WAN_IFACE])
-                .map(drop),
+            Fault::Route => {
+                c.ns.ip(&["route", "replace", "default", "via", &gw, "dev", WAN_IFACE])
+                    .map(drop)
+            }
             Fault::WanAddress => c.renew_lease(),
             Fault::ResolvConf => c.write_resolv_conf(&self.resolv_conf),
             Fault::LanDnsmasq => {
@@ -197,13 +200,13 @@ impl Env<'_> {
             // Unreplied UDP entries expire after 30 s.
             Fault::Conntrack => Ok(()),
             Fault::Mtu => c.set_wan_mtu(1500),
-            Fault::WanAdminDown => c
-                .ns
-                .ip(&["link", "set", WAN_IFACE, "up"])
-                .and_then(|_| {
-                    c.ns.ip(&["route", "replace", "default", "via", &gw, "dev", WAN_IFACE])
-                })
-                .map(drop),
+            Fault::WanAdminDown => {
+                c.ns.ip(&["link", "set", WAN_IFACE, "up"])
+                    .and_then(|_| {
+                        c.ns.ip(&["route", "replace", "default", "via", &gw, "dev", WAN_IFACE])
+                    })
+                    .map(drop)
+            }
         };
     }
 }
@@ -508,8 +511,12 @@ pub fn run(shipped_path: &Path, runs: usize, faults: &[Fault]) -> Result<()> {
         "netmedic shipped-config heal benchmark: {} with only these keys replaced:",
         shipped_path.display()
     );
-    for (k, v) in site_keys(&lab, &bench.env, Path::new("<fresh per run>"), &bench.restart_argv)
-    {
+    for (k, v) in site_keys(
+        &lab,
+        &bench.env,
+        Path::new("<fresh per run>"),
+        &bench.restart_argv,
+    ) {
         let shown = match &v {
             Value::String(s) => format!("{s:?}"),
             other => other.to_string(),
@@ -546,9 +553,11 @@ pub fn run(shipped_path: &Path, runs: usize, faults: &[Fault]) -> Result<()> {
         rows.push(row);
     }
     println!(
-        "{:<26} {:>2}  {:<27}{:<27}{}",
-        "fault", "n", "detected: med p95 worst", "fault gone: med p95 worst", "collector: med p95 worst"
+        "{:<30}{:<27}{:<27}collector resolved",
+        "", "detected", "fault gone"
     );
+    let cols = format!("{:>6} {:>6} {:>6}", "median", "p95", "worst");
+    println!("{:<26} {:>2}  {cols:<27}{cols:<27}{cols}", "fault", "n");
     for r in rows {
         println!("{r}");
     }
@@ -585,7 +594,8 @@ mod tests {
 
     #[test]
     fn start_delay_is_read_from_the_log() {
-        let log = "2026-11-23T09:19:49.451Z INFO  reporter: first delivery in 2.5 s (start delay)\n";
+        let log =
+            "2026-11-23T09:19:49.451Z INFO  reporter: first delivery in 2.5 s (start delay)\n";
         assert_eq!(first_delivery_ms(log), Some(1_795_425_589_451 + 2_500));
         assert_eq!(first_delivery_ms("nothing"), None);
     }

@@ -78,7 +78,11 @@ fn heal_args(args: &[String]) -> Result<(std::path::PathBuf, Vec<heal::Fault>), 
     let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
-            .map(|i| args.get(i + 1).cloned().ok_or(format!("{name} needs a value")))
+            .map(|i| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or(format!("{name} needs a value"))
+            })
             .transpose()
     };
     let config = value("--config")?.map_or_else(

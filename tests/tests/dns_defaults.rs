@@ -69,7 +69,10 @@ fn shipped_dns_check_asks_for_the_collectors_name_and_catches_local_faults() {
     );
     let key = format!("resolver {ISP_GATEWAY}");
     assert!(
-        o["evidence"][&key].as_str().unwrap().contains("203.0.113.10"),
+        o["evidence"][&key]
+            .as_str()
+            .unwrap()
+            .contains("203.0.113.10"),
         "{o:#}"
     );
 

@@ -26,8 +26,8 @@ mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DnsConfig, collector_host_name};
 use config::parse_record_type;
+pub use config::{DnsConfig, collector_host_name};
 pub use judge::{Health, ResolverResult, judge};
 use probe::query_with_retries;
 pub use probe::{Outcome, interpret, parse_resolv_conf, query};
