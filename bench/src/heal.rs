@@ -370,8 +370,13 @@ impl Bench<'_> {
                 let delay_over = first_delivery_ms(&text).is_none_or(|t| unix_ms_now() > t + 300);
                 if started && delay_over {
                     Ok(())
+                } else if !text.contains(&marker) {
+                    Err(format!(
+                        "check {} has not run (off in this config?)",
+                        f.check()
+                    ))
                 } else {
-                    Err(agent.log_tail(5))
+                    Err("waiting for the reporter's start delay".to_string())
                 }
             },
         )?;
