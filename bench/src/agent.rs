@@ -15,14 +15,14 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn unix_ms_now() -> i64 {
+pub(crate) fn unix_ms_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Milliseconds since the epoch of an agent log line (`2026-11-23T09:19:49.451Z LEVEL ...`).
-fn log_line_ms(line: &str) -> Option<i64> {
+pub(crate) fn log_line_ms(line: &str) -> Option<i64> {
     let ts = line.split_whitespace().next()?;
     ts.parse::<netmedic_proto::Timestamp>()
         .ok()

@@ -1,10 +1,11 @@
 //! `netmedic-bench`: the agent's benchmarks in the lab (run as root). `agent` measures link-down
 //! detection latency over real carrier drops and the CPU time of one full check cycle;
 //! `footprint` measures an idle agent's memory, CPU and wakeups beside zabbix_agentd. They print
-//! figures; nothing asserts a time.
+//! figures; nothing asserts a time. `heal` is the shipped-config heal benchmark.
 
 mod agent;
 mod footprint;
+mod heal;
 
 use std::process::ExitCode;
 
@@ -18,7 +19,12 @@ USAGE:
     netmedic-bench footprint [--minutes N]
                           idle RSS/PSS, CPU per minute and wakeups per second of the agent with
                           the shipped config, beside zabbix_agentd, over N minutes (default 10)
-                          after a 1-minute warm-up";
+                          after a 1-minute warm-up
+    netmedic-bench heal [--runs N] [--faults a,b,..] [--config PATH]
+                          the shipped config (config/agent.toml, only site-specific keys
+                          replaced): each local fault injected N times (default 5): detection,
+                          fault gone and resolved auto-healed at the collector (median, p95,
+                          worst). Faults: route address dns service conntrack mtu admin-down";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +51,13 @@ fn main() -> ExitCode {
             Ok(minutes) => footprint::run(minutes.unwrap_or(10.0)).map_err(|e| format!("{e:#}")),
             Err(e) => return usage_error(&e),
         },
+        Some("heal") => match (flag("--runs"), heal_args(&args)) {
+            (Ok(runs), Ok((config, faults))) => {
+                heal::run(&config, runs.map_or(5, |r| r as usize), &faults)
+                    .map_err(|e| e.to_string())
+            }
+            (Err(e), _) | (_, Err(e)) => return usage_error(&e),
+        },
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -58,6 +71,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--config PATH` (default: the repository's config/agent.toml) and `--faults a,b`.
+fn heal_args(args: &[String]) -> Result<(std::path::PathBuf, Vec<heal::Fault>), String> {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or(format!("{name} needs a value"))
+            })
+            .transpose()
+    };
+    let config = value("--config")?.map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("config")
+                .join("agent.toml")
+        },
+        std::path::PathBuf::from,
+    );
+    let faults = match value("--faults")? {
+        None => heal::Fault::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(|k| {
+                heal::Fault::ALL
+                    .into_iter()
+                    .find(|f| f.key() == k.trim())
+                    .ok_or_else(|| format!("unknown fault {k:?}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((config, faults))
 }
 
 fn usage_error(e: &str) -> ExitCode {

@@ -45,7 +45,7 @@ impl Default for ConntrackConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_secs: 30,
+            interval_secs: 5,
             fail_threshold: 2,
             ok_threshold: 2,
             degraded_percent: 80.0,

@@ -257,8 +257,15 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
     }
 }
 
-/// Checks to re-run at once when netlink reports a change (link, address or route).
-pub const NETLINK_DRIVEN: &[CheckId] = &[CheckId::Link, CheckId::WanAddress, CheckId::DefaultRoute];
+/// Checks to re-run at once when netlink reports a change (link, address or route). `mtu`:
+/// a WAN MTU changed by hand or by a misbehaving script arrives as a link change, so it is
+/// judged in seconds instead of at the next 300 s run.
+pub const NETLINK_DRIVEN: &[CheckId] = &[
+    CheckId::Link,
+    CheckId::WanAddress,
+    CheckId::DefaultRoute,
+    CheckId::Mtu,
+];
 
 #[cfg(test)]
 mod tests {

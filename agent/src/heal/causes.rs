@@ -200,7 +200,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         let want = format!(
-            "/etc/netmedic/agent.toml:{line}:{column}: field `playbook[9].causes[1]`: \"pmtu_blackhol\" \
+            "/etc/netmedic/agent.toml:{line}:{column}: field `playbook[10].causes[1]`: \"pmtu_blackhol\" \
              is not a cause of check mtu; its causes are: {}",
             crate::checks::mtu::CAUSES.join(", ")
         );

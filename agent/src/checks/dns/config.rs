@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
-    /// Off by default: the test names are the ISP's own.
+    /// On by default: without `test_names` the collector's host name is asked for.
     pub enabled: bool,
     pub interval_secs: u64,
     pub fail_threshold: u32,
@@ -21,7 +21,8 @@ pub struct DnsConfig {
     /// Resolvers the ISP provisioned (e.g. handed out by DHCP/PPP). Each is queried too, and a
     /// resolv.conf naming other resolvers is a misconfiguration. Empty: no comparison.
     pub provisioned_resolvers: Vec<IpAddr>,
-    /// Names that must exist (the ISP's own, e.g. `probe.isp.example`). Required when enabled.
+    /// Names that must exist (the ISP's own, e.g. `probe.isp.example`). Empty: the host name of
+    /// `collector.url` (see [`DnsConfig::effective`]); none when that URL names an IP address.
     pub test_names: Vec<String>,
     /// A name that must NOT exist; a resolver answering it with an address is redirecting
     /// NXDOMAIN (hijack). Empty: not tested.
@@ -36,12 +37,19 @@ pub struct DnsConfig {
     pub slow_threshold_ms: u64,
     /// UDP port of the resolvers.
     pub port: u16,
+    /// Not a config key: set by [`DnsConfig::effective`] when `test_names` was empty and holds
+    /// the collector's host name instead. Such a name is only known to exist where the
+    /// collector is reached (split-horizon DNS may hide it elsewhere), so any answer from a
+    /// resolver — NXDOMAIN and no-data included — shows that the resolver works; only a
+    /// timeout, an unreachable resolver, SERVFAIL, REFUSED or another error code is a fault.
+    #[serde(skip)]
+    pub names_from_collector_url: bool,
 }
 
 impl Default for DnsConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             interval_secs: 30,
             fail_threshold: 2,
             ok_threshold: 2,
@@ -54,6 +62,7 @@ impl Default for DnsConfig {
             retries: 1,
             slow_threshold_ms: 1000,
             port: 53,
+            names_from_collector_url: false,
         }
     }
 }
@@ -71,12 +80,6 @@ impl DnsConfig {
         );
         if self.resolv_conf.as_os_str().is_empty() {
             out.push(Problem::new("checks.dns.resolv_conf", "must not be empty"));
-        }
-        if self.enabled && self.test_names.is_empty() {
-            out.push(Problem::new(
-                "checks.dns.test_names",
-                "at least one name that must exist is required when the check is enabled",
-            ));
         }
         if self.test_names.len() > 10 {
             out.push(Problem::new("checks.dns.test_names", "at most 10 names"));
@@ -126,6 +129,43 @@ impl DnsConfig {
             out.push(Problem::new("checks.dns.port", "must not be 0"));
         }
     }
+}
+
+impl DnsConfig {
+    /// The config the check runs with: explicit `test_names` as they are; none configured →
+    /// the host name of `collector_url` (a name that must resolve wherever the agent reports),
+    /// judged leniently (see [`DnsConfig::names_from_collector_url`]); an IP-literal URL → no
+    /// name at all, and the check judges resolv.conf only (returned as the `Err` note).
+    pub fn effective(&self, collector_url: &str) -> (DnsConfig, Option<String>) {
+        let mut c = self.clone();
+        if !c.test_names.is_empty() {
+            return (c, None);
+        }
+        match collector_host_name(collector_url) {
+            Some(host) => {
+                c.test_names = vec![host];
+                c.names_from_collector_url = true;
+                (c, None)
+            }
+            None => (
+                c,
+                Some(format!(
+                    "no test name: checks.dns.test_names is empty and collector.url ({collector_url}) \
+                     names no host; resolvers are not queried (only resolv.conf is judged) until \
+                     checks.dns.test_names is set"
+                )),
+            ),
+        }
+    }
+}
+
+/// The DNS host name of an http(s) URL; `None` for an IP address or an unparsable URL.
+pub fn collector_host_name(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    // `domain()` is `None` for an IP address.
+    let d = u.domain()?.trim_end_matches('.');
+    // A name the resolvers can answer: not a bare label like `localhost`.
+    (d.contains('.') && Name::from_ascii(d).is_ok()).then(|| d.to_ascii_lowercase())
 }
 
 pub(super) fn parse_record_type(s: &str) -> Option<RecordType> {

@@ -77,14 +77,18 @@ impl Health {
 
 impl ResolverResult {
     /// The resolver's health: its worst outcome over the test names. A resolver is `Ok` only
-    /// when every must-exist name has an address and the must-not-exist name has none.
-    pub fn health(&self) -> Health {
+    /// when every must-exist name has an address and the must-not-exist name has none. With
+    /// `any_answer_ok` (the name is the collector's, not one the ISP vouches for) NXDOMAIN and
+    /// no-data are answers too: the resolver works.
+    pub fn health(&self, any_answer_ok: bool) -> Health {
         let mut worst = Health::Ok;
         for (_, o) in &self.names {
             let h = match o {
                 Outcome::Answer { .. } => Health::Ok,
+                Outcome::NoData { .. } if any_answer_ok => Health::Ok,
                 Outcome::NoData { .. } => Health::NoData,
                 Outcome::Rcode { code, .. } => match code {
+                    ResponseCode::NXDomain if any_answer_ok => Health::Ok,
                     ResponseCode::NXDomain => Health::NxDomain,
                     ResponseCode::ServFail => Health::ServFail,
                     ResponseCode::Refused => Health::Refused,
@@ -130,13 +134,27 @@ impl ResolverResult {
 /// The verdict over all resolvers' results; pure so it is unit-tested without a network.
 /// `resolv_error` is set when resolv.conf could not be read.
 pub fn judge(c: &DnsConfig, resolv_error: Option<&str>, results: &[ResolverResult]) -> Observation {
+    let lenient = c.names_from_collector_url;
+    let health = |r: &ResolverResult| r.health(lenient);
     let in_use: Vec<&ResolverResult> = results.iter().filter(|r| r.in_use).collect();
-    let threshold = format!(
-        "every resolver in use answers {} within {} ms ({} retries); resolv.conf = provisioned",
-        c.test_names.join(", "),
-        c.timeout_ms,
-        c.retries
-    );
+    let threshold = if c.test_names.is_empty() {
+        "resolv.conf names a resolver (none queried: no test name)".to_string()
+    } else if lenient {
+        format!(
+            "every resolver in use answers {} (the collector's name; NXDOMAIN counts as an answer) \
+             within {} ms ({} retries); resolv.conf = provisioned",
+            c.test_names.join(", "),
+            c.timeout_ms,
+            c.retries
+        )
+    } else {
+        format!(
+            "every resolver in use answers {} within {} ms ({} retries); resolv.conf = provisioned",
+            c.test_names.join(", "),
+            c.timeout_ms,
+            c.retries
+        )
+    };
     let mut obs = evidence_of(results);
     obs.push(("resolv_conf".into(), c.resolv_conf.display().to_string()));
     let in_use_list: Vec<String> = in_use.iter().map(|r| r.resolver.to_string()).collect();
@@ -192,17 +210,17 @@ pub fn judge(c: &DnsConfig, resolv_error: Option<&str>, results: &[ResolverResul
     }
 
     let working: Vec<&&ResolverResult> =
-        in_use.iter().filter(|r| r.health() == Health::Ok).collect();
+        in_use.iter().filter(|r| health(r) == Health::Ok).collect();
     let provisioned_working = results
         .iter()
-        .filter(|r| r.provisioned && r.health() == Health::Ok)
+        .filter(|r| r.provisioned && health(r) == Health::Ok)
         .count();
     let value = format!("{}/{} resolvers in use answer", working.len(), in_use.len());
 
     // The worst problem among the resolvers in use that do not work.
     let worst = in_use
         .iter()
-        .map(|r| r.health())
+        .map(|r| health(r))
         .filter(|h| *h != Health::Ok)
         .max();
 
@@ -234,7 +252,7 @@ pub fn judge(c: &DnsConfig, resolv_error: Option<&str>, results: &[ResolverResul
     if let Some(w) = worst {
         let bad: Vec<String> = in_use
             .iter()
-            .filter(|r| r.health() == w)
+            .filter(|r| health(r) == w)
             .map(|r| r.resolver.to_string())
             .collect();
         let (status, severity) = if working.is_empty() {
@@ -290,6 +308,19 @@ pub fn judge(c: &DnsConfig, resolv_error: Option<&str>, results: &[ResolverResul
             .category(Category::SlowOrLossy)
             .value(format!("{slowest:.0} ms"))
             .hint("a loaded or distant resolver; check the access link's loss and latency"),
+        );
+    }
+    if c.test_names.is_empty() {
+        return finish(
+            Observation::ok(
+                CheckId::Dns,
+                format!(
+                    "resolv.conf names {} resolver(s); none queried: set checks.dns.test_names \
+                     (collector.url is an IP address)",
+                    in_use.len()
+                ),
+            )
+            .value(format!("{} resolvers, not queried", in_use.len())),
         );
     }
     finish(

@@ -226,14 +226,134 @@ fn config_problems() {
     assert!(fields.contains(&"checks.dns.record_type"), "{fields:?}");
     assert!(fields.contains(&"checks.dns.timeout_ms"), "{fields:?}");
     assert!(fields.contains(&"checks.dns.test_names[0]"), "{fields:?}");
-    let mut out = Vec::new();
-    DnsConfig {
-        enabled: true,
-        ..DnsConfig::default()
-    }
-    .problems(&mut out);
-    assert_eq!(out.len(), 1, "{out:?}");
+    // On without names is valid: the collector's host name is asked for instead.
     let mut out = Vec::new();
     DnsConfig::default().problems(&mut out);
+    assert!(DnsConfig::default().enabled);
     assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn shipped_config_shows_the_defaults_and_enables_the_check() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml");
+    let c = crate::config::AgentConfig::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(c.checks.dns, DnsConfig::default());
+    // The placeholder collector's name is what the shipped config asks for.
+    let (eff, note) = c.checks.dns.effective(&c.collector.url);
+    assert_eq!(eff.test_names, ["collector.isp.example"]);
+    assert!(eff.names_from_collector_url && note.is_none());
+}
+
+#[test]
+fn default_name_is_the_collector_host_unless_names_are_set_or_the_url_is_an_ip() {
+    assert_eq!(
+        collector_host_name("https://Collector.ISP.example:8440/x").as_deref(),
+        Some("collector.isp.example")
+    );
+    assert_eq!(
+        collector_host_name("http://noc.example./").as_deref(),
+        Some("noc.example")
+    );
+    for ip_or_bad in [
+        "http://203.0.113.10:8440",
+        "https://[2001:db8::1]:8440",
+        "http://localhost:8440",
+        "not a url",
+    ] {
+        assert_eq!(collector_host_name(ip_or_bad), None, "{ip_or_bad}");
+    }
+    let explicit = cfg(&[]);
+    let (eff, note) = explicit.effective("https://collector.isp.example");
+    assert_eq!(eff.test_names, ["probe.isp.example"]);
+    assert!(!eff.names_from_collector_url && note.is_none());
+    let (eff, note) = DnsConfig::default().effective("http://203.0.113.10:8440");
+    assert!(eff.test_names.is_empty());
+    assert!(note.unwrap().contains("checks.dns.test_names"));
+}
+
+/// The collector's name judged leniently: `c` as [`DnsConfig::effective`] makes it.
+fn collector_name_cfg() -> DnsConfig {
+    DnsConfig::default()
+        .effective("https://collector.isp.example:8440")
+        .0
+}
+
+#[test]
+fn with_the_collector_name_any_answer_is_a_working_resolver() {
+    let c = collector_name_cfg();
+    for o in [
+        ans(3.0),
+        Outcome::Rcode {
+            code: ResponseCode::NXDomain,
+            latency_ms: 2.0,
+        },
+        Outcome::NoData { latency_ms: 2.0 },
+    ] {
+        let r = res("100.64.0.1", true, false, o.clone());
+        let obs = judge(&c, None, &[r]);
+        assert_eq!(obs.status, CheckStatus::Ok, "{o:?}: {obs:?}");
+    }
+    for (o, cause) in [
+        (Outcome::Timeout, "resolver_timeout"),
+        (
+            Outcome::Rcode {
+                code: ResponseCode::ServFail,
+                latency_ms: 2.0,
+            },
+            "resolver_servfail",
+        ),
+        (
+            Outcome::Rcode {
+                code: ResponseCode::Refused,
+                latency_ms: 2.0,
+            },
+            "resolver_refused",
+        ),
+    ] {
+        let obs = judge(&c, None, &[res("100.64.0.1", true, false, o)]);
+        assert_eq!(obs.status, CheckStatus::Failed);
+        assert_eq!(obs.cause, cause);
+    }
+    // An explicit name that must exist stays strict.
+    let strict = judge(
+        &cfg(&[]),
+        None,
+        &[res(
+            "100.64.0.1",
+            true,
+            false,
+            Outcome::Rcode {
+                code: ResponseCode::NXDomain,
+                latency_ms: 2.0,
+            },
+        )],
+    );
+    assert_eq!(strict.cause, "resolver_nxdomain");
+}
+
+#[test]
+fn an_empty_resolv_conf_fails_with_default_names_and_without_any() {
+    for c in [
+        collector_name_cfg(),
+        DnsConfig::default().effective("http://203.0.113.10").0,
+    ] {
+        // The lease's resolver answers, but nothing in resolv.conf uses it.
+        let leased = res("100.64.0.1", false, true, ans(1.0));
+        let obs = judge(&c, None, &[leased]);
+        assert_eq!(obs.status, CheckStatus::Failed);
+        assert_eq!(obs.cause, "no_resolvers_configured");
+        assert_eq!(obs.category, Category::LocalMisconfig);
+    }
+    // Without a name nothing is queried and a resolv.conf naming a resolver passes.
+    let c = DnsConfig::default().effective("http://203.0.113.10").0;
+    let r = ResolverResult {
+        resolver: ip("100.64.0.1"),
+        in_use: true,
+        provisioned: false,
+        names: vec![],
+        nonexistent: None,
+    };
+    let obs = judge(&c, None, &[r]);
+    assert_eq!(obs.status, CheckStatus::Ok);
+    assert!(obs.summary.contains("none queried"), "{}", obs.summary);
 }
