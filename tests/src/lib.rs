@@ -51,6 +51,8 @@ pub mod snmpd;
 pub mod faults;
 // Helpers and timing of the self-healing tests.
 pub mod heal_faults;
+// The home LAN as a bridge, with a rogue DHCP server and a duplicate-IP host to plug in.
+pub mod lan;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
