@@ -15,7 +15,7 @@ use std::hash::{BuildHasher as _, Hasher as _, RandomState};
 use std::time::{Duration, Instant};
 
 /// Short intervals for the functional tests (the timing test uses the shipped ones).
-const FAST: &str = "[checks.lan_dhcp]\ninterval_secs = 2\nlisten_ms = 1000\n\n\
+const FAST: &str = "[checks.lan_dhcp]\ninterval_secs = 6\nlisten_ms = 4000\n\n\
     [checks.lan_arp]\ninterval_secs = 2\nlisten_ms = 500\n";
 
 fn home() -> (Lab, HomeLan) {

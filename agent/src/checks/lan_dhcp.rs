@@ -56,7 +56,8 @@ pub struct LanDhcpConfig {
     pub ok_threshold: u32,
     /// The LAN bridge (or LAN interface) the probe is sent on.
     pub lan_bridge: String,
-    /// How long offers are collected after the DISCOVER.
+    /// How long offers are collected after the DISCOVER. Servers that ping an address before
+    /// offering it (dnsmasq does by default) answer about 3 s late.
     pub listen_ms: u64,
     /// Other legitimate DHCP servers on the LAN (server identifiers), besides the router.
     pub allowed_servers: Vec<Ipv4Addr>,
@@ -70,7 +71,7 @@ impl Default for LanDhcpConfig {
             fail_threshold: 1,
             ok_threshold: 2,
             lan_bridge: "br-lan".into(),
-            listen_ms: 2000,
+            listen_ms: 4000,
             allowed_servers: Vec::new(),
         }
     }
