@@ -305,6 +305,7 @@ async fn overview_counts_devices_and_open_incidents(backend: Backend) {
             vec![
                 open("i-2a", Category::NoInternet),
                 open("i-2b", Category::DnsFailure),
+                open("i-2c", Category::LanDegraded),
             ],
         ),
         ("ov-3", resolved("i-3a")),
@@ -354,10 +355,11 @@ async fn overview_counts_devices_and_open_incidents(backend: Backend) {
         (Category::DnsFailure, 2),
         (Category::SlowOrLossy, 1),
         (Category::LineDegraded, 1),
+        (Category::LanDegraded, 1),
     ];
     expected.sort_by_key(|(c, _)| c.as_str());
     assert_eq!(o.open_by_category, expected);
-    assert_eq!(o.started - before.started, 7);
+    assert_eq!(o.started - before.started, 8);
     assert_eq!(o.resolved - before.resolved, 2);
     server.stop().await;
 }

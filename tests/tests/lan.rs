@@ -117,7 +117,12 @@ fn the_check_command_sees_a_host_on_the_routers_address() {
     assert_eq!(o["evidence"]["ip"], lab.cpe(0).lan_ip.to_string());
     assert_eq!(o["evidence"]["router_mac"], home.bridge_mac.as_str());
     // The lab's LAN host (another address) is no conflict, and the router still works for it.
-    assert!(lab.cpe(0).lan_ns.ping(&lab.cpe(0).lan_ip.to_string()).is_ok());
+    assert!(
+        lab.cpe(0)
+            .lan_ns
+            .ping(&lab.cpe(0).lan_ip.to_string())
+            .is_ok()
+    );
 
     dup.unplug().unwrap();
     let o = agent_check(&lab, 0, "lan_arp", FAST).unwrap();
@@ -172,7 +177,10 @@ fn lan_faults_reach_the_collector_with_the_offenders_mac_and_resolve() {
         "lan_ip_conflict",
         Duration::from_secs(60),
     );
-    assert_eq!(i.evidence["offender_mac"], device_mac(DeviceKind::DuplicateIp, 2));
+    assert_eq!(
+        i.evidence["offender_mac"],
+        device_mac(DeviceKind::DuplicateIp, 2)
+    );
     assert_eq!(i.evidence["ip"], lab.cpe(0).lan_ip.to_string());
     assert_eq!(i.category, Category::LanDegraded);
     dup.unplug().unwrap();
@@ -223,20 +231,25 @@ fn detection_time_with_the_shipped_intervals() {
         let t0 = Instant::now();
         let deadline = interval * 2 + Duration::from_secs(30);
         let (mut t_dhcp, mut t_arp) = (None, None);
-        wait_for("both LAN incidents", deadline, Duration::from_millis(100), || {
-            let page = s.incidents().map_err(|e| e.to_string())?;
-            for i in &page.incidents {
-                match (i.check, t_dhcp, t_arp) {
-                    (CheckId::LanDhcp, None, _) => t_dhcp = Some(t0.elapsed()),
-                    (CheckId::LanArp, _, None) => t_arp = Some(t0.elapsed()),
-                    _ => {}
+        wait_for(
+            "both LAN incidents",
+            deadline,
+            Duration::from_millis(100),
+            || {
+                let page = s.incidents().map_err(|e| e.to_string())?;
+                for i in &page.incidents {
+                    match (i.check, t_dhcp, t_arp) {
+                        (CheckId::LanDhcp, None, _) => t_dhcp = Some(t0.elapsed()),
+                        (CheckId::LanArp, _, None) => t_arp = Some(t0.elapsed()),
+                        _ => {}
+                    }
                 }
-            }
-            match (t_dhcp, t_arp) {
-                (Some(_), Some(_)) => Ok(()),
-                _ => Err(format!("{:?}", summarize(&page))),
-            }
-        })
+                match (t_dhcp, t_arp) {
+                    (Some(_), Some(_)) => Ok(()),
+                    _ => Err(format!("{:?}", summarize(&page))),
+                }
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", tail(&s.agent_log(0))));
         let (d, a) = (t_dhcp.unwrap(), t_arp.unwrap());
         eprintln!(

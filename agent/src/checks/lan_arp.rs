@@ -324,7 +324,11 @@ mod tests {
         );
         assert!(c.pairs.is_empty());
         for _ in 0..3 {
-            c.add(arp_sender(&reply(HOST_MAC, LAN_IP)).unwrap(), ROUTER_MAC, &[LAN_IP]);
+            c.add(
+                arp_sender(&reply(HOST_MAC, LAN_IP)).unwrap(),
+                ROUTER_MAC,
+                &[LAN_IP],
+            );
         }
         assert_eq!(c.pairs, vec![(LAN_IP, HOST_MAC)]);
         for i in 0..10u8 {
@@ -371,6 +375,9 @@ mod tests {
         let mut out = Vec::new();
         c.problems(&mut out);
         let fields: Vec<_> = out.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["checks.lan_arp.lan_bridge", "checks.lan_arp.listen_ms"]);
+        assert_eq!(
+            fields,
+            ["checks.lan_arp.lan_bridge", "checks.lan_arp.listen_ms"]
+        );
     }
 }

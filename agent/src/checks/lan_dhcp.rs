@@ -28,7 +28,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
-pub const CAUSES: &[&str] = &["rogue_dhcp_server", "lan_bridge_missing", "raw_socket_failed"];
+pub const CAUSES: &[&str] = &[
+    "rogue_dhcp_server",
+    "lan_bridge_missing",
+    "raw_socket_failed",
+];
 
 /// Most distinct foreign servers kept from one run (a flood of forged offers stays bounded).
 pub const MAX_SERVERS: usize = 8;
@@ -321,7 +325,10 @@ fn list(a: &[Ipv4Addr]) -> String {
     if a.is_empty() {
         return "-".into();
     }
-    a.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",")
+    a.iter()
+        .map(Ipv4Addr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Debug, Clone)]
@@ -386,7 +393,10 @@ impl LanDhcpCheck {
                 ),
             )
             .category(Category::LanDegraded)
-            .value(format!("0 foreign servers, {} own offer(s)", seen.own_offers))
+            .value(format!(
+                "0 foreign servers, {} own offer(s)",
+                seen.own_offers
+            ))
             .evidence("lan_bridge", &own.name)
             .evidence("own_offers", seen.own_offers);
         };
@@ -436,16 +446,11 @@ fn probe(c: &LanDhcpConfig) -> Result<(LanIface, Seen), RawError> {
     let xid = rawnet::random_u32();
     let frame = discover_frame(rawnet::random_local_mac(), xid);
     let mut seen = Seen::default();
-    rawnet::exchange(
-        &own,
-        &frame,
-        Duration::from_millis(c.listen_ms),
-        |f| {
-            if let Some(offer) = parse_offer(f, xid) {
-                seen.add(offer, &own, &c.allowed_servers);
-            }
-        },
-    )?;
+    rawnet::exchange(&own, &frame, Duration::from_millis(c.listen_ms), |f| {
+        if let Some(offer) = parse_offer(f, xid) {
+            seen.add(offer, &own, &c.allowed_servers);
+        }
+    })?;
     Ok((own, seen))
 }
 
@@ -491,13 +496,16 @@ mod tests {
         let ip = Ipv4Packet::new(eth.payload()).unwrap();
         assert_eq!(ipv4::checksum(&ip), ip.get_checksum());
         assert_eq!(usize::from(ip.get_total_length()), f.len() - ETH_LEN);
-        let u = UdpPacket::new(&ip.payload()[..]).unwrap();
+        let u = UdpPacket::new(ip.payload()).unwrap();
         assert_eq!((u.get_source(), u.get_destination()), (68, 67));
         let d = DhcpPacket::new(u.payload()).unwrap();
         assert_eq!(d.get_xid(), 0xdead_beef);
         assert_eq!(d.get_flags(), 0x8000);
         assert_eq!(d.get_chaddr().octets(), ROGUE_MAC);
-        assert_eq!(parse_options(d.payload()).unwrap().msg_type, Some(DHCPDISCOVER));
+        assert_eq!(
+            parse_options(d.payload()).unwrap().msg_type,
+            Some(DHCPDISCOVER)
+        );
         assert!(u.payload().len() >= 300);
         // Our own DISCOVER seen on the socket is no offer.
         assert_eq!(parse_offer(&f, 0xdead_beef), None);
@@ -515,7 +523,11 @@ mod tests {
         assert_eq!(o.routers, vec![sid]);
         assert_eq!(o.dns.len(), 2);
         assert_eq!(parse_offer(&f, 8), None, "another xid");
-        assert_eq!(parse_offer(&offer_frame(ROGUE_MAC, sid, 7, 5), 7), None, "an ACK");
+        assert_eq!(
+            parse_offer(&offer_frame(ROGUE_MAC, sid, 7, 5), 7),
+            None,
+            "an ACK"
+        );
         // Every truncation is refused or parsed within bounds, never a panic.
         for n in 0..f.len() {
             let _ = parse_offer(&f[..n], 7);
@@ -582,8 +594,11 @@ mod tests {
         for i in 0..20u8 {
             let m = [2, 0, 0, 0, 1, i];
             seen.add(
-                parse_offer(&offer_frame(m, Ipv4Addr::new(192, 0, 2, i), 1, DHCPOFFER), 1)
-                    .unwrap(),
+                parse_offer(
+                    &offer_frame(m, Ipv4Addr::new(192, 0, 2, i), 1, DHCPOFFER),
+                    1,
+                )
+                .unwrap(),
                 &own,
                 &[],
             );
