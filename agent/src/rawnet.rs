@@ -14,8 +14,8 @@
 
 use nix::ifaddrs::getifaddrs;
 use nix::sys::socket::{
-    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrLike as _, bind,
-    recv, send, setsockopt, socket, sockopt,
+    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, bind, recv, send,
+    setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeVal;
 use std::net::Ipv4Addr;
@@ -128,9 +128,6 @@ pub fn exchange(
     )
     .map_err(open_err)?;
     // The link address from getifaddrs carries protocol 0: the socket keeps ETH_P_ALL.
-    if link.len() == 0 {
-        return Err(RawError::NoInterface(iface.name.clone()));
-    }
     bind(fd.as_raw_fd(), link).map_err(open_err)?;
     setsockopt(
         &fd,
