@@ -179,6 +179,8 @@ pub struct ChecksSection {
     pub service: checks::service::ServiceConfig,
     pub clock: checks::clock::ClockConfig,
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
+    pub lan_dhcp: checks::lan_dhcp::LanDhcpConfig,
+    pub lan_arp: checks::lan_arp::LanArpConfig,
 }
 
 impl ChecksSection {
@@ -195,6 +197,8 @@ impl ChecksSection {
         self.service.problems(out);
         self.clock.problems(out);
         self.modem_snmp.problems(out);
+        self.lan_dhcp.problems(out);
+        self.lan_arp.problems(out);
     }
 }
 

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod ping;
+pub mod rawnet;
 pub mod reporter;
 pub mod spool;
 pub mod text;

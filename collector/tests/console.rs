@@ -31,6 +31,7 @@ backend_stories!(
     overview_counts_devices_and_open_incidents,
     experience_page_takes_a_date_range,
     experiments_page_for_operators_and_viewers,
+    lan_incidents_show_their_offender_on_the_device_and_incident_pages,
 );
 
 const PASSWORD: &str = "a long enough password";
@@ -306,6 +307,7 @@ async fn overview_counts_devices_and_open_incidents(backend: Backend) {
             vec![
                 open("i-2a", Category::NoInternet),
                 open("i-2b", Category::DnsFailure),
+                open("i-2c", Category::LanDegraded),
             ],
         ),
         ("ov-3", resolved("i-3a")),
@@ -355,10 +357,11 @@ async fn overview_counts_devices_and_open_incidents(backend: Backend) {
         (Category::DnsFailure, 2),
         (Category::SlowOrLossy, 1),
         (Category::LineDegraded, 1),
+        (Category::LanDegraded, 1),
     ];
     expected.sort_by_key(|(c, _)| c.as_str());
     assert_eq!(o.open_by_category, expected);
-    assert_eq!(o.started - before.started, 7);
+    assert_eq!(o.started - before.started, 8);
     assert_eq!(o.resolved - before.resolved, 2);
     server.stop().await;
 }
@@ -599,6 +602,55 @@ async fn hostile_device_strings_are_escaped(backend: Backend) {
         .get("/incidents?region=%3Cscript%3Ealert(4)%3C/script%3E")
         .await;
     assert!(!page.body.contains("<script>alert(4)"));
+    server.stop().await;
+}
+
+async fn lan_incidents_show_their_offender_on_the_device_and_incident_pages(backend: Backend) {
+    let server = start(backend).await;
+    add_user(&server, "viewer", Role::Viewer).await;
+    let mut e = event("lan-e1", "inc-lan", 1, EventKind::Opened);
+    e.check = CheckId::LanDhcp;
+    e.cause = "rogue_dhcp_server".into();
+    e.category = Category::LanDegraded;
+    e.severity = Severity::Major;
+    e.summary = "rogue DHCP server 198.51.100.1 (02:52:4f:47:55:01) on the LAN".into();
+    e.evidence
+        .insert("offender_mac".into(), "02:52:4f:47:55:01".into());
+    e.evidence.insert("server_id".into(), "198.51.100.1".into());
+    server
+        .store()
+        .ingest_report(&batch("cpe-0001", vec![e]), ts(2))
+        .await
+        .unwrap();
+    let mut b = Browser::new(&server);
+    b.login("viewer", PASSWORD).await;
+    for path in [
+        "/incidents/cpe-0001/inc-lan",
+        "/devices/cpe-0001",
+        "/incidents",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        for text in ["lan_dhcp", "lan_degraded", "02:52:4f:47:55:01"] {
+            assert!(
+                page.body.contains(text),
+                "{path} lacks {text}: {}",
+                page.body
+            );
+        }
+    }
+    let page = b.get("/incidents/cpe-0001/inc-lan").await;
+    assert!(page.body.contains("rogue_dhcp_server"), "{}", page.body);
+    assert!(
+        page.body.contains("02:52:4f:47:55:01"),
+        "offender MAC in evidence"
+    );
+    let page = b.get("/incidents?category=lan_degraded").await;
+    assert!(
+        page.body.contains("/incidents/cpe-0001/inc-lan"),
+        "{}",
+        page.body
+    );
     server.stop().await;
 }
 

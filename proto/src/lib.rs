@@ -80,6 +80,8 @@ closed_enum!(
         Service => "service",
         Clock => "clock",
         ModemSnmp => "modem_snmp",
+        LanDhcp => "lan_dhcp",
+        LanArp => "lan_arp",
     }
 );
 
@@ -107,6 +109,8 @@ closed_enum!(
         LocalMisconfig => "local_misconfig",
         LineDegraded => "line_degraded",
         DeviceHealth => "device_health",
+        /// The home network behind the router: a rogue DHCP server, an address conflict.
+        LanDegraded => "lan_degraded",
     }
 );
 
@@ -396,6 +400,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
+            CheckId::LanDhcp | CheckId::LanArp => Category::LanDegraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

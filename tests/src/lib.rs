@@ -52,6 +52,8 @@ pub mod faults;
 // Helpers and timing of the self-healing tests.
 pub mod hard_cases;
 pub mod heal_faults;
+// The home LAN as a bridge, with a rogue DHCP server and a duplicate-IP host to plug in.
+pub mod lan;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

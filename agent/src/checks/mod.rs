@@ -13,6 +13,8 @@ pub mod default_route;
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod lan_arp;
+pub mod lan_dhcp;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
@@ -215,6 +217,8 @@ catalogue! {
     Service(service::ServiceCheck) => service,
     Clock(clock::ClockCheck) => clock,
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
+    LanDhcp(lan_dhcp::LanDhcpCheck) => lan_dhcp,
+    LanArp(lan_arp::LanArpCheck) => lan_arp,
 }
 
 impl Check {
@@ -233,6 +237,8 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
     use CheckId::*;
     match check {
         Link | Conntrack | Resources | Service | ModemSnmp => &[],
+        // The home network does not depend on the WAN.
+        LanDhcp | LanArp => &[],
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
@@ -254,6 +260,8 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Service => service::CAUSES,
         CheckId::Clock => clock::CAUSES,
         CheckId::ModemSnmp => modem_snmp::CAUSES,
+        CheckId::LanDhcp => lan_dhcp::CAUSES,
+        CheckId::LanArp => lan_arp::CAUSES,
     }
 }
 

@@ -125,6 +125,8 @@ fn reason_rules_match_words_case_insensitively() {
         ("internet is very slow", C::SlowOrLossy),
         ("connection keeps dropping", C::Intermittent),
         ("router keeps rebooting", C::DeviceHealth),
+        ("IP address conflict on my laptop", C::LanDegraded),
+        ("devices on the home network get no address", C::LanDegraded),
     ] {
         assert!(params.reason_matches(reason, cat), "{reason:?} → {cat:?}");
     }
