@@ -179,6 +179,7 @@ pub struct ChecksSection {
     pub service: checks::service::ServiceConfig,
     pub clock: checks::clock::ClockConfig,
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
+    pub wan6: checks::wan6::Wan6Config,
 }
 
 impl ChecksSection {
@@ -195,6 +196,13 @@ impl ChecksSection {
         self.service.problems(out);
         self.clock.problems(out);
         self.modem_snmp.problems(out);
+        self.wan6.problems(out);
+        if self.wan6.enabled && self.wan_address.require_ipv6 {
+            out.push(Problem::new(
+                "checks.wan_address.require_ipv6",
+                "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
+            ));
+        }
     }
 }
 

@@ -80,6 +80,7 @@ closed_enum!(
         Service => "service",
         Clock => "clock",
         ModemSnmp => "modem_snmp",
+        Wan6 => "wan6",
     }
 );
 
@@ -94,6 +95,9 @@ closed_enum!(
         FlushConntrack => "flush_conntrack",
         RestartService => "restart_service",
         Reboot => "reboot",
+        RenewDhcp6 => "renew_dhcp6",
+        RestoreRoute6 => "restore_route6",
+        ReapplyLanPrefix => "reapply_lan_prefix",
     }
 );
 
@@ -107,6 +111,9 @@ closed_enum!(
         LocalMisconfig => "local_misconfig",
         LineDegraded => "line_degraded",
         DeviceHealth => "device_health",
+        /// IPv4 works, IPv6 does not (RA, default route, address, delegated prefix, IPv6 path):
+        /// dual-stack services fall back or break while the IPv4 checks stay green.
+        Ipv6Degraded => "ipv6_degraded",
     }
 );
 
@@ -396,6 +403,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
+            CheckId::Wan6 => Category::Ipv6Degraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

@@ -18,6 +18,7 @@ pub mod modem_snmp;
 pub mod mtu;
 pub mod resources;
 pub mod service;
+pub mod wan6;
 pub mod wan_address;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
@@ -215,6 +216,7 @@ catalogue! {
     Service(service::ServiceCheck) => service,
     Clock(clock::ClockCheck) => clock,
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
+    Wan6(wan6::Wan6Check) => wan6,
 }
 
 impl Check {
@@ -236,6 +238,8 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
+        // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
+        Wan6 => &[Link],
     }
 }
 
@@ -254,6 +258,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Service => service::CAUSES,
         CheckId::Clock => clock::CAUSES,
         CheckId::ModemSnmp => modem_snmp::CAUSES,
+        CheckId::Wan6 => wan6::CAUSES,
     }
 }
 

@@ -148,6 +148,10 @@ pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
                 "hardware",
             ],
         ),
+        (
+            Category::Ipv6Degraded,
+            &["ipv6", "ip6", "dual stack", "dual-stack"],
+        ),
     ];
     rules
         .into_iter()
