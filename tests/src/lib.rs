@@ -51,6 +51,8 @@ pub mod snmpd;
 pub mod faults;
 // Helpers and timing of the self-healing tests.
 pub mod heal_faults;
+// Dual stack (RA, DHCPv6 with prefix delegation) for the IPv6 tests.
+pub mod ipv6;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

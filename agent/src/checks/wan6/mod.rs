@@ -11,7 +11,8 @@ use crate::config::{AgentConfig, Problem};
 use crate::lease6::{DelegatedPrefix, Lease6, lan_address};
 use crate::net6::{Addr6, DefaultRoute6};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
-use ra::RouterAdvert;
+use ra::{RaMemory, RouterAdvert};
+use std::sync::Arc;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -41,6 +42,10 @@ pub struct Wan6Config {
     /// How long a run waits for a router advertisement after its solicitation. Routers may
     /// delay a solicited advertisement up to 3.5 s (RFC 4861 MIN_DELAY_BETWEEN_RAS + jitter).
     pub ra_wait_ms: u64,
+    /// An RA heard (a listener keeps the last one) within this long counts; older, the run
+    /// solicits one. Soliciting makes the CPE's own client re-apply the RA too, so the check
+    /// solicits only when the router has been quiet this long.
+    pub ra_max_age_secs: u64,
     /// The WAN must hold a global address (SLAAC or DHCPv6 IA_NA).
     pub require_global_address: bool,
     /// The LAN interface (bridge) that carries the delegated prefix's /64. Empty: the CPE does
@@ -62,6 +67,7 @@ impl Default for Wan6Config {
             fail_threshold: 2,
             ok_threshold: 2,
             ra_wait_ms: 4000,
+            ra_max_age_secs: 120,
             require_global_address: true,
             lan_interface: String::new(),
             lease6_file: None,
@@ -87,6 +93,12 @@ impl Wan6Config {
                 "must be between 100 and 10000",
             ));
         }
+        if self.ra_max_age_secs == 0 || self.ra_max_age_secs > 9000 {
+            out.push(Problem::new(
+                "checks.wan6.ra_max_age_secs",
+                "must be between 1 and 9000 (the longest router lifetime)",
+            ));
+        }
         if self.lan_interface.len() > 15 || self.lan_interface.contains('/') {
             out.push(Problem::new(
                 "checks.wan6.lan_interface",
@@ -108,6 +120,7 @@ impl Wan6Config {
 pub struct Wan6Check {
     pub config: Wan6Config,
     pub wan_interface: String,
+    pub ra_memory: Arc<RaMemory>,
 }
 
 /// What one run saw; [`Wan6Check::judge`] turns it into an observation (unit-tested).
@@ -138,6 +151,7 @@ impl Wan6Check {
         Self {
             config: config.checks.wan6.clone(),
             wan_interface: config.wan.interface.clone(),
+            ra_memory: Arc::default(),
         }
     }
 
@@ -357,10 +371,23 @@ impl Wan6Check {
             }
             Err(e) => return err("netlink_error", format!("cannot read interfaces: {e}")),
         };
-        let wait = Duration::from_millis(self.config.ra_wait_ms);
-        let ra = match ra::solicit(wan, wan_index, wait).await {
-            Ok(ra) => ra,
-            Err(e) => return err("no_icmp_socket", format!("cannot solicit a router: {e}")),
+        self.ra_memory.listen(wan);
+        let max_age = Duration::from_secs(self.config.ra_max_age_secs);
+        let ra = match self.ra_memory.fresh(max_age) {
+            Some((ra, _)) => Some(ra),
+            None => {
+                let wait = Duration::from_millis(self.config.ra_wait_ms);
+                match ra::solicit(wan, wan_index, wait).await {
+                    Ok(Some(ra)) => {
+                        self.ra_memory.remember(ra.clone());
+                        Some(ra)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        return err("no_icmp_socket", format!("cannot solicit a router: {e}"));
+                    }
+                }
+            }
         };
         let routes = match ctx.netlink.default_routes_v6().await {
             Ok(r) => r.into_iter().filter(|r| r.oif == Some(wan_index)).collect(),

@@ -7,7 +7,9 @@ use nix::sys::socket::{
 };
 use std::ffi::OsString;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
@@ -66,13 +68,7 @@ pub fn parse_ra(router: Ipv6Addr, msg: &[u8]) -> Option<RouterAdvert> {
     Some(ra)
 }
 
-/// Solicits a Router Advertisement on interface `ifname` (index `ifindex`) and waits up to
-/// `wait` for one (solicited or not). `Ok(None)`: no router answered.
-pub async fn solicit(
-    ifname: &str,
-    ifindex: u32,
-    wait: Duration,
-) -> std::io::Result<Option<RouterAdvert>> {
+fn open(ifname: &str) -> std::io::Result<tokio::net::UdpSocket> {
     let fd = socket(
         AddressFamily::Inet6,
         SockType::Raw,
@@ -82,11 +78,14 @@ pub async fn solicit(
     setsockopt(&fd, sockopt::BindToDevice, &OsString::from(ifname))?;
     // Neighbour discovery messages carry hop limit 255, or receivers drop them (RFC 4861).
     setsockopt(&fd, sockopt::Ipv6MulticastHops, &255)?;
-    let sock = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
-    let rs = [ND_ROUTER_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
-    sock.send_to(&rs, SocketAddrV6::new(ALL_ROUTERS, 0, 0, ifindex))
-        .await?;
-    let deadline = tokio::time::Instant::now() + wait;
+    tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}
+
+/// Receives until an RA arrives or `deadline` passes.
+async fn next_ra(
+    sock: &tokio::net::UdpSocket,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Option<RouterAdvert>> {
     let mut buf = [0u8; 1500];
     loop {
         let Ok(got) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await else {
@@ -101,6 +100,82 @@ pub async fn solicit(
         if let Some(ra) = parse_ra(*from.ip(), &buf[..n]) {
             return Ok(Some(ra));
         }
+    }
+}
+
+/// Solicits a Router Advertisement on interface `ifname` (index `ifindex`) and waits up to
+/// `wait` for one (solicited or not). `Ok(None)`: no router answered.
+pub async fn solicit(
+    ifname: &str,
+    ifindex: u32,
+    wait: Duration,
+) -> std::io::Result<Option<RouterAdvert>> {
+    let sock = open(ifname)?;
+    let rs = [ND_ROUTER_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
+    sock.send_to(&rs, SocketAddrV6::new(ALL_ROUTERS, 0, 0, ifindex))
+        .await?;
+    next_ra(&sock, tokio::time::Instant::now() + wait).await
+}
+
+/// The last RA heard on the WAN, kept by a listener task so the check need not solicit while
+/// the router advertises on its own: a solicitation makes every client on the CPE (dhcpcd)
+/// process the answer too, which would repair a deleted route behind the check's back.
+#[derive(Debug, Default)]
+pub struct RaMemory {
+    last: Mutex<Option<(RouterAdvert, Instant)>>,
+    listening: AtomicBool,
+}
+
+impl RaMemory {
+    pub fn remember(&self, ra: RouterAdvert) {
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((ra, Instant::now()));
+    }
+
+    /// The last RA if heard within `max_age`.
+    pub fn fresh(&self, max_age: Duration) -> Option<(RouterAdvert, Duration)> {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.as_ref()
+            .map(|(ra, at)| (ra.clone(), at.elapsed()))
+            .filter(|(_, age)| *age <= max_age)
+    }
+
+    /// Starts the listener on `ifname` unless it runs. It ends when the memory is dropped (a
+    /// config reload builds a new check) or its socket fails (the next run starts it again).
+    pub fn listen(self: &Arc<Self>, ifname: &str) {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let sock = match open(ifname) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("wan6: cannot listen for router advertisements: {e}");
+                self.listening.store(false, Ordering::SeqCst);
+                return;
+            }
+        };
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let got = next_ra(&sock, deadline).await;
+                let Some(me) = weak.upgrade() else { return };
+                match got {
+                    Ok(Some(ra)) => me.remember(ra),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::debug!("wan6: router advertisement listener: {e}");
+                        me.listening.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -12,6 +12,7 @@ fn check(lan: &str) -> Wan6Check {
             ..Wan6Config::default()
         },
         wan_interface: "wan".into(),
+        ra_memory: Arc::default(),
     }
 }
 
@@ -167,4 +168,13 @@ fn without_a_lan_interface_prefix_delegation_is_not_judged() {
     f.lan_addrs = Some(vec![addr("2001:db8:100::1", 128)]);
     assert_eq!(judged(&check("lan"), &f).cause, "lan_prefix_missing");
     let _: Ipv6Addr = f.wan_addrs[0].addr;
+}
+
+#[test]
+fn ra_memory_forgets_after_max_age() {
+    let m = RaMemory::default();
+    assert!(m.fresh(Duration::from_secs(60)).is_none());
+    m.remember(ra(60));
+    assert_eq!(m.fresh(Duration::from_secs(60)).unwrap().0, ra(60));
+    assert!(m.fresh(Duration::ZERO).is_none_or(|(_, age)| age.is_zero()));
 }

@@ -1,0 +1,308 @@
+//! Dual stack end to end: the real agent in a CPE whose WAN gets IPv6 from real daemons
+//! (dnsmasq RAs, kea DHCPv6 with prefix delegation, dhcpcd on the CPE; see `netmedic_lab::ipv6`)
+//! detects each IPv6 fault as one `wan6` incident of category `ipv6_degraded` at the real
+//! collector, heals the local ones, leaves IPv4 alone, and keeps a WAN carrier loss one incident.
+//!
+//! The `wan6` check runs with its shipped settings (10 s interval, 2 failures to open, 2 passes to
+//! resolve, RA memory 120 s); the healer's backoff is shortened as in the other healing tests.
+//! Each test prints `IPV6-TIMING` lines (injection → incident at the collector, → repaired in the
+//! namespace, → resolved at the collector): `cargo test -p netmedic-lab --test ipv6 -- --nocapture`.
+
+#![allow(clippy::unwrap_used)]
+
+use netmedic_lab::heal_faults::{healing_toml, tail};
+use netmedic_lab::ipv6::{Dhcp6Timers, Ipv6Lab};
+use netmedic_lab::stack::{Stack, StackOptions};
+use netmedic_lab::{Lab, wait_for};
+use netmedic_proto::{
+    ActionId, ActionOutcome, Category, CheckId, IncidentStatus, IncidentView,
+};
+use std::time::{Duration, Instant};
+
+/// Detection needs 2 runs 10 s apart (plus an RA solicitation of up to 4 s): well within this.
+const DETECT: Duration = Duration::from_secs(90);
+
+fn run(timers: Dhcp6Timers, extra: &str, test: impl FnOnce(&Lab, &Ipv6Lab, &Stack<'_>)) {
+    let lab = Lab::builder().build().unwrap();
+    let v6 = Ipv6Lab::start(&lab, timers).unwrap();
+    let options = StackOptions {
+        extra_agent_toml: format!("{}\n{extra}\n{}", v6.agent_toml(0), healing_toml("")),
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(&lab, options).unwrap();
+    // The agent's first wan6 runs pass before any fault is injected.
+    stack
+        .wait_agent_log(0, &["check wan6: Ok"], Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics()));
+    test(&lab, &v6, &stack);
+}
+
+fn wan6_incidents(stack: &Stack<'_>) -> Vec<IncidentView> {
+    stack
+        .incidents()
+        .unwrap()
+        .incidents
+        .into_iter()
+        .filter(|i| i.check == CheckId::Wan6)
+        .collect()
+}
+
+/// No incident of any check but `allowed` was opened (IPv4 untouched, nothing duplicated).
+fn assert_only(stack: &Stack<'_>, allowed: CheckId) {
+    let page = stack.incidents().unwrap();
+    let others: Vec<String> = page
+        .incidents
+        .iter()
+        .filter(|i| i.check != allowed)
+        .map(|i| format!("{} {} {:?}", i.check, i.cause, i.status))
+        .collect();
+    assert!(others.is_empty(), "unexpected incidents: {others:?}");
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Injects a local fault, waits for the wan6 incident of `cause`, for `healthy` in the
+/// namespace and for the incident resolved and auto-healed by `action`.
+fn heal_case(
+    stack: &Stack<'_>,
+    v6: &Ipv6Lab,
+    fault: &str,
+    cause: &str,
+    action: ActionId,
+    inject: impl FnOnce(),
+    healthy: impl Fn() -> Result<(), String>,
+) {
+    let t0 = Instant::now();
+    inject();
+    let diag = || format!("{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics());
+    let inc = stack
+        .wait_incident(&format!("wan6 {cause}"), DETECT, |i| {
+            i.check == CheckId::Wan6 && i.cause == cause
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+    let detected = t0.elapsed();
+    assert_eq!(inc.category, Category::Ipv6Degraded);
+    assert_eq!(
+        inc.evidence.get("family").map(String::as_str),
+        Some("ipv6")
+    );
+    wait_for(fault, DETECT, Duration::from_millis(200), &healthy)
+        .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+    let healed = t0.elapsed();
+    let done = stack
+        .wait_incident("wan6 incident resolved", DETECT, |i| {
+            i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+    let resolved = t0.elapsed();
+    println!(
+        "IPV6-TIMING {fault:<28} detected {} healed {} resolved {}",
+        secs(detected),
+        secs(healed),
+        secs(resolved)
+    );
+    assert_eq!(done.auto_healed, Some(true), "{done:#?}");
+    let trail: Vec<(ActionId, ActionOutcome)> =
+        done.actions.iter().map(|a| (a.action, a.outcome)).collect();
+    assert_eq!(
+        trail,
+        [
+            (action, ActionOutcome::Planned),
+            (action, ActionOutcome::Done),
+            (action, ActionOutcome::Verified),
+        ],
+        "{}",
+        diag()
+    );
+    assert_eq!(wan6_incidents(stack).len(), 1, "{:#?}", wan6_incidents(stack));
+    assert_only(stack, CheckId::Wan6);
+}
+
+#[test]
+fn deleted_ipv6_default_route_is_restored_from_the_router_advertisement() {
+    run(Dhcp6Timers::LONG, "", |_, v6, stack| {
+        let cpe = v6.cpe(0);
+        heal_case(
+            stack,
+            v6,
+            "ipv6 default route deleted",
+            "ipv6_default_route_missing",
+            ActionId::RestoreRoute6,
+            || cpe.delete_default_routes6().unwrap(),
+            || {
+                let r = cpe.default_routes6().map_err(|e| e.to_string())?;
+                if r.iter().any(|(via, _)| via.starts_with("fe80:")) {
+                    Ok(())
+                } else {
+                    Err(format!("{r:?}"))
+                }
+            },
+        );
+    });
+}
+
+#[test]
+fn removed_lan_prefix_is_reapplied_from_the_lease() {
+    run(Dhcp6Timers::LONG, "", |_, v6, stack| {
+        let cpe = v6.cpe(0);
+        let before = cpe.lan_prefixes().unwrap();
+        assert_eq!(before.len(), 1, "{before:?}");
+        heal_case(
+            stack,
+            v6,
+            "LAN prefix removed",
+            "lan_prefix_missing",
+            ActionId::ReapplyLanPrefix,
+            || cpe.remove_lan_prefix().unwrap(),
+            || {
+                let now = cpe.lan_prefixes().map_err(|e| e.to_string())?;
+                if now == before {
+                    Ok(())
+                } else {
+                    Err(format!("{now:?}"))
+                }
+            },
+        );
+    });
+}
+
+#[test]
+fn stopped_router_advertisements_are_one_ipv6_incident() {
+    run(Dhcp6Timers::LONG, "", |_, v6, stack| {
+        let t0 = Instant::now();
+        v6.stop_ra().unwrap();
+        // The RA memory (120 s) must run out before a solicitation goes unanswered.
+        let inc = stack
+            .wait_incident("wan6 ra_missing", DETECT + Duration::from_secs(120), |i| {
+                i.check == CheckId::Wan6 && i.cause == "ra_missing"
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        // Nothing local fixes a silent router: report only.
+        assert!(inc.actions.is_empty(), "{:#?}", inc.actions);
+        v6.start_ra().unwrap();
+        let t1 = Instant::now();
+        stack
+            .wait_incident("ra_missing resolved", DETECT, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after the RAs came back",
+            "router advertisements stopped",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        assert_eq!(wan6_incidents(stack).len(), 1);
+        assert_only(stack, CheckId::Wan6);
+    });
+}
+
+#[test]
+fn lost_prefix_delegation_is_detected_and_recovers_with_the_server() {
+    run(Dhcp6Timers::SHORT, "", |_, v6, stack| {
+        let cpe = v6.cpe(0);
+        let t0 = Instant::now();
+        v6.stop_kea().unwrap();
+        // The delegation's valid lifetime (24 s) runs out without renewals.
+        let inc = stack
+            .wait_incident("wan6 prefix_delegation_missing", DETECT, |i| {
+                i.check == CheckId::Wan6 && i.cause == "prefix_delegation_missing"
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\n{}\n{}",
+                    tail(&stack.agent_log(0)),
+                    v6.diagnostics()
+                )
+            });
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        v6.start_kea().unwrap();
+        let t1 = Instant::now();
+        stack
+            .wait_incident("prefix delegation back", DETECT * 2, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\n{}\n{}",
+                    tail(&stack.agent_log(0)),
+                    v6.diagnostics()
+                )
+            });
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after the server came back",
+            "prefix delegation lost",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        assert!(!cpe.lan_prefixes().unwrap().is_empty());
+        assert_eq!(wan6_incidents(stack).len(), 1, "{:#?}", wan6_incidents(stack));
+        assert_only(stack, CheckId::Wan6);
+    });
+}
+
+#[test]
+fn dual_stack_carrier_loss_is_one_link_incident() {
+    run(Dhcp6Timers::LONG, "", |lab, _, stack| {
+        let cpe = lab.cpe(0);
+        let log_len = stack.agent_log(0).len();
+        cpe.drop_wan_carrier().unwrap();
+        stack
+            .wait_incident("link incident", DETECT, |i| i.check == CheckId::Link)
+            .unwrap();
+        // Keep the carrier down until wan6 has failed often enough to open an incident of its
+        // own had it not been layered under link.
+        wait_for(
+            "wan6 failures counted as consequences of link",
+            DETECT,
+            Duration::from_millis(200),
+            || {
+                let log = stack.agent_log(0);
+                let n = log[log_len.min(log.len())..]
+                    .matches("wan6 failure is a consequence of link")
+                    .count();
+                if n >= 2 { Ok(()) } else { Err(format!("{n} so far")) }
+            },
+        )
+        .unwrap();
+        cpe.restore_wan_carrier().unwrap();
+        stack
+            .wait_incident("link incident resolved", DETECT, |i| {
+                i.check == CheckId::Link && i.status == IncidentStatus::Resolved
+            })
+            .unwrap();
+        // wan6 passes again after the carrier returned (dhcpcd rebinds).
+        let ok_len = stack.agent_log(0).len();
+        wait_for(
+            "wan6 passes again",
+            DETECT,
+            Duration::from_millis(200),
+            || {
+                let log = stack.agent_log(0);
+                if log[ok_len.min(log.len())..].contains("check wan6: Ok") {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            },
+        )
+        .unwrap();
+        let page = stack.incidents().unwrap();
+        let link: Vec<_> = page
+            .incidents
+            .iter()
+            .filter(|i| i.check == CheckId::Link)
+            .collect();
+        assert_eq!(link.len(), 1, "{:#?}", page.incidents);
+        assert!(
+            wan6_incidents(stack).is_empty(),
+            "{:#?}",
+            wan6_incidents(stack)
+        );
+    });
+}
