@@ -116,6 +116,23 @@ impl Ipv6Lab {
             kea: Mutex::new(None),
             cpes: Vec::new(),
         };
+        // kea binds the bridge's link-local address: wait until DAD has finished with it.
+        wait_for(
+            "the access bridge's link-local address",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || -> std::result::Result<(), String> {
+                let text = me
+                    .isp
+                    .ip(&["-6", "addr", "show", "dev", ACCESS_BRIDGE, "scope", "link"])
+                    .map_err(|e| e.to_string())?;
+                if text.contains("inet6") && !text.contains("tentative") {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            },
+        )?;
         me.start_ra()?;
         me.start_kea()?;
         for cpe in lab.cpes() {
@@ -185,6 +202,37 @@ impl Ipv6Lab {
         Ok(())
     }
 
+    /// Waits until no router advertisement went out for `quiet`. dnsmasq advertises every 5-15 s
+    /// for a minute after an interface or address change in the ISP namespace, then at the
+    /// configured 600 s; every RA makes dhcpcd re-apply its default route, so a test of a local
+    /// route fault starts once the router is in its slow rhythm, as an ISP's router is.
+    pub fn wait_ra_quiet(&self, quiet: Duration, timeout: Duration) -> Result<()> {
+        let log = self.dir.join("isp-ra.log");
+        let count = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("RTR-ADVERT")
+                .count()
+        };
+        let mut last = (count(), std::time::Instant::now());
+        wait_for(
+            "router advertisements slow down",
+            timeout,
+            Duration::from_millis(250),
+            || -> std::result::Result<(), String> {
+                let n = count();
+                if n != last.0 {
+                    last = (n, std::time::Instant::now());
+                }
+                if last.1.elapsed() >= quiet {
+                    Ok(())
+                } else {
+                    Err(format!("{n} RAs sent, the last {:?} ago", last.1.elapsed()))
+                }
+            },
+        )
+    }
+
     /// Stops the router advertisements.
     pub fn stop_ra(&self) -> Result<()> {
         if let Some(mut p) = lock(&self.ra).take() {
@@ -204,7 +252,8 @@ impl Ipv6Lab {
         let (pd_prefix, pd_len) = PD_POOL.split_once('/').unwrap_or((PD_POOL, "40"));
         let text = format!(
             r#"{{ "Dhcp6": {{
-  "interfaces-config": {{ "interfaces": [ "{ACCESS_BRIDGE}" ] }},
+  "interfaces-config": {{ "interfaces": [ "{ACCESS_BRIDGE}" ],
+    "service-sockets-max-retries": 20, "service-sockets-retry-wait-time": 250 }},
   "lease-database": {{ "type": "memfile", "persist": false }},
   "server-id": {{ "type": "LL", "persist": false }},
   "renew-timer": {}, "rebind-timer": {}, "preferred-lifetime": {}, "valid-lifetime": {},

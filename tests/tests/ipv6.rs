@@ -30,7 +30,10 @@ fn run(timers: Dhcp6Timers, extra: &str, test: impl FnOnce(&Lab, &Ipv6Lab, &Stac
         ..StackOptions::default()
     };
     let stack = Stack::start(&lab, options).unwrap();
-    // The agent's first wan6 runs pass before any fault is injected.
+    // The ISP's router has left its start-up burst of advertisements (each would make dhcpcd
+    // repair a route fault at once) and the agent's first wan6 runs pass.
+    v6.wait_ra_quiet(Duration::from_secs(20), Duration::from_secs(120))
+        .unwrap();
     stack
         .wait_agent_log(0, &["check wan6: Ok"], Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics()));
