@@ -106,7 +106,14 @@ impl Ipv6Lab {
             ACCESS_BRIDGE,
             "nodad",
         ])?;
-        isp.ip(&["-6", "addr", "add", &format!("{PROBE6_IP}/128"), "dev", "lo"])?;
+        isp.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{PROBE6_IP}/128"),
+            "dev",
+            "lo",
+        ])?;
         isp.ip(&["link", "set", "lo", "up"])?;
         let mut me = Ipv6Lab {
             isp,

@@ -12,9 +12,9 @@ use crate::lease6::{DelegatedPrefix, Lease6, lan_address};
 use crate::net6::{Addr6, DefaultRoute6};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use ra::{RaMemory, RouterAdvert};
-use std::sync::Arc;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Every cause this check reports besides `ok`.
