@@ -87,7 +87,8 @@ fn healthy_dual_stack_is_ok() {
 #[test]
 fn each_fault_has_its_cause() {
     let c = check("lan");
-    let cases: Vec<(&str, CheckStatus, Box<dyn Fn(&mut Facts)>)> = vec![
+    type Fault = Box<dyn Fn(&mut Facts)>;
+    let cases: Vec<(&str, CheckStatus, Fault)> = vec![
         (
             "ra_missing",
             CheckStatus::Degraded,
