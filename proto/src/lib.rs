@@ -81,6 +81,7 @@ closed_enum!(
         Clock => "clock",
         ModemSnmp => "modem_snmp",
         Wan6 => "wan6",
+        Icmp6 => "icmp6",
     }
 );
 
@@ -403,7 +404,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
-            CheckId::Wan6 => Category::Ipv6Degraded,
+            CheckId::Wan6 | CheckId::Icmp6 => Category::Ipv6Degraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

@@ -295,6 +295,31 @@ impl Ipv6Lab {
         Ok(())
     }
 
+    /// Drops `percent`% (0-100) of the ICMPv6 echo requests the ISP receives from CPE `i`
+    /// (nftables ingress on the ISP end of its WAN veth); neighbour discovery and DHCPv6 pass,
+    /// IPv4 is untouched. `0` removes the rule.
+    pub fn inject_echo_loss6(&self, i: usize, percent: u8) -> Result<()> {
+        if percent > 100 {
+            return Err(LabError::Setup(format!(
+                "loss {percent}% is more than 100%"
+            )));
+        }
+        let port = format!("cpe{i}");
+        let table = format!("nmlab_loss6_{port}");
+        let mut script = format!("table netdev {table} {{}}\ndelete table netdev {table}\n");
+        if percent > 0 {
+            let verdict = if percent == 100 {
+                "drop".to_string()
+            } else {
+                format!("numgen random mod 100 < {percent} drop")
+            };
+            script.push_str(&format!(
+                "table netdev {table} {{\n chain ingress {{\n  type filter hook ingress device \"{port}\" priority 0; policy accept;\n  icmpv6 type echo-request {verdict}\n }}\n}}\n"
+            ));
+        }
+        self.isp.nft(&script)
+    }
+
     /// Logs of the IPv6 daemons, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut s = format!(

@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::heal_faults::{healing_toml, tail};
-use netmedic_lab::ipv6::{Dhcp6Timers, Ipv6Lab};
+use netmedic_lab::ipv6::{Dhcp6Timers, Ipv6Lab, PROBE6_IP};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{Lab, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, IncidentStatus, IncidentView};
@@ -59,6 +59,7 @@ const NETWORK: &[CheckId] = &[
     CheckId::Mtu,
     CheckId::Http,
     CheckId::Wan6,
+    CheckId::Icmp6,
 ];
 
 /// No network incident of any check but `allowed` was opened (IPv4 untouched, nothing
@@ -253,6 +254,44 @@ fn lost_prefix_delegation_is_detected_and_recovers_with_the_server() {
             wan6_incidents(stack)
         );
         assert_only(stack, CheckId::Wan6);
+    });
+}
+
+#[test]
+fn ipv6_path_loss_is_one_icmp6_incident_beside_a_healthy_ipv4() {
+    let extra = format!("[checks.icmp6]\nenabled = true\ntargets = [\"{PROBE6_IP}\"]\n");
+    run(Dhcp6Timers::LONG, &extra, |_, v6, stack| {
+        let t0 = Instant::now();
+        v6.inject_echo_loss6(0, 40).unwrap();
+        let inc = stack
+            .wait_incident("icmp6 packet_loss", DETECT, |i| {
+                i.check == CheckId::Icmp6 && i.cause == "packet_loss"
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
+        v6.inject_echo_loss6(0, 0).unwrap();
+        let t1 = Instant::now();
+        stack
+            .wait_incident("icmp6 resolved", DETECT, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after the loss ended",
+            "ipv6 path loss 40%",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        let page = stack.incidents().unwrap();
+        let icmp6 = page
+            .incidents
+            .iter()
+            .filter(|i| i.check == CheckId::Icmp6)
+            .count();
+        assert_eq!(icmp6, 1, "{:#?}", page.incidents);
+        assert_only(stack, CheckId::Icmp6);
     });
 }
 

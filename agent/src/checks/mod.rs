@@ -13,6 +13,7 @@ pub mod default_route;
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod icmp6;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
@@ -217,6 +218,7 @@ catalogue! {
     Clock(clock::ClockCheck) => clock,
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
     Wan6(wan6::Wan6Check) => wan6,
+    Icmp6(icmp6::Icmp6Check) => icmp6,
 }
 
 impl Check {
@@ -240,6 +242,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
         // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
         Wan6 => &[Link],
+        Icmp6 => &[Link, Wan6],
     }
 }
 
@@ -259,6 +262,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Clock => clock::CAUSES,
         CheckId::ModemSnmp => modem_snmp::CAUSES,
         CheckId::Wan6 => wan6::CAUSES,
+        CheckId::Icmp6 => icmp6::CAUSES,
     }
 }
 
