@@ -181,6 +181,7 @@ pub struct ChecksSection {
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
     pub wan6: checks::wan6::Wan6Config,
     pub icmp6: checks::icmp6::Icmp6Config,
+    pub dns6: checks::dns6::Dns6Config,
 }
 
 impl ChecksSection {
@@ -199,6 +200,7 @@ impl ChecksSection {
         self.modem_snmp.problems(out);
         self.wan6.problems(out);
         self.icmp6.problems(out);
+        self.dns6.problems(out);
         if self.wan6.enabled && self.wan_address.require_ipv6 {
             out.push(Problem::new(
                 "checks.wan_address.require_ipv6",

@@ -82,6 +82,7 @@ closed_enum!(
         ModemSnmp => "modem_snmp",
         Wan6 => "wan6",
         Icmp6 => "icmp6",
+        Dns6 => "dns6",
     }
 );
 
@@ -404,7 +405,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
-            CheckId::Wan6 | CheckId::Icmp6 => Category::Ipv6Degraded,
+            CheckId::Wan6 | CheckId::Icmp6 | CheckId::Dns6 => Category::Ipv6Degraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

@@ -37,6 +37,8 @@ pub const ACCESS_PREFIX6: &str = "2001:db8:0:1::/64";
 pub const PD_POOL: &str = "2001:db8:100::/40";
 /// An "internet" host (answers ICMPv6 echo).
 pub const PROBE6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+/// DNS name of [`PROBE6_IP`] (AAAA), served by [`Ipv6Lab::start_dns6`] on [`ISP_GATEWAY6`].
+pub const PROBE6_NAME: &str = "probe6.isp.test";
 
 /// DHCPv6 timers handed out by kea (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,7 @@ pub struct Ipv6Lab {
     timers: Dhcp6Timers,
     ra: Mutex<Option<LabProcess>>,
     kea: Mutex<Option<LabProcess>>,
+    dns6: Mutex<Option<LabProcess>>,
     cpes: Vec<Cpe6>,
 }
 
@@ -121,6 +124,7 @@ impl Ipv6Lab {
             timers,
             ra: Mutex::new(None),
             kea: Mutex::new(None),
+            dns6: Mutex::new(None),
             cpes: Vec::new(),
         };
         // kea binds the bridge's link-local address: wait until DAD has finished with it.
@@ -142,6 +146,7 @@ impl Ipv6Lab {
         )?;
         me.start_ra()?;
         me.start_kea()?;
+        me.start_dns6()?;
         for cpe in lab.cpes() {
             let cdir = me.dir.join(format!("cpe{}", cpe.index));
             for sub in ["run", "lib"] {
@@ -287,6 +292,45 @@ impl Ipv6Lab {
         Ok(())
     }
 
+    /// Starts the ISP's IPv6 resolver (dnsmasq on [`ISP_GATEWAY6`]:53, lab names only, with
+    /// the AAAA record [`PROBE6_NAME`]) unless it runs.
+    pub fn start_dns6(&self) -> Result<()> {
+        let mut slot = lock(&self.dns6);
+        if slot.as_mut().is_some_and(LabProcess::is_running) {
+            return Ok(());
+        }
+        let listen = format!("--listen-address={ISP_GATEWAY6}");
+        let record = format!("--host-record={PROBE6_NAME},{PROBE6_IP}");
+        let args = [
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--port=53",
+            &listen,
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--local=/test/",
+            &record,
+        ];
+        *slot = Some(
+            self.isp
+                .spawn("dnsmasq", &args, self.dir.join("isp-dns6.log"))?,
+        );
+        Ok(())
+    }
+
+    /// Stops the IPv6 resolver: queries over IPv6 go unanswered.
+    pub fn stop_dns6(&self) -> Result<()> {
+        if let Some(mut p) = lock(&self.dns6).take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+
     /// Stops kea: no renewals, no new delegations; leases run out.
     pub fn stop_kea(&self) -> Result<()> {
         if let Some(mut p) = lock(&self.kea).take() {
@@ -354,6 +398,7 @@ impl Drop for Ipv6Lab {
             let _ = c.stop_dhcpcd();
         }
         let _ = self.stop_kea();
+        let _ = self.stop_dns6();
         let _ = self.stop_ra();
     }
 }

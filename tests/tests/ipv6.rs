@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::heal_faults::{healing_toml, tail};
-use netmedic_lab::ipv6::{Dhcp6Timers, Ipv6Lab, PROBE6_IP};
+use netmedic_lab::ipv6::{Dhcp6Timers, ISP_GATEWAY6, Ipv6Lab, PROBE6_IP, PROBE6_NAME};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{Lab, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, IncidentStatus, IncidentView};
@@ -60,6 +60,7 @@ const NETWORK: &[CheckId] = &[
     CheckId::Http,
     CheckId::Wan6,
     CheckId::Icmp6,
+    CheckId::Dns6,
 ];
 
 /// No network incident of any check but `allowed` was opened (IPv4 untouched, nothing
@@ -292,6 +293,49 @@ fn ipv6_path_loss_is_one_icmp6_incident_beside_a_healthy_ipv4() {
             .count();
         assert_eq!(icmp6, 1, "{:#?}", page.incidents);
         assert_only(stack, CheckId::Icmp6);
+    });
+}
+
+#[test]
+fn dead_ipv6_resolver_is_one_dns6_incident_beside_a_healthy_ipv4() {
+    let extra = format!(
+        "[checks.dns6]\nenabled = true\nresolvers = [\"{ISP_GATEWAY6}\"]\ntest_names = [\"{PROBE6_NAME}\"]\n"
+    );
+    run(Dhcp6Timers::LONG, &extra, |_, v6, stack| {
+        stack
+            .wait_agent_log(0, &["check dns6: Ok"], DETECT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        let t0 = Instant::now();
+        v6.stop_dns6().unwrap();
+        let inc = stack
+            .wait_incident("dns6 resolver6_unreachable", DETECT, |i| {
+                i.check == CheckId::Dns6 && i.cause == "resolver6_unreachable"
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
+        v6.start_dns6().unwrap();
+        let t1 = Instant::now();
+        stack
+            .wait_incident("dns6 resolved", DETECT * 2, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after the resolver returned",
+            "ipv6 resolver dead",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        let page = stack.incidents().unwrap();
+        let n = page
+            .incidents
+            .iter()
+            .filter(|i| i.check == CheckId::Dns6)
+            .count();
+        assert_eq!(n, 1, "{:#?}", page.incidents);
+        assert_only(stack, CheckId::Dns6);
     });
 }
 

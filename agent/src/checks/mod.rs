@@ -11,6 +11,7 @@ pub mod clock;
 pub mod conntrack;
 pub mod default_route;
 pub mod dns;
+pub mod dns6;
 pub mod http;
 pub mod icmp;
 pub mod icmp6;
@@ -219,6 +220,7 @@ catalogue! {
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
     Wan6(wan6::Wan6Check) => wan6,
     Icmp6(icmp6::Icmp6Check) => icmp6,
+    Dns6(dns6::Dns6Check) => dns6,
 }
 
 impl Check {
@@ -242,7 +244,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
         // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
         Wan6 => &[Link],
-        Icmp6 => &[Link, Wan6],
+        Icmp6 | Dns6 => &[Link, Wan6],
     }
 }
 
@@ -263,6 +265,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::ModemSnmp => modem_snmp::CAUSES,
         CheckId::Wan6 => wan6::CAUSES,
         CheckId::Icmp6 => icmp6::CAUSES,
+        CheckId::Dns6 => dns6::CAUSES,
     }
 }
 
