@@ -8,6 +8,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have ip        || need+=(iproute2)
 have dnsmasq   || need+=(dnsmasq-base)
 have udhcpc    || need+=(udhcpc)
+# Dual stack in the lab (tests/src/ipv6.rs): kea-dhcp6 delegates prefixes (dnsmasq cannot), dhcpcd
+# is the CPE's DHCPv6/RA client (IA_NA + IA_PD, LAN /64), as on many home routers.
+have kea-dhcp6 || need+=(kea-dhcp6-server)
+have dhcpcd    || need+=(dhcpcd-base)
 have nft       || need+=(nftables)
 have conntrack || need+=(conntrack)
 have sysctl    || need+=(procps)

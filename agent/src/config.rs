@@ -181,6 +181,9 @@ pub struct ChecksSection {
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
     pub lan_dhcp: checks::lan_dhcp::LanDhcpConfig,
     pub lan_arp: checks::lan_arp::LanArpConfig,
+    pub wan6: checks::wan6::Wan6Config,
+    pub icmp6: checks::icmp6::Icmp6Config,
+    pub dns6: checks::dns6::Dns6Config,
 }
 
 impl ChecksSection {
@@ -199,6 +202,15 @@ impl ChecksSection {
         self.modem_snmp.problems(out);
         self.lan_dhcp.problems(out);
         self.lan_arp.problems(out);
+        self.wan6.problems(out);
+        self.icmp6.problems(out);
+        self.dns6.problems(out);
+        if self.wan6.enabled && self.wan_address.require_ipv6 {
+            out.push(Problem::new(
+                "checks.wan_address.require_ipv6",
+                "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
+            ));
+        }
     }
 }
 

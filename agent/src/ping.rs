@@ -41,6 +41,18 @@ impl Pinger {
         })
     }
 
+    /// Opens an ICMPv6 socket bound to `interface` (link-local targets such as the IPv6
+    /// gateway are reachable only through it).
+    pub fn new_v6(interface: &str) -> std::io::Result<Self> {
+        let config = Config::builder()
+            .kind(surge_ping::ICMP::V6)
+            .interface(interface)
+            .build();
+        Ok(Self {
+            client: Client::new(&config)?,
+        })
+    }
+
     /// Sends up to `count` echo requests, each waiting `timeout`; stops at the first reply
     /// when `stop_on_reply` (a liveness test needs one answer, not a loss measurement).
     pub async fn probe(

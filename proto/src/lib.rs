@@ -82,6 +82,9 @@ closed_enum!(
         ModemSnmp => "modem_snmp",
         LanDhcp => "lan_dhcp",
         LanArp => "lan_arp",
+        Wan6 => "wan6",
+        Icmp6 => "icmp6",
+        Dns6 => "dns6",
     }
 );
 
@@ -96,6 +99,9 @@ closed_enum!(
         FlushConntrack => "flush_conntrack",
         RestartService => "restart_service",
         Reboot => "reboot",
+        RenewDhcp6 => "renew_dhcp6",
+        RestoreRoute6 => "restore_route6",
+        ReapplyLanPrefix => "reapply_lan_prefix",
     }
 );
 
@@ -111,6 +117,9 @@ closed_enum!(
         DeviceHealth => "device_health",
         /// The home network behind the router: a rogue DHCP server, an address conflict.
         LanDegraded => "lan_degraded",
+        /// IPv4 works, IPv6 does not (RA, default route, address, delegated prefix, IPv6 path):
+        /// dual-stack services fall back or break while the IPv4 checks stay green.
+        Ipv6Degraded => "ipv6_degraded",
     }
 );
 
@@ -401,6 +410,7 @@ impl Category {
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
             CheckId::LanDhcp | CheckId::LanArp => Category::LanDegraded,
+            CheckId::Wan6 | CheckId::Icmp6 | CheckId::Dns6 => Category::Ipv6Degraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

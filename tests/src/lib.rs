@@ -54,6 +54,8 @@ pub mod hard_cases;
 pub mod heal_faults;
 // The home LAN as a bridge, with a rogue DHCP server and a duplicate-IP host to plug in.
 pub mod lan;
+// Dual stack (RA, DHCPv6 with prefix delegation) for the IPv6 tests.
+pub mod ipv6;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -4,11 +4,14 @@
 
 pub mod bounce_iface;
 pub mod flush_conntrack;
+pub mod reapply_lan_prefix;
 pub mod reboot;
 pub mod renew_dhcp;
+pub mod renew_dhcp6;
 pub mod reset_dns;
 pub mod restart_service;
 pub mod restore_route;
+pub mod restore_route6;
 pub mod set_mtu;
 
 use crate::context::Context;
@@ -84,6 +87,9 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::FlushConntrack => flush_conntrack::DISRUPTIVE,
         ActionId::RestartService => restart_service::DISRUPTIVE,
         ActionId::Reboot => reboot::DISRUPTIVE,
+        ActionId::RenewDhcp6 => renew_dhcp6::DISRUPTIVE,
+        ActionId::RestoreRoute6 => restore_route6::DISRUPTIVE,
+        ActionId::ReapplyLanPrefix => reapply_lan_prefix::DISRUPTIVE,
     }
 }
 
@@ -99,6 +105,9 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::FlushConntrack => flush_conntrack::DEFAULT_BUDGET,
         ActionId::RestartService => restart_service::DEFAULT_BUDGET,
         ActionId::Reboot => reboot::DEFAULT_BUDGET,
+        ActionId::RenewDhcp6 => renew_dhcp6::DEFAULT_BUDGET,
+        ActionId::RestoreRoute6 => restore_route6::DEFAULT_BUDGET,
+        ActionId::ReapplyLanPrefix => reapply_lan_prefix::DEFAULT_BUDGET,
     }
 }
 
@@ -117,6 +126,9 @@ pub async fn run(
         ActionId::FlushConntrack => flush_conntrack::run(ctx).map(Applied::new),
         ActionId::RestartService => restart_service::run(ctx, input).await.map(Applied::new),
         ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
+        ActionId::RenewDhcp6 => renew_dhcp6::run(ctx).await.map(Applied::new),
+        ActionId::RestoreRoute6 => restore_route6::run(ctx, input).await.map(Applied::new),
+        ActionId::ReapplyLanPrefix => reapply_lan_prefix::run(ctx).await.map(Applied::new),
     }
 }
 

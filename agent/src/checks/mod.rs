@@ -11,15 +11,18 @@ pub mod clock;
 pub mod conntrack;
 pub mod default_route;
 pub mod dns;
+pub mod dns6;
 pub mod http;
 pub mod icmp;
 pub mod lan_arp;
 pub mod lan_dhcp;
+pub mod icmp6;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
 pub mod resources;
 pub mod service;
+pub mod wan6;
 pub mod wan_address;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
@@ -219,6 +222,9 @@ catalogue! {
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
     LanDhcp(lan_dhcp::LanDhcpCheck) => lan_dhcp,
     LanArp(lan_arp::LanArpCheck) => lan_arp,
+    Wan6(wan6::Wan6Check) => wan6,
+    Icmp6(icmp6::Icmp6Check) => icmp6,
+    Dns6(dns6::Dns6Check) => dns6,
 }
 
 impl Check {
@@ -242,6 +248,9 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
+        // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
+        Wan6 => &[Link],
+        Icmp6 | Dns6 => &[Link, Wan6],
     }
 }
 
@@ -262,6 +271,9 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::ModemSnmp => modem_snmp::CAUSES,
         CheckId::LanDhcp => lan_dhcp::CAUSES,
         CheckId::LanArp => lan_arp::CAUSES,
+        CheckId::Wan6 => wan6::CAUSES,
+        CheckId::Icmp6 => icmp6::CAUSES,
+        CheckId::Dns6 => dns6::CAUSES,
     }
 }
 

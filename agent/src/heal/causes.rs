@@ -118,6 +118,15 @@ mod tests {
             ),
             (CheckId::Service, &["service_down"]),
             (CheckId::Resources, &["low_memory"]),
+            (
+                CheckId::Wan6,
+                &[
+                    "ipv6_default_route_missing",
+                    "no_global_ipv6",
+                    "prefix_delegation_missing",
+                    "lan_prefix_missing",
+                ],
+            ),
         ];
         for (check, causes) in with_ladder {
             for cause in *causes {

@@ -34,6 +34,9 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
         }
         (CheckId::Service, "service_down") => &[RestartService],
         (CheckId::Resources, "low_memory") => &[Reboot],
+        (CheckId::Wan6, "ipv6_default_route_missing") => &[RestoreRoute6, RenewDhcp6],
+        (CheckId::Wan6, "no_global_ipv6" | "prefix_delegation_missing") => &[RenewDhcp6],
+        (CheckId::Wan6, "lan_prefix_missing") => &[ReapplyLanPrefix, RenewDhcp6],
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,

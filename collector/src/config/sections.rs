@@ -63,7 +63,7 @@ pub struct OutageConfig {
 /// must all occur in a contact's reason (any order, case-insensitive); a trailing `*` makes a
 /// word a prefix (`load*` matches "load", "loads", "loading").
 pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
-    let rules: [(Category, &[&str]); 8] = [
+    let rules: [(Category, &[&str]); 9] = [
         (
             Category::NoInternet,
             &[
@@ -160,6 +160,10 @@ pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
                 "local network",
                 "wired",
             ],
+        ),
+        (
+            Category::Ipv6Degraded,
+            &["ipv6", "ip6", "dual stack", "dual-stack"],
         ),
     ];
     rules
