@@ -13,6 +13,8 @@
 # Installs `wrk` and `victoria-metrics` from Debian when missing. Every process is a separate one,
 # everything stays on 127.0.0.1 or unix sockets, and every phase is bounded.
 # Usage: scripts/bench-collector.sh [DURATION_SECS]   (run as root: PostgreSQL runs as `postgres`)
+#   env: ROUNDS (3), HB_CONNS (256), DEVICES (10000), STORM_AGENTS (5000), PARTS ("vm loadgen
+#   storm"), COLLECTOR and LOADGEN (binaries to use instead of building them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -25,7 +27,8 @@ STORM_AGENTS=${STORM_AGENTS:-5000}
 PARTS=${PARTS:-"vm loadgen storm"}
 
 . scripts/lib/collector.sh
-build_collector_bins
+# COLLECTOR and LOADGEN preset (e.g. binaries kept from an earlier commit): no build.
+if [ -z "${COLLECTOR:-}" ] || [ -z "${LOADGEN:-}" ]; then build_collector_bins; fi
 
 if ! command -v wrk >/dev/null || ! command -v victoria-metrics >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk victoria-metrics >&2
