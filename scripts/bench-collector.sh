@@ -121,7 +121,7 @@ versus_vm() {
 storm() {
   local c0; c0=$(cpu_ticks "$COLLECTOR_PID")
   "$LOADGEN" storm --addr "$ADDR" --tokens "$WORK/tokens.txt" --db "$1" --agents "$STORM_AGENTS" \
-    --events 10 --deadline-secs 120 | tee -a "$WORK/summary"
+    --events 10 --deadline-secs "${STORM_DEADLINE_SECS:-60}" | tee -a "$WORK/summary"
 }
 
 bench_backend() { # NAME URL
