@@ -37,15 +37,21 @@ struct Seen {
 fn batch(agent: &str, run: &str, n: usize) -> ReportBatch {
     let now = netmedic_collector::now();
     let events = (0..n)
-        .map(|k| IncidentEvent {
+        .map(|k| {
+            (
+                k,
+                if k % 2 == 0 {
+                    EventKind::Opened
+                } else {
+                    EventKind::Resolved
+                },
+            )
+        })
+        .map(|(k, kind)| IncidentEvent {
             event_id: format!("storm-{run}-{agent}-{k}"),
             incident_id: format!("storm-{run}-{}", k / 2),
-            seq: k as u64,
-            kind: if k % 2 == 0 {
-                EventKind::Opened
-            } else {
-                EventKind::Resolved
-            },
+            seq: k as u64 + 1,
+            kind,
             check: CheckId::Dns,
             cause: "resolver_timeout".into(),
             category: Category::DnsFailure,
@@ -55,7 +61,8 @@ fn batch(agent: &str, run: &str, n: usize) -> ReportBatch {
             summary: "resolver 192.0.2.53 times out".into(),
             evidence: BTreeMap::new(),
             actions: vec![],
-            auto_healed: None,
+            // Required on a resolved event, absent on an opened one.
+            auto_healed: (kind == EventKind::Resolved).then_some(true),
             experiment: None,
         })
         .collect();
