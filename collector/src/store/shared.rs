@@ -368,3 +368,37 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::{Seen, SeenBuffer};
+
+    fn seen(ms: i64, version: &str) -> Seen {
+        Seen {
+            token_sha256: "t".into(),
+            seen_ms: ms,
+            agent_version: version.into(),
+            firmware_version: "fw".into(),
+            heartbeat: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn the_buffer_keeps_the_newest_heartbeat_per_device_until_taken() {
+        let b = SeenBuffer::default();
+        assert!(b.is_empty());
+        b.record([
+            ("a".to_owned(), seen(20, "new")),
+            ("b".to_owned(), seen(5, "b")),
+        ]);
+        // An older heartbeat (another writer's, or put back after a failed write) loses.
+        b.record([("a".to_owned(), seen(10, "old"))]);
+        let rows = b.take();
+        assert!(b.is_empty());
+        let got: Vec<(&str, i64, &str)> = rows
+            .iter()
+            .map(|(id, s)| (id.as_str(), s.seen_ms, s.agent_version.as_str()))
+            .collect();
+        assert_eq!(got, [("a", 20, "new"), ("b", 5, "b")]);
+    }
+}
