@@ -1,42 +1,127 @@
 #!/usr/bin/env bash
-# Collector load benchmark. Prints figures; asserts nothing.
-#   heartbeats/s, one per request, with p50/p99 latency; incident events/s in batches of 500;
-#   RSS per device after N distinct devices heartbeat — on SQLite and on a throwaway PostgreSQL.
-# The load generator (netmedic-loadgen) is a separate process; everything stays on 127.0.0.1 or
-# unix sockets, and every phase is bounded (about 2 minutes in all).
+# Collector load benchmark. Prints figures and ratios; asserts nothing.
+#   1. heartbeats, one per request, from `wrk` (HB_CONNS connections): the collector on SQLite and
+#      on PostgreSQL beside VictoriaMetrics (Debian's `victoria-metrics`, one Prometheus-format
+#      sample per request) — same load generator, same connections, same run, ROUNDS rounds
+#      interleaved; medians and the ratio collector/VictoriaMetrics;
+#   2. the project's own load generator: heartbeats/s with p50/p99 latency, incident events/s in
+#      batches of 500, with the collector's CPU per item;
+#   3. RSS per device after N distinct devices heartbeat;
+#   4. the reconnect storm: STORM_AGENTS agents connect at once, each sends a report batch and a
+#      heartbeat, retrying after 429 + Retry-After; counts statuses (5xx must be 0) and compares
+#      the events acked with the events stored.
+# Installs `wrk` and `victoria-metrics` from Debian when missing. Every process is a separate one,
+# everything stays on 127.0.0.1 or unix sockets, and every phase is bounded.
 # Usage: scripts/bench-collector.sh [DURATION_SECS]   (run as root: PostgreSQL runs as `postgres`)
+#   env: ROUNDS (3), HB_CONNS (256), DEVICES (10000), STORM_AGENTS (5000), PARTS ("vm loadgen
+#   storm"), COLLECTOR and LOADGEN (binaries to use instead of building them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 DEVICES=${DEVICES:-10000}
 HB_CONNS=${HB_CONNS:-256}
 EV_CONNS=${EV_CONNS:-8}
+ROUNDS=${ROUNDS:-3}
+STORM_AGENTS=${STORM_AGENTS:-5000}
+# Which parts to run (space-separated): vm loadgen storm.
+PARTS=${PARTS:-"vm loadgen storm"}
 
 . scripts/lib/collector.sh
-build_collector_bins
+# COLLECTOR and LOADGEN preset (e.g. binaries kept from an earlier commit): no build.
+if [ -z "${COLLECTOR:-}" ] || [ -z "${LOADGEN:-}" ]; then build_collector_bins; fi
+
+if ! command -v wrk >/dev/null || ! command -v victoria-metrics >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk victoria-metrics >&2
+fi
+WRK_LUA=$(realpath bench/wrk/requests.lua)
 
 bench_workdir nm-bench
+VM_PID=""
+stop_vm() {
+  if [ -n "$VM_PID" ]; then kill "$VM_PID" 2>/dev/null && wait "$VM_PID" 2>/dev/null || true; VM_PID=""; fi
+}
+trap 'stop_vm; bench_cleanup' EXIT
 
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU time (user+system) of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# phase WHAT ARGS...: runs the load generator, prints its line and the collector's CPU cost per
-# item — the figure that does not depend on what else this shared 2-core box is running.
+# cpu_line PID TICKS0 ITEMS: the process's CPU per item since TICKS0 — the figure that does not
+# depend on what else this shared box is running.
+cpu_line() {
+  local t=$(($(cpu_ticks "$1") - $2))
+  [ "$3" -gt 0 ] || return 0
+  awk -v t="$t" -v hz="$HZ" -v n="$3" 'BEGIN {
+    us = t / hz * 1e6 / n;
+    printf "  CPU: %.1f us per item (%.2f s for %d items)\n", us, t / hz, n }'
+}
+
+# phase PER ARGS...: runs the load generator, prints its line and the collector's CPU per item.
 phase() {
   local per=$1; shift
-  local c0 out c1 ok
+  local c0 out ok
   c0=$(cpu_ticks "$COLLECTOR_PID")
   out=$("$LOADGEN" "$@")
-  c1=$(cpu_ticks "$COLLECTOR_PID")
   echo "$out"
   ok=$(echo "$out" | sed -n 's/.*(\([0-9]*\) requests ok.*/\1/p')
-  if [ -n "$ok" ] && [ "$ok" -gt 0 ]; then
-    awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$ok" -v per="$per" 'BEGIN {
-      us = t / hz * 1e6 / (n * per);
-      printf "  collector CPU: %.1f us per item (%.2f s for %d items) -> %.0f items/s if it had both cores\n", us, t / hz, n * per, 2e6 / us }'
-  fi
+  [ -n "$ok" ] && cpu_line "$COLLECTOR_PID" "$c0" $((ok * per))
+}
+
+# wrk_run NAME PID ADDR FILE: one wrk run against ADDR; prints its line and CPU per request of
+# PID, appends "rps p99_ms" to $WORK/NAME.runs.
+wrk_run() {
+  local name=$1 pid=$2 addr=$3 file=$4 c0 out line
+  c0=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c"$HB_CONNS" -d"${DUR}s" --timeout 10s -s "$WRK_LUA" "http://$addr" -- "$file")
+  line=$(echo "$out" | grep '^WRK ')
+  echo "  $name: $line"
+  cpu_line "$pid" "$c0" "$(echo "$line" | sed -n 's/.* requests=\([0-9]*\).*/\1/p')"
+  echo "$line" | sed -n 's/.* rps=\([0-9.]*\) .* p99_ms=\([0-9.]*\) .*/\1 \2/p' >>"$WORK/$name.runs"
+}
+
+start_vm() {
+  local port
+  port=$(comm -23 <(seq 20000 29999 | sort) <(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u) | shuf -n 1)
+  VM_ADDR=127.0.0.1:$port
+  victoria-metrics -httpListenAddr="$VM_ADDR" -storageDataPath="$WORK/vm" -retentionPeriod=1d \
+    -loggerLevel=ERROR >"$WORK/vm.log" 2>&1 &
+  VM_PID=$!
+  for _ in $(seq 1 300); do
+    curl -fs "http://$VM_ADDR/health" >/dev/null 2>&1 && return 0
+    kill -0 "$VM_PID" 2>/dev/null || { cat "$WORK/vm.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: VictoriaMetrics did not start" >&2; exit 1
+}
+
+# versus_vm NAME: ROUNDS interleaved wrk runs of VictoriaMetrics and the collector (running at
+# $ADDR), then the medians and the ratio.
+versus_vm() {
+  local name=$1
+  "$LOADGEN" wrk-requests --tokens "$WORK/tokens.txt" --target collector --out "$WORK/hb.req"
+  "$LOADGEN" wrk-requests --tokens "$WORK/tokens.txt" --target victoria-metrics --out "$WORK/vm.req"
+  rm -f "$WORK/vm-$name.runs" "$WORK/$name.runs"
+  echo "heartbeats, wrk, $HB_CONNS connections, ${DUR} s x $ROUNDS rounds:"
+  for r in $(seq 1 "$ROUNDS"); do
+    wrk_run "vm-$name" "$VM_PID" "$VM_ADDR" "$WORK/vm.req"
+    wrk_run "$name" "$COLLECTOR_PID" "$ADDR" "$WORK/hb.req"
+  done
+  local vr vp cr cp
+  vr=$(cut -d' ' -f1 "$WORK/vm-$name.runs" | median); vp=$(cut -d' ' -f2 "$WORK/vm-$name.runs" | median)
+  cr=$(cut -d' ' -f1 "$WORK/$name.runs" | median); cp=$(cut -d' ' -f2 "$WORK/$name.runs" | median)
+  awk -v n="$name" -v vr="$vr" -v vp="$vp" -v cr="$cr" -v cp="$cp" 'BEGIN {
+    printf "  medians: collector (%s) %.0f req/s p99 %.1f ms | VictoriaMetrics %.0f req/s p99 %.1f ms | ratio %.2f\n",
+      n, cr, cp, vr, vp, cr / vr }' | tee -a "$WORK/summary"
+}
+
+# storm: STORM_AGENTS fresh connections at once (see netmedic-loadgen storm).
+storm() {
+  local c0; c0=$(cpu_ticks "$COLLECTOR_PID")
+  "$LOADGEN" storm --addr "$ADDR" --tokens "$WORK/tokens.txt" --db "$1" --agents "$STORM_AGENTS" \
+    --events 10 --deadline-secs "${STORM_DEADLINE_SECS:-60}" | tee -a "$WORK/summary"
 }
 
 bench_backend() { # NAME URL
@@ -50,17 +135,26 @@ bench_backend() { # NAME URL
   "$LOADGEN" heartbeats --addr "$ADDR" --tokens "$WORK/tokens.txt" --connections 8 \
     --duration-secs 6 >/dev/null
   local rss1; rss1=$(rss_kb "$COLLECTOR_PID")
-  phase 1 heartbeats --addr "$ADDR" --tokens "$WORK/tokens.txt" --connections "$HB_CONNS" \
-    --duration-secs "$DUR"
-  phase 500 events --addr "$ADDR" --tokens "$WORK/tokens.txt" --connections "$EV_CONNS" \
-    --batch 500 --duration-secs "$DUR"
+  if has vm; then versus_vm "$name"; fi
+  if has loadgen; then
+    phase 1 heartbeats --addr "$ADDR" --tokens "$WORK/tokens.txt" --connections "$HB_CONNS" \
+      --duration-secs "$DUR"
+    phase 500 events --addr "$ADDR" --tokens "$WORK/tokens.txt" --connections "$EV_CONNS" \
+      --batch 500 --duration-secs "$DUR" | tee -a "$WORK/summary"
+  fi
   local rss2; rss2=$(rss_kb "$COLLECTOR_PID")
   echo "memory: RSS ${rss0} KiB idle -> ${rss1} KiB after ${DEVICES} devices heartbeat -> ${rss2} KiB after the runs;" \
        "$(( (rss1 - rss0) * 1024 / DEVICES )) bytes/device (state lives in the database, not the process)"
+  if has storm; then echo "reconnect storm:"; storm "$url"; fi
   stop_collector
 }
 
+if has vm; then start_vm; fi
 bench_backend sqlite "sqlite://$WORK/collector.sqlite"
 
 start_postgres
 bench_backend postgresql "$PG_URL"
+stop_vm
+
+echo "== summary =="
+cat "$WORK/summary"

@@ -128,7 +128,9 @@ async fn writer(
 /// Commits a group; if the group fails for a reason other than the database being unavailable,
 /// each item is retried alone so one bad item cannot fail its neighbours.
 async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>) {
-    let items: Vec<WriteItem> = jobs.iter().map(|j| j.item.clone()).collect();
+    // The items move out of their jobs: a report batch is never copied on its way to storage.
+    let (items, replies): (Vec<WriteItem>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
     let started = Instant::now();
     let result = store.write_group(&items).await;
     metrics.observe(
@@ -143,28 +145,28 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>) {
     );
     match result {
         Ok(results) => {
-            for (job, r) in jobs.into_iter().zip(results) {
+            for (reply, r) in replies.into_iter().zip(results) {
                 count(metrics, &r);
-                let _ = job.reply.send(Ok(r));
+                let _ = reply.send(Ok(r));
             }
         }
         Err(e) => {
             metrics.inc("netmedic_collector_write_errors_total", "", 1);
-            if jobs.len() == 1 || matches!(e, StoreError::Unavailable(_)) {
+            if items.len() == 1 || matches!(e, StoreError::Unavailable(_)) {
                 log::warn!(
                     "write group of {} failed: {}",
-                    jobs.len(),
+                    items.len(),
                     crate::error_chain(&e)
                 );
                 let e = Arc::new(e);
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }
-            for job in jobs {
+            for (item, reply) in items.iter().zip(replies) {
                 let r = store
-                    .write_group(std::slice::from_ref(&job.item))
+                    .write_group(std::slice::from_ref(item))
                     .await
                     .map_err(Arc::new)
                     .and_then(|mut v| {
@@ -175,7 +177,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>) {
                 if let Ok(r) = &r {
                     count(metrics, r);
                 }
-                let _ = job.reply.send(r);
+                let _ = reply.send(r);
             }
         }
     }

@@ -44,12 +44,13 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// `Retry-After` of a 429 when the write queue is full.
     pub retry_after_secs: u32,
-    /// `[experience]`: linking windows, reason mapping, cost per contact.
-    pub experience: config::CxConfig,
+    /// `[experience]`: linking windows, reason mapping, cost per contact. Behind an `Arc`, like
+    /// `web`: the state is cloned for every request.
+    pub experience: Arc<config::CxConfig>,
     /// `/metrics` needs an API token.
     pub metrics_requires_token: bool,
     /// `[web]`: console sessions.
-    pub web: config::WebConfig,
+    pub web: Arc<config::WebConfig>,
     /// The console's per-process state (report cache, login throttle).
     pub console: Arc<web::Console>,
 }
@@ -157,9 +158,9 @@ where
         heartbeat_interval_secs: config.fleet.heartbeat_interval_secs,
         max_body_bytes: config.server.max_body_bytes,
         retry_after_secs: config.ingest.retry_after_secs,
-        experience: config.experience.clone(),
+        experience: Arc::new(config.experience.clone()),
         metrics_requires_token: config.server.metrics_requires_token,
-        web: config.web.clone(),
+        web: Arc::new(config.web.clone()),
         console: Arc::new(web::Console::new(&config.web)),
     };
     let correlator = tokio::spawn(correlate_loop(

@@ -270,6 +270,8 @@ macro_rules! devices_methods {
             filter: &'a DeviceFilter,
         ) -> $crate::store::BoxFuture<'a, Result<Vec<DeviceRecord>>> {
             Box::pin(async move {
+                // This process's own answered heartbeats are visible at once.
+                self.flush_seen().await?;
                 let mut conn = self.pool.acquire().await?;
                 list_devices_in(&mut conn, filter).await
             })
@@ -280,6 +282,8 @@ macro_rules! devices_methods {
             agent_id: &'a str,
         ) -> $crate::store::BoxFuture<'a, Result<Option<DeviceRecord>>> {
             Box::pin(async move {
+                // This process's own answered heartbeats are visible at once.
+                self.flush_seen().await?;
                 let mut conn = self.pool.acquire().await?;
                 get_device_in(&mut conn, agent_id).await
             })

@@ -15,12 +15,74 @@
 //! concrete types keeps the SQL plain and lets the compiler check each backend fully.
 
 use super::dialect::Dialect;
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Longest a heartbeat's last-seen update waits in [`SeenBuffer`] before it is written: the
+/// bound on how stale `last_seen_at` (hence the online/offline state, whose threshold is
+/// minutes) can be — in this process's own device queries none at all, they write the buffer
+/// first; in another collector process's (PostgreSQL) at most this plus one write.
+pub const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a heartbeat answered on the read path leaves to write: the device row's last-seen
+/// columns.
+#[derive(Debug, Clone)]
+pub(super) struct Seen {
+    pub(super) token_sha256: String,
+    pub(super) seen_ms: i64,
+    pub(super) agent_version: String,
+    pub(super) firmware_version: String,
+    pub(super) heartbeat: String,
+}
+
+/// Last-seen updates of answered heartbeats, coalesced per device (the newest wins) and written
+/// in batches: every [`SEEN_FLUSH_INTERVAL`], before this process reads devices, and when the
+/// store closes. Writing them per heartbeat costs a write transaction, an fsync and a page of
+/// WAL per device for nothing an agent would miss: a heartbeat carries no data to lose.
+#[derive(Debug, Default)]
+pub(super) struct SeenBuffer {
+    pending: Mutex<HashMap<String, Seen>>,
+}
+
+impl SeenBuffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds updates; per device the newest stays.
+    pub(super) fn record(&self, updates: impl IntoIterator<Item = (String, Seen)>) {
+        let mut pending = self.lock();
+        for (id, s) in updates {
+            match pending.get(&id) {
+                Some(old) if old.seen_ms > s.seen_ms => {}
+                _ => {
+                    pending.insert(id, s);
+                }
+            }
+        }
+    }
+
+    /// Takes everything pending (to write it), oldest device id first.
+    pub(super) fn take(&self) -> Vec<(String, Seen)> {
+        let mut rows: Vec<(String, Seen)> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
 
 /// A store over one SQL backend `D`: a connection pool and the dialect's choices. Implements
 /// every capability trait (hence [`super::Store`]) through `sql_store!(D)`.
 pub struct SqlStore<D: Dialect> {
     pub(super) pool: sqlx::Pool<D::Db>,
+    /// Shared by the store's clones.
+    pub(super) seen: Arc<SeenBuffer>,
     dialect: PhantomData<D>,
 }
 
@@ -29,6 +91,18 @@ impl<D: Dialect> SqlStore<D> {
     pub(super) fn from_pool(pool: sqlx::Pool<D::Db>) -> Self {
         Self {
             pool,
+            seen: Arc::default(),
+            dialect: PhantomData,
+        }
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// A store over `pool` that shares the last-seen buffer `seen`.
+    pub(super) fn sharing(pool: sqlx::Pool<D::Db>, seen: Arc<SeenBuffer>) -> Self {
+        Self {
+            pool,
+            seen,
             dialect: PhantomData,
         }
     }
@@ -36,7 +110,7 @@ impl<D: Dialect> SqlStore<D> {
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        Self::from_pool(self.pool.clone())
+        Self::sharing(self.pool.clone(), self.seen.clone())
     }
 }
 
@@ -132,12 +206,57 @@ macro_rules! sql_store {
         $crate::store::noc::noc_sql!();
 
         impl SqlStore<$d> {
-            /// Applies the pending migrations of the dialect and wraps the pool.
+            /// Applies the pending migrations of the dialect and wraps the pool; starts the
+            /// task that writes the buffered last-seen updates every
+            /// [`SEEN_FLUSH_INTERVAL`](crate::store::shared::SEEN_FLUSH_INTERVAL) (it ends
+            /// when the store is closed or dropped).
             async fn migrated(pool: sqlx::Pool<Db>) -> Result<Self> {
                 <$d as $crate::store::dialect::Dialect>::migrator()
                     .run(&pool)
                     .await?;
-                Ok(Self::from_pool(pool))
+                let store = Self::from_pool(pool);
+                let seen = std::sync::Arc::downgrade(&store.seen);
+                let pool = store.pool.clone();
+                tokio::spawn(async move {
+                    let mut tick =
+                        tokio::time::interval($crate::store::shared::SEEN_FLUSH_INTERVAL);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let Some(seen) = seen.upgrade() else { return };
+                        if pool.is_closed() {
+                            return;
+                        }
+                        let store = Self::sharing(pool.clone(), seen);
+                        if let Err(e) = store.flush_seen().await {
+                            log::warn!(
+                                "writing last-seen updates failed (retried): {}",
+                                $crate::error_chain(&e)
+                            );
+                        }
+                    }
+                });
+                Ok(store)
+            }
+
+            /// Writes the buffered last-seen updates in one transaction; on failure they go
+            /// back into the buffer (unless newer ones came meanwhile).
+            async fn flush_seen(&self) -> Result<()> {
+                if self.seen.is_empty() {
+                    return Ok(());
+                }
+                let rows = self.seen.take();
+                let written = async {
+                    let mut tx = self.begin_write().await?;
+                    write_seen(&mut tx, &rows).await?;
+                    tx.commit().await?;
+                    Ok::<(), StoreError>(())
+                }
+                .await;
+                if written.is_err() {
+                    self.seen.record(rows);
+                }
+                written
             }
 
             /// A write transaction, opened the dialect's way.
@@ -150,12 +269,27 @@ macro_rules! sql_store {
                 )
             }
 
-            /// One write group, retried as the dialect allows (deadlock, serialization failure).
+            /// One write group: heartbeats on the read path when they can be, the rest in a
+            /// write transaction, retried as the dialect allows (deadlock, serialization
+            /// failure).
             async fn write(&self, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
+                let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+                if items.iter().any(|i| {
+                    matches!(i.kind, WriteKind::Heartbeat(_))
+                        && matches!(i.auth, Auth::TokenSha256(_))
+                }) {
+                    let mut conn = self.pool.acquire().await?;
+                    if !heartbeats_read(&mut conn, items, &mut results, &self.seen).await? {
+                        results = vec![None; items.len()];
+                    }
+                }
+                if results.iter().all(Option::is_some) {
+                    return Ok(results.into_iter().flatten().collect());
+                }
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match self.write_once(items).await {
+                    match self.write_once(items, results.clone()).await {
                         Err(e)
                             if attempt
                                 < <$d as $crate::store::dialect::Dialect>::WRITE_ATTEMPTS =>
@@ -170,10 +304,14 @@ macro_rules! sql_store {
                 }
             }
 
-            async fn write_once(&self, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
+            async fn write_once(
+                &self,
+                items: &[WriteItem],
+                answered: Vec<Option<ItemResult>>,
+            ) -> Result<Vec<ItemResult>> {
                 let mut tx = self.begin_write().await?;
                 <$d as $crate::store::dialect::Dialect>::lock_write_group(&mut tx, items).await?;
-                let results = apply_group(&mut tx, items).await?;
+                let results = apply_group(&mut tx, items, answered).await?;
                 tx.commit().await?;
                 Ok(results)
             }
@@ -228,8 +366,17 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Writes the buffered last-seen updates, then closes the pool.
             fn close(&self) -> BoxFuture<'_, ()> {
-                Box::pin(self.pool.close())
+                Box::pin(async move {
+                    if let Err(e) = self.flush_seen().await {
+                        log::warn!(
+                            "last-seen updates lost at shutdown: {}",
+                            $crate::error_chain(&e)
+                        );
+                    }
+                    self.pool.close().await
+                })
             }
         }
 
@@ -240,3 +387,37 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::{Seen, SeenBuffer};
+
+    fn seen(ms: i64, version: &str) -> Seen {
+        Seen {
+            token_sha256: "t".into(),
+            seen_ms: ms,
+            agent_version: version.into(),
+            firmware_version: "fw".into(),
+            heartbeat: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn the_buffer_keeps_the_newest_heartbeat_per_device_until_taken() {
+        let b = SeenBuffer::default();
+        assert!(b.is_empty());
+        b.record([
+            ("a".to_owned(), seen(20, "new")),
+            ("b".to_owned(), seen(5, "b")),
+        ]);
+        // An older heartbeat (another writer's, or put back after a failed write) loses.
+        b.record([("a".to_owned(), seen(10, "old"))]);
+        let rows = b.take();
+        assert!(b.is_empty());
+        let got: Vec<(&str, i64, &str)> = rows
+            .iter()
+            .map(|(id, s)| (id.as_str(), s.seen_ms, s.agent_version.as_str()))
+            .collect();
+        assert_eq!(got, [("a", 20, "new"), ("b", 5, "b")]);
+    }
+}

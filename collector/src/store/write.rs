@@ -8,14 +8,20 @@ macro_rules! write_sql {
         use $crate::store::assemble::{
             Assembled, MAX_ACTIONS_PER_INCIDENT, MAX_EVENTS_PER_INCIDENT, merge,
         };
+        use $crate::store::shared::{Seen, SeenBuffer};
 
         /// Applies a group of writes inside the caller's transaction; one result per item.
+        /// Items whose result is already in `results` (answered on the read path, see
+        /// [`heartbeats_read`]) are skipped.
         /// Statements are per group, not per request: all heartbeats of the group in one
         /// UPDATE, all new events in multi-row INSERTs, all touched incident rows read in one
         /// query, merged with their new events and upserted in one statement — round trips,
         /// not rows, are what cost.
-        async fn apply_group(conn: &mut Conn, items: &[WriteItem]) -> Result<Vec<ItemResult>> {
-            let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+        async fn apply_group(
+            conn: &mut Conn,
+            items: &[WriteItem],
+            mut results: Vec<Option<ItemResult>>,
+        ) -> Result<Vec<ItemResult>> {
             let mut now_ms = 0;
             for item in items {
                 now_ms = now_ms.max(item.received_at.unix_millis());
@@ -28,26 +34,174 @@ macro_rules! write_sql {
                 .collect()
         }
 
+        /// A heartbeat of a group with its item's index, token hash (None: trusted) and
+        /// arrival time.
+        type Hb<'a> = (usize, &'a Heartbeat, Option<&'a str>, i64);
+
+        /// The heartbeats among `items` that have no result yet.
+        fn pending_heartbeats<'a>(
+            items: &'a [WriteItem],
+            results: &[Option<ItemResult>],
+        ) -> Vec<Hb<'a>> {
+            items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| results[*i].is_none())
+                .filter_map(|(i, it)| match (&it.kind, &it.auth) {
+                    (WriteKind::Heartbeat(hb), Auth::TokenSha256(h)) => {
+                        Some((i, hb, Some(h.as_str()), it.received_at.unix_millis()))
+                    }
+                    (WriteKind::Heartbeat(hb), Auth::Trusted) => {
+                        Some((i, hb, None, it.received_at.unix_millis()))
+                    }
+                    (WriteKind::Report(_), _) => None,
+                })
+                .collect()
+        }
+
+        /// Heartbeats answered without a write transaction (the common case): the tokens are
+        /// checked with one read, the advisories read, and the last-seen update goes to
+        /// `seen`, which is written in batches (see [`SeenBuffer`]). No fsync, no write lock:
+        /// a heartbeat records nothing an agent would lose. Returns `false`, answering nothing,
+        /// when a device of the group has diagnostics pending — those are marked delivered in
+        /// the same commit as the reply, so the group takes the write path.
+        async fn heartbeats_read(
+            conn: &mut Conn,
+            items: &[WriteItem],
+            results: &mut [Option<ItemResult>],
+            seen: &SeenBuffer,
+        ) -> Result<bool> {
+            let hbs: Vec<Hb<'_>> = pending_heartbeats(items, results)
+                .into_iter()
+                .filter(|h| h.2.is_some())
+                .collect();
+            if hbs.is_empty() {
+                return Ok(true);
+            }
+            let ids: BTreeSet<&str> = hbs.iter().map(|h| h.1.agent_id.as_str()).collect();
+            let ids: Vec<&str> = ids.into_iter().collect();
+            for chunk in ids.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT agent_id FROM diagnostics_requests
+                     WHERE delivered_at IS NULL AND agent_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.to_string());
+                }
+                qb.push(") LIMIT 1");
+                let any: Option<(String,)> = qb.build_query_as().fetch_optional(&mut *conn).await?;
+                if any.is_some() {
+                    return Ok(false);
+                }
+            }
+            // token hash -> (device, region) of the unrevoked devices among the group's tokens.
+            let tokens: BTreeSet<&str> = hbs.iter().filter_map(|h| h.2).collect();
+            let tokens: Vec<&str> = tokens.into_iter().collect();
+            let mut valid: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+            for chunk in tokens.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT token_sha256, agent_id, region FROM devices
+                     WHERE revoked_at IS NULL AND token_sha256 IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for t in chunk {
+                    sep.push_bind(t.to_string());
+                }
+                qb.push(")");
+                let rows: Vec<(String, String, Option<String>)> =
+                    qb.build_query_as().fetch_all(&mut *conn).await?;
+                valid.extend(rows.into_iter().map(|(t, id, region)| (t, (id, region))));
+            }
+            let mut ok = Vec::with_capacity(hbs.len());
+            let mut fresh = Vec::with_capacity(hbs.len());
+            for (i, hb, token, at) in hbs {
+                let token = token.unwrap_or_default();
+                match valid.get(token) {
+                    Some((id, region)) if *id == hb.agent_id => {
+                        let json = serde_json::to_string(hb).map_err(|e| {
+                            StoreError::Corrupt(format!("cannot encode heartbeat: {e}"))
+                        })?;
+                        fresh.push((
+                            hb.agent_id.clone(),
+                            Seen {
+                                token_sha256: token.to_owned(),
+                                seen_ms: at,
+                                agent_version: hb.agent_version.clone(),
+                                firmware_version: hb.firmware_version.clone(),
+                                heartbeat: json,
+                            },
+                        ));
+                        ok.push((i, hb, region.clone()));
+                    }
+                    // Refused: find out why (rare path, a read too).
+                    _ => {
+                        let auth = Auth::TokenSha256(token.to_owned());
+                        results[i] = Some(match authenticate(conn, &auth, &hb.agent_id).await? {
+                            Err(d) => Err(d),
+                            // Revoked or re-enrolled since the read above: refuse as unknown.
+                            Ok(()) => Err($crate::store::Denied::UnknownToken),
+                        });
+                    }
+                }
+            }
+            let now_ms = items
+                .iter()
+                .map(|it| it.received_at.unix_millis())
+                .max()
+                .unwrap_or(0);
+            advise(conn, &ok, BTreeMap::new(), now_ms, results).await?;
+            seen.record(fresh);
+            Ok(true)
+        }
+
+        /// Writes buffered last-seen updates (one multi-row UPDATE per chunk), each only if it
+        /// is newer than what the row holds (several processes may flush the same device).
+        async fn write_seen(conn: &mut Conn, rows: &[(String, Seen)]) -> Result<()> {
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE devices SET
+                        first_seen_at = COALESCE(devices.first_seen_at, v.seen),
+                        last_seen_at = v.seen,
+                        agent_version = v.agent_version,
+                        firmware_version = v.firmware_version,
+                        last_heartbeat = v.heartbeat
+                     FROM (SELECT column1 AS agent_id, column2 AS token, column3 AS seen,
+                                  column4 AS agent_version, column5 AS firmware_version,
+                                  column6 AS heartbeat
+                           FROM (",
+                );
+                qb.push_values(chunk, |mut b, (id, s)| {
+                    b.push_bind(id.clone())
+                        .push_bind(s.token_sha256.clone())
+                        .push_bind(s.seen_ms)
+                        .push_bind(s.agent_version.clone())
+                        .push_bind(s.firmware_version.clone())
+                        .push_bind(s.heartbeat.clone());
+                });
+                qb.push(
+                    ") AS x) AS v
+                     WHERE devices.agent_id = v.agent_id AND devices.token_sha256 = v.token
+                       AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.seen)",
+                );
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         async fn heartbeats(
             conn: &mut Conn,
             items: &[WriteItem],
             results: &mut [Option<ItemResult>],
         ) -> Result<()> {
-            let hbs: Vec<(usize, &Heartbeat, &Auth, i64)> = items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, it)| match &it.kind {
-                    WriteKind::Heartbeat(hb) => Some((i, hb, &it.auth, it.received_at.unix_millis())),
-                    WriteKind::Report(_) => None,
-                })
-                .collect();
+            let hbs = pending_heartbeats(items, results);
             if hbs.is_empty() {
                 return Ok(());
             }
             // Trusted heartbeats (local tools) create their device first.
-            for (_, hb, auth, _) in &hbs {
-                if **auth == Auth::Trusted {
-                    let _ = authenticate(conn, auth, &hb.agent_id).await?;
+            for (_, hb, token, _) in &hbs {
+                if token.is_none() {
+                    let _ = authenticate(conn, &Auth::Trusted, &hb.agent_id).await?;
                 }
             }
             // One UPDATE checks every token and records every heartbeat of the group.
@@ -73,18 +227,13 @@ macro_rules! write_sql {
                                   column6 AS heartbeat
                            FROM (",
                 );
-                qb.push_values(chunk, |mut b, ((_, hb, auth, seen), json)| {
-                    let json = json.clone();
-                    let token = match auth {
-                        Auth::TokenSha256(h) => Some(h.clone()),
-                        Auth::Trusted => None,
-                    };
+                qb.push_values(chunk, |mut b, ((_, hb, token, seen), json)| {
                     b.push_bind(hb.agent_id.clone())
-                        .push_bind(token)
+                        .push_bind(token.map(str::to_owned))
                         .push_bind(*seen)
                         .push_bind(hb.agent_version.clone())
                         .push_bind(hb.firmware_version.clone())
-                        .push_bind(json);
+                        .push_bind(json.clone());
                 });
                 qb.push(
                     ") AS x) AS v
@@ -100,35 +249,12 @@ macro_rules! write_sql {
                     recorded.insert((id, token), region);
                 }
             }
-            let switches = load_killswitches(conn).await?;
-            // Active holdout experiments, the same for every device (each computes its arm).
-            let experiments: Vec<netmedic_proto::Experiment> = load_experiments(conn, true)
-                .await?
-                .into_iter()
-                .map(|r| r.experiment)
-                .collect();
-            let ok: Vec<&str> = recorded.keys().map(|(id, _)| id.as_str()).collect();
-            // Regions from the subscribers table, only when a region switch is in force.
-            let mut sub_region: BTreeMap<String, Option<String>> = BTreeMap::new();
-            if switches.iter().any(|k| k.scope == "region") {
-                for chunk in ok.chunks(CHUNK_ROWS) {
-                    let mut qb = sqlx::QueryBuilder::<Db>::new(
-                        "SELECT agent_id, region FROM subscribers WHERE agent_id IN (",
-                    );
-                    let mut sep = qb.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(id.to_string());
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String, Option<String>)> =
-                        qb.build_query_as().fetch_all(&mut *conn).await?;
-                    sub_region.extend(rows);
-                }
-            }
+            let ok_ids: BTreeSet<&str> = recorded.keys().map(|(id, _)| id.as_str()).collect();
+            let ok_ids: Vec<&str> = ok_ids.into_iter().collect();
             // Pending diagnostics of the group's devices, marked delivered in the same commit.
             let mut diags: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
             let delivered_at = hbs.iter().map(|h| h.3).max().unwrap_or(0);
-            for chunk in ok.chunks(CHUNK_ROWS) {
+            for chunk in ok_ids.chunks(CHUNK_ROWS) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "UPDATE diagnostics_requests SET delivered_at = ",
                 );
@@ -145,17 +271,19 @@ macro_rules! write_sql {
                     diags.entry(agent).or_default().push((id, checks));
                 }
             }
-            // Upstream-outage advisories of the devices behind an access node in a network
-            // event (see correlate.rs).
-            let mut outages = outage_advisories(conn, &ok, delivered_at).await?;
-            for (i, hb, auth, _) in hbs {
-                let found = match auth {
-                    Auth::TokenSha256(h) => recorded.get(&(hb.agent_id.clone(), Some(h.clone()))),
-                    Auth::Trusted => by_id.get(&hb.agent_id),
+            let mut ok = Vec::with_capacity(hbs.len());
+            for (i, hb, token, _) in hbs {
+                let found = match token {
+                    Some(h) => recorded.get(&(hb.agent_id.clone(), Some(h.to_owned()))),
+                    None => by_id.get(&hb.agent_id),
                 };
                 let Some(region) = found else {
                     // Refused: find out why (rare path).
-                    results[i] = Some(match authenticate(conn, auth, &hb.agent_id).await? {
+                    let auth = match token {
+                        Some(h) => Auth::TokenSha256(h.to_owned()),
+                        None => Auth::Trusted,
+                    };
+                    results[i] = Some(match authenticate(conn, &auth, &hb.agent_id).await? {
                         Err(d) => Err(d),
                         Ok(()) => {
                             return Err(StoreError::Corrupt(format!(
@@ -166,6 +294,54 @@ macro_rules! write_sql {
                     });
                     continue;
                 };
+                ok.push((i, hb, region.clone()));
+            }
+            advise(conn, &ok, diags, delivered_at, results).await
+        }
+
+        /// The replies of accepted heartbeats `ok` (item index, heartbeat, the device row's
+        /// region): upstream-outage advisories, kill switches in force, and the diagnostics
+        /// in `diags` (delivered once: to the first heartbeat of the device in the group).
+        async fn advise(
+            conn: &mut Conn,
+            ok: &[(usize, &Heartbeat, Option<String>)],
+            mut diags: BTreeMap<String, Vec<(String, String)>>,
+            now_ms: i64,
+            results: &mut [Option<ItemResult>],
+        ) -> Result<()> {
+            if ok.is_empty() {
+                return Ok(());
+            }
+            let ids: BTreeSet<&str> = ok.iter().map(|h| h.1.agent_id.as_str()).collect();
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let switches = load_killswitches(conn).await?;
+            // Active holdout experiments, the same for every device (each computes its arm).
+            let experiments: Vec<netmedic_proto::Experiment> = load_experiments(conn, true)
+                .await?
+                .into_iter()
+                .map(|r| r.experiment)
+                .collect();
+            // Regions from the subscribers table, only when a region switch is in force.
+            let mut sub_region: BTreeMap<String, Option<String>> = BTreeMap::new();
+            if switches.iter().any(|k| k.scope == "region") {
+                for chunk in ids.chunks(CHUNK_ROWS) {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "SELECT agent_id, region FROM subscribers WHERE agent_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.to_string());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, Option<String>)> =
+                        qb.build_query_as().fetch_all(&mut *conn).await?;
+                    sub_region.extend(rows);
+                }
+            }
+            // Upstream-outage advisories of the devices behind an access node in a network
+            // event (see correlate.rs).
+            let mut outages = outage_advisories(conn, &ids, now_ms).await?;
+            for (i, hb, region) in ok {
                 let region = sub_region
                     .get(&hb.agent_id)
                     .cloned()
@@ -178,14 +354,13 @@ macro_rules! write_sql {
                 if let Some(a) = kill_advisory(&switches, &hb.agent_id, region.as_deref()) {
                     advisories.push(a);
                 }
-                // Delivered once: to the first heartbeat of this device in the group.
                 if let Some(mut pending) = diags.remove(&hb.agent_id) {
                     pending.sort();
                     for (id, checks) in pending {
                         advisories.push(diag_advisory(id, &checks)?);
                     }
                 }
-                results[i] = Some(Ok(WriteOk::Heartbeat(HeartbeatOk {
+                results[*i] = Some(Ok(WriteOk::Heartbeat(HeartbeatOk {
                     advisories,
                     experiments: experiments.clone(),
                 })));

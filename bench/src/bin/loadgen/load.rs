@@ -34,6 +34,42 @@ pub(crate) async fn enrol(db: &str, n: usize, out: &PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// What `wrk-requests` prepares requests for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum WrkTarget {
+    /// `POST /api/v1/heartbeats`, the device's token, one heartbeat.
+    Collector,
+    /// `POST /api/v1/import/prometheus`, one sample labelled with the device.
+    VictoriaMetrics,
+}
+
+/// Writes `PATH<TAB>TOKEN-or-minus<TAB>BODY` lines, one per enrolled device, for
+/// `bench/wrk/requests.lua`.
+pub(crate) fn wrk_requests(tokens: &PathBuf, target: WrkTarget, out: &PathBuf) -> Result<()> {
+    let text =
+        std::fs::read_to_string(tokens).with_context(|| format!("reading {}", tokens.display()))?;
+    let mut lines = String::new();
+    for (id, token) in text.lines().filter_map(|l| l.split_once(' ')) {
+        match target {
+            WrkTarget::Collector => {
+                let body = serde_json::to_string(&heartbeat(id))?;
+                lines.push_str(&format!("/api/v1/heartbeats\t{token}\t{body}\n"));
+            }
+            WrkTarget::VictoriaMetrics => {
+                // One sample of the same "device is alive" fact; VictoriaMetrics stamps it.
+                lines.push_str(&format!(
+                    "/api/v1/import/prometheus\t-\tnetmedic_heartbeat{{agent_id=\"{id}\"}} 1\n"
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        bail!("no devices in {}", tokens.display());
+    }
+    std::fs::write(out, lines).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
 pub(crate) fn heartbeat(id: &str) -> Heartbeat {
     Heartbeat {
         schema_version: SCHEMA_VERSION,

@@ -1,7 +1,7 @@
 //! `netmedic-loadgen`: the collector's load generator, run as a separate process from the
 //! collector (see scripts/bench-collector.sh and scripts/bench-console.sh). `enrol` provisions N
 //! devices and writes their tokens; `heartbeats` sends one heartbeat per request from many
-//! keep-alive connections and prints requests/s with p50/p99 latency; `events` sends report
+//! keep-alive connections (`wrk-requests` prepares the same load for `wrk`) and prints requests/s with p50/p99 latency; `events` sends report
 //! batches and prints events/s. `seed-incidents` writes N incidents (with resolutions, action
 //! trails and a subscribers mapping for their devices) straight into a store through the library,
 //! in big write groups; `pages` logs in to the NOC console and times its pages (incident list,
@@ -14,12 +14,13 @@
 //! box.
 //!
 //! One module per concern: `load` (enrol, heartbeats, events), `seed` (seed-incidents), `pages`
-//! (the console timing) and `http` (the small HTTP/1.1 client they share).
+//! (the console timing), `storm` (the reconnect storm) and `http` (the small HTTP/1.1 client they share).
 
 mod http;
 mod load;
 mod pages;
 mod seed;
+mod storm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -49,6 +50,33 @@ enum Cmd {
     },
     /// One heartbeat per request, round-robin over the enrolled devices.
     Heartbeats(Load),
+    /// Write the request file of `bench/wrk/requests.lua`: one heartbeat per enrolled device
+    /// for the collector, or one Prometheus-format sample per device for VictoriaMetrics.
+    WrkRequests {
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, value_enum)]
+        target: load::WrkTarget,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The reconnect storm: `--agents` enrolled devices connect at once, each sends a report
+    /// batch of `--events` events and a heartbeat (honouring 429/503 + Retry-After); prints the
+    /// statuses and the events acked against those stored in `--db`.
+    Storm {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 5000)]
+        agents: usize,
+        #[arg(long, default_value_t = 10)]
+        events: usize,
+        #[arg(long, default_value_t = 120)]
+        deadline_secs: u64,
+    },
     /// Report batches of `--batch` events (opened + resolved pairs of new incidents).
     Events {
         #[command(flatten)]
@@ -120,6 +148,19 @@ fn main() -> Result<()> {
         match cli.command {
             Cmd::Enrol { db, devices, out } => load::enrol(&db, devices, &out).await,
             Cmd::Heartbeats(load) => load::run(load, None).await,
+            Cmd::WrkRequests {
+                tokens,
+                target,
+                out,
+            } => load::wrk_requests(&tokens, target, &out),
+            Cmd::Storm {
+                addr,
+                tokens,
+                db,
+                agents,
+                events,
+                deadline_secs,
+            } => storm::storm(addr, &tokens, &db, agents, events, deadline_secs).await,
             Cmd::Events { load, batch } => load::run(load, Some(batch)).await,
             Cmd::SeedIncidents {
                 db,
