@@ -179,6 +179,7 @@ pub struct ChecksSection {
     pub service: checks::service::ServiceConfig,
     pub clock: checks::clock::ClockConfig,
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
+    pub wifi_ap: checks::wifi_ap::WifiApConfig,
 }
 
 impl ChecksSection {
@@ -195,6 +196,7 @@ impl ChecksSection {
         self.service.problems(out);
         self.clock.problems(out);
         self.modem_snmp.problems(out);
+        self.wifi_ap.problems(out);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod events;
 pub mod fsutil;
 pub mod heal;
 pub mod heartbeat;
+pub mod hostapd;
 pub mod ids;
 pub mod incident;
 pub mod lease;

@@ -80,6 +80,9 @@ closed_enum!(
         Service => "service",
         Clock => "clock",
         ModemSnmp => "modem_snmp",
+        /// The Wi-Fi access point: hostapd alive and answering, BSS enabled, provisioned
+        /// SSID/security/channel, clients.
+        WifiAp => "wifi_ap",
     }
 );
 
@@ -94,6 +97,8 @@ closed_enum!(
         FlushConntrack => "flush_conntrack",
         RestartService => "restart_service",
         Reboot => "reboot",
+        /// Restart hostapd through an allow-listed command.
+        RestartHostapd => "restart_hostapd",
     }
 );
 
@@ -107,6 +112,8 @@ closed_enum!(
         LocalMisconfig => "local_misconfig",
         LineDegraded => "line_degraded",
         DeviceHealth => "device_health",
+        /// The home Wi-Fi is down or degraded (access point, radio, clients).
+        WifiDegraded => "wifi_degraded",
     }
 );
 
@@ -396,6 +403,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
+            CheckId::WifiAp => Category::WifiDegraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

@@ -7,6 +7,7 @@ pub mod flush_conntrack;
 pub mod reboot;
 pub mod renew_dhcp;
 pub mod reset_dns;
+pub mod restart_hostapd;
 pub mod restart_service;
 pub mod restore_route;
 pub mod set_mtu;
@@ -84,6 +85,7 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::FlushConntrack => flush_conntrack::DISRUPTIVE,
         ActionId::RestartService => restart_service::DISRUPTIVE,
         ActionId::Reboot => reboot::DISRUPTIVE,
+        ActionId::RestartHostapd => restart_hostapd::DISRUPTIVE,
     }
 }
 
@@ -99,6 +101,7 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::FlushConntrack => flush_conntrack::DEFAULT_BUDGET,
         ActionId::RestartService => restart_service::DEFAULT_BUDGET,
         ActionId::Reboot => reboot::DEFAULT_BUDGET,
+        ActionId::RestartHostapd => restart_hostapd::DEFAULT_BUDGET,
     }
 }
 
@@ -117,6 +120,7 @@ pub async fn run(
         ActionId::FlushConntrack => flush_conntrack::run(ctx).map(Applied::new),
         ActionId::RestartService => restart_service::run(ctx, input).await.map(Applied::new),
         ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
+        ActionId::RestartHostapd => restart_hostapd::run(ctx, input).await.map(Applied::new),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod mtu;
 pub mod resources;
 pub mod service;
 pub mod wan_address;
+pub mod wifi_ap;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
 use crate::context::{Context, now};
@@ -215,6 +216,7 @@ catalogue! {
     Service(service::ServiceCheck) => service,
     Clock(clock::ClockCheck) => clock,
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
+    WifiAp(wifi_ap::WifiApCheck) => wifi_ap,
 }
 
 impl Check {
@@ -233,6 +235,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
     use CheckId::*;
     match check {
         Link | Conntrack | Resources | Service | ModemSnmp => &[],
+        WifiAp => &[],
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
@@ -254,6 +257,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Service => service::CAUSES,
         CheckId::Clock => clock::CAUSES,
         CheckId::ModemSnmp => modem_snmp::CAUSES,
+        CheckId::WifiAp => wifi_ap::CAUSES,
     }
 }
 

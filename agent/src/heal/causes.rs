@@ -117,6 +117,10 @@ mod tests {
             ),
             (CheckId::Service, &["service_down"]),
             (CheckId::Resources, &["low_memory"]),
+            (
+                CheckId::WifiAp,
+                &["hostapd_down", "hostapd_frozen", "ap_disabled"],
+            ),
         ];
         for (check, causes) in with_ladder {
             for cause in *causes {

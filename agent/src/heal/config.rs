@@ -2,7 +2,9 @@
 //! each action's file) and the playbooks' validation.
 
 use super::decide::parse_window;
-use crate::actions::{Limit, bounce_iface, reboot, renew_dhcp, restart_service, set_mtu};
+use crate::actions::{
+    Limit, bounce_iface, reboot, renew_dhcp, restart_hostapd, restart_service, set_mtu,
+};
 use crate::config::{Mode, Problem};
 use netmedic_proto::{ActionId, CheckId};
 use serde::Deserialize;
@@ -52,6 +54,7 @@ pub struct HealingConfig {
     /// The allow-list of `restart_service`.
     pub restart_service: Vec<restart_service::RestartServiceEntry>,
     pub reboot: reboot::RebootConfig,
+    pub restart_hostapd: restart_hostapd::RestartHostapdConfig,
 }
 
 impl Default for HealingConfig {
@@ -79,6 +82,7 @@ impl Default for HealingConfig {
             bounce_iface: bounce_iface::BounceIfaceConfig::default(),
             restart_service: Vec::new(),
             reboot: reboot::RebootConfig::default(),
+            restart_hostapd: restart_hostapd::RestartHostapdConfig::default(),
         }
     }
 }
@@ -190,6 +194,7 @@ impl HealingConfig {
         self.bounce_iface.problems(out);
         restart_service::problems(&self.restart_service, out);
         self.reboot.problems(out);
+        self.restart_hostapd.problems(out);
     }
 }
 

@@ -34,6 +34,7 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
         }
         (CheckId::Service, "service_down") => &[RestartService],
         (CheckId::Resources, "low_memory") => &[Reboot],
+        (CheckId::WifiAp, "hostapd_down" | "hostapd_frozen" | "ap_disabled") => &[RestartHostapd],
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,

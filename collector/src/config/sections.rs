@@ -63,7 +63,7 @@ pub struct OutageConfig {
 /// must all occur in a contact's reason (any order, case-insensitive); a trailing `*` makes a
 /// word a prefix (`load*` matches "load", "loads", "loading").
 pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
-    let rules: [(Category, &[&str]); 7] = [
+    let rules: [(Category, &[&str]); 8] = [
         (
             Category::NoInternet,
             &[
@@ -146,6 +146,12 @@ pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
                 "restart*",
                 "overheat*",
                 "hardware",
+            ],
+        ),
+        (
+            Category::WifiDegraded,
+            &[
+                "wifi", "wi-fi", "wireless", "wlan", "ssid", "hotspot", "signal",
             ],
         ),
     ];
