@@ -180,6 +180,7 @@ pub struct ChecksSection {
     pub clock: checks::clock::ClockConfig,
     pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
     pub wifi_ap: checks::wifi_ap::WifiApConfig,
+    pub wifi_events: checks::wifi_events::WifiEventsConfig,
 }
 
 impl ChecksSection {
@@ -197,6 +198,7 @@ impl ChecksSection {
         self.clock.problems(out);
         self.modem_snmp.problems(out);
         self.wifi_ap.problems(out);
+        self.wifi_events.problems(out);
     }
 }
 

@@ -121,6 +121,29 @@ impl CtrlClient {
         Ok(reply)
     }
 
+    /// Waits up to `timeout` for an unsolicited event (after `ATTACH`); `Ok(None)` when none
+    /// came. Stray replies are skipped.
+    pub async fn recv_event(&self, timeout: Duration) -> Result<Option<String>, CtrlError> {
+        let mut buf = vec![0u8; REPLY_MAX];
+        let wait = async {
+            loop {
+                let n = self
+                    .sock
+                    .recv(&mut buf)
+                    .await
+                    .map_err(|e| CtrlError::Io(format!("recv: {e}")))?;
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if is_event(&text) {
+                    return Ok::<String, CtrlError>(text);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Every associated station, through `STA-FIRST` / `STA-NEXT` paging (at most
     /// [`STA_MAX`]; a MAC seen twice ends the walk, so a changing list cannot loop).
     pub async fn all_sta(&self, timeout: Duration) -> Result<Vec<Station>, CtrlError> {
@@ -236,6 +259,22 @@ pub fn security_of(get_config: &BTreeMap<String, String>) -> String {
         [] => format!("{proto}-unknown"),
         p => format!("{proto}-{}", p.join("-")),
     }
+}
+
+/// A hostapd config file as `key=value` pairs (comments and blank lines skipped), with
+/// `wpa_key_mgmt` also under `key_mgmt`, so that [`security_of`] reads it like `GET_CONFIG`.
+pub fn parse_conf(text: &str) -> BTreeMap<String, String> {
+    let mut kv: BTreeMap<String, String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    if let Some(m) = kv.get("wpa_key_mgmt").cloned() {
+        kv.insert("key_mgmt".into(), m);
+    }
+    kv
 }
 
 /// One station of `STA-FIRST`/`STA-NEXT`.

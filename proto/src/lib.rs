@@ -83,6 +83,9 @@ closed_enum!(
         /// The Wi-Fi access point: hostapd alive and answering, BSS enabled, provisioned
         /// SSID/security/channel, clients.
         WifiAp => "wifi_ap",
+        /// hostapd's unsolicited events: repeated authentication failures (wrong password),
+        /// DFS radar detections and the channel moves that follow.
+        WifiEvents => "wifi_events",
     }
 );
 
@@ -99,6 +102,8 @@ closed_enum!(
         Reboot => "reboot",
         /// Restart hostapd through an allow-listed command.
         RestartHostapd => "restart_hostapd",
+        /// Put the provisioned access point config back and restart hostapd.
+        ReapplyWifiConfig => "reapply_wifi_config",
     }
 );
 
@@ -403,7 +408,7 @@ impl Category {
             CheckId::Dns => Category::DnsFailure,
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
-            CheckId::WifiAp => Category::WifiDegraded,
+            CheckId::WifiAp | CheckId::WifiEvents => Category::WifiDegraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

@@ -10,10 +10,18 @@
 //!    re-associates; the incident is auto-healed at the collector.
 //! 3. `frozen`: hostapd SIGSTOPped (the process exists, its BSS serves nobody) → the control
 //!    interface times out → `hostapd_frozen` → restarted, auto-healed.
-//! 4. `open`: the running AP falls back to an open network (`SET wpa 0`, `DISABLE`, `ENABLE`
-//!    through the control interface) → `security_open`, severity critical, evidence
-//!    `security=open`; no playbook acts on it (the agent never guesses a config); resolved once
-//!    the provisioned config is back.
+//! 4. `open`: a bad config push (the WPA lines removed from `/etc/hostapd.conf`, hostapd
+//!    restarted) → the AP is open → `security_open`, severity critical, evidence
+//!    `security=open` → `reapply_wifi_config` writes the provisioned copy the agent kept back
+//!    (the copy is taken only while the file names the provisioned values) → verified,
+//!    auto-healed, the file is the provisioned one again and the client re-associates.
+//! 5. `ssid`: the SSID changed at runtime through the control interface (`SET ssid`,
+//!    `DISABLE`, `ENABLE`; the file unchanged) → `ssid_mismatch` → `reapply_wifi_config`
+//!    restarts hostapd from the provisioned file → auto-healed.
+//! 6. `password`: the client's password changed to a wrong one → hostapd's
+//!    `AP-STA-POSSIBLE-PSK-MISMATCH` events → a `wifi_events` `psk_mismatch` incident naming the
+//!    client's MAC, with no action and no second incident (no loop); the right password back →
+//!    the client associates.
 //!
 //! `NETMEDIC_WIFI_REPEATS` (default 1) repeats steps 2 and 3 to measure detection and heal
 //! times; each run prints them (host clock, fault → incident at the collector → healed).
@@ -62,11 +70,23 @@ client_socket_dir = "/tmp"
 ssid = "netmedic-lab"
 security = "wpa2-psk"
 channel = 6
+config_file = "/etc/hostapd.conf"
+
+[checks.wifi_events]
+enabled = true
+ctrl_dir = "/run/hostapd"
+interface = "wlan0"
+client_socket_dir = "/tmp"
+window_secs = 120
 
 [healing]
 kill_switch_file = "/data/etc/healing.disabled"
 
 [healing.restart_hostapd]
+command = ["/etc/init.d/hostapd", "restart"]
+timeout_secs = 20
+
+[healing.reapply_wifi_config]
 command = ["/etc/init.d/hostapd", "restart"]
 timeout_secs = 20
 "#
@@ -302,13 +322,26 @@ fn vm_wifi_stories() {
         );
     }
 
-    // ---- 4. The AP falls back to an open network: a critical security incident, no action.
+    // ---- 4. A bad config push makes the AP open: critical, the provisioned config restored.
     step("open", t0);
+    vm.wait(
+        "the agent kept a copy of the provisioned AP config",
+        Duration::from_secs(60),
+        |vm| {
+            vm.run_timeout(
+                "cmp /etc/hostapd.conf /data/netmedic/wifi/hostapd.conf.provisioned",
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|o| if o.code == 0 { Ok(()) } else { Err(o.output) })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     let t = Instant::now();
-    vm.sh(&format!(
-        "{HOSTAPD_CLI} set wpa 0 && {HOSTAPD_CLI} disable && {HOSTAPD_CLI} enable && \
-         {HOSTAPD_CLI} raw GET_CONFIG > /tmp/hostapd-get_config_open.txt"
-    ))
+    vm.sh(
+        "sed -i '/^wpa/d; /^rsn_pairwise/d' /etc/hostapd.conf && /etc/init.d/hostapd restart && \
+         sleep 1; hostapd_cli -p /run/hostapd -i wlan0 raw GET_CONFIG > /tmp/hostapd-get_config_open.txt",
+    )
     .expect("make the AP open");
     vm.save_artifact(
         "/tmp/hostapd-get_config_open.txt",
@@ -322,32 +355,123 @@ fn vm_wifi_stories() {
         1,
         |_| true,
     );
-    eprintln!(
-        "wifi open AP: detected after {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let detect = t.elapsed();
     assert_eq!(open.severity, Severity::Critical, "{open:?}");
     assert_eq!(
         open.evidence.get("security").map(String::as_str),
-        Some("open")
+        Some("open"),
+        "{open:?}"
     );
-    assert!(
-        open.actions.is_empty(),
-        "no action on a drifted config: {open:?}"
-    );
-    // The provisioned config back (the operator's fix): the incident resolves, not healed.
-    vm.sh("/etc/init.d/hostapd restart")
-        .expect("restart hostapd");
-    let resolved = wait_nth(
+    let healed = wait_nth(
         &stack,
         &mut vm,
-        "the security_open incident resolved",
+        "the security_open incident auto-healed",
         "security_open",
         1,
-        |i| i.status == netmedic_proto::IncidentStatus::Resolved,
+        |i| i.auto_healed == Some(true),
     );
-    assert_ne!(resolved.auto_healed, Some(true), "{resolved:?}");
+    eprintln!(
+        "wifi open AP: detected after {:.1} s, healed after {:.1} s",
+        detect.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        healed
+            .actions
+            .iter()
+            .any(|a| a.action == ActionId::ReapplyWifiConfig),
+        "healed by reapply_wifi_config: {healed:?}"
+    );
+    let conf = vm.sh("cat /etc/hostapd.conf").expect("hostapd.conf");
+    assert!(
+        conf.contains("wpa=2") && conf.contains("wpa_key_mgmt=WPA-PSK"),
+        "the provisioned config is back: {conf}"
+    );
     wait_associated(&mut vm, "the client re-associates with WPA2-PSK");
+
+    // ---- 5. The SSID changed at runtime: the provisioned file is applied again.
+    step("ssid", t0);
+    let t = Instant::now();
+    vm.sh(&format!(
+        "{HOSTAPD_CLI} set ssid evil-twin && {HOSTAPD_CLI} disable && {HOSTAPD_CLI} enable"
+    ))
+    .expect("change the SSID at runtime");
+    let healed = wait_nth(
+        &stack,
+        &mut vm,
+        "the ssid_mismatch incident auto-healed",
+        "ssid_mismatch",
+        1,
+        |i| i.auto_healed == Some(true),
+    );
+    eprintln!(
+        "wifi ssid drift: healed after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        healed.evidence.get("ssid").map(String::as_str),
+        Some("evil-twin"),
+        "{healed:?}"
+    );
+    wait_associated(&mut vm, "the client re-associates after the SSID drift");
+
+    // ---- 6. A wrong password on the client: reported with its cause, nothing acts.
+    step("password", t0);
+    let sta_mac = vm
+        .sh("nsenter -t $(cat /run/sta.pid) -n cat /sys/class/net/wlan1/address")
+        .expect("client MAC")
+        .trim()
+        .to_ascii_lowercase();
+    let t = Instant::now();
+    vm.sh(&format!(
+        "{STA_CLI} set_network 0 psk '\"not-the-password\"' && {STA_CLI} reassociate"
+    ))
+    .expect("a wrong password on the client");
+    let mismatch = netmedic_lab::wait_for(
+        "a psk_mismatch incident",
+        Duration::from_secs(180),
+        Duration::from_millis(250),
+        || {
+            let page = stack.incidents().map_err(|e| e.to_string())?;
+            page.incidents
+                .iter()
+                .find(|i| {
+                    i.agent_id == AGENT_ID
+                        && i.check == CheckId::WifiEvents
+                        && i.cause == "psk_mismatch"
+                })
+                .cloned()
+                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    eprintln!(
+        "wifi wrong password: detected after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        mismatch.evidence.get("clients").map(String::as_str),
+        Some(sta_mac.as_str()),
+        "{mismatch:?}"
+    );
+    assert_eq!(mismatch.category, netmedic_proto::Category::WifiDegraded);
+    vm.sh(&format!(
+        "{STA_CLI} set_network 0 psk '\"netmedic-lab-psk\"' && {STA_CLI} enable_network 0 && \
+         {STA_CLI} reassociate"
+    ))
+    .expect("the right password back");
+    wait_associated(&mut vm, "the client associates with the right password");
+    let page = stack.incidents().expect("incidents");
+    let mismatches: Vec<&IncidentView> = page
+        .incidents
+        .iter()
+        .filter(|i| i.check == CheckId::WifiEvents)
+        .collect();
+    assert_eq!(mismatches.len(), 1, "one incident, no loop: {mismatches:?}");
+    assert!(
+        mismatches[0].actions.is_empty(),
+        "nothing acts on a wrong password: {mismatches:?}"
+    );
 
     step("done", t0);
     vm.save_artifact("/data/log/agent.log", "agent.log");

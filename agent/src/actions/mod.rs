@@ -4,6 +4,7 @@
 
 pub mod bounce_iface;
 pub mod flush_conntrack;
+pub mod reapply_wifi_config;
 pub mod reboot;
 pub mod renew_dhcp;
 pub mod reset_dns;
@@ -44,6 +45,11 @@ pub enum Undo {
     },
     /// Set the interface's MTU back.
     Mtu { ifname: String, mtu: u32 },
+    /// Put the drifted hostapd config file back (and restart hostapd).
+    WifiConfig {
+        target: std::path::PathBuf,
+        saved: std::path::PathBuf,
+    },
 }
 
 /// A carried-out action: one line for the trail, and its undo when it changed config.
@@ -86,6 +92,7 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::RestartService => restart_service::DISRUPTIVE,
         ActionId::Reboot => reboot::DISRUPTIVE,
         ActionId::RestartHostapd => restart_hostapd::DISRUPTIVE,
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::DISRUPTIVE,
     }
 }
 
@@ -102,6 +109,7 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::RestartService => restart_service::DEFAULT_BUDGET,
         ActionId::Reboot => reboot::DEFAULT_BUDGET,
         ActionId::RestartHostapd => restart_hostapd::DEFAULT_BUDGET,
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::DEFAULT_BUDGET,
     }
 }
 
@@ -121,6 +129,7 @@ pub async fn run(
         ActionId::RestartService => restart_service::run(ctx, input).await.map(Applied::new),
         ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
         ActionId::RestartHostapd => restart_hostapd::run(ctx, input).await.map(Applied::new),
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx).await,
     }
 }
 
@@ -130,6 +139,9 @@ pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError>
     match undo {
         Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
         Undo::Mtu { ifname, mtu } => set_mtu::rollback(ctx, ifname, *mtu).await,
+        Undo::WifiConfig { target, saved } => {
+            reapply_wifi_config::rollback(ctx, target, saved).await
+        }
     }
 }
 
@@ -138,6 +150,7 @@ pub fn commit(undo: &Undo) {
     match undo {
         Undo::ResolvConf { saved, .. } => reset_dns::discard(saved),
         Undo::Mtu { .. } => set_mtu::commit(),
+        Undo::WifiConfig { saved, .. } => reapply_wifi_config::commit(saved),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod resources;
 pub mod service;
 pub mod wan_address;
 pub mod wifi_ap;
+pub mod wifi_events;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
 use crate::context::{Context, now};
@@ -217,6 +218,7 @@ catalogue! {
     Clock(clock::ClockCheck) => clock,
     ModemSnmp(modem_snmp::ModemSnmpCheck) => modem_snmp,
     WifiAp(wifi_ap::WifiApCheck) => wifi_ap,
+    WifiEvents(wifi_events::WifiEventsCheck) => wifi_events,
 }
 
 impl Check {
@@ -236,6 +238,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
     match check {
         Link | Conntrack | Resources | Service | ModemSnmp => &[],
         WifiAp => &[],
+        WifiEvents => &[],
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
@@ -258,6 +261,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Clock => clock::CAUSES,
         CheckId::ModemSnmp => modem_snmp::CAUSES,
         CheckId::WifiAp => wifi_ap::CAUSES,
+        CheckId::WifiEvents => wifi_events::CAUSES,
     }
 }
 

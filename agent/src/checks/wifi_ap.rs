@@ -18,7 +18,11 @@
 //!   the router cannot move the phone closer).
 //!
 //! The provisioned `ssid`, `security` and `channel` are optional; an empty value is not
-//! compared. Client data (count, weakest signal, retries, rates) is evidence on every run. The
+//! compared. With `config_file` set, a run that finds the AP ok keeps a copy of that file in
+//! `<state_dir>/wifi/hostapd.conf.provisioned` (the `reapply_wifi_config` action restores it),
+//! but only when the file itself names the provisioned SSID, security and channel: a drifted
+//! file is never taken for the provisioned one. The copy is the agent's own state; the CPE's
+//! configuration is not touched. Client data (count, weakest signal, retries, rates) is evidence on every run. The
 //! data comes from hostapd alone: its station list already carries the driver's signal, rates
 //! and `tx_retry_failed`, so no nl80211 client (and its binary cost) is needed for this check.
 
@@ -28,7 +32,7 @@ use crate::hostapd::{self, CtrlClient, CtrlError, Station, Status};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
@@ -79,6 +83,8 @@ pub struct WifiApConfig {
     pub channel: u32,
     /// An authorized client below this signal is sticky.
     pub sticky_signal_dbm: i32,
+    /// hostapd's config file, copied while it is the provisioned one; empty: no copy.
+    pub config_file: PathBuf,
 }
 
 impl Default for WifiApConfig {
@@ -96,6 +102,7 @@ impl Default for WifiApConfig {
             security: String::new(),
             channel: 0,
             sticky_signal_dbm: -80,
+            config_file: PathBuf::new(),
         }
     }
 }
@@ -140,6 +147,9 @@ impl WifiApConfig {
         if self.channel > 233 {
             bad("channel", "must be a Wi-Fi channel number (0: not checked)");
         }
+        if !self.config_file.as_os_str().is_empty() && !self.config_file.is_absolute() {
+            bad("config_file", "must be an absolute path (or empty)");
+        }
         if !(-120..=0).contains(&self.sticky_signal_dbm) {
             bad("sticky_signal_dbm", "must be between -120 and 0");
         }
@@ -167,10 +177,82 @@ impl WifiApCheck {
         }
     }
 
-    pub async fn run(&self, _ctx: &Context) -> Observation {
+    pub async fn run(&self, ctx: &Context) -> Observation {
         let probe = probe(&self.config).await;
-        judge(&self.config, probe)
+        let obs = judge(&self.config, probe);
+        if obs.status == CheckStatus::Ok && !self.config.config_file.as_os_str().is_empty() {
+            match keep_copy(&self.config, &ctx.config.agent.state_dir) {
+                Ok(true) => log::info!(
+                    "wifi_ap: saved {} as the provisioned AP config",
+                    self.config.config_file.display()
+                ),
+                Ok(false) => {}
+                Err(e) => log::warn!("wifi_ap: provisioned copy not updated: {e}"),
+            }
+        }
+        obs
     }
+}
+
+/// Most bytes of a hostapd config file the agent reads.
+pub const CONFIG_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Where the agent keeps the provisioned copy of hostapd's config file.
+pub fn provisioned_copy_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("wifi").join("hostapd.conf.provisioned")
+}
+
+/// Reads a config file, refusing one over [`CONFIG_FILE_MAX_BYTES`].
+pub fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > CONFIG_FILE_MAX_BYTES {
+        return Err(format!(
+            "{}: {len} bytes, more than {CONFIG_FILE_MAX_BYTES}",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Whether a hostapd config file names the provisioned SSID, security and channel (at least
+/// one of them must be provisioned: with nothing to compare, no file is "the provisioned one").
+pub fn conf_is_provisioned(cfg: &WifiApConfig, text: &str) -> Result<(), String> {
+    if cfg.ssid.is_empty() && cfg.security.is_empty() {
+        return Err("checks.wifi_ap provisions neither ssid nor security".into());
+    }
+    let kv = hostapd::parse_conf(text);
+    let ssid = kv.get("ssid").map(String::as_str).unwrap_or("");
+    if !cfg.ssid.is_empty() && ssid != cfg.ssid {
+        return Err(format!("ssid {ssid:?}, provisioned {:?}", cfg.ssid));
+    }
+    let security = hostapd::security_of(&kv);
+    if !cfg.security.is_empty() && security != cfg.security {
+        return Err(format!("security {security}, provisioned {}", cfg.security));
+    }
+    let channel: u32 = kv.get("channel").and_then(|c| c.parse().ok()).unwrap_or(0);
+    if cfg.channel != 0 && channel != 0 && channel != cfg.channel {
+        return Err(format!("channel {channel}, provisioned {}", cfg.channel));
+    }
+    Ok(())
+}
+
+/// Copies `config_file` to the provisioned copy when it is the provisioned config and differs
+/// from the copy; `Ok(true)` when it wrote.
+fn keep_copy(cfg: &WifiApConfig, state_dir: &Path) -> Result<bool, String> {
+    let live = read_config_file(&cfg.config_file)?;
+    conf_is_provisioned(cfg, &String::from_utf8_lossy(&live))
+        .map_err(|e| format!("{} is not the provisioned config: {e}", cfg.config_file.display()))?;
+    let copy = provisioned_copy_path(state_dir);
+    if std::fs::read(&copy).is_ok_and(|c| c == live) {
+        return Ok(false);
+    }
+    if let Some(dir) = copy.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    crate::fsutil::write_durable(&copy, &live).map_err(|e| format!("{}: {e}", copy.display()))?;
+    Ok(true)
 }
 
 /// Reads STATUS, GET_CONFIG and the stations. A failing STATUS is the verdict; the other two
@@ -517,6 +599,29 @@ mod tests {
         let o = judge(&provisioned(), Ok(p));
         assert_eq!(o.cause, "sticky_client");
         assert_eq!(o.evidence["sticky_clients"], lab_probe().stations[0].mac);
+    }
+
+    #[test]
+    fn only_a_provisioned_file_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("hostapd.conf");
+        let cfg = WifiApConfig {
+            config_file: live.clone(),
+            ..provisioned()
+        };
+        let good = "interface=wlan0\nssid=netmedic-lab\nchannel=6\nwpa=2\nwpa_key_mgmt=WPA-PSK\n";
+        std::fs::write(&live, good).unwrap();
+        assert_eq!(keep_copy(&cfg, dir.path()), Ok(true));
+        assert_eq!(keep_copy(&cfg, dir.path()), Ok(false), "unchanged: no write");
+        // A drifted file (WPA gone) never replaces the copy.
+        std::fs::write(&live, "interface=wlan0\nssid=netmedic-lab\nchannel=6\n").unwrap();
+        let err = keep_copy(&cfg, dir.path()).unwrap_err();
+        assert!(err.contains("security open"), "{err}");
+        let copy = std::fs::read_to_string(provisioned_copy_path(dir.path())).unwrap();
+        assert_eq!(copy, good);
+        // Nothing provisioned: nothing is taken for the provisioned config.
+        assert!(conf_is_provisioned(&WifiApConfig::default(), good).is_err());
+        assert!(conf_is_provisioned(&cfg, "ssid=other\nwpa=2\nwpa_key_mgmt=WPA-PSK\n").is_err());
     }
 
     #[test]

@@ -119,7 +119,14 @@ mod tests {
             (CheckId::Resources, &["low_memory"]),
             (
                 CheckId::WifiAp,
-                &["hostapd_down", "hostapd_frozen", "ap_disabled"],
+                &[
+                    "hostapd_down",
+                    "hostapd_frozen",
+                    "ap_disabled",
+                    "security_open",
+                    "security_mismatch",
+                    "ssid_mismatch",
+                ],
             ),
         ];
         for (check, causes) in with_ladder {

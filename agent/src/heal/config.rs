@@ -3,7 +3,8 @@
 
 use super::decide::parse_window;
 use crate::actions::{
-    Limit, bounce_iface, reboot, renew_dhcp, restart_hostapd, restart_service, set_mtu,
+    Limit, bounce_iface, reapply_wifi_config, reboot, renew_dhcp, restart_hostapd,
+    restart_service, set_mtu,
 };
 use crate::config::{Mode, Problem};
 use netmedic_proto::{ActionId, CheckId};
@@ -55,6 +56,7 @@ pub struct HealingConfig {
     pub restart_service: Vec<restart_service::RestartServiceEntry>,
     pub reboot: reboot::RebootConfig,
     pub restart_hostapd: restart_hostapd::RestartHostapdConfig,
+    pub reapply_wifi_config: reapply_wifi_config::ReapplyWifiConfigConfig,
 }
 
 impl Default for HealingConfig {
@@ -83,6 +85,7 @@ impl Default for HealingConfig {
             restart_service: Vec::new(),
             reboot: reboot::RebootConfig::default(),
             restart_hostapd: restart_hostapd::RestartHostapdConfig::default(),
+            reapply_wifi_config: reapply_wifi_config::ReapplyWifiConfigConfig::default(),
         }
     }
 }
@@ -195,6 +198,7 @@ impl HealingConfig {
         restart_service::problems(&self.restart_service, out);
         self.reboot.problems(out);
         self.restart_hostapd.problems(out);
+        self.reapply_wifi_config.problems(out);
     }
 }
 

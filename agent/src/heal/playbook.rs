@@ -35,6 +35,9 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
         (CheckId::Service, "service_down") => &[RestartService],
         (CheckId::Resources, "low_memory") => &[Reboot],
         (CheckId::WifiAp, "hostapd_down" | "hostapd_frozen" | "ap_disabled") => &[RestartHostapd],
+        (CheckId::WifiAp, "security_open" | "security_mismatch" | "ssid_mismatch") => {
+            &[ReapplyWifiConfig]
+        }
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,
