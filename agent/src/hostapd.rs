@@ -277,6 +277,58 @@ pub fn parse_conf(text: &str) -> BTreeMap<String, String> {
     kv
 }
 
+/// The provisioned AP (`[checks.wifi_ap]` `ssid`, `security`, `channel`; empty / 0: any).
+#[derive(Debug, Clone, Copy)]
+pub struct Provisioned<'a> {
+    pub ssid: &'a str,
+    pub security: &'a str,
+    pub channel: u32,
+}
+
+/// Most bytes of a hostapd config file the agent reads.
+pub const CONFIG_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Where the agent keeps the provisioned copy of hostapd's config file.
+pub fn provisioned_copy_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("wifi").join("hostapd.conf.provisioned")
+}
+
+/// Reads a config file, refusing one over [`CONFIG_FILE_MAX_BYTES`].
+pub fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > CONFIG_FILE_MAX_BYTES {
+        return Err(format!(
+            "{}: {len} bytes, more than {CONFIG_FILE_MAX_BYTES}",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Whether a hostapd config file names the provisioned SSID, security and channel (at least
+/// one of them must be provisioned: with nothing to compare, no file is "the provisioned one").
+pub fn conf_is_provisioned(p: &Provisioned<'_>, text: &str) -> Result<(), String> {
+    if p.ssid.is_empty() && p.security.is_empty() {
+        return Err("neither ssid nor security is provisioned".into());
+    }
+    let kv = parse_conf(text);
+    let ssid = kv.get("ssid").map(String::as_str).unwrap_or("");
+    if !p.ssid.is_empty() && ssid != p.ssid {
+        return Err(format!("ssid {ssid:?}, provisioned {:?}", p.ssid));
+    }
+    let security = security_of(&kv);
+    if !p.security.is_empty() && security != p.security {
+        return Err(format!("security {security}, provisioned {}", p.security));
+    }
+    let channel: u32 = kv.get("channel").and_then(|c| c.parse().ok()).unwrap_or(0);
+    if p.channel != 0 && channel != 0 && channel != p.channel {
+        return Err(format!("channel {channel}, provisioned {}", p.channel));
+    }
+    Ok(())
+}
+
 /// One station of `STA-FIRST`/`STA-NEXT`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Station {

@@ -94,8 +94,11 @@ timeout_secs = 20
 }
 
 fn agent_log_tail(vm: &mut Vm) -> String {
+    vm.save_artifact("/data/log/agent.log", "agent.log");
+    vm.save_artifact("/run/hostapd.log", "hostapd.log");
     vm.run_timeout(
-        "tail -n 60 /data/log/agent.log | grep -v DEBUG; tail -n 20 /run/hostapd.log",
+        "grep -v DEBUG /data/log/agent.log | tail -n 60; echo '--- hostapd'; \
+         tail -n 20 /run/hostapd.log; ps",
         Duration::from_secs(10),
     )
     .map(|o| o.output)

@@ -17,7 +17,7 @@
 
 use super::reset_dns::write_config_file;
 use super::{ActionError, Applied, Limit, Undo, run_command};
-use crate::checks::wifi_ap::{conf_is_provisioned, provisioned_copy_path, read_config_file};
+use crate::hostapd::{Provisioned, conf_is_provisioned, provisioned_copy_path, read_config_file};
 use crate::config::Problem;
 use crate::context::Context;
 use serde::Deserialize;
@@ -97,7 +97,12 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
     let copy = read_config_file(&copy_path).map_err(|e| {
         ActionError::NotApplicable(format!("no provisioned AP config saved yet: {e}"))
     })?;
-    conf_is_provisioned(wifi, &String::from_utf8_lossy(&copy)).map_err(|e| {
+    let provisioned = Provisioned {
+        ssid: &wifi.ssid,
+        security: &wifi.security,
+        channel: wifi.channel,
+    };
+    conf_is_provisioned(&provisioned, &String::from_utf8_lossy(&copy)).map_err(|e| {
         ActionError::Failed(format!(
             "the saved copy {} is not the provisioned config: {e}",
             copy_path.display()

@@ -28,7 +28,10 @@
 
 use super::{Context, Observation, check_settings, common_problems};
 use crate::config::{AgentConfig, Problem};
-use crate::hostapd::{self, CtrlClient, CtrlError, Station, Status};
+use crate::hostapd::{
+    self, CtrlClient, CtrlError, Provisioned, Station, Status, conf_is_provisioned,
+    provisioned_copy_path, read_config_file,
+};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -110,6 +113,15 @@ impl Default for WifiApConfig {
 check_settings!(WifiApConfig);
 
 impl WifiApConfig {
+    /// The provisioned values to compare a config file with.
+    pub fn provisioned(&self) -> Provisioned<'_> {
+        Provisioned {
+            ssid: &self.ssid,
+            security: &self.security,
+            channel: self.channel,
+        }
+    }
+
     pub fn problems(&self, out: &mut Vec<Problem>) {
         common_problems(
             "wifi_ap",
@@ -194,55 +206,11 @@ impl WifiApCheck {
     }
 }
 
-/// Most bytes of a hostapd config file the agent reads.
-pub const CONFIG_FILE_MAX_BYTES: u64 = 64 * 1024;
-
-/// Where the agent keeps the provisioned copy of hostapd's config file.
-pub fn provisioned_copy_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("wifi").join("hostapd.conf.provisioned")
-}
-
-/// Reads a config file, refusing one over [`CONFIG_FILE_MAX_BYTES`].
-pub fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if len > CONFIG_FILE_MAX_BYTES {
-        return Err(format!(
-            "{}: {len} bytes, more than {CONFIG_FILE_MAX_BYTES}",
-            path.display()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Whether a hostapd config file names the provisioned SSID, security and channel (at least
-/// one of them must be provisioned: with nothing to compare, no file is "the provisioned one").
-pub fn conf_is_provisioned(cfg: &WifiApConfig, text: &str) -> Result<(), String> {
-    if cfg.ssid.is_empty() && cfg.security.is_empty() {
-        return Err("checks.wifi_ap provisions neither ssid nor security".into());
-    }
-    let kv = hostapd::parse_conf(text);
-    let ssid = kv.get("ssid").map(String::as_str).unwrap_or("");
-    if !cfg.ssid.is_empty() && ssid != cfg.ssid {
-        return Err(format!("ssid {ssid:?}, provisioned {:?}", cfg.ssid));
-    }
-    let security = hostapd::security_of(&kv);
-    if !cfg.security.is_empty() && security != cfg.security {
-        return Err(format!("security {security}, provisioned {}", cfg.security));
-    }
-    let channel: u32 = kv.get("channel").and_then(|c| c.parse().ok()).unwrap_or(0);
-    if cfg.channel != 0 && channel != 0 && channel != cfg.channel {
-        return Err(format!("channel {channel}, provisioned {}", cfg.channel));
-    }
-    Ok(())
-}
-
 /// Copies `config_file` to the provisioned copy when it is the provisioned config and differs
 /// from the copy; `Ok(true)` when it wrote.
 fn keep_copy(cfg: &WifiApConfig, state_dir: &Path) -> Result<bool, String> {
     let live = read_config_file(&cfg.config_file)?;
-    conf_is_provisioned(cfg, &String::from_utf8_lossy(&live))
+    conf_is_provisioned(&cfg.provisioned(), &String::from_utf8_lossy(&live))
         .map_err(|e| format!("{} is not the provisioned config: {e}", cfg.config_file.display()))?;
     let copy = provisioned_copy_path(state_dir);
     if std::fs::read(&copy).is_ok_and(|c| c == live) {
@@ -620,8 +588,8 @@ mod tests {
         let copy = std::fs::read_to_string(provisioned_copy_path(dir.path())).unwrap();
         assert_eq!(copy, good);
         // Nothing provisioned: nothing is taken for the provisioned config.
-        assert!(conf_is_provisioned(&WifiApConfig::default(), good).is_err());
-        assert!(conf_is_provisioned(&cfg, "ssid=other\nwpa=2\nwpa_key_mgmt=WPA-PSK\n").is_err());
+        assert!(conf_is_provisioned(&WifiApConfig::default().provisioned(), good).is_err());
+        assert!(conf_is_provisioned(&cfg.provisioned(), "ssid=other\nwpa=2\nwpa_key_mgmt=WPA-PSK\n").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
@@ -190,7 +190,7 @@ impl WifiEventsCheck {
 
     pub async fn run(&self, _ctx: &Context) -> Observation {
         if self.started.set(()).is_ok() {
-            tokio::spawn(monitor(self.config.clone(), self.log.clone()));
+            tokio::spawn(monitor(self.config.clone(), Arc::downgrade(&self.log)));
             // Give the first attach a moment so that the first run is not blind.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -209,17 +209,20 @@ impl WifiEventsCheck {
     }
 }
 
-/// The attached monitor: runs for the agent's lifetime.
-async fn monitor(cfg: WifiEventsConfig, log: Arc<Mutex<EventLog>>) {
+/// The attached monitor: runs while the check exists (a config reload makes a new check; the
+/// old monitor ends within [`REATTACH_SECS`] once nothing holds its log).
+async fn monitor(cfg: WifiEventsConfig, shared: Weak<Mutex<EventLog>>) {
     let path = cfg.ctrl_dir.join(&cfg.interface);
     let timeout = Duration::from_secs(2);
     let set = |attached: bool, err: Option<String>| {
-        if let Ok(mut l) = log.lock() {
+        if let Some(shared) = shared.upgrade()
+            && let Ok(mut l) = shared.lock()
+        {
             l.attached = attached;
             l.last_error = err;
         }
     };
-    loop {
+    while shared.strong_count() > 0 {
         let client = match CtrlClient::connect(&path, &cfg.client_socket_dir) {
             Ok(c) => c,
             Err(e) => {
@@ -228,7 +231,7 @@ async fn monitor(cfg: WifiEventsConfig, log: Arc<Mutex<EventLog>>) {
                 continue;
             }
         };
-        loop {
+        while shared.strong_count() > 0 {
             // DETACH first: hostapd does not deduplicate monitors.
             let _ = client.request("DETACH", timeout).await;
             if let Err(e) = client.request("ATTACH", timeout).await {
@@ -242,7 +245,9 @@ async fn monitor(cfg: WifiEventsConfig, log: Arc<Mutex<EventLog>>) {
                     Ok(Some(text)) => {
                         if let Some(e) = parse_event(&text) {
                             log::info!("wifi_events: {}", text.trim());
-                            if let Ok(mut l) = log.lock() {
+                            if let Some(shared) = shared.upgrade()
+                                && let Ok(mut l) = shared.lock()
+                            {
                                 l.push(Instant::now(), e);
                             }
                         }
