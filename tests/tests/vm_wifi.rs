@@ -83,11 +83,11 @@ window_secs = 120
 kill_switch_file = "/data/etc/healing.disabled"
 
 [healing.restart_hostapd]
-command = ["/etc/init.d/hostapd", "restart"]
+command = ["/etc/init.d/wifi", "restart"]
 timeout_secs = 20
 
 [healing.reapply_wifi_config]
-command = ["/etc/init.d/hostapd", "restart"]
+command = ["/etc/init.d/wifi", "restart"]
 timeout_secs = 20
 "#
     )
@@ -342,7 +342,7 @@ fn vm_wifi_stories() {
     .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
     let t = Instant::now();
     vm.sh(
-        "sed -i '/^wpa/d; /^rsn_pairwise/d' /etc/hostapd.conf && /etc/init.d/hostapd restart && \
+        "sed -i '/^wpa/d; /^rsn_pairwise/d' /etc/hostapd.conf && /etc/init.d/wifi restart && \
          sleep 1; hostapd_cli -p /run/hostapd -i wlan0 raw GET_CONFIG > /tmp/hostapd-get_config_open.txt",
     )
     .expect("make the AP open");
