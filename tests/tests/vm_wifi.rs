@@ -420,11 +420,14 @@ fn vm_wifi_stories() {
 
     // ---- 6. A wrong password on the client: reported with its cause, nothing acts.
     step("password", t0);
+    // The guest's /sys is the root namespace's: the client's MAC comes from its supplicant.
     let sta_mac = vm
-        .sh("nsenter -t $(cat /run/sta.pid) -n cat /sys/class/net/wlan1/address")
-        .expect("client MAC")
-        .trim()
-        .to_ascii_lowercase();
+        .sh(&format!("{STA_CLI} status"))
+        .expect("client status")
+        .lines()
+        .find_map(|l| l.strip_prefix("address="))
+        .map(|m| m.trim().to_ascii_lowercase())
+        .expect("the client's MAC in wpa_cli status");
     let t = Instant::now();
     vm.sh(&format!(
         "{STA_CLI} set_network 0 psk '\"not-the-password\"' && {STA_CLI} reassociate"

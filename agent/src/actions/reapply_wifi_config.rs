@@ -17,9 +17,9 @@
 
 use super::reset_dns::write_config_file;
 use super::{ActionError, Applied, Limit, Undo, run_command};
-use crate::hostapd::{Provisioned, conf_is_provisioned, provisioned_copy_path, read_config_file};
 use crate::config::Problem;
 use crate::context::Context;
+use crate::hostapd::{Provisioned, conf_is_provisioned, provisioned_copy_path, read_config_file};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -131,7 +131,10 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
         .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
     let saved = dir.join("hostapd.conf.drifted");
     crate::fsutil::write_durable(&saved, live.as_deref().unwrap_or_default()).map_err(|e| {
-        ActionError::Failed(format!("saving the drifted config to {}: {e}", saved.display()))
+        ActionError::Failed(format!(
+            "saving the drifted config to {}: {e}",
+            saved.display()
+        ))
     })?;
     let how = write_config_file(target, &copy)
         .map_err(|e| ActionError::Failed(format!("writing {}: {e}", target.display())))?;

@@ -210,8 +210,12 @@ impl WifiApCheck {
 /// from the copy; `Ok(true)` when it wrote.
 fn keep_copy(cfg: &WifiApConfig, state_dir: &Path) -> Result<bool, String> {
     let live = read_config_file(&cfg.config_file)?;
-    conf_is_provisioned(&cfg.provisioned(), &String::from_utf8_lossy(&live))
-        .map_err(|e| format!("{} is not the provisioned config: {e}", cfg.config_file.display()))?;
+    conf_is_provisioned(&cfg.provisioned(), &String::from_utf8_lossy(&live)).map_err(|e| {
+        format!(
+            "{} is not the provisioned config: {e}",
+            cfg.config_file.display()
+        )
+    })?;
     let copy = provisioned_copy_path(state_dir);
     if std::fs::read(&copy).is_ok_and(|c| c == live) {
         return Ok(false);
@@ -580,7 +584,11 @@ mod tests {
         let good = "interface=wlan0\nssid=netmedic-lab\nchannel=6\nwpa=2\nwpa_key_mgmt=WPA-PSK\n";
         std::fs::write(&live, good).unwrap();
         assert_eq!(keep_copy(&cfg, dir.path()), Ok(true));
-        assert_eq!(keep_copy(&cfg, dir.path()), Ok(false), "unchanged: no write");
+        assert_eq!(
+            keep_copy(&cfg, dir.path()),
+            Ok(false),
+            "unchanged: no write"
+        );
         // A drifted file (WPA gone) never replaces the copy.
         std::fs::write(&live, "interface=wlan0\nssid=netmedic-lab\nchannel=6\n").unwrap();
         let err = keep_copy(&cfg, dir.path()).unwrap_err();
@@ -589,7 +597,13 @@ mod tests {
         assert_eq!(copy, good);
         // Nothing provisioned: nothing is taken for the provisioned config.
         assert!(conf_is_provisioned(&WifiApConfig::default().provisioned(), good).is_err());
-        assert!(conf_is_provisioned(&cfg.provisioned(), "ssid=other\nwpa=2\nwpa_key_mgmt=WPA-PSK\n").is_err());
+        assert!(
+            conf_is_provisioned(
+                &cfg.provisioned(),
+                "ssid=other\nwpa=2\nwpa_key_mgmt=WPA-PSK\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

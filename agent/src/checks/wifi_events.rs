@@ -91,9 +91,11 @@ impl WifiEventsConfig {
         if !self.client_socket_dir.is_absolute() {
             bad("client_socket_dir", "must be an absolute path");
         }
-        if self.interface.is_empty() || self.interface.len() > 15 || self.interface.contains('/')
-        {
-            bad("interface", "must be an interface name (1-15 characters, no /)");
+        if self.interface.is_empty() || self.interface.len() > 15 || self.interface.contains('/') {
+            bad(
+                "interface",
+                "must be an interface name (1-15 characters, no /)",
+            );
         }
         if self.window_secs == 0 || self.window_secs > 86_400 {
             bad("window_secs", "must be between 1 and 86400");
@@ -107,11 +109,19 @@ impl WifiEventsConfig {
 /// One event of interest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    PskMismatch { mac: String },
-    Radar { freq_mhz: Option<u32> },
+    PskMismatch {
+        mac: String,
+    },
+    Radar {
+        freq_mhz: Option<u32>,
+    },
     /// The AP moved (`DFS-NEW-CHANNEL`, `AP-CSA-FINISHED`).
-    Moved { freq_mhz: Option<u32> },
-    NopFinished { freq_mhz: Option<u32> },
+    Moved {
+        freq_mhz: Option<u32>,
+    },
+    NopFinished {
+        freq_mhz: Option<u32>,
+    },
 }
 
 /// Parses one datagram (`<3>AP-STA-POSSIBLE-PSK-MISMATCH 02:00:...`); `None` for events this
@@ -196,10 +206,7 @@ impl WifiEventsCheck {
         }
         let (events, attached, err) = match self.log.lock() {
             Ok(l) => (
-                l.recent(
-                    Instant::now(),
-                    Duration::from_secs(self.config.window_secs),
-                ),
+                l.recent(Instant::now(), Duration::from_secs(self.config.window_secs)),
                 l.attached,
                 l.last_error.clone(),
             ),
@@ -331,7 +338,10 @@ pub fn judge(
             cfg.psk_mismatch_count, cfg.window_secs
         ))
         .hint("Tell the subscriber to re-enter the Wi-Fi password on the device (MAC in evidence)")
-        .evidence("clients", macs.iter().take(8).copied().collect::<Vec<_>>().join(","))
+        .evidence(
+            "clients",
+            macs.iter().take(8).copied().collect::<Vec<_>>().join(","),
+        )
         .evidence("psk_mismatches", mismatches);
     }
     if !attached {
@@ -344,7 +354,11 @@ pub fn judge(
         .value(error.unwrap_or_else(|| "attaching".into()));
     }
     Observation::ok(id, "No Wi-Fi authentication failures or radar events")
-        .value(format!("{} event(s) in {} s", events.len(), cfg.window_secs))
+        .value(format!(
+            "{} event(s) in {} s",
+            events.len(),
+            cfg.window_secs
+        ))
         .evidence("psk_mismatches", mismatches)
 }
 
@@ -375,7 +389,10 @@ mod tests {
             })
         );
         assert_eq!(parse_event("<3>AP-STA-CONNECTED 02:00:00:00:01:00"), None);
-        assert_eq!(parse_event("<3>AP-STA-POSSIBLE-PSK-MISMATCH nonsense"), None);
+        assert_eq!(
+            parse_event("<3>AP-STA-POSSIBLE-PSK-MISMATCH nonsense"),
+            None
+        );
         assert_eq!(parse_event("DFS-RADAR-DETECTED freq=5260"), None);
         assert_eq!(parse_event("<3>"), None);
     }
@@ -389,7 +406,10 @@ mod tests {
         let o = judge(&cfg, &[mm.clone(), mm.clone()], true, None);
         assert_eq!(o.status, CheckStatus::Ok);
         let o = judge(&cfg, &[mm.clone(), mm.clone(), mm], true, None);
-        assert_eq!((o.status, o.cause.as_str()), (CheckStatus::Degraded, "psk_mismatch"));
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Degraded, "psk_mismatch")
+        );
         assert_eq!(o.evidence["clients"], "02:00:00:00:01:00");
         let o = judge(
             &cfg,

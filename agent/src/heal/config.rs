@@ -3,8 +3,8 @@
 
 use super::decide::parse_window;
 use crate::actions::{
-    Limit, bounce_iface, reapply_wifi_config, reboot, renew_dhcp, restart_hostapd,
-    restart_service, set_mtu,
+    Limit, bounce_iface, reapply_wifi_config, reboot, renew_dhcp, restart_hostapd, restart_service,
+    set_mtu,
 };
 use crate::config::{Mode, Problem};
 use netmedic_proto::{ActionId, CheckId};
