@@ -23,7 +23,7 @@
 //!    client's MAC, with no action and no second incident (no loop); the right password back →
 //!    the client associates.
 //!
-//! `NETMEDIC_WIFI_REPEATS` (default 1) repeats steps 2 and 3 to measure detection and heal
+//! `NETMEDIC_WIFI_REPEATS` (default 1) repeats steps 2 to 5 to measure detection and heal
 //! times; each run prints them (host clock, fault → incident at the collector → healed).
 
 use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
@@ -205,6 +205,122 @@ fn fault_and_heal(
     (detect, heal)
 }
 
+/// Step 4: a config push that makes the AP open → critical → the provisioned config restored.
+fn open_ap(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
+    vm.wait(
+        "the agent kept a copy of the provisioned AP config",
+        Duration::from_secs(60),
+        |vm| {
+            vm.run_timeout(
+                "cmp /etc/hostapd.conf /data/netmedic/wifi/hostapd.conf.provisioned",
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|o| if o.code == 0 { Ok(()) } else { Err(o.output) })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)));
+    let t = Instant::now();
+    vm.sh(
+        "sed -i '/^wpa/d; /^rsn_pairwise/d' /etc/hostapd.conf && /etc/init.d/wifi restart && \
+         sleep 1; hostapd_cli -p /run/hostapd -i wlan0 raw GET_CONFIG > /tmp/hostapd-get_config_open.txt",
+    )
+    .expect("make the AP open");
+    vm.save_artifact(
+        "/tmp/hostapd-get_config_open.txt",
+        "hostapd-get_config_open.txt",
+    );
+    let open = wait_nth(
+        stack,
+        vm,
+        &format!("security_open incident #{n}"),
+        "security_open",
+        n,
+        |_| true,
+    );
+    let detect = t.elapsed();
+    assert_eq!(open.severity, Severity::Critical, "{open:?}");
+    assert_eq!(
+        open.evidence.get("security").map(String::as_str),
+        Some("open"),
+        "{open:?}"
+    );
+    let healed = wait_nth(
+        stack,
+        vm,
+        &format!("security_open incident #{n} auto-healed"),
+        "security_open",
+        n,
+        |i| i.auto_healed == Some(true),
+    );
+    let heal = t.elapsed();
+    eprintln!(
+        "wifi open AP #{n}: detected after {:.1} s, healed after {:.1} s",
+        detect.as_secs_f64(),
+        heal.as_secs_f64()
+    );
+    assert!(
+        healed
+            .actions
+            .iter()
+            .any(|a| a.action == ActionId::ReapplyWifiConfig),
+        "healed by reapply_wifi_config: {healed:?}"
+    );
+    let conf = vm.sh("cat /etc/hostapd.conf").expect("hostapd.conf");
+    assert!(
+        conf.contains("wpa=2") && conf.contains("wpa_key_mgmt=WPA-PSK"),
+        "the provisioned config is back: {conf}"
+    );
+    wait_associated(vm, "the client re-associates with WPA2-PSK");
+    (detect, heal)
+}
+
+/// Step 5: the SSID changed at runtime → the provisioned file applied again.
+fn ssid_drift(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
+    let t = Instant::now();
+    vm.sh(&format!(
+        "{HOSTAPD_CLI} set ssid evil-twin && {HOSTAPD_CLI} disable && {HOSTAPD_CLI} enable"
+    ))
+    .expect("change the SSID at runtime");
+    wait_nth(
+        stack,
+        vm,
+        &format!("ssid_mismatch incident #{n}"),
+        "ssid_mismatch",
+        n,
+        |_| true,
+    );
+    let detect = t.elapsed();
+    let healed = wait_nth(
+        stack,
+        vm,
+        &format!("ssid_mismatch incident #{n} auto-healed"),
+        "ssid_mismatch",
+        n,
+        |i| i.auto_healed == Some(true),
+    );
+    let heal = t.elapsed();
+    eprintln!(
+        "wifi ssid drift #{n}: detected after {:.1} s, healed after {:.1} s",
+        detect.as_secs_f64(),
+        heal.as_secs_f64()
+    );
+    assert_eq!(
+        healed.evidence.get("ssid").map(String::as_str),
+        Some("evil-twin"),
+        "{healed:?}"
+    );
+    assert!(
+        healed
+            .actions
+            .iter()
+            .any(|a| a.action == ActionId::ReapplyWifiConfig),
+        "healed by reapply_wifi_config: {healed:?}"
+    );
+    wait_associated(vm, "the client re-associates after the SSID drift");
+    (detect, heal)
+}
+
 #[test]
 fn vm_wifi_stories() {
     let t0 = Instant::now();
@@ -301,8 +417,13 @@ fn vm_wifi_stories() {
                 n,
             ),
         ));
+        // ---- 4./5. Drift from the provisioned config, restored.
+        step(&format!("open #{n}"), t0);
+        times.push(("open", open_ap(&stack, &mut vm, n)));
+        step(&format!("ssid #{n}"), t0);
+        times.push(("ssid", ssid_drift(&stack, &mut vm, n)));
     }
-    for kind in ["killed", "frozen"] {
+    for kind in ["killed", "frozen", "open", "ssid"] {
         let mut d: Vec<f64> = times
             .iter()
             .filter(|(k, _)| *k == kind)
@@ -324,99 +445,6 @@ fn vm_wifi_stories() {
             h[h.len() - 1]
         );
     }
-
-    // ---- 4. A bad config push makes the AP open: critical, the provisioned config restored.
-    step("open", t0);
-    vm.wait(
-        "the agent kept a copy of the provisioned AP config",
-        Duration::from_secs(60),
-        |vm| {
-            vm.run_timeout(
-                "cmp /etc/hostapd.conf /data/netmedic/wifi/hostapd.conf.provisioned",
-                Duration::from_secs(10),
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|o| if o.code == 0 { Ok(()) } else { Err(o.output) })
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
-    let t = Instant::now();
-    vm.sh(
-        "sed -i '/^wpa/d; /^rsn_pairwise/d' /etc/hostapd.conf && /etc/init.d/wifi restart && \
-         sleep 1; hostapd_cli -p /run/hostapd -i wlan0 raw GET_CONFIG > /tmp/hostapd-get_config_open.txt",
-    )
-    .expect("make the AP open");
-    vm.save_artifact(
-        "/tmp/hostapd-get_config_open.txt",
-        "hostapd-get_config_open.txt",
-    );
-    let open = wait_nth(
-        &stack,
-        &mut vm,
-        "a security_open incident",
-        "security_open",
-        1,
-        |_| true,
-    );
-    let detect = t.elapsed();
-    assert_eq!(open.severity, Severity::Critical, "{open:?}");
-    assert_eq!(
-        open.evidence.get("security").map(String::as_str),
-        Some("open"),
-        "{open:?}"
-    );
-    let healed = wait_nth(
-        &stack,
-        &mut vm,
-        "the security_open incident auto-healed",
-        "security_open",
-        1,
-        |i| i.auto_healed == Some(true),
-    );
-    eprintln!(
-        "wifi open AP: detected after {:.1} s, healed after {:.1} s",
-        detect.as_secs_f64(),
-        t.elapsed().as_secs_f64()
-    );
-    assert!(
-        healed
-            .actions
-            .iter()
-            .any(|a| a.action == ActionId::ReapplyWifiConfig),
-        "healed by reapply_wifi_config: {healed:?}"
-    );
-    let conf = vm.sh("cat /etc/hostapd.conf").expect("hostapd.conf");
-    assert!(
-        conf.contains("wpa=2") && conf.contains("wpa_key_mgmt=WPA-PSK"),
-        "the provisioned config is back: {conf}"
-    );
-    wait_associated(&mut vm, "the client re-associates with WPA2-PSK");
-
-    // ---- 5. The SSID changed at runtime: the provisioned file is applied again.
-    step("ssid", t0);
-    let t = Instant::now();
-    vm.sh(&format!(
-        "{HOSTAPD_CLI} set ssid evil-twin && {HOSTAPD_CLI} disable && {HOSTAPD_CLI} enable"
-    ))
-    .expect("change the SSID at runtime");
-    let healed = wait_nth(
-        &stack,
-        &mut vm,
-        "the ssid_mismatch incident auto-healed",
-        "ssid_mismatch",
-        1,
-        |i| i.auto_healed == Some(true),
-    );
-    eprintln!(
-        "wifi ssid drift: healed after {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        healed.evidence.get("ssid").map(String::as_str),
-        Some("evil-twin"),
-        "{healed:?}"
-    );
-    wait_associated(&mut vm, "the client re-associates after the SSID drift");
 
     // ---- 6. A wrong password on the client: reported with its cause, nothing acts.
     step("password", t0);
@@ -477,6 +505,15 @@ fn vm_wifi_stories() {
     assert!(
         mismatches[0].actions.is_empty(),
         "nothing acts on a wrong password: {mismatches:?}"
+    );
+
+    // The agent's footprint with the Wi-Fi checks on (after all of the above).
+    let status = vm
+        .sh("grep -E '^(VmRSS|VmHWM|Threads)' /proc/$(pidof netmedic-agent)/status | tr -s ' \t' ' '")
+        .expect("agent status");
+    eprintln!(
+        "agent footprint with wifi_ap + wifi_events: {}",
+        status.lines().collect::<Vec<_>>().join(", ")
     );
 
     step("done", t0);
