@@ -104,6 +104,10 @@ closed_enum!(
         RestartHostapd => "restart_hostapd",
         /// Put the provisioned access point config back and restart hostapd.
         ReapplyWifiConfig => "reapply_wifi_config",
+        /// Ask a sticky Wi-Fi client to roam (802.11v BSS transition request).
+        SteerClient => "steer_client",
+        /// Disassociate a sticky Wi-Fi client that ignored the request.
+        DisassociateClient => "disassociate_client",
     }
 );
 

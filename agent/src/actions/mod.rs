@@ -3,6 +3,7 @@
 //! to undo it); the healer decides when to run it, verifies it and records it.
 
 pub mod bounce_iface;
+pub mod disassociate_client;
 pub mod flush_conntrack;
 pub mod reapply_wifi_config;
 pub mod reboot;
@@ -12,6 +13,7 @@ pub mod restart_hostapd;
 pub mod restart_service;
 pub mod restore_route;
 pub mod set_mtu;
+pub mod steer_client;
 
 use crate::context::Context;
 use netmedic_proto::{ActionId, CheckId};
@@ -93,6 +95,8 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::Reboot => reboot::DISRUPTIVE,
         ActionId::RestartHostapd => restart_hostapd::DISRUPTIVE,
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DISRUPTIVE,
+        ActionId::SteerClient => steer_client::DISRUPTIVE,
+        ActionId::DisassociateClient => disassociate_client::DISRUPTIVE,
     }
 }
 
@@ -110,6 +114,8 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::Reboot => reboot::DEFAULT_BUDGET,
         ActionId::RestartHostapd => restart_hostapd::DEFAULT_BUDGET,
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DEFAULT_BUDGET,
+        ActionId::SteerClient => steer_client::DEFAULT_BUDGET,
+        ActionId::DisassociateClient => disassociate_client::DEFAULT_BUDGET,
     }
 }
 
@@ -130,6 +136,10 @@ pub async fn run(
         ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
         ActionId::RestartHostapd => restart_hostapd::run(ctx, input).await.map(Applied::new),
         ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx).await,
+        ActionId::SteerClient => steer_client::run(ctx, input).await.map(Applied::new),
+        ActionId::DisassociateClient => {
+            disassociate_client::run(ctx, input).await.map(Applied::new)
+        }
     }
 }
 

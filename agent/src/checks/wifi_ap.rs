@@ -14,8 +14,8 @@
 //!   the agent reports these and never guesses which one is right;
 //! - another channel than provisioned → `channel_mismatch` (`Degraded`: DFS or the driver may
 //!   move the AP legitimately, so nothing acts on it);
-//! - an authorized client below `sticky_signal_dbm` → `sticky_client` (`Degraded`, report only:
-//!   the router cannot move the phone closer).
+//! - an authorized client below `sticky_signal_dbm` → `sticky_client` (`Degraded`; evidence
+//!   `sticky_clients`, the MACs `steer_client` and `disassociate_client` address).
 //!
 //! The provisioned `ssid`, `security` and `channel` are optional; an empty value is not
 //! compared. With `config_file` set, a run that finds the AP ok keeps a copy of that file in

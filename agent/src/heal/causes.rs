@@ -126,6 +126,7 @@ mod tests {
                     "security_open",
                     "security_mismatch",
                     "ssid_mismatch",
+                    "sticky_client",
                 ],
             ),
         ];

@@ -38,6 +38,7 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
         (CheckId::WifiAp, "security_open" | "security_mismatch" | "ssid_mismatch") => {
             &[ReapplyWifiConfig]
         }
+        (CheckId::WifiAp, "sticky_client") => &[SteerClient, DisassociateClient],
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,
