@@ -79,8 +79,12 @@ interface = "wlan0"
 client_socket_dir = "/tmp"
 window_secs = 120
 
+# Each injection is a fresh fault: without this, a fault that comes back within the ladder
+# memory resumes its exhausted ladder and is escalated (the product's answer to a restart that
+# does not hold), and the repeated measurements would stop at the second run.
 [healing]
 kill_switch_file = "/data/etc/healing.disabled"
+ladder_memory_secs = 0
 
 [healing.restart_hostapd]
 command = ["/etc/init.d/wifi", "restart"]
