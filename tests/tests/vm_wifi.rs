@@ -87,7 +87,11 @@ kill_switch_file = "/data/etc/healing.disabled"
 ladder_memory_secs = 0
 
 # Room for NETMEDIC_WIFI_REPEATS: the shipped budgets (restart_hostapd 4/h,
-# reapply_wifi_config 3/h) would refuse the later runs (and rightly escalate).
+# reapply_wifi_config 3/h, all actions 12/h) would refuse the later runs (and rightly escalate).
+[healing.global_budget]
+max = 100
+window_secs = 3600
+
 [healing.budgets]
 restart_hostapd = {{ max = 50, window_secs = 3600 }}
 reapply_wifi_config = {{ max = 50, window_secs = 3600 }}
