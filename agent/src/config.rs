@@ -184,6 +184,8 @@ pub struct ChecksSection {
     pub wan6: checks::wan6::Wan6Config,
     pub icmp6: checks::icmp6::Icmp6Config,
     pub dns6: checks::dns6::Dns6Config,
+    pub wifi_ap: checks::wifi_ap::WifiApConfig,
+    pub wifi_events: checks::wifi_events::WifiEventsConfig,
 }
 
 impl ChecksSection {
@@ -211,6 +213,8 @@ impl ChecksSection {
                 "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
             ));
         }
+        self.wifi_ap.problems(out);
+        self.wifi_events.problems(out);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod fsutil;
 pub mod heal;
 pub mod heartbeat;
+pub mod hostapd;
 pub mod ids;
 pub mod incident;
 pub mod lease;

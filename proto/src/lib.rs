@@ -85,6 +85,12 @@ closed_enum!(
         Wan6 => "wan6",
         Icmp6 => "icmp6",
         Dns6 => "dns6",
+        /// The Wi-Fi access point: hostapd alive and answering, BSS enabled, provisioned
+        /// SSID/security/channel, clients.
+        WifiAp => "wifi_ap",
+        /// hostapd's unsolicited events: repeated authentication failures (wrong password),
+        /// DFS radar detections and the channel moves that follow.
+        WifiEvents => "wifi_events",
     }
 );
 
@@ -102,6 +108,14 @@ closed_enum!(
         RenewDhcp6 => "renew_dhcp6",
         RestoreRoute6 => "restore_route6",
         ReapplyLanPrefix => "reapply_lan_prefix",
+        /// Restart hostapd through an allow-listed command.
+        RestartHostapd => "restart_hostapd",
+        /// Put the provisioned access point config back and restart hostapd.
+        ReapplyWifiConfig => "reapply_wifi_config",
+        /// Ask a sticky Wi-Fi client to roam (802.11v BSS transition request).
+        SteerClient => "steer_client",
+        /// Disassociate a sticky Wi-Fi client that ignored the request.
+        DisassociateClient => "disassociate_client",
     }
 );
 
@@ -120,6 +134,8 @@ closed_enum!(
         /// IPv4 works, IPv6 does not (RA, default route, address, delegated prefix, IPv6 path):
         /// dual-stack services fall back or break while the IPv4 checks stay green.
         Ipv6Degraded => "ipv6_degraded",
+        /// The home Wi-Fi is down or degraded (access point, radio, clients).
+        WifiDegraded => "wifi_degraded",
     }
 );
 
@@ -411,6 +427,7 @@ impl Category {
             CheckId::ModemSnmp => Category::LineDegraded,
             CheckId::LanDhcp | CheckId::LanArp => Category::LanDegraded,
             CheckId::Wan6 | CheckId::Icmp6 | CheckId::Dns6 => Category::Ipv6Degraded,
+            CheckId::WifiAp | CheckId::WifiEvents => Category::WifiDegraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth
             }

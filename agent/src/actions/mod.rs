@@ -3,16 +3,20 @@
 //! to undo it); the healer decides when to run it, verifies it and records it.
 
 pub mod bounce_iface;
+pub mod disassociate_client;
 pub mod flush_conntrack;
 pub mod reapply_lan_prefix;
+pub mod reapply_wifi_config;
 pub mod reboot;
 pub mod renew_dhcp;
 pub mod renew_dhcp6;
 pub mod reset_dns;
+pub mod restart_hostapd;
 pub mod restart_service;
 pub mod restore_route;
 pub mod restore_route6;
 pub mod set_mtu;
+pub mod steer_client;
 
 use crate::context::Context;
 use netmedic_proto::{ActionId, CheckId};
@@ -46,6 +50,11 @@ pub enum Undo {
     },
     /// Set the interface's MTU back.
     Mtu { ifname: String, mtu: u32 },
+    /// Put the drifted hostapd config file back (and restart hostapd).
+    WifiConfig {
+        target: std::path::PathBuf,
+        saved: std::path::PathBuf,
+    },
 }
 
 /// A carried-out action: one line for the trail, and its undo when it changed config.
@@ -90,6 +99,10 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::RenewDhcp6 => renew_dhcp6::DISRUPTIVE,
         ActionId::RestoreRoute6 => restore_route6::DISRUPTIVE,
         ActionId::ReapplyLanPrefix => reapply_lan_prefix::DISRUPTIVE,
+        ActionId::RestartHostapd => restart_hostapd::DISRUPTIVE,
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::DISRUPTIVE,
+        ActionId::SteerClient => steer_client::DISRUPTIVE,
+        ActionId::DisassociateClient => disassociate_client::DISRUPTIVE,
     }
 }
 
@@ -108,6 +121,10 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::RenewDhcp6 => renew_dhcp6::DEFAULT_BUDGET,
         ActionId::RestoreRoute6 => restore_route6::DEFAULT_BUDGET,
         ActionId::ReapplyLanPrefix => reapply_lan_prefix::DEFAULT_BUDGET,
+        ActionId::RestartHostapd => restart_hostapd::DEFAULT_BUDGET,
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::DEFAULT_BUDGET,
+        ActionId::SteerClient => steer_client::DEFAULT_BUDGET,
+        ActionId::DisassociateClient => disassociate_client::DEFAULT_BUDGET,
     }
 }
 
@@ -129,6 +146,12 @@ pub async fn run(
         ActionId::RenewDhcp6 => renew_dhcp6::run(ctx).await.map(Applied::new),
         ActionId::RestoreRoute6 => restore_route6::run(ctx, input).await.map(Applied::new),
         ActionId::ReapplyLanPrefix => reapply_lan_prefix::run(ctx).await.map(Applied::new),
+        ActionId::RestartHostapd => restart_hostapd::run(ctx, input).await.map(Applied::new),
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx).await,
+        ActionId::SteerClient => steer_client::run(ctx, input).await.map(Applied::new),
+        ActionId::DisassociateClient => {
+            disassociate_client::run(ctx, input).await.map(Applied::new)
+        }
     }
 }
 
@@ -138,6 +161,9 @@ pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError>
     match undo {
         Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
         Undo::Mtu { ifname, mtu } => set_mtu::rollback(ctx, ifname, *mtu).await,
+        Undo::WifiConfig { target, saved } => {
+            reapply_wifi_config::rollback(ctx, target, saved).await
+        }
     }
 }
 
@@ -146,6 +172,7 @@ pub fn commit(undo: &Undo) {
     match undo {
         Undo::ResolvConf { saved, .. } => reset_dns::discard(saved),
         Undo::Mtu { .. } => set_mtu::commit(),
+        Undo::WifiConfig { saved, .. } => reapply_wifi_config::commit(saved),
     }
 }
 

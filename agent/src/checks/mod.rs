@@ -14,9 +14,9 @@ pub mod dns;
 pub mod dns6;
 pub mod http;
 pub mod icmp;
+pub mod icmp6;
 pub mod lan_arp;
 pub mod lan_dhcp;
-pub mod icmp6;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
@@ -24,6 +24,8 @@ pub mod resources;
 pub mod service;
 pub mod wan6;
 pub mod wan_address;
+pub mod wifi_ap;
+pub mod wifi_events;
 
 use crate::config::{AgentConfig, Hysteresis, Problem};
 use crate::context::{Context, now};
@@ -225,6 +227,8 @@ catalogue! {
     Wan6(wan6::Wan6Check) => wan6,
     Icmp6(icmp6::Icmp6Check) => icmp6,
     Dns6(dns6::Dns6Check) => dns6,
+    WifiAp(wifi_ap::WifiApCheck) => wifi_ap,
+    WifiEvents(wifi_events::WifiEventsCheck) => wifi_events,
 }
 
 impl Check {
@@ -245,6 +249,8 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         Link | Conntrack | Resources | Service | ModemSnmp => &[],
         // The home network does not depend on the WAN.
         LanDhcp | LanArp => &[],
+        WifiAp => &[],
+        WifiEvents => &[],
         WanAddress => &[Link],
         DefaultRoute => &[Link, WanAddress],
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
@@ -274,6 +280,8 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Wan6 => wan6::CAUSES,
         CheckId::Icmp6 => icmp6::CAUSES,
         CheckId::Dns6 => dns6::CAUSES,
+        CheckId::WifiAp => wifi_ap::CAUSES,
+        CheckId::WifiEvents => wifi_events::CAUSES,
     }
 }
 

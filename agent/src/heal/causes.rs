@@ -127,6 +127,18 @@ mod tests {
                     "lan_prefix_missing",
                 ],
             ),
+            (
+                CheckId::WifiAp,
+                &[
+                    "hostapd_down",
+                    "hostapd_frozen",
+                    "ap_disabled",
+                    "security_open",
+                    "security_mismatch",
+                    "ssid_mismatch",
+                    "sticky_client",
+                ],
+            ),
         ];
         for (check, causes) in with_ladder {
             for cause in *causes {

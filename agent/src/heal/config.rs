@@ -3,7 +3,8 @@
 
 use super::decide::parse_window;
 use crate::actions::{
-    Limit, bounce_iface, reboot, renew_dhcp, renew_dhcp6, restart_service, set_mtu,
+    Limit, bounce_iface, reapply_wifi_config, reboot, renew_dhcp, renew_dhcp6, restart_hostapd,
+    restart_service, set_mtu,
 };
 use crate::config::{Mode, Problem};
 use netmedic_proto::{ActionId, CheckId};
@@ -55,6 +56,8 @@ pub struct HealingConfig {
     pub restart_service: Vec<restart_service::RestartServiceEntry>,
     pub reboot: reboot::RebootConfig,
     pub renew_dhcp6: renew_dhcp6::RenewDhcp6Config,
+    pub restart_hostapd: restart_hostapd::RestartHostapdConfig,
+    pub reapply_wifi_config: reapply_wifi_config::ReapplyWifiConfigConfig,
 }
 
 impl Default for HealingConfig {
@@ -83,6 +86,8 @@ impl Default for HealingConfig {
             restart_service: Vec::new(),
             reboot: reboot::RebootConfig::default(),
             renew_dhcp6: renew_dhcp6::RenewDhcp6Config::default(),
+            restart_hostapd: restart_hostapd::RestartHostapdConfig::default(),
+            reapply_wifi_config: reapply_wifi_config::ReapplyWifiConfigConfig::default(),
         }
     }
 }
@@ -207,6 +212,8 @@ impl HealingConfig {
         restart_service::problems(&self.restart_service, out);
         self.reboot.problems(out);
         self.renew_dhcp6.problems(out);
+        self.restart_hostapd.problems(out);
+        self.reapply_wifi_config.problems(out);
     }
 }
 

@@ -37,6 +37,11 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
         (CheckId::Wan6, "ipv6_default_route_missing") => &[RestoreRoute6, RenewDhcp6],
         (CheckId::Wan6, "no_global_ipv6" | "prefix_delegation_missing") => &[RenewDhcp6],
         (CheckId::Wan6, "lan_prefix_missing") => &[ReapplyLanPrefix, RenewDhcp6],
+        (CheckId::WifiAp, "hostapd_down" | "hostapd_frozen" | "ap_disabled") => &[RestartHostapd],
+        (CheckId::WifiAp, "security_open" | "security_mismatch" | "ssid_mismatch") => {
+            &[ReapplyWifiConfig]
+        }
+        (CheckId::WifiAp, "sticky_client") => &[SteerClient, DisassociateClient],
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,

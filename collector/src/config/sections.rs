@@ -63,7 +63,7 @@ pub struct OutageConfig {
 /// must all occur in a contact's reason (any order, case-insensitive); a trailing `*` makes a
 /// word a prefix (`load*` matches "load", "loads", "loading").
 pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
-    let rules: [(Category, &[&str]); 9] = [
+    let rules: [(Category, &[&str]); 10] = [
         (
             Category::NoInternet,
             &[
@@ -164,6 +164,12 @@ pub fn default_reason_rules() -> BTreeMap<Category, Vec<String>> {
         (
             Category::Ipv6Degraded,
             &["ipv6", "ip6", "dual stack", "dual-stack"],
+        ),
+        (
+            Category::WifiDegraded,
+            &[
+                "wifi", "wi-fi", "wireless", "wlan", "ssid", "hotspot", "signal",
+            ],
         ),
     ];
     rules

@@ -84,6 +84,7 @@ install -m 0755 "$here/rcS" "$root"/etc/init.d/rcS
 install -m 0755 "$here/rcK" "$root"/etc/init.d/rcK
 install -m 0755 "$here/netmedic-agent.init" "$root"/etc/init.d/netmedic-agent
 install -m 0755 "$here/netmedic-ctl" "$root"/sbin/netmedic-ctl
+install -m 0755 "$here/wifi.init" "$root"/etc/init.d/wifi
 install -m 0755 "$udhcpc_script" "$root"/etc/udhcpc.script
 install -m 0644 "$here/inittab" "$root"/etc/inittab
 install -m 0644 "$here/hostapd.conf" "$root"/etc/hostapd.conf
