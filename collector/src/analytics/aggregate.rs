@@ -130,7 +130,8 @@ impl Aggregator {
             acc.strong += u64::from(strong);
         }
         if let Some(x) = &row.experiment {
-            self.causal.incident(x, &row.agent_id, contact);
+            self.causal
+                .incident(x, &row.agent_id, row.started_ms, contact);
         }
         if let Some(c) = row.customer_id {
             *self.per_customer.entry(c).or_default() += 1;

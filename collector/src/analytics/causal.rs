@@ -45,6 +45,29 @@ pub struct ArmReport {
     pub contact_rate: Option<Proportion>,
     /// Survey answers linked (survey window) to a covered incident of this arm.
     pub satisfaction: Satisfaction,
+    /// The contact rate per week (by incident start, weeks from Monday 00:00 UTC), oldest first:
+    /// does the effect hold over time, or did one bad week make it?
+    #[serde(default)]
+    pub weekly: Vec<WeekRate>,
+}
+
+/// One week of an arm's covered incidents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeekRate {
+    /// Monday 00:00 UTC of the week.
+    pub week_start: Timestamp,
+    pub incidents: u64,
+    pub contact_rate: Option<Proportion>,
+}
+
+/// Milliseconds in a week.
+const WEEK_MS: i64 = 7 * 86_400_000;
+/// 1970-01-05, the first Monday of Unix time (day 0 was a Thursday), in Unix milliseconds.
+const MONDAY_OFFSET_MS: i64 = 4 * 86_400_000;
+
+/// Monday 00:00 UTC of the week holding `ms`.
+fn week_start_ms(ms: i64) -> i64 {
+    (ms - MONDAY_OFFSET_MS).div_euclid(WEEK_MS) * WEEK_MS + MONDAY_OFFSET_MS
 }
 
 /// One experiment's randomized comparison.
@@ -84,6 +107,8 @@ pub struct CausalExperiment {
 struct ArmAcc {
     incidents: u64,
     with_contact: u64,
+    /// Week start (ms) → (incidents, with a contact).
+    weekly: BTreeMap<i64, (u64, u64)>,
     devices: HashSet<String>,
     sat: SatAcc,
 }
@@ -100,10 +125,19 @@ impl CausalAcc {
         self.known = known;
     }
 
-    pub(super) fn incident(&mut self, experiment: &(String, Arm), agent_id: &str, contact: bool) {
+    pub(super) fn incident(
+        &mut self,
+        experiment: &(String, Arm),
+        agent_id: &str,
+        started_ms: i64,
+        contact: bool,
+    ) {
         let acc = self.arms.entry(experiment.clone()).or_default();
         acc.incidents += 1;
         acc.with_contact += u64::from(contact);
+        let week = acc.weekly.entry(week_start_ms(started_ms)).or_default();
+        week.0 += 1;
+        week.1 += u64::from(contact);
         if !acc.devices.contains(agent_id) {
             acc.devices.insert(agent_id.to_owned());
         }
@@ -163,6 +197,17 @@ fn arm_report(a: &ArmAcc) -> ArmReport {
         devices: a.devices.len() as u64,
         contact_rate: wilson(a.with_contact, a.incidents),
         satisfaction: a.sat.stat(),
+        weekly: a
+            .weekly
+            .iter()
+            .filter_map(|(&start, &(n, k))| {
+                Some(WeekRate {
+                    week_start: Timestamp::from_unix_millis(start)?,
+                    incidents: n,
+                    contact_rate: wilson(k, n),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -250,5 +295,23 @@ pub fn scope_label(scope: &ExperimentScope) -> String {
             check,
             cause: Some(c),
         } => format!("check {check}/{c}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::week_start_ms;
+
+    #[test]
+    fn weeks_start_on_monday_midnight_utc() {
+        // 2026-12-03T12:00Z is a Thursday; its week began 2026-11-30T00:00Z.
+        assert_eq!(week_start_ms(1_796_299_200_000), 1_795_996_800_000);
+        assert_eq!(week_start_ms(1_795_996_800_000), 1_795_996_800_000);
+        assert_eq!(
+            week_start_ms(1_795_996_799_999),
+            1_795_996_800_000 - 7 * 86_400_000
+        );
+        // Before 1970-01-05 too (div_euclid, not truncation).
+        assert_eq!(week_start_ms(0), 4 * 86_400_000 - 7 * 86_400_000);
     }
 }

@@ -147,6 +147,8 @@ pub struct IncidentRow {
     pub contact_reason: Option<String>,
     /// The holdout experiment that covered the incident and the device's arm in it.
     pub experiment: Option<(String, Arm)>,
+    /// When the incident started (Unix milliseconds): the causal section's weekly series.
+    pub started_ms: i64,
 }
 
 /// One survey joined with one linked incident (or none), ordered by survey id.

@@ -36,7 +36,7 @@ mod statistics;
 mod tests;
 
 pub use aggregate::Aggregator;
-pub use causal::{DESIGN, ExperimentInfo, OBSERVATIONAL_ASSUMPTION, scope_label};
+pub use causal::{DESIGN, ExperimentInfo, OBSERVATIONAL_ASSUMPTION, WeekRate, scope_label};
 pub use linking::{
     DIMENSIONS, Dims, IncidentRow, Outcome, ReasonRule, ReportParams, SurveyRow, UNKNOWN,
 };

@@ -48,6 +48,38 @@ fn outcomes() {
     assert_eq!(Outcome::classify(Some(true), 0, None), Outcome::AutoHealed);
 }
 
+/// The causal section's weekly series: per arm, one entry per week (Monday 00:00 UTC) holding
+/// that week's incidents, adding up to the arm's total.
+#[test]
+fn each_arm_has_its_contact_rate_per_week() {
+    let r = holdout_report((300, 30), (30, 9));
+    let x = &r.causal[0];
+    for (arm, total) in [(&x.treated, 300), (&x.control, 30)] {
+        let weeks: Vec<i64> = arm
+            .weekly
+            .iter()
+            .map(|w| w.week_start.unix_millis())
+            .collect();
+        assert_eq!(
+            weeks,
+            vec![
+                1_795_996_800_000 - 2 * 7 * 86_400_000,
+                1_795_996_800_000 - 7 * 86_400_000,
+                1_795_996_800_000
+            ]
+        );
+        assert_eq!(arm.weekly.iter().map(|w| w.incidents).sum::<u64>(), total);
+        assert!(arm.weekly.iter().all(|w| w.contact_rate.is_some()));
+    }
+    let contacts: f64 = x
+        .control
+        .weekly
+        .iter()
+        .map(|w| w.contact_rate.unwrap().rate * w.incidents as f64)
+        .sum();
+    assert!((contacts - 9.0).abs() < 1e-9, "{contacts}");
+}
+
 /// A control-arm incident was left alone on purpose: counting it as "escalated" would bias the
 /// observational healed-vs-escalated comparison with the experiment's own design.
 #[test]
@@ -161,6 +193,8 @@ fn feed(agg: &mut Aggregator, arm: netmedic_proto::Arm, n: u64, with_contact: u6
             dims: Dims::default(),
             contact_reason: (i < with_contact).then(String::new),
             experiment: Some(("dns-holdout".into(), arm)),
+            // Spread over three weeks (2026-11-16, -23 and -30, Mondays).
+            started_ms: 1_795_996_800_000 - (i % 3) as i64 * 7 * 86_400_000 + 3_600_000,
         });
     }
 }
@@ -236,6 +270,7 @@ fn an_experiment_without_control_incidents_says_so_and_unknown_ids_are_listed() 
         dims: Dims::default(),
         contact_reason: None,
         experiment: Some(("ghost".into(), netmedic_proto::Arm::Treated)),
+        started_ms: 0,
     });
     agg.incidents_done();
     let r = agg.finish(Default::default(), Vec::new());

@@ -117,6 +117,7 @@ macro_rules! cx_sql {
             reason: Option<String>,
             experiment_id: Option<String>,
             experiment_arm: Option<String>,
+            started_at: i64,
         }
 
         #[derive(Debug, sqlx::FromRow)]
@@ -154,7 +155,7 @@ macro_rules! cx_sql {
                           WHERE a.agent_id = i.agent_id AND a.incident_id = i.incident_id
                             AND a.outcome = 'escalated') AS escalated_actions,
                         s.customer_id, s.region, s.access_node, s.cpe_model, s.firmware,
-                        c.contact_id, c.reason, i.experiment_id, i.experiment_arm
+                        c.contact_id, c.reason, i.experiment_id, i.experiment_arm, i.started_at
                      FROM incidents i
                      LEFT JOIN subscribers s ON s.agent_id = i.agent_id
                      LEFT JOIN contacts c ON c.customer_id = s.customer_id
@@ -180,6 +181,7 @@ macro_rules! cx_sql {
                         },
                         contact_reason: r.contact_id.map(|_| r.reason.unwrap_or_default()),
                         experiment: report_arm(r.experiment_id, r.experiment_arm)?,
+                        started_ms: r.started_at,
                         agent_id: r.agent_id,
                         incident_id: r.incident_id,
                     });

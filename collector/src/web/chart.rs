@@ -343,7 +343,46 @@ pub fn arms(id: &str, treated: &ArmReport, control: &ArmReport, min_n: u64) -> S
             "",
         ));
     }
+    out.push_str(&weekly_arms(id, treated, control));
     out
+}
+
+/// Contact rate per week and arm (by incident start week, Monday UTC), each with its 95 %
+/// interval: an effect that holds week after week, or one week that made it. Empty when the
+/// arms have no incidents.
+fn weekly_arms(id: &str, treated: &ArmReport, control: &ArmReport) -> String {
+    let mut rows: Vec<(i64, u8, IntervalRow)> = Vec::new();
+    for (order, arm, a) in [(0u8, "treated", treated), (1, "control", control)] {
+        for w in &a.weekly {
+            if let Some(p) = w.contact_rate {
+                let date: String = w.week_start.to_string().chars().take(10).collect();
+                rows.push((
+                    w.week_start.unix_millis(),
+                    order,
+                    IntervalRow {
+                        label: format!("week of {date}, {arm}"),
+                        value: 100.0 * p.rate,
+                        low: 100.0 * p.ci_low,
+                        high: 100.0 * p.ci_high,
+                        n: p.n,
+                    },
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    rows.sort_by_key(|(week, order, _)| (*week, *order));
+    let rows: Vec<IntervalRow> = rows.into_iter().map(|(_, _, r)| r).collect();
+    intervals(
+        &format!("chart-arms-weekly-{id}"),
+        &format!("{id}: contact rate per week and arm, 95 % interval"),
+        &rows,
+        0.0,
+        100.0,
+        " %",
+    )
 }
 
 #[cfg(test)]
@@ -474,8 +513,22 @@ mod tests {
                 nps: None,
                 csat: None,
             },
+            weekly: vec![crate::analytics::WeekRate {
+                week_start: netmedic_proto::Timestamp::from_unix_millis(1_795_996_800_000).unwrap(),
+                incidents: n,
+                contact_rate: wilson_pub(k, n),
+            }],
         };
         let svg = arms("dns<x>", &arm(12, 100), &arm(30, 100), 30);
+        assert!(
+            svg.contains("week of 2026-11-30, treated (n=100)")
+                && svg.contains("week of 2026-11-30, control (n=100)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"id="chart-arms-weekly-dns&lt;x&gt;""#),
+            "{svg}"
+        );
         assert!(balanced(&svg), "{svg}");
         assert!(svg.contains(r#"id="chart-arms-dns&lt;x&gt;""#), "{svg}");
         assert!(
