@@ -265,3 +265,18 @@ async fn nothing_starts_after_the_stop() {
     assert_eq!((fx.observed.get(), fx.acted.get()), (0, 0));
     assert!(events(&a.events.spool).is_empty());
 }
+
+#[test]
+fn next_run_keeps_checks_in_phase() {
+    let t0 = Instant::now();
+    let ten = Duration::from_secs(10);
+    // A run that took 2 s: the next is one interval after it was due, not after it ended, so
+    // it stays in phase with the other checks due at t0.
+    assert_eq!(next_run(t0, t0 + Duration::from_secs(2), ten), t0 + ten);
+    // A run longer than its interval: one interval after it ended.
+    let late = t0 + Duration::from_secs(15);
+    assert_eq!(next_run(t0, late, ten), late + ten);
+    // A run an event started 4 s early: one interval after it ended, never later.
+    let early = t0 + Duration::from_secs(6);
+    assert_eq!(next_run(t0 + ten, early, ten), early + ten);
+}
