@@ -3,14 +3,17 @@
 # CPU per minute and wakeups per second of an idle agent with the default config in the lab,
 # over --minutes N (default 10, after a 1-minute warm-up), beside zabbix_agentd (Debian
 # zabbix-agent, foreground on the CPE's loopback) measured in the same run.
-# Usage: scripts/bench-footprint.sh [--minutes N]
+# --without CHECK,... turns those checks off (`icmp,default_route`: the cost beyond the probes).
+# Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=10
+without=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes N]" >&2; exit 64 ;;
+    --without) without=(--without "$2"); shift 2 ;;
+    *) echo "usage: $0 [--minutes N] [--without CHECK,...]" >&2; exit 64 ;;
   esac
 done
 scripts/setup.sh
@@ -35,4 +38,4 @@ awk -v r="$zraw" -v x="$zxz" 'BEGIN{printf "%-16s %10.2f %10.2f  (dynamically li
 bindir="$(realpath "$target")/bench-footprint-bin"
 mkdir -p "$bindir"
 cp "$target/debug/netmedic-collector" "$bin" "$bindir/"
-NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes"
+NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes" "${without[@]}"

@@ -109,14 +109,29 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
     }
 }
 
-/// The shipped config with the lab's id, state dir, collector, token and lease file.
-fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
+/// The shipped config with the lab's id, state dir, collector, token and lease file, and the
+/// checks in `without` turned off.
+fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String]) -> Result<String> {
     let cpe = lab.cpe(0);
-    SHIPPED_AGENT_CONFIG
+    for name in without {
+        if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {
+            bail!("--without {name}: the shipped config has no [checks.{name}]");
+        }
+    }
+    let mut section = "";
+    Ok(SHIPPED_AGENT_CONFIG
         .lines()
         .map(|l| {
+            if l.starts_with('[') {
+                section = l.trim();
+            }
             let key = l.split('=').next().unwrap_or("").trim();
+            let off = section
+                .strip_prefix("[checks.")
+                .and_then(|s| s.strip_suffix(']'))
+                .is_some_and(|name| without.iter().any(|w| w == name));
             match key {
+                "enabled" if off => "enabled = false".to_string(),
                 "id" => "id = \"lab-cpe-0\"".to_string(),
                 "state_dir" => format!(
                     "state_dir = \"{}\"",
@@ -135,7 +150,7 @@ fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n"))
 }
 
 fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Figures>> {
@@ -159,7 +174,7 @@ fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Fi
     Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-pub fn run(minutes: f64) -> Result<()> {
+pub fn run(minutes: f64, without: &[String]) -> Result<()> {
     let lab = Lab::builder().cpes(1).build().context("building the lab")?;
     let mut stack =
         Stack::start(&lab, StackOptions::default()).context("starting collector and agent")?;
@@ -168,7 +183,7 @@ pub fn run(minutes: f64) -> Result<()> {
         a.kill().context("stopping the stack's agent")?;
     }
     let cfg = lab.dir().join("footprint-agent.toml");
-    std::fs::write(&cfg, default_config(&lab, &stack))
+    std::fs::write(&cfg, default_config(&lab, &stack, without)?)
         .with_context(|| format!("writing {}", cfg.display()))?;
     let cpe = lab.cpe(0);
     let bin = bin_path("netmedic-agent")?;
@@ -221,6 +236,9 @@ pub fn run(minutes: f64) -> Result<()> {
         minutes,
     )?;
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
+    if !without.is_empty() {
+        println!("(shipped config without the checks {})", without.join(", "));
+    }
     println!(
         "{:<20} {:>8} {:>8} {:>8} {:>11} {:>10} {:>10}",
         "process", "RSS MiB", "RSS max", "PSS MiB", "CPU ms/min", "wakeups/s", "preempt/s"
