@@ -471,6 +471,7 @@ impl Agent {
         let mut confirm = vec![0u32; n];
         let mut healing = vec![false; n];
         let mut pending: Pending = FuturesUnordered::new();
+        let mut deadline = crate::timer::Deadline::new();
         loop {
             if stopping && !healing.contains(&true) {
                 return Exit::Stop;
@@ -504,7 +505,7 @@ impl Agent {
                     // Applied when in-flight work drained; a newer reload replaces it.
                     staged = Some(r);
                 }
-                () = tokio::time::sleep_until(next_due) => {
+                () = deadline.until(next_due) => {
                     let now = Instant::now();
                     for i in 0..n {
                         if !in_flight[i] && due[i] <= now && !quiet {

@@ -26,6 +26,7 @@ pub mod ping;
 pub mod reporter;
 pub mod spool;
 pub mod text;
+pub mod timer;
 pub mod tls;
 pub mod watch;
 
