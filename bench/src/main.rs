@@ -51,8 +51,9 @@ fn main() -> ExitCode {
                 },
             };
             match flag("--minutes") {
-                Ok(minutes) => footprint::run(minutes.unwrap_or(10.0), &without)
-                    .map_err(|e| format!("{e:#}")),
+                Ok(minutes) => {
+                    footprint::run(minutes.unwrap_or(10.0), &without).map_err(|e| format!("{e:#}"))
+                }
                 Err(e) => return usage_error(&e),
             }
         }
