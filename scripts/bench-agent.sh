@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --locked --profile release-cpe -p netmedic-agent
-cargo build --locked --release -p netmedic-bench --bin netmedic-bench
+# The bench binary only drives the lab and reads /proc: the dev profile is enough (no release
+# build of the collector's dependency tree, which the lab harness links).
+cargo build --locked -p netmedic-bench --bin netmedic-bench
 target=$(realpath "${CARGO_TARGET_DIR:-target}")
-NETMEDIC_BIN_DIR="$target/release-cpe" exec "$target/release/netmedic-bench" agent "$@"
+NETMEDIC_BIN_DIR="$target/release-cpe" exec "$target/debug/netmedic-bench" agent "$@"

@@ -163,6 +163,20 @@ fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentE
 /// After an event revealed a failure, the check runs again this soon to confirm it.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
+/// When a check that was due at `due` and finished at `now` runs next: one `interval` after
+/// it was due (fixed rate), so checks whose intervals are multiples of each other stay in phase
+/// and share one wake-up instead of drifting apart by their run times; `now + interval` when
+/// that is already past (a run longer than its interval) or later (a run an event started
+/// early), as before.
+fn next_run(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let fixed = due + interval;
+    if fixed > now && fixed <= now + interval {
+        fixed
+    } else {
+        now + interval
+    }
+}
+
 /// The next netlink change, or never when there is no subscription.
 async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<NetChange> {
     match rx {
@@ -457,6 +471,7 @@ impl Agent {
         let mut confirm = vec![0u32; n];
         let mut healing = vec![false; n];
         let mut pending: Pending = FuturesUnordered::new();
+        let mut deadline = crate::timer::Deadline::new();
         loop {
             if stopping && !healing.contains(&true) {
                 return Exit::Stop;
@@ -490,7 +505,7 @@ impl Agent {
                     // Applied when in-flight work drained; a newer reload replaces it.
                     staged = Some(r);
                 }
-                () = tokio::time::sleep_until(next_due) => {
+                () = deadline.until(next_due) => {
                     let now = Instant::now();
                     for i in 0..n {
                         if !in_flight[i] && due[i] <= now && !quiet {
@@ -532,7 +547,7 @@ impl Agent {
                 Some(done) = pending.next(), if !pending.is_empty() => match done {
                     Finished::Check(i, obs) => {
                         in_flight[i] = false;
-                        due[i] = Instant::now() + self.checks[i].interval();
+                        due[i] = next_run(due[i], Instant::now(), self.checks[i].interval());
                         if stopping {
                             // No new incident or step once the agent stops.
                             continue;

@@ -31,6 +31,7 @@ pub mod rawnet;
 pub mod reporter;
 pub mod spool;
 pub mod text;
+pub mod timer;
 pub mod tls;
 pub mod watch;
 

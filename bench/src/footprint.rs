@@ -18,7 +18,10 @@ struct Sample {
     rss_kib: u64,
     pss_kib: u64,
     cpu_ticks: u64,
-    ctx_switches: u64,
+    /// Voluntary context switches: the process blocked and was woken, one per wake-up.
+    wakeups: u64,
+    /// Involuntary ones: the scheduler preempted it (a loaded machine, not the agent's doing).
+    preemptions: u64,
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -68,8 +71,8 @@ fn sample(root: u32) -> Sample {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
             for t in tasks.flatten() {
                 let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-                s.ctx_switches += field_kib(&st, "voluntary_ctxt_switches:")
-                    + field_kib(&st, "nonvoluntary_ctxt_switches:");
+                s.wakeups += field_kib(&st, "voluntary_ctxt_switches:");
+                s.preemptions += field_kib(&st, "nonvoluntary_ctxt_switches:");
             }
         }
     }
@@ -83,6 +86,7 @@ struct Figures {
     pss_median_kib: u64,
     cpu_ms_per_min: f64,
     wakeups_per_sec: f64,
+    preemptions_per_sec: f64,
 }
 
 fn summarize(samples: &[(Instant, Sample)]) -> Figures {
@@ -100,18 +104,34 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
         rss_max_kib: rss.last().copied().unwrap_or(0),
         pss_median_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
         cpu_ms_per_min: (last.cpu_ticks - first.cpu_ticks) as f64 * tick_ms / (secs / 60.0),
-        wakeups_per_sec: (last.ctx_switches - first.ctx_switches) as f64 / secs,
+        wakeups_per_sec: (last.wakeups - first.wakeups) as f64 / secs,
+        preemptions_per_sec: (last.preemptions - first.preemptions) as f64 / secs,
     }
 }
 
-/// The shipped config with the lab's id, state dir, collector, token and lease file.
-fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
+/// The shipped config with the lab's id, state dir, collector, token and lease file, and the
+/// checks in `without` turned off.
+fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String]) -> Result<String> {
     let cpe = lab.cpe(0);
-    SHIPPED_AGENT_CONFIG
+    for name in without {
+        if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {
+            bail!("--without {name}: the shipped config has no [checks.{name}]");
+        }
+    }
+    let mut section = "";
+    Ok(SHIPPED_AGENT_CONFIG
         .lines()
         .map(|l| {
+            if l.starts_with('[') {
+                section = l.trim();
+            }
             let key = l.split('=').next().unwrap_or("").trim();
+            let off = section
+                .strip_prefix("[checks.")
+                .and_then(|s| s.strip_suffix(']'))
+                .is_some_and(|name| without.iter().any(|w| w == name));
             match key {
+                "enabled" if off => "enabled = false".to_string(),
                 "id" => "id = \"lab-cpe-0\"".to_string(),
                 "state_dir" => format!(
                     "state_dir = \"{}\"",
@@ -130,7 +150,7 @@ fn default_config(lab: &Lab, stack: &Stack<'_>) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n"))
 }
 
 fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Figures>> {
@@ -154,7 +174,7 @@ fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Fi
     Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-pub fn run(minutes: f64) -> Result<()> {
+pub fn run(minutes: f64, without: &[String]) -> Result<()> {
     let lab = Lab::builder().cpes(1).build().context("building the lab")?;
     let mut stack =
         Stack::start(&lab, StackOptions::default()).context("starting collector and agent")?;
@@ -163,7 +183,7 @@ pub fn run(minutes: f64) -> Result<()> {
         a.kill().context("stopping the stack's agent")?;
     }
     let cfg = lab.dir().join("footprint-agent.toml");
-    std::fs::write(&cfg, default_config(&lab, &stack))
+    std::fs::write(&cfg, default_config(&lab, &stack, without)?)
         .with_context(|| format!("writing {}", cfg.display()))?;
     let cpe = lab.cpe(0);
     let bin = bin_path("netmedic-agent")?;
@@ -216,24 +236,32 @@ pub fn run(minutes: f64) -> Result<()> {
         minutes,
     )?;
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
+    if !without.is_empty() {
+        println!("(shipped config without the checks {})", without.join(", "));
+    }
     println!(
-        "{:<16} {:>10} {:>10} {:>10} {:>12} {:>10}",
-        "process", "RSS MiB", "RSS max", "PSS MiB", "CPU ms/min", "wakeups/s"
+        "{:<20} {:>8} {:>8} {:>8} {:>11} {:>10} {:>10}",
+        "process", "RSS MiB", "RSS max", "PSS MiB", "CPU ms/min", "wakeups/s", "preempt/s"
     );
     for (name, f) in ["netmedic-agent", "zabbix_agentd (tree)"]
         .iter()
         .zip(&figures)
     {
         println!(
-            "{:<16} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>10.2}",
+            "{:<20} {:>8.2} {:>8.2} {:>8.2} {:>11.1} {:>10.2} {:>10.2}",
             name,
             f.rss_median_kib as f64 / 1024.0,
             f.rss_max_kib as f64 / 1024.0,
             f.pss_median_kib as f64 / 1024.0,
             f.cpu_ms_per_min,
-            f.wakeups_per_sec
+            f.wakeups_per_sec,
+            f.preemptions_per_sec
         );
     }
+    println!(
+        "wakeups/s: voluntary context switches (the process slept and was woken); preempt/s: \
+         involuntary ones, which count the machine's load rather than the process"
+    );
     println!("targets (netmedic-agent): RSS <= 4 MiB steady, <= 10 ms CPU/min, <= 1 wakeup/s");
     Ok(())
 }

@@ -16,10 +16,11 @@ USAGE:
     netmedic-bench agent [--drops N] [--runs N]
                           link-down detection latency over N carrier drops (default 100) and
                           the CPU time of one full check cycle (default 20 runs)
-    netmedic-bench footprint [--minutes N]
+    netmedic-bench footprint [--minutes N] [--without CHECK,...]
                           idle RSS/PSS, CPU per minute and wakeups per second of the agent with
                           the shipped config, beside zabbix_agentd, over N minutes (default 10)
-                          after a 1-minute warm-up
+                          after a 1-minute warm-up; --without turns those checks off (e.g.
+                          `icmp,default_route`: the agent's cost beyond its probes)
     netmedic-bench heal [--runs N] [--faults a,b,..] [--config PATH]
                           the shipped config (config/agent.toml, only site-specific keys
                           replaced): each local fault injected N times (default 5): detection,
@@ -47,10 +48,21 @@ fn main() -> ExitCode {
             ),
             (Err(e), _) | (_, Err(e)) => return usage_error(&e),
         },
-        Some("footprint") => match flag("--minutes") {
-            Ok(minutes) => footprint::run(minutes.unwrap_or(10.0)).map_err(|e| format!("{e:#}")),
-            Err(e) => return usage_error(&e),
-        },
+        Some("footprint") => {
+            let without: Vec<String> = match args.iter().position(|a| a == "--without") {
+                None => Vec::new(),
+                Some(i) => match args.get(i + 1) {
+                    Some(list) => list.split(',').map(str::to_string).collect(),
+                    None => return usage_error("--without needs a list of checks"),
+                },
+            };
+            match flag("--minutes") {
+                Ok(minutes) => {
+                    footprint::run(minutes.unwrap_or(10.0), &without).map_err(|e| format!("{e:#}"))
+                }
+                Err(e) => return usage_error(&e),
+            }
+        }
         Some("heal") => match (flag("--runs"), heal_args(&args)) {
             (Ok(runs), Ok((config, faults))) => {
                 heal::run(&config, runs.map_or(5, |r| r as usize), &faults)

@@ -394,3 +394,18 @@ async fn a_treated_device_heals_and_records_its_arm_but_the_kill_switch_wins_ove
             .all(|e| arm_of(e) == Some(netmedic_proto::Arm::Control))
     );
 }
+
+#[test]
+fn next_run_keeps_checks_in_phase() {
+    let t0 = Instant::now();
+    let ten = Duration::from_secs(10);
+    // A run that took 2 s: the next is one interval after it was due, not after it ended, so
+    // it stays in phase with the other checks due at t0.
+    assert_eq!(next_run(t0, t0 + Duration::from_secs(2), ten), t0 + ten);
+    // A run longer than its interval: one interval after it ended.
+    let late = t0 + Duration::from_secs(15);
+    assert_eq!(next_run(t0, late, ten), late + ten);
+    // A run an event started 4 s early: one interval after it ended, never later.
+    let early = t0 + Duration::from_secs(6);
+    assert_eq!(next_run(t0 + ten, early, ten), early + ten);
+}
