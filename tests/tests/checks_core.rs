@@ -131,7 +131,9 @@ fn check_command_prints_a_table_and_exits_by_status() {
              # No collector in this lab: its Date header is the clock check's reference.\n\
              [checks.clock]\nenabled = false\n\
              # The test machine's own load is not the fault under test.\n\
-             [checks.resources]\ndegraded_load_per_cpu = 500.0\nfailed_load_per_cpu = 1000.0\n",
+             [checks.resources]\ndegraded_load_per_cpu = 500.0\nfailed_load_per_cpu = 1000.0\n\
+             # This lab CPE has no LAN bridge: the LAN checks would say unknown (exit 1).\n\
+             [checks.lan_dhcp]\nenabled = false\n[checks.lan_arp]\nenabled = false\n",
             dir.join("state").display(),
             cpe.lease_file.display()
         ),
