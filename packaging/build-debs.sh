@@ -5,6 +5,8 @@
 #   packaging/build-debs.sh                      build binaries and both .debs (revision 1)
 #   packaging/build-debs.sh --deb-revision 2     same, another revision (an upgrade to test)
 #   packaging/build-debs.sh --no-build ...       package the binaries already built
+#   packaging/build-debs.sh --install-tool       only install cargo-deb (scripts/test.sh: before
+#                                                any test runs, so no later stage needs the network)
 #
 # Installs cargo-deb (pinned, from crates.io) when it is missing or another version: idempotent,
 # so CI and a fresh machine need nothing else. Extra arguments go to `cargo deb`.
@@ -18,6 +20,7 @@ if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERS
   echo "build-debs: installing cargo-deb $CARGO_DEB_VERSION (crates.io)"
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
+[ "${1:-}" = --install-tool ] && exit 0
 
 mkdir -p "$out"
 for pkg in netmedic-agent netmedic-collector; do

@@ -17,8 +17,8 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
   export RUSTC_BOOTSTRAP=1
 fi
-# Start from the main workspace's lock: the targets fuzz the versions the product ships.
-[ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
+# fuzz/Cargo.lock is committed (started from the main workspace's lock: the targets fuzz the
+# versions the product ships), so the build needs no registry once scripts/test.sh fetched it.
 targets=$(cargo "${toolchain[@]}" fuzz list --fuzz-dir fuzz)
 # A short run (CI's, at most 60 s a target) builds unoptimised and without AddressSanitizer:
 # the agent is safe Rust, so a panic is what such a run can find, and the build takes a few

@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Everything the later stages download comes now, before any test runs: the fuzz stage's crates
+# (fuzz/Cargo.lock), cargo-fuzz and cargo-deb. No stage after this one needs the network.
+if [ "${NETMEDIC_SKIP_FUZZ:-0}" != 1 ]; then
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+  cargo fetch --manifest-path fuzz/Cargo.toml
+fi
+[ "${NETMEDIC_SKIP_DEB_TEST:-0}" = 1 ] || packaging/build-debs.sh --install-tool
 # The end-to-end tests run the agent and collector binaries: build them first.
 cargo build --workspace --bins --locked
 # The VM lab's guest (tests/src/vm) runs the agent statically linked; the explicit --target keeps
