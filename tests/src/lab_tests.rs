@@ -319,11 +319,18 @@ fn spawned_processes_log_and_die_with_the_lab() {
 
     let mut sleeper = ns.spawn("sleep", &["1000"], lab.log_path("sleep")).unwrap();
     assert!(sleeper.is_running());
-    assert!(
-        ns.pids()
-            .unwrap()
-            .contains(&i32::try_from(sleeper.pid()).unwrap())
-    );
+    // `ip netns exec` enters the namespace after the fork: on a loaded machine the new process
+    // can be seen before it switched.
+    let pid = i32::try_from(sleeper.pid()).unwrap();
+    wait_for("the sleeper in the CPE namespace", T, POLL, || {
+        let pids = ns.pids().map_err(|e| e.to_string())?;
+        if pids.contains(&pid) {
+            Ok(())
+        } else {
+            Err(format!("{pid} not among {pids:?}"))
+        }
+    })
+    .unwrap();
     sleeper.kill().unwrap();
     assert!(!sleeper.is_running());
 

@@ -187,7 +187,8 @@ fn resources_judge_memory_load_and_state_dir_space() {
     let o = check(
         &lab,
         "resources",
-        "[checks.resources]\nenabled = true\ndegraded_mem_available_percent = 100.0\n",
+        "[checks.resources]\nenabled = true\ndegraded_mem_available_percent = 100.0\n\
+         degraded_load_per_cpu = 500.0\nfailed_load_per_cpu = 1000.0\n",
     );
     assert_eq!(status(&o), "degraded", "{o:#}");
     assert_eq!(o["cause"], "low_memory", "{o:#}");
