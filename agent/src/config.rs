@@ -6,9 +6,10 @@
 
 use crate::checks;
 use serde::Deserialize;
-use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+
+pub use crate::checks::ChecksSection;
+pub use crate::site::{Hysteresis, Mode, Problem, Site, WanSection};
 
 /// Default location on a CPE.
 pub const DEFAULT_PATH: &str = "/etc/netmedic/agent.toml";
@@ -20,7 +21,7 @@ pub struct AgentConfig {
     pub collector: CollectorSection,
     pub wan: WanSection,
     #[serde(default)]
-    pub checks: ChecksSection,
+    pub checks: checks::ChecksSection,
     #[serde(default)]
     pub spool: SpoolSection,
     #[serde(default)]
@@ -31,28 +32,6 @@ pub struct AgentConfig {
     /// `[[playbook]]` tables: ladders per check and causes, overriding the built-in ones.
     #[serde(default, rename = "playbook")]
     pub playbooks: Vec<crate::heal::PlaybookConfig>,
-}
-
-/// How the healer may act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Detect, heal and report.
-    Enforce,
-    /// Detect, plan and report the actions it would take; change nothing.
-    DryRun,
-    /// Detect and report only; no remediation is planned.
-    Off,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::DryRun => "dry_run",
-            Mode::Off => "off",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,23 +107,6 @@ impl Default for HeartbeatSection {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WanSection {
-    /// The WAN interface name, e.g. `wan`, `eth0.2`, `pppoe-wan`.
-    pub interface: String,
-    /// Lease file written by the DHCP client hook (`KEY=VALUE` lines; `router=` gives the gateway).
-    #[serde(default)]
-    pub lease_file: Option<PathBuf>,
-    /// Provisioned gateway, used when no lease names one (static WAN).
-    #[serde(default)]
-    pub gateway: Option<Ipv4Addr>,
-    /// Pidfile of the WAN's DHCP client (udhcpc `-p`), which `renew_dhcp` signals. Unset: the
-    /// client is found by `healing.renew_dhcp.process` in the agent's network namespace.
-    #[serde(default)]
-    pub dhcp_pidfile: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SpoolSection {
     /// Most events kept on disk awaiting delivery.
     #[serde(default = "default_spool_max_events")]
@@ -161,70 +123,6 @@ impl Default for SpoolSection {
             max_bytes: default_spool_max_bytes(),
         }
     }
-}
-
-/// `[checks.*]`: one table per check of the catalogue (see `crate::checks`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChecksSection {
-    pub link: checks::link::LinkConfig,
-    pub wan_address: checks::wan_address::WanAddressConfig,
-    pub default_route: checks::default_route::DefaultRouteConfig,
-    pub icmp: checks::icmp::IcmpConfig,
-    pub dns: checks::dns::DnsConfig,
-    pub mtu: checks::mtu::MtuConfig,
-    pub http: checks::http::HttpConfig,
-    pub conntrack: checks::conntrack::ConntrackConfig,
-    pub resources: checks::resources::ResourcesConfig,
-    pub service: checks::service::ServiceConfig,
-    pub clock: checks::clock::ClockConfig,
-    pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
-    pub lan_dhcp: checks::lan_dhcp::LanDhcpConfig,
-    pub lan_arp: checks::lan_arp::LanArpConfig,
-    pub wan6: checks::wan6::Wan6Config,
-    pub icmp6: checks::icmp6::Icmp6Config,
-    pub dns6: checks::dns6::Dns6Config,
-    pub wifi_ap: checks::wifi_ap::WifiApConfig,
-    pub wifi_events: checks::wifi_events::WifiEventsConfig,
-}
-
-impl ChecksSection {
-    fn problems(&self, out: &mut Vec<Problem>) {
-        self.link.problems(out);
-        self.wan_address.problems(out);
-        self.default_route.problems(out);
-        self.icmp.problems(out);
-        self.dns.problems(out);
-        self.mtu.problems(out);
-        self.http.problems(out);
-        self.conntrack.problems(out);
-        self.resources.problems(out);
-        self.service.problems(out);
-        self.clock.problems(out);
-        self.modem_snmp.problems(out);
-        self.lan_dhcp.problems(out);
-        self.lan_arp.problems(out);
-        self.wan6.problems(out);
-        self.icmp6.problems(out);
-        self.dns6.problems(out);
-        if self.wan6.enabled && self.wan_address.require_ipv6 {
-            out.push(Problem::new(
-                "checks.wan_address.require_ipv6",
-                "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
-            ));
-        }
-        self.wifi_ap.problems(out);
-        self.wifi_events.problems(out);
-    }
-}
-
-/// Detection hysteresis of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hysteresis {
-    /// Consecutive failed runs that open an incident.
-    pub fail_threshold: u32,
-    /// Consecutive passing runs that resolve it.
-    pub ok_threshold: u32,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -283,44 +181,6 @@ pub enum ConfigError {
         path: String,
         problems: Vec<Problem>,
     },
-}
-
-/// One semantic problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub message: String,
-    /// 1-based line and column of the field in the file, when it is written there (filled in
-    /// by [`AgentConfig::parse`]; a default value has no place in the file).
-    pub at: Option<(usize, usize)>,
-}
-
-impl Problem {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-            at: None,
-        }
-    }
-
-    /// One line of an error report: `FILE:LINE:COLUMN: field `F`: problem` when located,
-    /// `  - F: problem` when not.
-    pub fn located(&self, path: &str) -> String {
-        match self.at {
-            Some((line, column)) => format!(
-                "{path}:{line}:{column}: field `{}`: {}",
-                self.field, self.message
-            ),
-            None => format!("  - {self}"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -388,6 +248,22 @@ fn locate_offset(text: &str, path: &str) -> Option<usize> {
 }
 
 impl AgentConfig {
+    /// The cross-cutting facts checks and actions read.
+    pub fn site(&self) -> Site {
+        Site {
+            agent_id: self.agent.id.clone(),
+            state_dir: self.agent.state_dir.clone(),
+            mode: self.agent.mode,
+            collector_url: self.collector.url.clone(),
+            wan: self.wan.clone(),
+        }
+    }
+
+    /// The enabled checks, in catalogue order, each built from the site and its own table.
+    pub fn enabled_checks(&self) -> Vec<checks::Check> {
+        checks::enabled(&self.site(), &self.checks)
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();

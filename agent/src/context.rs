@@ -6,6 +6,7 @@
 //! all use it without depending on each other.
 
 use crate::config::AgentConfig;
+use crate::site::Site;
 use crate::experiment::Assigned;
 use crate::net::Netlink;
 use crate::ping::Pinger;
@@ -113,6 +114,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Context {
     pub config: Arc<AgentConfig>,
+    /// The cross-cutting facts of this CPE (agent id, state dir, mode, collector, WAN).
+    pub site: Arc<Site>,
     pub netlink: Netlink,
     /// `None` when the ICMP socket could not be opened (no CAP_NET_RAW); checks that need it
     /// then report `unknown` instead of a false failure.

@@ -348,6 +348,7 @@ pub async fn run(
     };
     let ctx = Context {
         config: config.clone(),
+        site: Arc::new(config.site()),
         netlink: Netlink::connect()?,
         pinger,
         shared: shared.clone(),
@@ -362,7 +363,7 @@ pub async fn run(
     }
     let mut net_events = Some(wake_rx);
     let mut watchers = crate::watch::spawn(&config, &wake_tx);
-    let checks = checks::enabled(&config);
+    let checks = config.enabled_checks();
     log::info!(
         "agent {} running in {} mode with checks: {}",
         config.agent.id,
@@ -630,6 +631,7 @@ impl Agent {
         };
         self.ctx = Arc::new(Context {
             config: config.clone(),
+            site: Arc::new(config.site()),
             netlink: self.ctx.netlink.clone(),
             pinger,
             shared: self.ctx.shared.clone(),
@@ -637,7 +639,7 @@ impl Agent {
         self.fx = Rc::new(System {
             ctx: self.ctx.clone(),
         });
-        self.checks = checks::enabled(&config);
+        self.checks = config.enabled_checks();
         self.config = config;
         log::info!(
             message_id = logging::MSG_RELOAD;

@@ -11,7 +11,7 @@
 //! `collector.max_backoff_secs`, diagnostics requests pass a [`DiagLimit`] (a few per reply and
 //! per hour, none twice) and every collector-supplied string is made [`loggable`] first.
 
-use crate::checks::{self, Observation};
+use crate::checks::Observation;
 use crate::context::{Advisories, Context, Shared, now};
 use crate::incident::{wire_key, wire_text};
 use crate::reporter::{Collector, random_fraction, read_json, retry_after};
@@ -431,7 +431,7 @@ impl Heartbeater {
         if queued.is_empty() {
             return Vec::new();
         }
-        let catalogue = checks::enabled(&self.ctx.config);
+        let catalogue = self.ctx.config.enabled_checks();
         let mut out = Vec::with_capacity(queued.len());
         for (request_id, wanted) in queued {
             let mut results = Vec::with_capacity(wanted.len());

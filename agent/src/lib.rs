@@ -29,6 +29,7 @@ pub mod notify;
 pub mod ping;
 pub mod rawnet;
 pub mod reporter;
+pub mod site;
 pub mod spool;
 pub mod text;
 pub mod timer;

@@ -103,11 +103,12 @@ ok_threshold = 1
     let (spool, _) = Spool::open(&config.agent.state_dir.join("spool"), 1000, 10 << 20).unwrap();
     let ctx = Arc::new(Context {
         config: config.clone(),
+        site: Arc::new(config.site()),
         netlink: Netlink::connect().unwrap(),
         pinger: None,
         shared: Arc::new(Shared::default()),
     });
-    let checks = vec![Check::Service(checks::service::ServiceCheck::new(&config))];
+    let checks = vec![Check::Service(checks::service::ServiceCheck::new(&config.site(), &config.checks.service))];
     Agent {
         heal: heal::HealState::open(&config),
         config: config.clone(),
