@@ -107,7 +107,6 @@ pub async fn check_once(
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {
-        config: config.clone(),
         site: Arc::new(config.site()),
         netlink: Netlink::connect()?,
         pinger,

@@ -4,12 +4,12 @@
 //! reported as `FILE:LINE:COLUMN: problem` naming the field. Semantic checks run after parsing and
 //! report every problem at once, so an engineer fixes a config in one round.
 
-use crate::checks;
+use crate::{actions, checks, heal};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub use crate::checks::ChecksSection;
-pub use crate::site::{Hysteresis, Mode, Problem, Site, WanSection};
+pub use crate::site::{CollectorSection, Hysteresis, Mode, Problem, Site, WanSection};
 
 /// Default location on a CPE.
 pub const DEFAULT_PATH: &str = "/etc/netmedic/agent.toml";
@@ -28,10 +28,10 @@ pub struct AgentConfig {
     pub heartbeat: HeartbeatSection,
     /// `[healing]`: safety settings and action options of the healer (see `crate::heal`).
     #[serde(default)]
-    pub healing: crate::heal::HealingConfig,
+    pub healing: heal::HealingConfig,
     /// `[[playbook]]` tables: ladders per check and causes, overriding the built-in ones.
     #[serde(default, rename = "playbook")]
-    pub playbooks: Vec<crate::heal::PlaybookConfig>,
+    pub playbooks: Vec<heal::PlaybookConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,38 +47,6 @@ pub struct AgentSection {
     /// Firmware version reported in heartbeats (free text).
     #[serde(default)]
     pub firmware_version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CollectorSection {
-    /// Base URL, e.g. `https://collector.isp.example:8440`.
-    pub url: String,
-    /// File holding this device's bearer token (mode 0600). Empty: send no token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    #[serde(default = "default_request_timeout_secs")]
-    pub request_timeout_secs: u64,
-    /// Most events sent in one report batch.
-    #[serde(default = "default_batch_max_events")]
-    pub batch_max_events: usize,
-    /// Ceiling of the exponential retry backoff.
-    #[serde(default = "default_max_backoff_secs")]
-    pub max_backoff_secs: u64,
-    /// The first delivery and heartbeat wait a random time in `[0, this]` after start, so a
-    /// fleet coming back after an outage does not arrive all at once. 0 disables it.
-    #[serde(default = "default_start_delay_max_secs")]
-    pub start_delay_max_secs: u64,
-    /// PEM file of the CA that signed the collector's certificate. When set, only this CA is
-    /// trusted (pinned); otherwise the system's roots are.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for mutual TLS; needs `client_key_file`.
-    #[serde(default)]
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM private key of `client_cert_file` (mode 0600, like the token).
-    #[serde(default)]
-    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[heartbeat]`: the small periodic "I am alive" report; its reply carries the advisories.
@@ -130,18 +98,6 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_mode() -> Mode {
     Mode::Enforce
-}
-fn default_request_timeout_secs() -> u64 {
-    10
-}
-fn default_batch_max_events() -> usize {
-    100
-}
-fn default_max_backoff_secs() -> u64 {
-    300
-}
-fn default_start_delay_max_secs() -> u64 {
-    30
 }
 fn default_true() -> bool {
     true
@@ -262,6 +218,55 @@ impl AgentConfig {
     /// The enabled checks, in catalogue order, each built from the site and its own table.
     pub fn enabled_checks(&self) -> Vec<checks::Check> {
         checks::enabled(&self.site(), &self.checks)
+    }
+
+    /// What the actions read: their tables from `[healing]` and the facts of the check tables
+    /// they act on.
+    pub fn action_settings(&self) -> actions::Settings {
+        let (h, c) = (&self.healing, &self.checks);
+        let wifi = &c.wifi_ap;
+        actions::Settings {
+            renew_dhcp: h.renew_dhcp.clone(),
+            set_mtu: h.set_mtu.clone(),
+            bounce_iface: h.bounce_iface.clone(),
+            restart_service: h.restart_service.clone(),
+            reboot: h.reboot.clone(),
+            renew_dhcp6: h.renew_dhcp6.clone(),
+            restart_hostapd: h.restart_hostapd.clone(),
+            reapply_wifi_config: h.reapply_wifi_config.clone(),
+            dns: actions::Resolvers {
+                resolv_conf: c.dns.resolv_conf.clone(),
+                provisioned_resolvers: c.dns.provisioned_resolvers.clone(),
+            },
+            expected_mtu: c.mtu.expected_mtu,
+            wifi: actions::WifiAp {
+                interface: wifi.interface.clone(),
+                ctrl_dir: wifi.ctrl_dir.clone(),
+                client_socket_dir: wifi.client_socket_dir.clone(),
+                request_timeout_ms: wifi.request_timeout_ms,
+                config_file: wifi.config_file.clone(),
+                ssid: wifi.ssid.clone(),
+                security: wifi.security.clone(),
+                channel: wifi.channel,
+            },
+            lan_prefix: actions::LanPrefix {
+                lan_interface: c.wan6.lan_interface.clone(),
+                lease6_file: c.wan6.lease6_file.clone(),
+                lan_subnet_id: c.wan6.lan_subnet_id,
+            },
+            conntrack_proc_dir: c.conntrack.proc_dir.clone(),
+        }
+    }
+
+    /// What the healer reads.
+    pub fn heal_settings(&self) -> heal::Settings {
+        heal::Settings {
+            site: self.site(),
+            healing: self.healing.clone(),
+            playbooks: self.playbooks.clone(),
+            icmp_targets: self.checks.icmp.targets.clone(),
+            actions: self.action_settings(),
+        }
     }
 
     /// Reads, parses and validates a config file.
@@ -404,7 +409,7 @@ impl AgentConfig {
         }
         self.checks.problems(&mut p);
         self.healing.problems(&mut p);
-        crate::heal::playbook_problems(&self.playbooks, &mut p);
+        heal::playbook_problems(&self.playbooks, &mut p);
         if self
             .wan
             .dhcp_pidfile

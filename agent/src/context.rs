@@ -5,11 +5,10 @@
 //! This module sits below `checks`, `actions` and `heal`: it imports none of them, so they can
 //! all use it without depending on each other.
 
-use crate::config::AgentConfig;
-use crate::site::Site;
 use crate::experiment::Assigned;
 use crate::net::Netlink;
 use crate::ping::Pinger;
+use crate::site::Site;
 use netmedic_proto::{CheckId, CheckStatus, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -113,7 +112,6 @@ impl Shared {
 /// What checks may use to observe and actions to act.
 #[derive(Debug)]
 pub struct Context {
-    pub config: Arc<AgentConfig>,
     /// The cross-cutting facts of this CPE (agent id, state dir, mode, collector, WAN).
     pub site: Arc<Site>,
     pub netlink: Netlink,

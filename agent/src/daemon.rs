@@ -113,6 +113,8 @@ struct Agent {
     events: Recorder,
     /// Healer state: persisted budgets, backoff and ladder memory (see `heal`).
     heal: heal::HealState,
+    /// What the healer reads, derived from `config`.
+    heal_settings: Arc<heal::Settings>,
 }
 
 /// Why the scheduler returned.
@@ -201,7 +203,9 @@ struct Background {
 }
 
 impl Background {
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
+        config: &Arc<AgentConfig>,
         ctx: &Arc<Context>,
         collector: Collector,
         spool: &Arc<Mutex<Spool>>,
@@ -210,7 +214,6 @@ impl Background {
         first_start: bool,
         wan_back: &WanBack,
     ) -> Self {
-        let config = &ctx.config;
         let c = &config.collector;
         let start_delay_max_secs = if first_start {
             c.start_delay_max_secs
@@ -235,6 +238,7 @@ impl Background {
             tokio::task::spawn_local(heartbeat::run(
                 heartbeat::Heartbeater {
                     collector,
+                    config: config.clone(),
                     ctx: ctx.clone(),
                     spool: spool.clone(),
                     started,
@@ -347,7 +351,6 @@ pub async fn run(
         }
     };
     let ctx = Context {
-        config: config.clone(),
         site: Arc::new(config.site()),
         netlink: Netlink::connect()?,
         pinger,
@@ -376,6 +379,7 @@ pub async fn run(
     );
     let ctx = Arc::new(ctx);
     let mut background = Background::spawn(
+        &config,
         &ctx,
         collector,
         &spool,
@@ -392,11 +396,16 @@ pub async fn run(
         reload_tx,
     ));
     let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(every)));
-    let heal = heal::HealState::open(&config);
+    let heal_settings = Arc::new(config.heal_settings());
+    let heal = heal::HealState::open(&heal_settings);
     let mut agent = Agent {
         heal,
         config,
-        fx: Rc::new(System { ctx: ctx.clone() }),
+        fx: Rc::new(System {
+            ctx: ctx.clone(),
+            settings: heal_settings.clone(),
+        }),
+        heal_settings,
         ctx,
         checks,
         detector: Detector::default(),
@@ -574,7 +583,7 @@ impl Agent {
                         healing[index] = false;
                         let id = self.checks[index].id();
                         heal::finish(
-                            &self.config,
+                            &self.heal_settings,
                             &mut self.detector,
                             &mut self.heal,
                             &mut self.events,
@@ -630,14 +639,15 @@ impl Agent {
             }
         };
         self.ctx = Arc::new(Context {
-            config: config.clone(),
             site: Arc::new(config.site()),
             netlink: self.ctx.netlink.clone(),
             pinger,
             shared: self.ctx.shared.clone(),
         });
+        self.heal_settings = Arc::new(config.heal_settings());
         self.fx = Rc::new(System {
             ctx: self.ctx.clone(),
+            settings: self.heal_settings.clone(),
         });
         self.checks = config.enabled_checks();
         self.config = config;
@@ -652,6 +662,7 @@ impl Agent {
                 .join(", ")
         );
         Background::spawn(
+            &self.config,
             &self.ctx,
             collector,
             &self.events.spool,
@@ -742,7 +753,7 @@ impl Agent {
                 );
                 if let Some(inc) = self.detector.incident_mut(obs.check) {
                     let experiments = self.ctx.shared.advisories().experiments;
-                    heal::assign_arm(&self.config, &experiments, inc);
+                    heal::assign_arm(&self.heal_settings, &experiments, inc);
                     let resumed =
                         self.heal
                             .on_opened(inc, &self.config.healing, std::time::Instant::now());
@@ -778,7 +789,7 @@ impl Agent {
     fn plan(&mut self, id: CheckId) -> Option<PlannedStep> {
         let advisories = self.ctx.shared.advisories();
         heal::plan(
-            &self.config,
+            &self.heal_settings,
             &advisories,
             &mut self.detector,
             &mut self.heal,

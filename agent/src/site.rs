@@ -1,5 +1,6 @@
 //! The neutral layer below checks, actions, the healer and the config: what they all name —
-//! a config [`Problem`], a check's [`Hysteresis`], the healer's [`Mode`], the `[wan]` table —
+//! a config [`Problem`], a check's [`Hysteresis`], the healer's [`Mode`], the `[wan]` and
+//! `[collector]` tables —
 //! and the [`Site`], the few cross-cutting facts of this CPE that checks and actions read.
 //!
 //! It imports no other module of the agent, so `config` can assemble `agent.toml` from the
@@ -65,6 +66,53 @@ pub struct WanSection {
     pub dhcp_pidfile: Option<PathBuf>,
 }
 
+/// `[collector]`: where the agent reports to and how (the reporter, the heartbeat and the
+/// `clock` check's reference all use it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// Base URL, e.g. `https://collector.isp.example:8440`.
+    pub url: String,
+    /// File holding this device's bearer token (mode 0600). Empty: send no token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Most events sent in one report batch.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// Ceiling of the exponential retry backoff.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+    /// The first delivery and heartbeat wait a random time in `[0, this]` after start, so a
+    /// fleet coming back after an outage does not arrive all at once. 0 disables it.
+    #[serde(default = "default_start_delay_max_secs")]
+    pub start_delay_max_secs: u64,
+    /// PEM file of the CA that signed the collector's certificate. When set, only this CA is
+    /// trusted (pinned); otherwise the system's roots are.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (mode 0600, like the token).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_request_timeout_secs() -> u64 {
+    10
+}
+fn default_batch_max_events() -> usize {
+    100
+}
+fn default_max_backoff_secs() -> u64 {
+    300
+}
+fn default_start_delay_max_secs() -> u64 {
+    30
+}
+
 /// Detection hysteresis of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hysteresis {
@@ -111,4 +159,3 @@ impl fmt::Display for Problem {
         write!(f, "{}: {}", self.field, self.message)
     }
 }
-

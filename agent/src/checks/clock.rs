@@ -8,8 +8,8 @@
 //! judged with that uncertainty subtracted.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::site::{Problem, Site};
 use crate::context::ClockSample;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use serde::Deserialize;
 use std::time::{Duration, Instant};

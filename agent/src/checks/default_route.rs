@@ -1,8 +1,8 @@
 //! `default_route`: an IPv4 default route exists via the WAN interface and its gateway answers.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::site::{Problem, Site};
 use crate::net::DefaultRoute;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;

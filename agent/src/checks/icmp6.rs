@@ -6,8 +6,8 @@
 
 use super::icmp::{IcmpConfig, PathStats};
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::ping::Pinger;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv6Addr};

@@ -12,8 +12,8 @@
 
 use super::lan_dhcp::lan_bridge_problems;
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::rawnet::{self, LanIface, RawError, mac_text};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use pnet_base::MacAddr;
 use pnet_packet::Packet;

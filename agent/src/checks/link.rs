@@ -2,8 +2,8 @@
 //! current by rtnetlink events rather than polling, with carrier-flap counting.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::context::{LinkState, LinkTable};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};

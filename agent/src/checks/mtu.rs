@@ -10,8 +10,8 @@
 
 use super::icmp::wan_gateway;
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::ping::{DfOutcome, DfProber, IP_ICMP_HEADERS};
+use crate::site::{Problem, Site};
 use futures::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};

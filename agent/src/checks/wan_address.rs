@@ -10,9 +10,9 @@
 //! between — and from then on ages the lease by boottime, which no wall-clock jump moves.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::site::{Problem, Site};
 use crate::lease::Lease;
 use crate::net::IfAddress;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};

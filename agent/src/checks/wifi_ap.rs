@@ -27,11 +27,11 @@
 //! and `tx_retry_failed`, so no nl80211 client (and its binary cost) is needed for this check.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::hostapd::{
     self, CtrlClient, CtrlError, Provisioned, Station, Status, conf_is_provisioned,
     provisioned_copy_path, read_config_file,
 };
+use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -18,8 +18,8 @@
 //! Without hostapd the check is `Unknown` (the `wifi_ap` check reports a dead AP).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::hostapd::{self, CtrlClient};
+use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::VecDeque;

@@ -7,9 +7,9 @@
 pub mod ra;
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::lease6::{DelegatedPrefix, Lease6, lan_address};
 use crate::net6::{Addr6, DefaultRoute6};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use ra::{RaMemory, RouterAdvert};
 use serde::Deserialize;
