@@ -4,7 +4,7 @@
 //! Pure logic: no I/O, no clock of its own, so it is tested exhaustively with plain values.
 
 use crate::checks::Observation;
-use crate::config::Hysteresis;
+use crate::site::Hysteresis;
 use crate::incident::Incident;
 use netmedic_proto::{CheckId, CheckStatus};
 use std::collections::BTreeMap;
