@@ -7,7 +7,7 @@
 use super::*;
 use crate::actions::{ActionError, Applied, Undo};
 use futures::future::LocalBoxFuture;
-use netmedic_proto::ActionOutcome;
+use netmedic_proto::{ActionOutcome, IncidentEvent};
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
