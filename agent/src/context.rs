@@ -53,59 +53,40 @@ pub struct Shared {
     pub check_statuses: Mutex<BTreeMap<CheckId, CheckStatus>>,
 }
 
+/// Locks `m`; a panic elsewhere while holding it leaves the data as it was, which is still the
+/// latest value of these plain snapshots.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Shared {
     pub fn clock_sample(&self) -> Option<ClockSample> {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.clock)
     }
 
     pub fn advisories(&self) -> Advisories {
-        self.advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.advisories).clone()
     }
 
     pub fn set_advisories(&self, a: Advisories) {
-        *self
-            .advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
+        *lock(&self.advisories) = a;
     }
 
     /// Replaces the holdout experiments in force; returns the previous list.
     pub fn set_experiments(&self, e: Vec<Assigned>) -> Vec<Assigned> {
-        std::mem::replace(
-            &mut self
-                .advisories
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .experiments,
-            e,
-        )
+        std::mem::replace(&mut lock(&self.advisories).experiments, e)
     }
 
     pub fn check_statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
-        self.check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.check_statuses).clone()
     }
 
     pub fn set_check_statuses(&self, s: BTreeMap<CheckId, CheckStatus>) {
-        *self
-            .check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+        *lock(&self.check_statuses) = s;
     }
 
     pub fn set_clock_sample(&self, s: ClockSample) {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(s);
+        *lock(&self.clock) = Some(s);
     }
 }
 

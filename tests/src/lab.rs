@@ -698,7 +698,9 @@ impl Isp {
     }
 }
 
-fn dnsmasq_common() -> Vec<&'static str> {
+/// The arguments every lab dnsmasq starts with: no config file, foreground, log to stderr,
+/// no pid file, running as root inside its namespace.
+pub(crate) fn dnsmasq_common() -> Vec<&'static str> {
     vec![
         "--conf-file=/dev/null",
         "--keep-in-foreground",
