@@ -31,15 +31,8 @@ impl NxdomainResolver {
         ns.ip(&["addr", "replace", &cidr, "dev", ACCESS_BRIDGE])?;
         let mut me = Self { ns, process: None };
         let listen = format!("--listen-address={NXDOMAIN_RESOLVER_IP}");
-        let mut args = crate::lab::dnsmasq_common();
-        args.extend([
-            "--port=53",
-            &listen,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/#/",
-        ]);
+        let mut args = crate::lab::dnsmasq_resolver(&listen);
+        args.push("--address=/#/");
         let process = me
             .ns
             .spawn("dnsmasq", &args, lab.log_path("isp-dns-nxdomain"))?;
