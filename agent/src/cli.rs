@@ -1,6 +1,6 @@
 //! Command line: `run`, `check` and `check-config`, parsed by hand to keep the CPE binary small.
 
-use crate::checks::{self, Observation};
+use crate::checks::Observation;
 use crate::config::{AgentConfig, DEFAULT_PATH};
 use crate::context::Context;
 use crate::net::Netlink;
@@ -107,13 +107,13 @@ pub async fn check_once(
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {
-        config: config.clone(),
+        site: Arc::new(config.site()),
         netlink: Netlink::connect()?,
         pinger,
         shared: Default::default(),
     };
     let mut out = Vec::new();
-    for check in checks::enabled(&config) {
+    for check in config.enabled_checks() {
         if only.is_none_or(|o| o == check.id()) {
             out.push(check.run(&ctx).await);
         }

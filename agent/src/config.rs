@@ -4,11 +4,12 @@
 //! reported as `FILE:LINE:COLUMN: problem` naming the field. Semantic checks run after parsing and
 //! report every problem at once, so an engineer fixes a config in one round.
 
-use crate::checks;
+use crate::{actions, checks, heal};
 use serde::Deserialize;
-use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+
+pub use crate::checks::ChecksSection;
+pub use crate::site::{CollectorSection, Hysteresis, Mode, Problem, Site, WanSection};
 
 /// Default location on a CPE.
 pub const DEFAULT_PATH: &str = "/etc/netmedic/agent.toml";
@@ -20,39 +21,17 @@ pub struct AgentConfig {
     pub collector: CollectorSection,
     pub wan: WanSection,
     #[serde(default)]
-    pub checks: ChecksSection,
+    pub checks: checks::ChecksSection,
     #[serde(default)]
     pub spool: SpoolSection,
     #[serde(default)]
     pub heartbeat: HeartbeatSection,
     /// `[healing]`: safety settings and action options of the healer (see `crate::heal`).
     #[serde(default)]
-    pub healing: crate::heal::HealingConfig,
+    pub healing: heal::HealingConfig,
     /// `[[playbook]]` tables: ladders per check and causes, overriding the built-in ones.
     #[serde(default, rename = "playbook")]
-    pub playbooks: Vec<crate::heal::PlaybookConfig>,
-}
-
-/// How the healer may act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Detect, heal and report.
-    Enforce,
-    /// Detect, plan and report the actions it would take; change nothing.
-    DryRun,
-    /// Detect and report only; no remediation is planned.
-    Off,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::DryRun => "dry_run",
-            Mode::Off => "off",
-        }
-    }
+    pub playbooks: Vec<heal::PlaybookConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -68,38 +47,6 @@ pub struct AgentSection {
     /// Firmware version reported in heartbeats (free text).
     #[serde(default)]
     pub firmware_version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CollectorSection {
-    /// Base URL, e.g. `https://collector.isp.example:8440`.
-    pub url: String,
-    /// File holding this device's bearer token (mode 0600). Empty: send no token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    #[serde(default = "default_request_timeout_secs")]
-    pub request_timeout_secs: u64,
-    /// Most events sent in one report batch.
-    #[serde(default = "default_batch_max_events")]
-    pub batch_max_events: usize,
-    /// Ceiling of the exponential retry backoff.
-    #[serde(default = "default_max_backoff_secs")]
-    pub max_backoff_secs: u64,
-    /// The first delivery and heartbeat wait a random time in `[0, this]` after start, so a
-    /// fleet coming back after an outage does not arrive all at once. 0 disables it.
-    #[serde(default = "default_start_delay_max_secs")]
-    pub start_delay_max_secs: u64,
-    /// PEM file of the CA that signed the collector's certificate. When set, only this CA is
-    /// trusted (pinned); otherwise the system's roots are.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for mutual TLS; needs `client_key_file`.
-    #[serde(default)]
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM private key of `client_cert_file` (mode 0600, like the token).
-    #[serde(default)]
-    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[heartbeat]`: the small periodic "I am alive" report; its reply carries the advisories.
@@ -128,23 +75,6 @@ impl Default for HeartbeatSection {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WanSection {
-    /// The WAN interface name, e.g. `wan`, `eth0.2`, `pppoe-wan`.
-    pub interface: String,
-    /// Lease file written by the DHCP client hook (`KEY=VALUE` lines; `router=` gives the gateway).
-    #[serde(default)]
-    pub lease_file: Option<PathBuf>,
-    /// Provisioned gateway, used when no lease names one (static WAN).
-    #[serde(default)]
-    pub gateway: Option<Ipv4Addr>,
-    /// Pidfile of the WAN's DHCP client (udhcpc `-p`), which `renew_dhcp` signals. Unset: the
-    /// client is found by `healing.renew_dhcp.process` in the agent's network namespace.
-    #[serde(default)]
-    pub dhcp_pidfile: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SpoolSection {
     /// Most events kept on disk awaiting delivery.
     #[serde(default = "default_spool_max_events")]
@@ -163,87 +93,11 @@ impl Default for SpoolSection {
     }
 }
 
-/// `[checks.*]`: one table per check of the catalogue (see `crate::checks`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChecksSection {
-    pub link: checks::link::LinkConfig,
-    pub wan_address: checks::wan_address::WanAddressConfig,
-    pub default_route: checks::default_route::DefaultRouteConfig,
-    pub icmp: checks::icmp::IcmpConfig,
-    pub dns: checks::dns::DnsConfig,
-    pub mtu: checks::mtu::MtuConfig,
-    pub http: checks::http::HttpConfig,
-    pub conntrack: checks::conntrack::ConntrackConfig,
-    pub resources: checks::resources::ResourcesConfig,
-    pub service: checks::service::ServiceConfig,
-    pub clock: checks::clock::ClockConfig,
-    pub modem_snmp: checks::modem_snmp::ModemSnmpConfig,
-    pub lan_dhcp: checks::lan_dhcp::LanDhcpConfig,
-    pub lan_arp: checks::lan_arp::LanArpConfig,
-    pub wan6: checks::wan6::Wan6Config,
-    pub icmp6: checks::icmp6::Icmp6Config,
-    pub dns6: checks::dns6::Dns6Config,
-    pub wifi_ap: checks::wifi_ap::WifiApConfig,
-    pub wifi_events: checks::wifi_events::WifiEventsConfig,
-}
-
-impl ChecksSection {
-    fn problems(&self, out: &mut Vec<Problem>) {
-        self.link.problems(out);
-        self.wan_address.problems(out);
-        self.default_route.problems(out);
-        self.icmp.problems(out);
-        self.dns.problems(out);
-        self.mtu.problems(out);
-        self.http.problems(out);
-        self.conntrack.problems(out);
-        self.resources.problems(out);
-        self.service.problems(out);
-        self.clock.problems(out);
-        self.modem_snmp.problems(out);
-        self.lan_dhcp.problems(out);
-        self.lan_arp.problems(out);
-        self.wan6.problems(out);
-        self.icmp6.problems(out);
-        self.dns6.problems(out);
-        if self.wan6.enabled && self.wan_address.require_ipv6 {
-            out.push(Problem::new(
-                "checks.wan_address.require_ipv6",
-                "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
-            ));
-        }
-        self.wifi_ap.problems(out);
-        self.wifi_events.problems(out);
-    }
-}
-
-/// Detection hysteresis of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hysteresis {
-    /// Consecutive failed runs that open an incident.
-    pub fail_threshold: u32,
-    /// Consecutive passing runs that resolve it.
-    pub ok_threshold: u32,
-}
-
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/netmedic")
 }
 fn default_mode() -> Mode {
     Mode::Enforce
-}
-fn default_request_timeout_secs() -> u64 {
-    10
-}
-fn default_batch_max_events() -> usize {
-    100
-}
-fn default_max_backoff_secs() -> u64 {
-    300
-}
-fn default_start_delay_max_secs() -> u64 {
-    30
 }
 fn default_true() -> bool {
     true
@@ -283,44 +137,6 @@ pub enum ConfigError {
         path: String,
         problems: Vec<Problem>,
     },
-}
-
-/// One semantic problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub message: String,
-    /// 1-based line and column of the field in the file, when it is written there (filled in
-    /// by [`AgentConfig::parse`]; a default value has no place in the file).
-    pub at: Option<(usize, usize)>,
-}
-
-impl Problem {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-            at: None,
-        }
-    }
-
-    /// One line of an error report: `FILE:LINE:COLUMN: field `F`: problem` when located,
-    /// `  - F: problem` when not.
-    pub fn located(&self, path: &str) -> String {
-        match self.at {
-            Some((line, column)) => format!(
-                "{path}:{line}:{column}: field `{}`: {}",
-                self.field, self.message
-            ),
-            None => format!("  - {self}"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -388,6 +204,71 @@ fn locate_offset(text: &str, path: &str) -> Option<usize> {
 }
 
 impl AgentConfig {
+    /// The cross-cutting facts checks and actions read.
+    pub fn site(&self) -> Site {
+        Site {
+            agent_id: self.agent.id.clone(),
+            state_dir: self.agent.state_dir.clone(),
+            mode: self.agent.mode,
+            collector_url: self.collector.url.clone(),
+            wan: self.wan.clone(),
+        }
+    }
+
+    /// The enabled checks, in catalogue order, each built from the site and its own table.
+    pub fn enabled_checks(&self) -> Vec<checks::Check> {
+        checks::enabled(&self.site(), &self.checks)
+    }
+
+    /// What the actions read: their tables from `[healing]` and the facts of the check tables
+    /// they act on.
+    pub fn action_settings(&self) -> actions::Settings {
+        let (h, c) = (&self.healing, &self.checks);
+        let wifi = &c.wifi_ap;
+        actions::Settings {
+            renew_dhcp: h.renew_dhcp.clone(),
+            set_mtu: h.set_mtu.clone(),
+            bounce_iface: h.bounce_iface.clone(),
+            restart_service: h.restart_service.clone(),
+            reboot: h.reboot.clone(),
+            renew_dhcp6: h.renew_dhcp6.clone(),
+            restart_hostapd: h.restart_hostapd.clone(),
+            reapply_wifi_config: h.reapply_wifi_config.clone(),
+            dns: actions::Resolvers {
+                resolv_conf: c.dns.resolv_conf.clone(),
+                provisioned_resolvers: c.dns.provisioned_resolvers.clone(),
+            },
+            expected_mtu: c.mtu.expected_mtu,
+            wifi: actions::WifiAp {
+                interface: wifi.interface.clone(),
+                ctrl_dir: wifi.ctrl_dir.clone(),
+                client_socket_dir: wifi.client_socket_dir.clone(),
+                request_timeout_ms: wifi.request_timeout_ms,
+                config_file: wifi.config_file.clone(),
+                ssid: wifi.ssid.clone(),
+                security: wifi.security.clone(),
+                channel: wifi.channel,
+            },
+            lan_prefix: actions::LanPrefix {
+                lan_interface: c.wan6.lan_interface.clone(),
+                lease6_file: c.wan6.lease6_file.clone(),
+                lan_subnet_id: c.wan6.lan_subnet_id,
+            },
+            conntrack_proc_dir: c.conntrack.proc_dir.clone(),
+        }
+    }
+
+    /// What the healer reads.
+    pub fn heal_settings(&self) -> heal::Settings {
+        heal::Settings {
+            site: self.site(),
+            healing: self.healing.clone(),
+            playbooks: self.playbooks.clone(),
+            icmp_targets: self.checks.icmp.targets.clone(),
+            actions: self.action_settings(),
+        }
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
@@ -528,7 +409,7 @@ impl AgentConfig {
         }
         self.checks.problems(&mut p);
         self.healing.problems(&mut p);
-        crate::heal::playbook_problems(&self.playbooks, &mut p);
+        heal::playbook_problems(&self.playbooks, &mut p);
         if self
             .wan
             .dhcp_pidfile

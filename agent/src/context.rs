@@ -5,10 +5,10 @@
 //! This module sits below `checks`, `actions` and `heal`: it imports none of them, so they can
 //! all use it without depending on each other.
 
-use crate::config::AgentConfig;
 use crate::experiment::Assigned;
 use crate::net::Netlink;
 use crate::ping::Pinger;
+use crate::site::Site;
 use netmedic_proto::{CheckId, CheckStatus, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -53,66 +53,48 @@ pub struct Shared {
     pub check_statuses: Mutex<BTreeMap<CheckId, CheckStatus>>,
 }
 
+/// Locks `m`; a panic elsewhere while holding it leaves the data as it was, which is still the
+/// latest value of these plain snapshots.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Shared {
     pub fn clock_sample(&self) -> Option<ClockSample> {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.clock)
     }
 
     pub fn advisories(&self) -> Advisories {
-        self.advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.advisories).clone()
     }
 
     pub fn set_advisories(&self, a: Advisories) {
-        *self
-            .advisories
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = a;
+        *lock(&self.advisories) = a;
     }
 
     /// Replaces the holdout experiments in force; returns the previous list.
     pub fn set_experiments(&self, e: Vec<Assigned>) -> Vec<Assigned> {
-        std::mem::replace(
-            &mut self
-                .advisories
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .experiments,
-            e,
-        )
+        std::mem::replace(&mut lock(&self.advisories).experiments, e)
     }
 
     pub fn check_statuses(&self) -> BTreeMap<CheckId, CheckStatus> {
-        self.check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.check_statuses).clone()
     }
 
     pub fn set_check_statuses(&self, s: BTreeMap<CheckId, CheckStatus>) {
-        *self
-            .check_statuses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+        *lock(&self.check_statuses) = s;
     }
 
     pub fn set_clock_sample(&self, s: ClockSample) {
-        *self
-            .clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(s);
+        *lock(&self.clock) = Some(s);
     }
 }
 
 /// What checks may use to observe and actions to act.
 #[derive(Debug)]
 pub struct Context {
-    pub config: Arc<AgentConfig>,
+    /// The cross-cutting facts of this CPE (agent id, state dir, mode, collector, WAN).
+    pub site: Arc<Site>,
     pub netlink: Netlink,
     /// `None` when the ICMP socket could not be opened (no CAP_NET_RAW); checks that need it
     /// then report `unknown` instead of a false failure.

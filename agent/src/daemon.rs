@@ -17,19 +17,19 @@
 use crate::checks::Observation;
 use crate::checks::{self, Check};
 use crate::config::AgentConfig;
-use crate::context::{Context, Shared, now};
+use crate::context::{Context, Shared};
 use crate::detector::{Detector, Transition};
 use crate::events::{self, NetChange, WanBack};
 use crate::heal::{self, Effects, EventSink, PlannedStep, StepResult, System};
 use crate::incident::Incident;
 use crate::net::Netlink;
 use crate::ping::Pinger;
-use crate::reporter::{self, Collector, Reporter};
+use crate::reporter::Collector;
 use crate::spool::Spool;
-use crate::{heartbeat, logging, notify};
+use crate::{logging, notify};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use netmedic_proto::{ActionId, CheckId, CheckStatus, EventKind, IncidentEvent};
+use netmedic_proto::{ActionId, CheckId, CheckStatus, EventKind};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -38,6 +38,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+mod background;
+mod record;
+
+use background::{Background, Reload, reload_on_sighup};
+use record::{Recorder, SeqGen};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -54,55 +60,6 @@ pub enum DaemonError {
     Reporter(#[from] crate::reporter::ReporterError),
 }
 
-/// Per-agent event sequence numbers, persisted so they keep rising across restarts.
-#[derive(Debug)]
-struct SeqGen {
-    path: PathBuf,
-    next: u64,
-}
-
-impl SeqGen {
-    fn open(path: PathBuf, floor: u64) -> Self {
-        let stored = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| crate::spool::parse_seq(&s))
-            .unwrap_or(0);
-        Self {
-            path,
-            next: stored.max(floor.saturating_add(1)).max(1),
-        }
-    }
-
-    fn next(&mut self) -> u64 {
-        let n = self.next;
-        self.next = self.next.saturating_add(1);
-        // Best effort: the spool's own max seq is the floor after a crash, so a lost write here
-        // can only repeat numbers of events that were already delivered and deleted.
-        let tmp = self.path.with_extension("tmp");
-        if std::fs::write(&tmp, self.next.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .is_err()
-        {
-            log::warn!("cannot persist sequence number to {}", self.path.display());
-        }
-        n
-    }
-}
-
-/// Incident events go to the spool, numbered, and wake the reporter.
-struct Recorder {
-    spool: Arc<Mutex<Spool>>,
-    seq: SeqGen,
-    wake_reporter: Arc<tokio::sync::Notify>,
-}
-
-impl EventSink for Recorder {
-    fn event(&mut self, inc: &mut Incident, kind: EventKind) {
-        let event = inc.take_event(kind, self.seq.next(), now());
-        push_event(&self.spool, &self.wake_reporter, event);
-    }
-}
-
 struct Agent {
     config: Arc<AgentConfig>,
     ctx: Arc<Context>,
@@ -113,6 +70,8 @@ struct Agent {
     events: Recorder,
     /// Healer state: persisted budgets, backoff and ladder memory (see `heal`).
     heal: heal::HealState,
+    /// What the healer reads, derived from `config`.
+    heal_settings: Arc<heal::Settings>,
 }
 
 /// Why the scheduler returned.
@@ -121,43 +80,6 @@ enum Exit<R> {
     Reload(R),
     /// Shutdown, once every heal step in flight had ended.
     Stop,
-}
-
-fn push_event(spool: &Mutex<Spool>, wake: &tokio::sync::Notify, event: IncidentEvent) {
-    let result = spool
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(&event);
-    match result {
-        Ok(()) => {
-            // Durable now: the journal line tells what the spool acknowledged, with fields.
-            let last = event.actions.last();
-            let message_id = match event.kind {
-                EventKind::Opened => logging::MSG_INCIDENT_OPENED,
-                EventKind::Resolved => logging::MSG_INCIDENT_RESOLVED,
-                _ => logging::MSG_REMEDIATION,
-            };
-            log::info!(
-                check = event.check.as_str(),
-                incident_id = event.incident_id.as_str(),
-                action = last.map_or("", |a| a.action.as_str()),
-                message_id = message_id;
-                "spooled event {} ({} seq {}) of incident {}{}",
-                event.event_id,
-                event.kind,
-                event.seq,
-                event.incident_id,
-                last.map_or_else(String::new, |a| format!(": {} {}", a.action, a.outcome))
-            );
-            wake.notify_one();
-        }
-        Err(e) => log::error!(
-            "incident {} event {} ({}) dropped: {e}",
-            event.incident_id,
-            event.event_id,
-            event.kind
-        ),
-    }
 }
 
 /// After an event revealed a failure, the check runs again this soon to confirm it.
@@ -185,126 +107,6 @@ async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<Net
             None => std::future::pending().await,
         },
         None => std::future::pending().await,
-    }
-}
-
-/// A validated config from SIGHUP with its collector client, ready to apply.
-struct Reload {
-    config: AgentConfig,
-    collector: Collector,
-}
-
-/// The delivery and heartbeat tasks; restarted when a reload changes the collector settings.
-struct Background {
-    delivery: tokio::task::JoinHandle<()>,
-    heartbeat: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Background {
-    fn spawn(
-        ctx: &Arc<Context>,
-        collector: Collector,
-        spool: &Arc<Mutex<Spool>>,
-        wake: &Arc<tokio::sync::Notify>,
-        started: std::time::Instant,
-        first_start: bool,
-        wan_back: &WanBack,
-    ) -> Self {
-        let config = &ctx.config;
-        let c = &config.collector;
-        let start_delay_max_secs = if first_start {
-            c.start_delay_max_secs
-        } else {
-            0
-        };
-        let delivery = tokio::spawn(reporter::run(
-            Reporter::new(config, collector.clone()),
-            spool.clone(),
-            wake.clone(),
-            Duration::from_secs(c.max_backoff_secs),
-            start_delay_max_secs,
-            wan_back.subscribe(),
-        ));
-        let heartbeat = config.heartbeat.enabled.then(|| {
-            let first = if first_start {
-                reporter::start_delay(start_delay_max_secs)
-            } else {
-                heartbeat::next_period(config.heartbeat.interval_secs, config.heartbeat.jitter_secs)
-            };
-            // Local task: diagnostics run checks, whose futures are not `Send`.
-            tokio::task::spawn_local(heartbeat::run(
-                heartbeat::Heartbeater {
-                    collector,
-                    ctx: ctx.clone(),
-                    spool: spool.clone(),
-                    started,
-                },
-                first,
-                wan_back.subscribe(),
-            ))
-        });
-        Self {
-            delivery,
-            heartbeat,
-        }
-    }
-
-    fn abort(&self) {
-        self.delivery.abort();
-        if let Some(h) = &self.heartbeat {
-            h.abort();
-        }
-    }
-}
-
-/// Loads and validates `path` on every SIGHUP; sends what may be applied to the scheduler.
-async fn reload_on_sighup(
-    path: PathBuf,
-    mut current: AgentConfig,
-    shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Reload>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot handle SIGHUP ({e}): restart the agent to change its config");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
-        notify::reloading();
-        log::info!(message_id = logging::MSG_RELOAD; "SIGHUP: reloading {}", path.display());
-        let refused = |why: String| {
-            log::error!(
-                message_id = logging::MSG_RELOAD;
-                "reload refused, keeping the running configuration: {why}"
-            );
-            notify::ready();
-        };
-        let config = match AgentConfig::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                refused(e.to_string());
-                continue;
-            }
-        };
-        if config.agent.id != current.agent.id || config.agent.state_dir != current.agent.state_dir
-        {
-            refused("agent.id and agent.state_dir can only change with a restart".into());
-            continue;
-        }
-        let collector = match Collector::new(&config, shared.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                refused(e.to_string());
-                continue;
-            }
-        };
-        current = config.clone();
-        if tx.send(Reload { config, collector }).is_err() {
-            return;
-        }
     }
 }
 
@@ -347,7 +149,7 @@ pub async fn run(
         }
     };
     let ctx = Context {
-        config: config.clone(),
+        site: Arc::new(config.site()),
         netlink: Netlink::connect()?,
         pinger,
         shared: shared.clone(),
@@ -362,7 +164,7 @@ pub async fn run(
     }
     let mut net_events = Some(wake_rx);
     let mut watchers = crate::watch::spawn(&config, &wake_tx);
-    let checks = checks::enabled(&config);
+    let checks = config.enabled_checks();
     log::info!(
         "agent {} running in {} mode with checks: {}",
         config.agent.id,
@@ -375,6 +177,7 @@ pub async fn run(
     );
     let ctx = Arc::new(ctx);
     let mut background = Background::spawn(
+        &config,
         &ctx,
         collector,
         &spool,
@@ -391,11 +194,16 @@ pub async fn run(
         reload_tx,
     ));
     let watchdog = notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(every)));
-    let heal = heal::HealState::open(&config);
+    let heal_settings = Arc::new(config.heal_settings());
+    let heal = heal::HealState::open(&heal_settings);
     let mut agent = Agent {
         heal,
         config,
-        fx: Rc::new(System { ctx: ctx.clone() }),
+        fx: Rc::new(System {
+            ctx: ctx.clone(),
+            settings: heal_settings.clone(),
+        }),
+        heal_settings,
         ctx,
         checks,
         detector: Detector::default(),
@@ -573,7 +381,7 @@ impl Agent {
                         healing[index] = false;
                         let id = self.checks[index].id();
                         heal::finish(
-                            &self.config,
+                            &self.heal_settings,
                             &mut self.detector,
                             &mut self.heal,
                             &mut self.events,
@@ -629,15 +437,17 @@ impl Agent {
             }
         };
         self.ctx = Arc::new(Context {
-            config: config.clone(),
+            site: Arc::new(config.site()),
             netlink: self.ctx.netlink.clone(),
             pinger,
             shared: self.ctx.shared.clone(),
         });
+        self.heal_settings = Arc::new(config.heal_settings());
         self.fx = Rc::new(System {
             ctx: self.ctx.clone(),
+            settings: self.heal_settings.clone(),
         });
-        self.checks = checks::enabled(&config);
+        self.checks = config.enabled_checks();
         self.config = config;
         log::info!(
             message_id = logging::MSG_RELOAD;
@@ -650,6 +460,7 @@ impl Agent {
                 .join(", ")
         );
         Background::spawn(
+            &self.config,
             &self.ctx,
             collector,
             &self.events.spool,
@@ -740,7 +551,7 @@ impl Agent {
                 );
                 if let Some(inc) = self.detector.incident_mut(obs.check) {
                     let experiments = self.ctx.shared.advisories().experiments;
-                    heal::assign_arm(&self.config, &experiments, inc);
+                    heal::assign_arm(&self.heal_settings, &experiments, inc);
                     let resumed =
                         self.heal
                             .on_opened(inc, &self.config.healing, std::time::Instant::now());
@@ -776,7 +587,7 @@ impl Agent {
     fn plan(&mut self, id: CheckId) -> Option<PlannedStep> {
         let advisories = self.ctx.shared.advisories();
         heal::plan(
-            &self.config,
+            &self.heal_settings,
             &advisories,
             &mut self.detector,
             &mut self.heal,

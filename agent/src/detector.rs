@@ -4,8 +4,8 @@
 //! Pure logic: no I/O, no clock of its own, so it is tested exhaustively with plain values.
 
 use crate::checks::Observation;
-use crate::config::Hysteresis;
 use crate::incident::Incident;
+use crate::site::Hysteresis;
 use netmedic_proto::{CheckId, CheckStatus};
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@
 //! `collector.max_backoff_secs`, diagnostics requests pass a [`DiagLimit`] (a few per reply and
 //! per hour, none twice) and every collector-supplied string is made [`loggable`] first.
 
-use crate::checks::{self, Observation};
+use crate::checks::Observation;
 use crate::context::{Advisories, Context, Shared, now};
 use crate::incident::{wire_key, wire_text};
 use crate::reporter::{Collector, random_fraction, read_json, retry_after};
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Heartbeater {
     pub collector: Collector,
+    pub config: Arc<crate::config::AgentConfig>,
     pub ctx: Arc<Context>,
     pub spool: Arc<Mutex<Spool>>,
     /// When the agent started (uptime).
@@ -334,7 +335,7 @@ impl Heartbeater {
         outbox: &mut Outbox,
         diag: &mut DiagLimit,
     ) -> Result<Option<Duration>, String> {
-        let config = &self.ctx.config;
+        let config = &self.config;
         let hb = build(config, &self.ctx.shared, &self.spool, self.started);
         let resp = self.collector.post_json(paths::HEARTBEATS, &hb).await?;
         let status = resp.status();
@@ -380,7 +381,7 @@ impl Heartbeater {
     /// Takes the reply's holdout experiments (an absent one has ended) and logs each change of
     /// this device's arm.
     fn apply_experiments(&self, list: &[netmedic_proto::Experiment]) {
-        let (assigned, refused) = crate::experiment::assign(list, &self.ctx.config.agent.id);
+        let (assigned, refused) = crate::experiment::assign(list, &self.config.agent.id);
         for why in refused {
             log::warn!("{why}");
         }
@@ -431,7 +432,7 @@ impl Heartbeater {
         if queued.is_empty() {
             return Vec::new();
         }
-        let catalogue = checks::enabled(&self.ctx.config);
+        let catalogue = self.config.enabled_checks();
         let mut out = Vec::with_capacity(queued.len());
         for (request_id, wanted) in queued {
             let mut results = Vec::with_capacity(wanted.len());
@@ -467,7 +468,7 @@ impl Heartbeater {
             }
             out.push(DiagnosticsResult {
                 schema_version: SCHEMA_VERSION,
-                agent_id: self.ctx.config.agent.id.clone(),
+                agent_id: self.config.agent.id.clone(),
                 request_id,
                 completed_at: now(),
                 results,
@@ -484,7 +485,7 @@ pub async fn run(
     first_delay: Duration,
     mut wan_back: tokio::sync::watch::Receiver<u64>,
 ) {
-    let h = hb.ctx.config.heartbeat.clone();
+    let h = hb.config.heartbeat.clone();
     tokio::time::sleep(first_delay).await;
     let mut outbox = Outbox::default();
     let mut diag = DiagLimit::default();

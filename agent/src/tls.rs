@@ -12,7 +12,7 @@
 //!   `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the distribution's bundle); when it has
 //!   no certificate the error says so and names both ways out.
 
-use crate::config::CollectorSection;
+use crate::site::CollectorSection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

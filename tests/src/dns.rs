@@ -31,24 +31,11 @@ impl NxdomainResolver {
         ns.ip(&["addr", "replace", &cidr, "dev", ACCESS_BRIDGE])?;
         let mut me = Self { ns, process: None };
         let listen = format!("--listen-address={NXDOMAIN_RESOLVER_IP}");
-        let process = me.ns.spawn(
-            "dnsmasq",
-            &[
-                "--conf-file=/dev/null",
-                "--keep-in-foreground",
-                "--log-facility=-",
-                "--pid-file=",
-                "--user=root",
-                "--group=root",
-                "--port=53",
-                &listen,
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--address=/#/",
-            ],
-            lab.log_path("isp-dns-nxdomain"),
-        )?;
+        let mut args = crate::lab::dnsmasq_resolver(&listen);
+        args.push("--address=/#/");
+        let process = me
+            .ns
+            .spawn("dnsmasq", &args, lab.log_path("isp-dns-nxdomain"))?;
         me.process = Some(process);
         let server = NXDOMAIN_RESOLVER_IP.to_string();
         wait_for(

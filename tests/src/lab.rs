@@ -609,15 +609,8 @@ impl Isp {
             .iter()
             .map(|(name, ip)| format!("--host-record={name},{ip}"))
             .collect();
-        let mut args = dnsmasq_common();
-        args.extend([
-            "--port=53",
-            &listen,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-        ]);
+        let mut args = dnsmasq_resolver(&listen);
+        args.push("--local=/test/");
         args.extend(records.iter().map(String::as_str));
         *slot = Some(
             self.ns
@@ -698,7 +691,9 @@ impl Isp {
     }
 }
 
-fn dnsmasq_common() -> Vec<&'static str> {
+/// The arguments every lab dnsmasq starts with: no config file, foreground, log to stderr,
+/// no pid file, running as root inside its namespace.
+pub(crate) fn dnsmasq_common() -> Vec<&'static str> {
     vec![
         "--conf-file=/dev/null",
         "--keep-in-foreground",
@@ -707,6 +702,20 @@ fn dnsmasq_common() -> Vec<&'static str> {
         "--user=root",
         "--group=root",
     ]
+}
+
+/// A lab resolver's arguments: [`dnsmasq_common`], port 53 on `listen` (`--listen-address=…`)
+/// only, no upstream and no hosts file; the caller adds what it answers.
+pub(crate) fn dnsmasq_resolver(listen: &str) -> Vec<&str> {
+    let mut args = dnsmasq_common();
+    args.extend([
+        "--port=53",
+        listen,
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+    ]);
+    args
 }
 
 /// One customer router: namespace `<prefix>-c<i>` with `wan` (DHCP via udhcpc) and

@@ -5,8 +5,9 @@
 
 use super::ActionError;
 use super::Limit;
-use crate::config::Problem;
+use super::Settings;
 use crate::context::Context;
+use crate::site::Problem;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -56,9 +57,9 @@ impl BounceIfaceConfig {
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let ifname = &ctx.config.wan.interface;
-    let cfg = &ctx.config.healing.bounce_iface;
+pub async fn run(ctx: &Context, s: &Settings) -> Result<String, ActionError> {
+    let ifname = &ctx.site.wan.interface;
+    let cfg = &s.bounce_iface;
     let index = super::set_mtu::index(ctx, ifname).await?;
     let gateway = ctx
         .netlink

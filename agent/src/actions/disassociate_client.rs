@@ -6,8 +6,8 @@
 //! window (a sticky client is a degraded service, never a down one). The MACs are validated as
 //! in `steer_client`.
 
+use super::Settings;
 use super::{ActionError, ActionInput, Limit};
-use crate::context::Context;
 
 /// Disruptive: the client is disconnected.
 pub const DISRUPTIVE: bool = true;
@@ -18,6 +18,6 @@ pub const DEFAULT_BUDGET: Limit = Limit {
     window_secs: 3600,
 };
 
-pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
-    super::steer_client::per_client(ctx, input, "DISASSOCIATE", "disassociated").await
+pub async fn run(s: &Settings, input: &ActionInput) -> Result<String, ActionError> {
+    super::steer_client::per_client(s, input, "DISASSOCIATE", "disassociated").await
 }

@@ -8,7 +8,7 @@
 
 use super::ActionError;
 use super::Limit;
-use crate::context::Context;
+use super::Settings;
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto,
     setsockopt, socket, sockopt,
@@ -78,20 +78,20 @@ fn flush_family(family: u8, seq: u32) -> Result<(), String> {
     }
 }
 
-fn count(ctx: &Context) -> Option<u64> {
-    let dir = &ctx.config.checks.conntrack.proc_dir;
+fn count(s: &Settings) -> Option<u64> {
+    let dir = &s.conntrack_proc_dir;
     crate::fsutil::read_proc_u64(&dir.join("nf_conntrack_count"))
         .ok()
         .flatten()
 }
 
-pub fn run(ctx: &Context) -> Result<String, ActionError> {
-    let before = count(ctx);
+pub fn run(s: &Settings) -> Result<String, ActionError> {
+    let before = count(s);
     flush_family(2, 1).map_err(|e| ActionError::Failed(format!("IPv4 flush: {e}")))?;
     if let Err(e) = flush_family(10, 2) {
         log::debug!("flush_conntrack: IPv6: {e}");
     }
-    let after = count(ctx);
+    let after = count(s);
     let show = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
     Ok(format!(
         "connection-tracking table flushed: {} entries before, {} after",

@@ -21,7 +21,64 @@ pub mod steer_client;
 use crate::context::Context;
 use netmedic_proto::{ActionId, CheckId};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// What actions read besides the [`Context`]: their own tables (under `[healing]`) and the few
+/// facts of check tables they act on, copied there by `config` — actions never name a check's
+/// table or the assembled config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub renew_dhcp: renew_dhcp::RenewDhcpConfig,
+    pub set_mtu: set_mtu::SetMtuConfig,
+    pub bounce_iface: bounce_iface::BounceIfaceConfig,
+    /// The allow-list of `restart_service`.
+    pub restart_service: Vec<restart_service::RestartServiceEntry>,
+    pub reboot: reboot::RebootConfig,
+    pub renew_dhcp6: renew_dhcp6::RenewDhcp6Config,
+    pub restart_hostapd: restart_hostapd::RestartHostapdConfig,
+    pub reapply_wifi_config: reapply_wifi_config::ReapplyWifiConfigConfig,
+    /// The resolver file `reset_dns` rewrites (`[checks.dns]`).
+    pub dns: Resolvers,
+    /// `[checks.mtu] expected_mtu`: what `set_mtu` restores.
+    pub expected_mtu: u32,
+    /// The access point the Wi-Fi actions act on (`[checks.wifi_ap]`).
+    pub wifi: WifiAp,
+    /// The LAN prefix `reapply_lan_prefix` puts back (`[checks.wan6]`).
+    pub lan_prefix: LanPrefix,
+    /// `[checks.conntrack] proc_dir`.
+    pub conntrack_proc_dir: PathBuf,
+}
+
+/// The resolver configuration `reset_dns` restores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolvers {
+    pub resolv_conf: PathBuf,
+    /// Empty: the WAN lease's resolvers.
+    pub provisioned_resolvers: Vec<IpAddr>,
+}
+
+/// The access point: its control socket and its provisioned radio settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WifiAp {
+    pub interface: String,
+    pub ctrl_dir: PathBuf,
+    pub client_socket_dir: PathBuf,
+    pub request_timeout_ms: u64,
+    pub config_file: PathBuf,
+    pub ssid: String,
+    pub security: String,
+    pub channel: u32,
+}
+
+/// Where the delegated prefix is and which /64 of it the LAN carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanPrefix {
+    pub lan_interface: String,
+    pub lease6_file: Option<PathBuf>,
+    pub lan_subnet_id: u16,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -132,38 +189,35 @@ pub fn default_budget(action: ActionId) -> Limit {
 pub async fn run(
     action: ActionId,
     ctx: &Context,
+    s: &Settings,
     input: &ActionInput,
 ) -> Result<Applied, ActionError> {
     match action {
         ActionId::RestoreRoute => restore_route::run(ctx).await.map(Applied::new),
-        ActionId::RenewDhcp => renew_dhcp::run(ctx).await.map(Applied::new),
-        ActionId::ResetDns => reset_dns::run(ctx),
-        ActionId::SetMtu => set_mtu::run(ctx, input).await,
-        ActionId::BounceIface => bounce_iface::run(ctx).await.map(Applied::new),
-        ActionId::FlushConntrack => flush_conntrack::run(ctx).map(Applied::new),
-        ActionId::RestartService => restart_service::run(ctx, input).await.map(Applied::new),
-        ActionId::Reboot => reboot::run(ctx).await.map(Applied::new),
-        ActionId::RenewDhcp6 => renew_dhcp6::run(ctx).await.map(Applied::new),
+        ActionId::RenewDhcp => renew_dhcp::run(ctx, s).await.map(Applied::new),
+        ActionId::ResetDns => reset_dns::run(ctx, s),
+        ActionId::SetMtu => set_mtu::run(ctx, s, input).await,
+        ActionId::BounceIface => bounce_iface::run(ctx, s).await.map(Applied::new),
+        ActionId::FlushConntrack => flush_conntrack::run(s).map(Applied::new),
+        ActionId::RestartService => restart_service::run(s, input).await.map(Applied::new),
+        ActionId::Reboot => reboot::run(s).await.map(Applied::new),
+        ActionId::RenewDhcp6 => renew_dhcp6::run(s).await.map(Applied::new),
         ActionId::RestoreRoute6 => restore_route6::run(ctx, input).await.map(Applied::new),
-        ActionId::ReapplyLanPrefix => reapply_lan_prefix::run(ctx).await.map(Applied::new),
-        ActionId::RestartHostapd => restart_hostapd::run(ctx, input).await.map(Applied::new),
-        ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx).await,
-        ActionId::SteerClient => steer_client::run(ctx, input).await.map(Applied::new),
-        ActionId::DisassociateClient => {
-            disassociate_client::run(ctx, input).await.map(Applied::new)
-        }
+        ActionId::ReapplyLanPrefix => reapply_lan_prefix::run(ctx, s).await.map(Applied::new),
+        ActionId::RestartHostapd => restart_hostapd::run(s, input).await.map(Applied::new),
+        ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx, s).await,
+        ActionId::SteerClient => steer_client::run(s, input).await.map(Applied::new),
+        ActionId::DisassociateClient => disassociate_client::run(s, input).await.map(Applied::new),
     }
 }
 
 /// Undoes a configuration change that did not pass verification (or could not finish it);
 /// `Ok` says what was restored. The action that made the change owns its undo.
-pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError> {
+pub async fn rollback(undo: &Undo, ctx: &Context, s: &Settings) -> Result<String, ActionError> {
     match undo {
         Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
         Undo::Mtu { ifname, mtu } => set_mtu::rollback(ctx, ifname, *mtu).await,
-        Undo::WifiConfig { target, saved } => {
-            reapply_wifi_config::rollback(ctx, target, saved).await
-        }
+        Undo::WifiConfig { target, saved } => reapply_wifi_config::rollback(s, target, saved).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! from the DHCPv6 lease itself (not from the incident's evidence): the address
 //! `<prefix>:<subnet>::1/64` with the lifetimes the lease has left, through netlink.
 
+use super::Settings;
 use super::{ActionError, Limit};
 use crate::context::Context;
 use crate::lease6::{Lease6, lan_address};
@@ -16,8 +17,8 @@ pub const DEFAULT_BUDGET: Limit = Limit {
     window_secs: 3600,
 };
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let cfg = &ctx.config.checks.wan6;
+pub async fn run(ctx: &Context, s: &Settings) -> Result<String, ActionError> {
+    let cfg = &s.lan_prefix;
     let lan = &cfg.lan_interface;
     if lan.is_empty() {
         return Err(ActionError::NotApplicable(

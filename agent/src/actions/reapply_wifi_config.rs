@@ -15,11 +15,12 @@
 //! provisioned network (its clients, configured for the provisioned SSID and key, cannot use
 //! it), so there is no working service to wait for.
 
+use super::Settings;
 use super::reset_dns::write_config_file;
 use super::{ActionError, Applied, Limit, Undo, run_command};
-use crate::config::Problem;
 use crate::context::Context;
 use crate::hostapd::{Provisioned, conf_is_provisioned, provisioned_copy_path, read_config_file};
+use crate::site::Problem;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -69,8 +70,8 @@ impl ReapplyWifiConfigConfig {
     }
 }
 
-fn restart(ctx: &Context) -> Result<String, ActionError> {
-    let cfg = &ctx.config.healing.reapply_wifi_config;
+fn restart(s: &Settings) -> Result<String, ActionError> {
+    let cfg = &s.reapply_wifi_config;
     if cfg.command.is_empty() {
         return Err(ActionError::NotApplicable(
             "healing.reapply_wifi_config.command is not configured".into(),
@@ -79,21 +80,21 @@ fn restart(ctx: &Context) -> Result<String, ActionError> {
     Ok(cfg.command.join(" "))
 }
 
-async fn run_restart(ctx: &Context) -> Result<String, ActionError> {
-    restart(ctx)?;
-    let cfg = &ctx.config.healing.reapply_wifi_config;
+async fn run_restart(s: &Settings) -> Result<String, ActionError> {
+    restart(s)?;
+    let cfg = &s.reapply_wifi_config;
     run_command(&cfg.command, Duration::from_secs(cfg.timeout_secs)).await
 }
 
-pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
-    let wifi = &ctx.config.checks.wifi_ap;
+pub async fn run(ctx: &Context, s: &Settings) -> Result<Applied, ActionError> {
+    let wifi = &s.wifi;
     if wifi.config_file.as_os_str().is_empty() {
         return Err(ActionError::NotApplicable(
             "checks.wifi_ap.config_file is not configured".into(),
         ));
     }
-    restart(ctx)?;
-    let copy_path = provisioned_copy_path(&ctx.config.agent.state_dir);
+    restart(s)?;
+    let copy_path = provisioned_copy_path(&ctx.site.state_dir);
     let copy = read_config_file(&copy_path).map_err(|e| {
         ActionError::NotApplicable(format!("no provisioned AP config saved yet: {e}"))
     })?;
@@ -120,13 +121,13 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
         }
     };
     if live.as_deref() == Some(copy.as_slice()) {
-        let out = run_restart(ctx).await?;
+        let out = run_restart(s).await?;
         return Ok(Applied::new(format!(
             "{} is the provisioned config; hostapd restarted to drop the runtime change ({out})",
             target.display()
         )));
     }
-    let dir = ctx.config.agent.state_dir.join("rollback");
+    let dir = ctx.site.state_dir.join("rollback");
     std::fs::create_dir_all(&dir)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
     let saved = dir.join("hostapd.conf.drifted");
@@ -138,7 +139,7 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
     })?;
     let how = write_config_file(target, &copy)
         .map_err(|e| ActionError::Failed(format!("writing {}: {e}", target.display())))?;
-    match run_restart(ctx).await {
+    match run_restart(s).await {
         Ok(out) => Ok(Applied {
             detail: format!(
                 "{} restored from the provisioned copy (written {how}; drifted one saved to {}); \
@@ -152,7 +153,7 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
             }),
         }),
         Err(e) => {
-            let back = rollback(ctx, target, &saved).await;
+            let back = rollback(s, target, &saved).await;
             Err(ActionError::Failed(format!(
                 "restarting hostapd after restoring {}: {e}; rollback: {}",
                 target.display(),
@@ -166,14 +167,14 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
 }
 
 /// Writes the drifted bytes back and restarts hostapd again.
-pub async fn rollback(ctx: &Context, target: &Path, saved: &Path) -> Result<String, ActionError> {
+pub async fn rollback(s: &Settings, target: &Path, saved: &Path) -> Result<String, ActionError> {
     let drifted = std::fs::read(saved).map_err(|e| {
         ActionError::Failed(format!("reading the saved config {}: {e}", saved.display()))
     })?;
     write_config_file(target, &drifted)
         .map_err(|e| ActionError::Failed(format!("restoring {}: {e}", target.display())))?;
     let _ = std::fs::remove_file(saved);
-    let out = run_restart(ctx).await?;
+    let out = run_restart(s).await?;
     Ok(format!(
         "{} put back as it was ({} bytes); hostapd restarted ({out})",
         target.display(),

@@ -5,8 +5,8 @@
 
 use super::ActionError;
 use super::Limit;
-use crate::config::Problem;
-use crate::context::Context;
+use super::Settings;
+use crate::site::Problem;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -49,8 +49,8 @@ impl RebootConfig {
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let cfg = &ctx.config.healing.reboot;
+pub async fn run(s: &Settings) -> Result<String, ActionError> {
+    let cfg = &s.reboot;
     if !cfg.enabled {
         return Err(ActionError::NotApplicable(
             "reboot is disabled (healing.reboot.enabled = false)".into(),

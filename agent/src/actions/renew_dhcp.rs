@@ -10,8 +10,9 @@
 
 use super::ActionError;
 use super::Limit;
-use crate::config::Problem;
+use super::Settings;
 use crate::context::Context;
+use crate::site::Problem;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -120,14 +121,14 @@ pub fn find_client(pidfile: Option<&Path>, process: &str) -> Result<(i32, String
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let cfg = &ctx.config.healing.renew_dhcp;
+pub async fn run(ctx: &Context, s: &Settings) -> Result<String, ActionError> {
+    let cfg = &s.renew_dhcp;
     if !cfg.command.is_empty() {
         let out = super::run_command(&cfg.command, Duration::from_secs(cfg.timeout_secs)).await?;
         return Ok(format!("ran {}: {out}", cfg.command.join(" ")));
     }
-    let (pid, how) = find_client(ctx.config.wan.dhcp_pidfile.as_deref(), &cfg.process)?;
-    let ifname = &ctx.config.wan.interface;
+    let (pid, how) = find_client(ctx.site.wan.dhcp_pidfile.as_deref(), &cfg.process)?;
+    let ifname = &ctx.site.wan.interface;
     let has_v4 = match ctx.netlink.link_index(ifname).await {
         Ok(Some(i)) => ctx
             .netlink

@@ -6,9 +6,9 @@
 //! process name in the agent's network namespace (dhcpcd with privilege separation runs several
 //! processes of one name: set the pidfile).
 
+use super::Settings;
 use super::{ActionError, Limit};
-use crate::config::Problem;
-use crate::context::Context;
+use crate::site::Problem;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -68,8 +68,8 @@ impl RenewDhcp6Config {
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let cfg = &ctx.config.healing.renew_dhcp6;
+pub async fn run(s: &Settings) -> Result<String, ActionError> {
+    let cfg = &s.renew_dhcp6;
     if !cfg.command.is_empty() {
         let out = super::run_command(&cfg.command, Duration::from_secs(cfg.timeout_secs)).await?;
         return Ok(format!("ran {}: {out}", cfg.command.join(" ")));

@@ -30,9 +30,10 @@
 //! [`run`] asks the same right before writing.
 
 use super::Limit;
+use super::Settings;
 use super::{ActionError, ActionInput, Applied, Undo};
-use crate::config::AgentConfig;
 use crate::context::Context;
+use crate::site::Site;
 use netmedic_proto::CheckId;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
@@ -48,13 +49,12 @@ pub const DEFAULT_BUDGET: Limit = Limit {
 };
 
 /// The resolvers to restore.
-fn provisioned(config: &AgentConfig) -> Vec<IpAddr> {
-    let cfg = &config.checks.dns.provisioned_resolvers;
+fn provisioned(site: &Site, s: &Settings) -> Vec<IpAddr> {
+    let cfg = &s.dns.provisioned_resolvers;
     if !cfg.is_empty() {
         return cfg.clone();
     }
-    config
-        .wan
+    site.wan
         .lease_file
         .as_deref()
         .and_then(|p| crate::lease::Lease::read(p).ok().flatten())
@@ -110,12 +110,12 @@ fn same_resolvers(current: &str, resolvers: &[IpAddr]) -> bool {
 
 /// Why `reset_dns` cannot help the incident described by `input`, if it cannot (see the
 /// module doc); `None`: it may help. Reads resolv.conf; an unreadable one is no reason.
-pub fn ruled_out(config: &AgentConfig, input: &ActionInput) -> Option<String> {
-    let resolvers = provisioned(config);
+pub fn ruled_out(site: &Site, s: &Settings, input: &ActionInput) -> Option<String> {
+    let resolvers = provisioned(site, s);
     if resolvers.is_empty() {
         return Some(no_resolvers());
     }
-    let path = &config.checks.dns.resolv_conf;
+    let path = &s.dns.resolv_conf;
     if let Ok(current) = std::fs::read_to_string(path)
         && same_resolvers(&current, &resolvers)
     {
@@ -143,12 +143,12 @@ pub fn ruled_out(config: &AgentConfig, input: &ActionInput) -> Option<String> {
     })
 }
 
-pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
-    let resolvers = provisioned(&ctx.config);
+pub fn run(ctx: &Context, s: &Settings) -> Result<Applied, ActionError> {
+    let resolvers = provisioned(&ctx.site, s);
     if resolvers.is_empty() {
         return Err(ActionError::NotApplicable(no_resolvers()));
     }
-    let configured = &ctx.config.checks.dns.resolv_conf;
+    let configured = &s.dns.resolv_conf;
     let target = std::fs::canonicalize(configured)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", configured.display())))?;
     let original = std::fs::read(&target)
@@ -162,7 +162,7 @@ pub fn run(ctx: &Context) -> Result<Applied, ActionError> {
         )));
     }
     let new = render(&text, &resolvers);
-    let dir = ctx.config.agent.state_dir.join("rollback");
+    let dir = ctx.site.state_dir.join("rollback");
     std::fs::create_dir_all(&dir)
         .map_err(|e| ActionError::Failed(format!("{}: {e}", dir.display())))?;
     let saved = dir.join("resolv.conf.orig");
@@ -298,6 +298,7 @@ fn unescape(s: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::AgentConfig;
 
     #[test]
     fn render_keeps_search_and_options() {
@@ -309,6 +310,10 @@ mod tests {
         assert!(r.contains("options timeout:1\n"));
         assert!(r.ends_with("nameserver 100.64.0.1\n"));
         assert!(!r.contains("1.2.3.4"));
+    }
+
+    fn ruled(c: &AgentConfig, input: &ActionInput) -> Option<String> {
+        ruled_out(&c.site(), &c.action_settings(), input)
     }
 
     fn config(resolv_conf: &Path, provisioned: &str) -> AgentConfig {
@@ -342,26 +347,26 @@ mod tests {
         // other bytes than `render` writes), so a rewrite changes nothing that matters.
         std::fs::write(&rc, "search lan\nnameserver 192.0.2.53\n").unwrap();
         let c = config(&rc, "\"192.0.2.53\"");
-        let why = ruled_out(&c, &dns_input("resolver_servfail", "true")).unwrap();
+        let why = ruled(&c, &dns_input("resolver_servfail", "true")).unwrap();
         assert!(why.contains("already names exactly"), "{why}");
         // Order and IPv6 zone ids do not matter either.
         let c2 = config(&rc, "\"fe80::1\", \"192.0.2.53\"");
         std::fs::write(&rc, "nameserver 192.0.2.53\nnameserver fe80::1%wan\n").unwrap();
-        assert!(ruled_out(&c2, &dns_input("resolver_timeout", "true")).is_some());
+        assert!(ruled(&c2, &dns_input("resolver_timeout", "true")).is_some());
         // Another resolver in use, the provisioned one answering: reset_dns may help.
         std::fs::write(&rc, "nameserver 198.51.100.53\n").unwrap();
         assert_eq!(
-            ruled_out(&c, &dns_input("resolv_conf_not_provisioned", "false")),
+            ruled(&c, &dns_input("resolv_conf_not_provisioned", "false")),
             None
         );
         // Another resolver in use and the check blames the resolvers: the provisioned ones
         // fail as well (the check would blame resolv.conf if one of them answered).
-        let why = ruled_out(&c, &dns_input("resolver_timeout", "false")).unwrap();
+        let why = ruled(&c, &dns_input("resolver_timeout", "false")).unwrap();
         assert!(why.contains("fail as well"), "{why}");
         // Nothing provisioned at all (no lease file either).
         let none = config(&rc, "");
         assert!(
-            ruled_out(&none, &dns_input("resolver_timeout", "false"))
+            ruled(&none, &dns_input("resolver_timeout", "false"))
                 .unwrap()
                 .contains("no provisioned resolvers")
         );

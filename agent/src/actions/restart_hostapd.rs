@@ -10,9 +10,9 @@
 //! hostapd that is stopped (SIGSTOP) ignores SIGTERM until it is continued; the restart
 //! command must end it with SIGKILL after a grace period (the lab's init script does).
 
+use super::Settings;
 use super::{ActionError, ActionInput, Limit, run_command};
-use crate::config::Problem;
-use crate::context::Context;
+use crate::site::Problem;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -60,8 +60,8 @@ impl RestartHostapdConfig {
     }
 }
 
-pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
-    let cfg = &ctx.config.healing.restart_hostapd;
+pub async fn run(s: &Settings, input: &ActionInput) -> Result<String, ActionError> {
+    let cfg = &s.restart_hostapd;
     if cfg.command.is_empty() {
         return Err(ActionError::NotApplicable(
             "healing.restart_hostapd.command is not configured".into(),

@@ -4,9 +4,9 @@
 //! the system or the collector ever becomes part of a command line, and no shell is involved.
 
 use super::Limit;
+use super::Settings;
 use super::{ActionError, ActionInput};
-use crate::config::Problem;
-use crate::context::Context;
+use crate::site::Problem;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -63,8 +63,8 @@ pub fn problems(entries: &[RestartServiceEntry], out: &mut Vec<Problem>) {
     }
 }
 
-pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
-    let allow = &ctx.config.healing.restart_service;
+pub async fn run(s: &Settings, input: &ActionInput) -> Result<String, ActionError> {
+    let allow = &s.restart_service;
     let down: Vec<&str> = input
         .evidence
         .get("down")

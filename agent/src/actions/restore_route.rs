@@ -18,7 +18,7 @@ pub const DEFAULT_BUDGET: Limit = Limit {
 
 /// The gateway to restore: the lease's router, else the provisioned one.
 pub fn choose_gateway(ctx: &Context) -> Result<(Ipv4Addr, &'static str), ActionError> {
-    let wan = &ctx.config.wan;
+    let wan = &ctx.site.wan;
     if let Some(path) = &wan.lease_file {
         match Lease::read(path) {
             Ok(Some(Lease {
@@ -39,7 +39,7 @@ pub fn choose_gateway(ctx: &Context) -> Result<(Ipv4Addr, &'static str), ActionE
 
 pub async fn run(ctx: &Context) -> Result<String, ActionError> {
     let (gateway, source) = choose_gateway(ctx)?;
-    let ifname = &ctx.config.wan.interface;
+    let ifname = &ctx.site.wan.interface;
     let oif = ctx
         .netlink
         .link_index(ifname)

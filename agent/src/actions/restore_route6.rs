@@ -43,7 +43,7 @@ pub fn router_from(input: &ActionInput) -> Result<(Ipv6Addr, u32), ActionError> 
 
 pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
     let (router, lifetime) = router_from(input)?;
-    let ifname = &ctx.config.wan.interface;
+    let ifname = &ctx.site.wan.interface;
     let oif = ctx
         .netlink
         .link_index(ifname)

@@ -4,9 +4,10 @@
 //! MTU is the undo: a change that did not help is set back.
 
 use super::Limit;
+use super::Settings;
 use super::{ActionError, ActionInput, Applied, Undo};
-use crate::config::Problem;
 use crate::context::Context;
+use crate::site::Problem;
 use futures::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
 use serde::Deserialize;
@@ -123,20 +124,15 @@ pub fn choose(
     }
 }
 
-pub async fn run(ctx: &Context, input: &ActionInput) -> Result<Applied, ActionError> {
-    let ifname = ctx.config.wan.interface.clone();
+pub async fn run(ctx: &Context, s: &Settings, input: &ActionInput) -> Result<Applied, ActionError> {
+    let ifname = ctx.site.wan.interface.clone();
     let current = get(ctx, &ifname).await?;
     let largest = input
         .evidence
         .get("largest_passing_bytes")
         .and_then(|v| v.trim().parse::<u32>().ok());
-    let target = choose(
-        current,
-        ctx.config.checks.mtu.expected_mtu,
-        largest,
-        ctx.config.healing.set_mtu.min_mtu,
-    )
-    .map_err(ActionError::NotApplicable)?;
+    let target = choose(current, s.expected_mtu, largest, s.set_mtu.min_mtu)
+        .map_err(ActionError::NotApplicable)?;
     set(ctx, &ifname, target).await?;
     Ok(Applied {
         detail: format!("MTU of {ifname} set from {current} to {target}"),

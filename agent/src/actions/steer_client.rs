@@ -7,8 +7,8 @@
 //! The MACs come from the incident's `sticky_clients` evidence; each must be a MAC address
 //! (anything else is refused, never passed on), at most [`MAX_CLIENTS`].
 
+use super::Settings;
 use super::{ActionError, ActionInput, Limit};
-use crate::context::Context;
 use crate::hostapd::{CtrlClient, is_mac};
 use std::time::Duration;
 
@@ -53,13 +53,13 @@ pub fn sticky_clients(input: &ActionInput) -> Result<Vec<String>, ActionError> {
 
 /// Sends `command <mac>` for each client through hostapd's control interface.
 pub async fn per_client(
-    ctx: &Context,
+    s: &Settings,
     input: &ActionInput,
     command: &str,
     verb: &str,
 ) -> Result<String, ActionError> {
     let macs = sticky_clients(input)?;
-    let cfg = &ctx.config.checks.wifi_ap;
+    let cfg = &s.wifi;
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let client = CtrlClient::connect(&cfg.ctrl_dir.join(&cfg.interface), &cfg.client_socket_dir)
         .map_err(|e| ActionError::Failed(e.to_string()))?;
@@ -84,8 +84,8 @@ pub async fn per_client(
     Ok(detail)
 }
 
-pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
-    per_client(ctx, input, "BSS_TM_REQ", "BSS transition requested from").await
+pub async fn run(s: &Settings, input: &ActionInput) -> Result<String, ActionError> {
+    per_client(s, input, "BSS_TM_REQ", "BSS transition requested from").await
 }
 
 #[cfg(test)]

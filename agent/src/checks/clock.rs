@@ -8,8 +8,8 @@
 //! judged with that uncertainty subtracted.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::config::{AgentConfig, Problem};
 use crate::context::ClockSample;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -173,10 +173,10 @@ pub struct ClockCheck {
 }
 
 impl ClockCheck {
-    pub fn new(config: &AgentConfig) -> Self {
-        let c = config.checks.clock.clone();
+    pub fn new(site: &Site, config: &ClockConfig) -> Self {
+        let c = config.clone();
         let url = if c.url.is_empty() {
-            format!("{}/healthz", config.collector.url.trim_end_matches('/'))
+            format!("{}/healthz", site.collector_url.trim_end_matches('/'))
         } else {
             c.url.clone()
         };

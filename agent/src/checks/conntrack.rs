@@ -9,8 +9,8 @@
 //! lab, which must never change the host's global value).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::fsutil::read_proc_u64;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -107,9 +107,9 @@ pub struct ConntrackCheck {
 }
 
 impl ConntrackCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &ConntrackConfig) -> Self {
         Self {
-            config: config.checks.conntrack.clone(),
+            config: config.clone(),
         }
     }
 

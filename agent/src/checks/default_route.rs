@@ -1,8 +1,8 @@
 //! `default_route`: an IPv4 default route exists via the WAN interface and its gateway answers.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::config::{AgentConfig, Problem};
 use crate::net::DefaultRoute;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -82,10 +82,10 @@ pub struct DefaultRouteCheck {
 }
 
 impl DefaultRouteCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &DefaultRouteConfig) -> Self {
         Self {
-            config: config.checks.default_route.clone(),
-            wan_interface: config.wan.interface.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
         }
     }
 

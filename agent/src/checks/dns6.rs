@@ -6,7 +6,7 @@
 
 use super::dns::{Outcome, query};
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
+use crate::site::{Problem, Site};
 use hickory_proto::rr::RecordType;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
@@ -98,9 +98,9 @@ fn bad(o: &Outcome) -> Option<&'static str> {
 }
 
 impl Dns6Check {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &Dns6Config) -> Self {
         Self {
-            config: config.checks.dns6.clone(),
+            config: config.clone(),
         }
     }
 

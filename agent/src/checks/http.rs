@@ -9,7 +9,7 @@
 //! name resolution and connection set-up included (what a subscriber waits for).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -153,9 +153,9 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &HttpConfig) -> Self {
         Self {
-            config: config.checks.http.clone(),
+            config: config.clone(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! matters (the lab test uses 200: 25% ± 3.1% one sigma).
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::config::{AgentConfig, Problem};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -316,7 +316,7 @@ impl IcmpConfig {
 /// The WAN gateway: the IPv4 default route via the WAN interface, else the lease's router,
 /// else the provisioned `wan.gateway`. Also says where it came from.
 pub(crate) async fn wan_gateway(ctx: &Context) -> Option<(Ipv4Addr, &'static str)> {
-    let wan = &ctx.config.wan;
+    let wan = &ctx.site.wan;
     if let Ok(Some(index)) = ctx.netlink.link_index(&wan.interface).await
         && let Ok(routes) = ctx.netlink.default_routes_v4().await
         && let Some(gw) = routes
@@ -345,9 +345,9 @@ pub struct IcmpCheck {
 }
 
 impl IcmpCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &IcmpConfig) -> Self {
         Self {
-            config: config.checks.icmp.clone(),
+            config: config.clone(),
         }
     }
 
@@ -604,7 +604,7 @@ mod example_config {
     fn shipped_example_shows_the_defaults() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml");
         let c = crate::config::AgentConfig::load(std::path::Path::new(path)).unwrap();
-        let d = crate::config::ChecksSection::default();
+        let d = crate::checks::ChecksSection::default();
         assert_eq!(c.checks.icmp, d.icmp);
         assert_eq!(c.checks.mtu, d.mtu);
         assert_eq!(c.checks.conntrack, d.conntrack);

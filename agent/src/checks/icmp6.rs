@@ -6,8 +6,8 @@
 
 use super::icmp::{IcmpConfig, PathStats};
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::ping::Pinger;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv6Addr};
@@ -128,10 +128,10 @@ fn fmt_ms(v: Option<f64>) -> String {
 }
 
 impl Icmp6Check {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &Icmp6Config) -> Self {
         Self {
-            config: config.checks.icmp6.clone(),
-            wan_interface: config.wan.interface.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
         }
     }
 

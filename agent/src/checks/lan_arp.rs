@@ -12,8 +12,8 @@
 
 use super::lan_dhcp::lan_bridge_problems;
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::rawnet::{self, LanIface, RawError, mac_text};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use pnet_base::MacAddr;
 use pnet_packet::Packet;
@@ -163,9 +163,9 @@ pub struct LanArpCheck {
 }
 
 impl LanArpCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &LanArpConfig) -> Self {
         Self {
-            config: config.checks.lan_arp.clone(),
+            config: config.clone(),
         }
     }
 

@@ -13,8 +13,8 @@
 //! Nothing on the router fixes a rogue server: the incident is reported, never healed.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::rawnet::{self, LanIface, RawError, mac_text};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use pnet_base::MacAddr;
 use pnet_packet::Packet;
@@ -337,9 +337,9 @@ pub struct LanDhcpCheck {
 }
 
 impl LanDhcpCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &LanDhcpConfig) -> Self {
         Self {
-            config: config.checks.lan_dhcp.clone(),
+            config: config.clone(),
         }
     }
 

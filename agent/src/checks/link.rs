@@ -2,8 +2,8 @@
 //! current by rtnetlink events rather than polling, with carrier-flap counting.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::context::{LinkState, LinkTable};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -101,10 +101,10 @@ pub struct LinkCheck {
 }
 
 impl LinkCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &LinkConfig) -> Self {
         Self {
-            config: config.checks.link.clone(),
-            wan_interface: config.wan.interface.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! Each check module provides `XConfig` (its `[checks.x]` table: the common `enabled`,
 //! `interval_secs`, `fail_threshold`, `ok_threshold` plus its own thresholds, with
 //! `#[serde(default, deny_unknown_fields)]` and a `Default`), `XConfig::problems`, and
-//! `XCheck::new(&AgentConfig)` / `XCheck::run(&Context) -> Observation`.
+//! `XCheck::new(&Site, &XConfig)` / `XCheck::run(&Context) -> Observation`. A check reads its
+//! own table and the [`Site`] (the CPE's cross-cutting facts), never the assembled config.
 
 pub mod causes;
 pub mod clock;
@@ -27,9 +28,10 @@ pub mod wan_address;
 pub mod wifi_ap;
 pub mod wifi_events;
 
-use crate::config::{AgentConfig, Hysteresis, Problem};
 use crate::context::{Context, now};
+use crate::site::{Hysteresis, Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity, Timestamp};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -120,6 +122,61 @@ impl Observation {
     }
 }
 
+/// `[checks.*]`: one table per check of the catalogue; `config` assembles it into `agent.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChecksSection {
+    pub link: link::LinkConfig,
+    pub wan_address: wan_address::WanAddressConfig,
+    pub default_route: default_route::DefaultRouteConfig,
+    pub icmp: icmp::IcmpConfig,
+    pub dns: dns::DnsConfig,
+    pub mtu: mtu::MtuConfig,
+    pub http: http::HttpConfig,
+    pub conntrack: conntrack::ConntrackConfig,
+    pub resources: resources::ResourcesConfig,
+    pub service: service::ServiceConfig,
+    pub clock: clock::ClockConfig,
+    pub modem_snmp: modem_snmp::ModemSnmpConfig,
+    pub lan_dhcp: lan_dhcp::LanDhcpConfig,
+    pub lan_arp: lan_arp::LanArpConfig,
+    pub wan6: wan6::Wan6Config,
+    pub icmp6: icmp6::Icmp6Config,
+    pub dns6: dns6::Dns6Config,
+    pub wifi_ap: wifi_ap::WifiApConfig,
+    pub wifi_events: wifi_events::WifiEventsConfig,
+}
+
+impl ChecksSection {
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        self.link.problems(out);
+        self.wan_address.problems(out);
+        self.default_route.problems(out);
+        self.icmp.problems(out);
+        self.dns.problems(out);
+        self.mtu.problems(out);
+        self.http.problems(out);
+        self.conntrack.problems(out);
+        self.resources.problems(out);
+        self.service.problems(out);
+        self.clock.problems(out);
+        self.modem_snmp.problems(out);
+        self.lan_dhcp.problems(out);
+        self.lan_arp.problems(out);
+        self.wan6.problems(out);
+        self.icmp6.problems(out);
+        self.dns6.problems(out);
+        if self.wan6.enabled && self.wan_address.require_ipv6 {
+            out.push(Problem::new(
+                "checks.wan_address.require_ipv6",
+                "superseded by [checks.wan6] (require_global_address), which is enabled: set require_ipv6 = false so a missing IPv6 address is one incident, not two",
+            ));
+        }
+        self.wifi_ap.problems(out);
+        self.wifi_events.problems(out);
+    }
+}
+
 /// The settings every check has.
 pub trait CheckSettings {
     fn enabled(&self) -> bool;
@@ -137,8 +194,8 @@ macro_rules! check_settings {
             fn interval(&self) -> std::time::Duration {
                 std::time::Duration::from_secs(self.interval_secs)
             }
-            fn hysteresis(&self) -> $crate::config::Hysteresis {
-                $crate::config::Hysteresis {
+            fn hysteresis(&self) -> $crate::site::Hysteresis {
+                $crate::site::Hysteresis {
                     fail_threshold: self.fail_threshold,
                     ok_threshold: self.ok_threshold,
                 }
@@ -196,12 +253,12 @@ macro_rules! catalogue {
             }
         }
 
-        /// The enabled checks of a config, in catalogue order.
-        pub fn enabled(config: &AgentConfig) -> Vec<Check> {
+        /// The enabled checks of `[checks.*]`, in catalogue order.
+        pub fn enabled(site: &Site, tables: &ChecksSection) -> Vec<Check> {
             let mut out = Vec::new();
             $(
-                if config.checks.$field.enabled {
-                    out.push(Check::$variant($module::$check::new(config)));
+                if tables.$field.enabled {
+                    out.push(Check::$variant($module::$check::new(site, &tables.$field)));
                 }
             )+
             out

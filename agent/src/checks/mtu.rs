@@ -10,8 +10,8 @@
 
 use super::icmp::wan_gateway;
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::ping::{DfOutcome, DfProber, IP_ICMP_HEADERS};
+use crate::site::{Problem, Site};
 use futures::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
@@ -196,10 +196,10 @@ pub struct MtuCheck {
 }
 
 impl MtuCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &MtuConfig) -> Self {
         Self {
-            config: config.checks.mtu.clone(),
-            wan_interface: config.wan.interface.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! (where the spool lives: a full flash stops incident delivery).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -164,10 +164,10 @@ pub struct ResourcesCheck {
 }
 
 impl ResourcesCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &ResourcesConfig) -> Self {
         Self {
-            config: config.checks.resources.clone(),
-            state_dir: config.agent.state_dir.clone(),
+            config: config.clone(),
+            state_dir: site.state_dir.clone(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! must not make a dead one look alive.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -228,9 +228,9 @@ pub struct ServiceCheck {
 }
 
 impl ServiceCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &ServiceConfig) -> Self {
         Self {
-            config: config.checks.service.clone(),
+            config: config.clone(),
         }
     }
 

@@ -10,9 +10,9 @@
 //! between — and from then on ages the lease by boottime, which no wall-clock jump moves.
 
 use super::{Context, Observation, check_settings, common_problems, now};
-use crate::config::{AgentConfig, Problem};
 use crate::lease::Lease;
 use crate::net::IfAddress;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
@@ -153,11 +153,11 @@ fn usable_v4(a: &IfAddress) -> bool {
 }
 
 impl WanAddressCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &WanAddressConfig) -> Self {
         Self {
-            config: config.checks.wan_address.clone(),
-            wan_interface: config.wan.interface.clone(),
-            lease_file: config.wan.lease_file.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
+            lease_file: site.wan.lease_file.clone(),
             lease_clock: Arc::default(),
         }
     }

@@ -27,11 +27,11 @@
 //! and `tx_retry_failed`, so no nl80211 client (and its binary cost) is needed for this check.
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::hostapd::{
     self, CtrlClient, CtrlError, Provisioned, Station, Status, conf_is_provisioned,
     provisioned_copy_path, read_config_file,
 };
+use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -183,9 +183,9 @@ pub struct WifiApCheck {
 }
 
 impl WifiApCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &WifiApConfig) -> Self {
         Self {
-            config: config.checks.wifi_ap.clone(),
+            config: config.clone(),
         }
     }
 
@@ -193,7 +193,7 @@ impl WifiApCheck {
         let probe = probe(&self.config).await;
         let obs = judge(&self.config, probe);
         if obs.status == CheckStatus::Ok && !self.config.config_file.as_os_str().is_empty() {
-            match keep_copy(&self.config, &ctx.config.agent.state_dir) {
+            match keep_copy(&self.config, &ctx.site.state_dir) {
                 Ok(true) => log::info!(
                     "wifi_ap: saved {} as the provisioned AP config",
                     self.config.config_file.display()

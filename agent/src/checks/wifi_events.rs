@@ -18,8 +18,8 @@
 //! Without hostapd the check is `Unknown` (the `wifi_ap` check reports a dead AP).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::hostapd::{self, CtrlClient};
+use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -190,9 +190,9 @@ pub struct WifiEventsCheck {
 }
 
 impl WifiEventsCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &WifiEventsConfig) -> Self {
         Self {
-            config: config.checks.wifi_events.clone(),
+            config: config.clone(),
             log: Arc::default(),
             started: Arc::default(),
         }

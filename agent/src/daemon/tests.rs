@@ -7,7 +7,7 @@
 use super::*;
 use crate::actions::{ActionError, Applied, Undo};
 use futures::future::LocalBoxFuture;
-use netmedic_proto::ActionOutcome;
+use netmedic_proto::{ActionOutcome, IncidentEvent};
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
@@ -102,14 +102,19 @@ ok_threshold = 1
     std::fs::create_dir_all(&config.agent.state_dir).unwrap();
     let (spool, _) = Spool::open(&config.agent.state_dir.join("spool"), 1000, 10 << 20).unwrap();
     let ctx = Arc::new(Context {
-        config: config.clone(),
+        site: Arc::new(config.site()),
         netlink: Netlink::connect().unwrap(),
         pinger: None,
         shared: Arc::new(Shared::default()),
     });
-    let checks = vec![Check::Service(checks::service::ServiceCheck::new(&config))];
+    let checks = vec![Check::Service(checks::service::ServiceCheck::new(
+        &config.site(),
+        &config.checks.service,
+    ))];
+    let heal_settings = Arc::new(config.heal_settings());
     Agent {
-        heal: heal::HealState::open(&config),
+        heal: heal::HealState::open(&heal_settings),
+        heal_settings,
         config: config.clone(),
         fx,
         ctx,

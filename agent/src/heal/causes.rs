@@ -4,7 +4,7 @@
 //! causes — a typo would otherwise silently never match.
 
 use super::PlaybookConfig;
-use crate::config::Problem;
+use crate::site::Problem;
 
 /// Whether a playbook's selector `pattern` (an exact name or `prefix_*`) selects `cause`; the
 /// same rule as [`PlaybookConfig::matches`].

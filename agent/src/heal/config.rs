@@ -6,7 +6,7 @@ use crate::actions::{
     Limit, bounce_iface, reapply_wifi_config, reboot, renew_dhcp, renew_dhcp6, restart_hostapd,
     restart_service, set_mtu,
 };
-use crate::config::{Mode, Problem};
+use crate::site::{Mode, Problem};
 use netmedic_proto::{ActionId, CheckId};
 use serde::Deserialize;
 use std::collections::BTreeMap;

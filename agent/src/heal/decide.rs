@@ -2,9 +2,9 @@
 
 use super::budget::Refusal;
 use super::playbook::Ladder;
-use crate::config::Mode;
 use crate::context::Advisories;
 use crate::incident::Incident;
+use crate::site::Mode;
 use netmedic_proto::ActionId;
 use std::time::Duration;
 

@@ -9,14 +9,14 @@
 //! playbook act again. The kill switch and the upstream-outage advisory still win over both
 //! arms ([`super::decide()`] checks them before anything runs, dry run or not).
 
-use crate::config::AgentConfig;
+use super::Settings;
 use crate::experiment::{Assigned, covering};
 use crate::incident::Incident;
 use netmedic_proto::Arm;
 
 /// The experiment that covers `inc` under the playbook that applies to it, if any.
 pub fn covering_experiment<'a>(
-    config: &AgentConfig,
+    config: &Settings,
     experiments: &'a [Assigned],
     inc: &Incident,
 ) -> Option<&'a Assigned> {
@@ -33,7 +33,7 @@ pub fn covering_experiment<'a>(
 }
 
 /// Records on `inc` the arm of the experiment covering it, unless it already has one.
-pub fn assign_arm(config: &AgentConfig, experiments: &[Assigned], inc: &mut Incident) {
+pub fn assign_arm(config: &Settings, experiments: &[Assigned], inc: &mut Incident) {
     if inc.experiment.is_some() {
         return;
     }
@@ -50,11 +50,7 @@ pub fn assign_arm(config: &AgentConfig, experiments: &[Assigned], inc: &mut Inci
 }
 
 /// The id of the experiment holding `inc` out (this device in its control arm), if one does.
-pub fn held_out_by(
-    config: &AgentConfig,
-    experiments: &[Assigned],
-    inc: &Incident,
-) -> Option<String> {
+pub fn held_out_by(config: &Settings, experiments: &[Assigned], inc: &Incident) -> Option<String> {
     covering_experiment(config, experiments, inc)
         .filter(|a| a.arm == Arm::Control)
         .map(|a| a.experiment.id.clone())

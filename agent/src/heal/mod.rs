@@ -51,6 +51,22 @@ pub use playbook::{Ladder, builtin, ladder};
 pub use state::HealState;
 pub use step::{Effects, PlannedStep, StepResult, System};
 
+use crate::site::Site;
+use std::net::Ipv4Addr;
+
+/// What the healer reads: the site, its own tables (`[healing]`, `[[playbook]]`), the actions'
+/// settings and the one fact of a check table it needs, copied there by `config` — the healer
+/// never names the assembled config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub site: Site,
+    pub healing: HealingConfig,
+    pub playbooks: Vec<PlaybookConfig>,
+    /// `[checks.icmp] targets`: the ISP's probe targets of the live locality probe.
+    pub icmp_targets: Vec<Ipv4Addr>,
+    pub actions: crate::actions::Settings,
+}
+
 /// The cause the agent gives a fault proven to lie beyond the gateway (icmp: the gateway
 /// answers, every ISP probe target is silent).
 pub const UPSTREAM_CAUSE: &str = "upstream_unreachable";

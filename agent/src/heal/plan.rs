@@ -1,14 +1,15 @@
 //! Planning and finishing a step: the decision turned into records on the incident (and
 //! events on disk) before the action starts, and the step's outcome recorded after it.
 
+use super::Settings;
 use super::step::{PlannedStep, StepResult};
 use super::{Decision, Facts, HealState, UPSTREAM_CAUSE};
 use crate::actions::{self, ActionInput};
 use crate::checks::Observation;
-use crate::config::{AgentConfig, Mode};
 use crate::context::Advisories;
 use crate::detector::Detector;
 use crate::incident::Incident;
+use crate::site::Mode;
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, CheckStatus, EventKind};
 
 /// Where incident events go: the daemon spools them (in order, before anything else happens).
@@ -34,7 +35,7 @@ pub fn upstream_incident_open(detector: &Detector) -> bool {
 /// records every decision on the incident and spools the intent before the action starts.
 /// Returns the step to run, already charged to the budget.
 pub fn plan(
-    config: &AgentConfig,
+    config: &Settings,
     advisories: &Advisories,
     detector: &mut Detector,
     heal: &mut HealState,
@@ -42,7 +43,7 @@ pub fn plan(
     id: CheckId,
 ) -> Option<PlannedStep> {
     let h = &config.healing;
-    let mode = config.agent.mode;
+    let mode = config.site.mode;
     super::assign_arm(config, &advisories.experiments, detector.incident_mut(id)?);
     let inc = detector.incident(id)?;
     let holdout = super::held_out_by(config, &advisories.experiments, inc);
@@ -188,10 +189,11 @@ pub fn plan(
 
 /// Why `action` cannot help `inc`, when the action can tell before it runs (today:
 /// `reset_dns` that would name the resolvers already in use, or resolvers that fail too).
-fn ruled_out(config: &AgentConfig, action: ActionId, inc: &Incident) -> Option<String> {
+fn ruled_out(config: &Settings, action: ActionId, inc: &Incident) -> Option<String> {
     match action {
         ActionId::ResetDns => actions::reset_dns::ruled_out(
-            config,
+            &config.site,
+            &config.actions,
             &ActionInput {
                 check: Some(inc.check),
                 cause: inc.cause.clone(),
@@ -205,7 +207,7 @@ fn ruled_out(config: &AgentConfig, action: ActionId, inc: &Incident) -> Option<S
 /// Records a heal step's outcome; resolves the incident when verification passed.
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
-    config: &AgentConfig,
+    config: &Settings,
     detector: &mut Detector,
     heal: &mut HealState,
     sink: &mut dyn EventSink,

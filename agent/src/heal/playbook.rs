@@ -1,6 +1,7 @@
 //! Playbooks: the built-in ladder per check and cause, and the configured override.
 
-use crate::config::{AgentConfig, Mode};
+use super::Settings;
+use crate::site::Mode;
 use netmedic_proto::{ActionId, CheckId};
 
 /// The built-in ladder for a check's cause; `None`: nothing local can fix it (report only).
@@ -60,7 +61,7 @@ pub struct Ladder {
 }
 
 /// The configured playbook for check+cause, else the built-in one.
-pub fn ladder(config: &AgentConfig, check: CheckId, cause: &str) -> Option<Ladder> {
+pub fn ladder(config: &Settings, check: CheckId, cause: &str) -> Option<Ladder> {
     if let Some(p) = config.playbooks.iter().find(|p| p.matches(check, cause)) {
         return Some(Ladder {
             name: p.name(),

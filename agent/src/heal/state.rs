@@ -1,10 +1,10 @@
 //! The healer's state owned by the daemon loop: budgets, backoff between rungs and the ladder
 //! memory of flapping incidents.
 
+use super::Settings;
 use super::budget::Budget;
 use super::config::HealingConfig;
 use super::decide::backoff;
-use crate::config::AgentConfig;
 use crate::incident::Incident;
 use netmedic_proto::{ActionId, CheckId};
 use std::collections::BTreeMap;
@@ -33,10 +33,10 @@ pub struct HealState {
 }
 
 impl HealState {
-    pub fn open(config: &AgentConfig) -> Self {
+    pub fn open(config: &Settings) -> Self {
         let h = &config.healing;
         Self::with_budget(Budget::open(
-            config.agent.state_dir.join("heal-budget.json"),
+            config.site.state_dir.join("heal-budget.json"),
             h.budgets.clone(),
             h.global_budget,
         ))

@@ -7,11 +7,13 @@
 //! verified, anything else is rolled back — before the step ends. A step that has not acted
 //! yet when the agent stops is skipped.
 
+use super::Settings;
 use crate::actions::{self, ActionError, ActionInput, Applied, Undo};
 use crate::checks::{self, Check, Observation};
 use crate::context::Context;
 use futures::future::LocalBoxFuture;
 use netmedic_proto::{ActionId, CheckStatus};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -59,10 +61,11 @@ pub trait Effects {
     fn commit(&self, undo: &Undo);
 }
 
-/// The real system, through the agent's context.
+/// The real system, through the agent's context and the healer's settings.
 #[derive(Debug, Clone)]
 pub struct System {
     pub ctx: Arc<Context>,
+    pub settings: Arc<Settings>,
 }
 
 impl Effects for System {
@@ -71,18 +74,23 @@ impl Effects for System {
     }
 
     fn precheck<'a>(&'a self, step: &'a PlannedStep) -> LocalBoxFuture<'a, Option<(String, bool)>> {
-        Box::pin(guards(&self.ctx, step))
+        Box::pin(guards(&self.ctx, &self.settings, step))
     }
 
     fn act<'a>(
         &'a self,
         step: &'a PlannedStep,
     ) -> LocalBoxFuture<'a, Result<Applied, ActionError>> {
-        Box::pin(actions::run(step.action, &self.ctx, &step.input))
+        Box::pin(actions::run(
+            step.action,
+            &self.ctx,
+            &self.settings.actions,
+            &step.input,
+        ))
     }
 
     fn rollback<'a>(&'a self, undo: &'a Undo) -> LocalBoxFuture<'a, Result<String, ActionError>> {
-        Box::pin(actions::rollback(undo, &self.ctx))
+        Box::pin(actions::rollback(undo, &self.ctx, &self.settings.actions))
     }
 
     fn commit(&self, undo: &Undo) {
@@ -159,10 +167,10 @@ pub async fn run(
 /// The live guards of the real system, right before acting: the fault is local (disruptive
 /// rungs), the LAN is quiet (disruptive rungs on a working service), and neither the kill
 /// switch nor an upstream advisory is in force.
-async fn guards(ctx: &Context, step: &PlannedStep) -> Option<(String, bool)> {
-    let h = &ctx.config.healing;
+async fn guards(ctx: &Context, settings: &Settings, step: &PlannedStep) -> Option<(String, bool)> {
+    let h = &settings.healing;
     if step.locality_probe
-        && let Some(why) = upstream_now(ctx).await
+        && let Some(why) = upstream_now(ctx, &settings.icmp_targets).await
     {
         return Some((why, true));
     }
@@ -204,8 +212,7 @@ async fn guards(ctx: &Context, step: &PlannedStep) -> Option<(String, bool)> {
 
 /// The fault seen live beyond the gateway: the WAN gateway answers, none of the ISP's probe
 /// targets (`checks.icmp.targets`) does. `None` when that cannot be shown (no targets).
-async fn upstream_now(ctx: &Context) -> Option<String> {
-    let targets = &ctx.config.checks.icmp.targets;
+async fn upstream_now(ctx: &Context, targets: &[Ipv4Addr]) -> Option<String> {
     let pinger = ctx.pinger.as_ref()?;
     if targets.is_empty() {
         return None;

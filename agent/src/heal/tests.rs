@@ -187,7 +187,9 @@ fn every_check_of_the_catalogue_has_a_decision_and_config_overrides() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml"))
             .unwrap();
-    let cfg = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let cfg = AgentConfig::parse(&text, "agent.toml")
+        .unwrap()
+        .heal_settings();
     for c in CheckId::ALL {
         assert!(
             cfg.playbooks.iter().any(|p| p.check == *c),
@@ -441,7 +443,9 @@ fn the_arm_is_recorded_once_and_scopes_match_playbook_names() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/agent.toml"))
             .unwrap();
-    let mut cfg = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let mut cfg = AgentConfig::parse(&text, "agent.toml")
+        .unwrap()
+        .heal_settings();
     let by_name = |n: &str| ExperimentScope::Playbook { name: n.into() };
     // Unnamed playbooks are named by their check.
     let control = experiments("cpe-1", by_name("dns"), true);

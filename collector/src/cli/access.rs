@@ -101,16 +101,15 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<(), CliError> {
         }
         TokenCommand::Revoke { name, store } => {
             let n = name.clone();
-            if with_store(&store, OpenMode::MustExist, |s| async move {
+            let found = with_store(&store, OpenMode::MustExist, |s| async move {
                 s.api_token_revoke(&n, now()).await
             })
-            .await?
-            {
-                eprintln!("revoked API token {name}");
-                Ok(())
-            } else {
-                Err(CliError::Failed(format!("no active API token {name:?}")))
-            }
+            .await?;
+            said_if(
+                found,
+                format!("revoked API token {name}"),
+                format!("no active API token {name:?}"),
+            )
         }
         TokenCommand::List { store } => {
             let list = with_store(&store, OpenMode::MustExist, |s| async move {
@@ -219,16 +218,15 @@ pub(super) async fn user(cmd: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::Remove { name, store } => {
             let n = name.clone();
-            if with_store(&store, OpenMode::MustExist, |s| async move {
+            let found = with_store(&store, OpenMode::MustExist, |s| async move {
                 s.noc_user_remove(&n).await
             })
-            .await?
-            {
-                eprintln!("removed NOC user {name}; their sessions were ended");
-                Ok(())
-            } else {
-                Err(CliError::Failed(format!("no NOC user {name:?}")))
-            }
+            .await?;
+            said_if(
+                found,
+                format!("removed NOC user {name}; their sessions were ended"),
+                format!("no NOC user {name:?}"),
+            )
         }
         UserCommand::List { store } => {
             let list = with_store(&store, OpenMode::MustExist, |s| async move {
@@ -241,5 +239,16 @@ pub(super) async fn user(cmd: UserCommand) -> Result<(), CliError> {
             )?;
             Ok(())
         }
+    }
+}
+
+/// What a command that names one thing says: `done` on stderr when it `found` it, otherwise
+/// the failure `missing`.
+fn said_if(found: bool, done: String, missing: String) -> Result<(), CliError> {
+    if found {
+        eprintln!("{done}");
+        Ok(())
+    } else {
+        Err(CliError::Failed(missing))
     }
 }

@@ -77,18 +77,18 @@ impl CollectorConfig {
                 None
             }
         };
+        // The value as written; one out of range is a problem, and any problem refuses the
+        // file before a value is used.
         let mut ranged = |v: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
             let x = *v.get_ref();
-            if range.contains(&x) {
-                Some(x)
-            } else {
+            if !range.contains(&x) {
                 problem(
                     v.span(),
                     field,
                     format!("{x} is out of range ({}..={})", range.start(), range.end()),
                 );
-                None
             }
+            x
         };
         let busy_timeout_ms = ranged(
             &file.storage.busy_timeout_ms,
@@ -122,25 +122,6 @@ impl CollectorConfig {
             "ingest.retry_after_secs",
             1..=3600,
         );
-        let ingest = match (
-            queue_capacity,
-            max_group_requests,
-            writers,
-            retry_after_secs,
-        ) {
-            (
-                Some(queue_capacity),
-                Some(max_group_requests),
-                Some(writers),
-                Some(retry_after_secs),
-            ) => Some(IngestConfig {
-                queue_capacity,
-                max_group_requests,
-                writers,
-                retry_after_secs,
-            }),
-            _ => None,
-        };
 
         let cx = &file.experience;
         let contact_window_hours = ranged(
@@ -254,18 +235,39 @@ impl CollectorConfig {
                 format!("{currency:?} is not a currency code such as \"EUR\""),
             );
         }
-        let experience = match (
-            contact_window_hours,
-            survey_window_days,
-            churn_top,
-            min_group_n,
-        ) {
-            (
-                Some(contact_window_hours),
-                Some(survey_window_days),
-                Some(churn_top),
-                Some(min_group_n),
-            ) => Some(CxConfig {
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+
+        let (Some(listen_addr), Some(max_body_bytes), Some(url)) =
+            (listen_addr, max_body_bytes, url)
+        else {
+            return Err(invalid(problems));
+        };
+        Ok(CollectorConfig {
+            server: ServerConfig {
+                listen_addr,
+                max_body_bytes,
+                metrics_requires_token: file.server.metrics_requires_token,
+                max_connections: server_max_connections,
+                header_read_timeout_secs,
+                idle_timeout_secs,
+            },
+            storage: StorageConfig {
+                url,
+                busy_timeout_ms,
+                max_connections,
+            },
+            fleet: FleetConfig {
+                heartbeat_interval_secs,
+            },
+            ingest: IngestConfig {
+                queue_capacity,
+                max_group_requests,
+                writers,
+                retry_after_secs,
+            },
+            experience: CxConfig {
                 contact_window_hours,
                 survey_window_days,
                 cost_per_contact_cents: *cx.cost_per_contact_cents.get_ref(),
@@ -273,37 +275,15 @@ impl CollectorConfig {
                 reason_rules,
                 churn_top,
                 min_group_n,
-            }),
-            _ => None,
-        };
-        let outage = match (min_devices, window_mins, interval_secs, advisory_secs) {
-            (Some(min_devices), Some(window_mins), Some(interval_secs), Some(advisory_secs)) => {
-                Some(OutageConfig {
-                    min_devices,
-                    window_mins,
-                    interval_secs,
-                    advisory_secs,
-                    categories,
-                })
-            }
-            _ => None,
-        };
-        let web = match (
-            session_idle_mins,
-            session_max_hours,
-            max_failed_logins,
-            max_concurrent_logins,
-            max_logins_per_min,
-            max_logins_per_source_per_min,
-        ) {
-            (
-                Some(session_idle_mins),
-                Some(session_max_hours),
-                Some(max_failed_logins),
-                Some(max_concurrent_logins),
-                Some(max_logins_per_min),
-                Some(max_logins_per_source_per_min),
-            ) => Some(WebConfig {
+            },
+            outage: OutageConfig {
+                min_devices,
+                window_mins,
+                interval_secs,
+                advisory_secs,
+                categories,
+            },
+            web: WebConfig {
                 session_idle_mins,
                 session_max_hours,
                 secure_cookies: file.web.secure_cookies,
@@ -311,69 +291,7 @@ impl CollectorConfig {
                 max_concurrent_logins,
                 max_logins_per_min,
                 max_logins_per_source_per_min,
-            }),
-            _ => None,
-        };
-        let limits = match (
-            server_max_connections,
-            header_read_timeout_secs,
-            idle_timeout_secs,
-        ) {
-            (Some(c), Some(h), Some(i)) => Some((c, h, i)),
-            _ => None,
-        };
-        if !problems.is_empty() {
-            return Err(invalid(problems));
-        }
-
-        match (
-            listen_addr,
-            max_body_bytes,
-            url,
-            busy_timeout_ms,
-            heartbeat_interval_secs,
-            max_connections,
-            ingest,
-            experience,
-            outage,
-            web,
-            limits,
-        ) {
-            (
-                Some(listen_addr),
-                Some(max_body_bytes),
-                Some(url),
-                Some(busy_timeout_ms),
-                Some(heartbeat_interval_secs),
-                Some(max_connections),
-                Some(ingest),
-                Some(experience),
-                Some(outage),
-                Some(web),
-                Some((server_max_connections, header_read_timeout_secs, idle_timeout_secs)),
-            ) => Ok(CollectorConfig {
-                server: ServerConfig {
-                    listen_addr,
-                    max_body_bytes,
-                    metrics_requires_token: file.server.metrics_requires_token,
-                    max_connections: server_max_connections,
-                    header_read_timeout_secs,
-                    idle_timeout_secs,
-                },
-                storage: StorageConfig {
-                    url,
-                    busy_timeout_ms,
-                    max_connections,
-                },
-                fleet: FleetConfig {
-                    heartbeat_interval_secs,
-                },
-                ingest,
-                experience,
-                outage,
-                web,
-            }),
-            _ => Err(invalid(problems)),
-        }
+            },
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! `[checks.dns]`: the resolvers, names and thresholds of the dns check, and their validation.
 
 use crate::checks::{check_settings, common_problems};
-use crate::config::Problem;
+use crate::site::Problem;
 use hickory_proto::rr::{Name, RecordType};
 use serde::Deserialize;
 use std::net::IpAddr;

@@ -13,7 +13,7 @@
 //! `config` holds `[checks.dns]`, `probe` resolv.conf and the queries, `judge` the verdict.
 
 use super::{Context, Observation};
-use crate::config::AgentConfig;
+use crate::site::Site;
 use hickory_proto::rr::RecordType;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -60,8 +60,8 @@ pub struct DnsCheck {
 static NO_NAME_WARNED: AtomicBool = AtomicBool::new(false);
 
 impl DnsCheck {
-    pub fn new(config: &AgentConfig) -> Self {
-        let (effective, note) = config.checks.dns.effective(&config.collector.url);
+    pub fn new(site: &Site, config: &DnsConfig) -> Self {
+        let (effective, note) = config.effective(&site.collector_url);
         if let Some(note) = note
             && !NO_NAME_WARNED.swap(true, Ordering::Relaxed)
         {
@@ -69,7 +69,7 @@ impl DnsCheck {
         }
         Self {
             config: effective,
-            lease_file: config.wan.lease_file.clone(),
+            lease_file: site.wan.lease_file.clone(),
         }
     }
 

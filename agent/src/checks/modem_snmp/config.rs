@@ -2,7 +2,7 @@
 //! type and thresholds, and their validation.
 
 use crate::checks::{check_settings, common_problems};
-use crate::config::Problem;
+use crate::site::Problem;
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -17,7 +17,7 @@
 //! `judge` the verdict.
 
 use super::{Context, Observation};
-use crate::config::AgentConfig;
+use crate::site::Site;
 use netmedic_proto::{Category, CheckId, CheckStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -61,9 +61,9 @@ pub struct ModemSnmpCheck {
 }
 
 impl ModemSnmpCheck {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(_site: &Site, config: &ModemSnmpConfig) -> Self {
         Self {
-            config: config.checks.modem_snmp.clone(),
+            config: config.clone(),
             prev: Arc::default(),
         }
     }

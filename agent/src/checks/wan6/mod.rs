@@ -7,9 +7,9 @@
 pub mod ra;
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::config::{AgentConfig, Problem};
 use crate::lease6::{DelegatedPrefix, Lease6, lan_address};
 use crate::net6::{Addr6, DefaultRoute6};
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use ra::{RaMemory, RouterAdvert};
 use serde::Deserialize;
@@ -147,10 +147,10 @@ fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 }
 
 impl Wan6Check {
-    pub fn new(config: &AgentConfig) -> Self {
+    pub fn new(site: &Site, config: &Wan6Config) -> Self {
         Self {
-            config: config.checks.wan6.clone(),
-            wan_interface: config.wan.interface.clone(),
+            config: config.clone(),
+            wan_interface: site.wan.interface.clone(),
             ra_memory: Arc::default(),
         }
     }
