@@ -192,7 +192,8 @@ pub fn parse_proc_arp(text: &str, iface: &str, max: usize) -> Vec<Ipv4Addr> {
         let [ip, _, flags, _, _, dev] = f[..] else {
             continue;
         };
-        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).is_ok_and(|x| x != 0);
+        let complete =
+            u32::from_str_radix(flags.trim_start_matches("0x"), 16).is_ok_and(|x| x != 0);
         if dev != iface || !complete {
             continue;
         }
@@ -257,7 +258,10 @@ mod tests {
                  100.100.0.79     0x1         0x6         02:43:4c:00:00:03     *        br-lan\n";
         assert_eq!(
             parse_proc_arp(t, "br-lan", 8),
-            [Ipv4Addr::new(100, 100, 0, 77), Ipv4Addr::new(100, 100, 0, 79)]
+            [
+                Ipv4Addr::new(100, 100, 0, 77),
+                Ipv4Addr::new(100, 100, 0, 79)
+            ]
         );
         assert_eq!(parse_proc_arp(t, "br-lan", 1).len(), 1);
     }

@@ -6,8 +6,8 @@
 //! `wifi_ap` and `wifi_events` checks are on, against a socket that answers like hostapd
 //! ([`crate::hostapd_sock`]; there is no radio here for a real one).
 
-use anyhow::{Context, Result, anyhow, bail};
 use crate::hostapd_sock::HostapdSock;
+use anyhow::{Context, Result, anyhow, bail};
 use netmedic_lab::stack::{Stack, StackOptions, bin_path};
 use netmedic_lab::{Lab, LabProcess, WAN_IFACE, wait_for};
 use std::time::{Duration, Instant};
@@ -122,12 +122,7 @@ fn hostapd_dir(lab: &Lab) -> std::path::PathBuf {
 
 /// The shipped config with the lab's id, state dir, collector, token and lease file, the
 /// checks in `without` turned off and, with `wifi`, the Wi-Fi checks on against the stand-in.
-fn default_config(
-    lab: &Lab,
-    stack: &Stack<'_>,
-    without: &[String],
-    wifi: bool,
-) -> Result<String> {
+fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String], wifi: bool) -> Result<String> {
     let cpe = lab.cpe(0);
     for name in without {
         if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {

@@ -106,10 +106,17 @@ mod tests {
         let me = UnixDatagram::bind(dir.join("client")).unwrap();
         me.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 4096];
-        for (cmd, want) in [("STATUS", "state=ENABLED"), ("PING", "PONG"), ("STA-NEXT x", "")] {
+        for (cmd, want) in [
+            ("STATUS", "state=ENABLED"),
+            ("PING", "PONG"),
+            ("STA-NEXT x", ""),
+        ] {
             me.send_to(cmd.as_bytes(), dir.join("wlan0")).unwrap();
             let n = me.recv(&mut buf).unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with(want), "{cmd}");
+            assert!(
+                String::from_utf8_lossy(&buf[..n]).starts_with(want),
+                "{cmd}"
+            );
         }
         assert_eq!(hs.requests(), 3);
         drop(hs);

@@ -288,15 +288,30 @@ fn wifi_and_lan_incidents_in_the_console() {
             .clone()
     };
     let open = row("wifi_ap", "The Wi-Fi is open");
-    assert!(open.contains("wifi_degraded") && open.contains("critical"), "{open}");
-    assert!(open.contains("Security risk: the Wi-Fi is open (provisioned wpa2-psk)"), "{open}");
+    assert!(
+        open.contains("wifi_degraded") && open.contains("critical"),
+        "{open}"
+    );
+    assert!(
+        open.contains("Security risk: the Wi-Fi is open (provisioned wpa2-psk)"),
+        "{open}"
+    );
     let sticky = row("wifi_ap", "weak signal");
-    assert!(sticky.contains("Weakest client signal: -82 dBm (weak)"), "{sticky}");
+    assert!(
+        sticky.contains("Weakest client signal: -82 dBm (weak)"),
+        "{sticky}"
+    );
     let rogue = row("lan_dhcp", "rogue DHCP server");
     assert!(rogue.contains("lan_degraded"), "{rogue}");
-    assert!(rogue.contains(&format!("Rogue DHCP server MAC: {ROGUE_MAC}")), "{rogue}");
+    assert!(
+        rogue.contains(&format!("Rogue DHCP server MAC: {ROGUE_MAC}")),
+        "{rogue}"
+    );
     let clash = row("lan_arp", "100.100.0.77");
-    assert!(clash.contains("Client address claimed by two devices: 100.100.0.77"), "{clash}");
+    assert!(
+        clash.contains("Client address claimed by two devices: 100.100.0.77"),
+        "{clash}"
+    );
     b.screenshot("home-01-device").unwrap();
 
     // The open access point: a security risk, critical, the drift and the station's signal.
@@ -307,15 +322,25 @@ fn wifi_and_lan_incidents_in_the_console() {
         b.page_source().unwrap()
     );
     assert_eq!(text(&b, "#incident-severity"), "critical");
-    assert_eq!(text(&b, "#finding-security td"), "open (provisioned wpa2-psk)");
     assert_eq!(
-        b.find("#finding-security .badge").unwrap().attr("class").unwrap().as_deref(),
+        text(&b, "#finding-security td"),
+        "open (provisioned wpa2-psk)"
+    );
+    assert_eq!(
+        b.find("#finding-security .badge")
+            .unwrap()
+            .attr("class")
+            .unwrap()
+            .as_deref(),
         Some("badge bad")
     );
     assert!(f.contains("SSID") && f.contains("netmedic-lab"), "{f}");
     assert!(f.contains("6 (2437 MHz)"), "{f}");
     assert_eq!(text(&b, "#finding-signal td"), "-30 dBm (good)");
-    assert!(text(&b, "#finding-stations td").contains(STATION_MAC), "{f}");
+    assert!(
+        text(&b, "#finding-stations td").contains(STATION_MAC),
+        "{f}"
+    );
     let c = contacts(&b);
     assert_eq!(c.len(), 2, "both calls follow within the window: {c:?}");
     assert!(
@@ -355,10 +380,7 @@ fn wifi_and_lan_incidents_in_the_console() {
 
     // Two clients on one address: both MACs.
     open_incident(&b, &base, 4);
-    assert_eq!(
-        text(&b, "#finding-macs td"),
-        CLASH_MACS.replace(',', ", ")
-    );
+    assert_eq!(text(&b, "#finding-macs td"), CLASH_MACS.replace(',', ", "));
     assert_eq!(text(&b, "#finding-address td"), "100.100.0.77");
     b.screenshot("home-05-client-clash").unwrap();
 

@@ -537,7 +537,11 @@ mod tests {
             claims.add((a, [2, 1, 0, 0, 0, i]), ROUTER_MAC, &[LAN_IP]);
         }
         for i in 0..100u8 {
-            claims.add((Ipv4Addr::new(100, 100, 1, i), wired), ROUTER_MAC, &[LAN_IP]);
+            claims.add(
+                (Ipv4Addr::new(100, 100, 1, i), wired),
+                ROUTER_MAC,
+                &[LAN_IP],
+            );
         }
         assert_eq!(claims.by_ip[0].1.len(), MAX_MACS_PER_IP);
         assert_eq!(claims.by_ip.len(), MAX_CLAIMED);

@@ -140,9 +140,7 @@ pub(crate) fn unreadable(
         (
             "lan_bridge_missing",
             format!("no LAN bridge {lan_bridge}: nothing probed"),
-            format!(
-                "set checks.{check}.lan_bridge to the LAN interface, or disable the check"
-            ),
+            format!("set checks.{check}.lan_bridge to the LAN interface, or disable the check"),
         )
     } else {
         (

@@ -118,7 +118,12 @@ fn wifi_ap(b: &mut Builder<'_>) {
         _ => None,
     };
     match (channel, b.get("provisioned_channel")) {
-        (Some(c), Some(p)) => b.push("channel", "Channel", format!("{c}, provisioned {p}"), "warn"),
+        (Some(c), Some(p)) => b.push(
+            "channel",
+            "Channel",
+            format!("{c}, provisioned {p}"),
+            "warn",
+        ),
         (Some(c), None) => b.push("channel", "Channel", c, ""),
         _ => {}
     }
@@ -127,7 +132,12 @@ fn wifi_ap(b: &mut Builder<'_>) {
         let (text, class) = signal_text(s);
         b.push("signal", "Weakest client signal", text, class);
     }
-    b.plain("sticky", "Stations on a weak signal", "sticky_clients", "warn");
+    b.plain(
+        "sticky",
+        "Stations on a weak signal",
+        "sticky_clients",
+        "warn",
+    );
     if let (Some(c), Some(s)) = (b.get("clients"), b.get("stations")) {
         b.push(
             "clients",
@@ -136,17 +146,32 @@ fn wifi_ap(b: &mut Builder<'_>) {
             "",
         );
     }
-    b.plain("stations", "Stations (MAC, signal, rate)", "client_list", "");
+    b.plain(
+        "stations",
+        "Stations (MAC, signal, rate)",
+        "client_list",
+        "",
+    );
     b.plain("retries", "Failed retransmissions", "tx_retry_failed", "");
     b.plain("error", "hostapd", "error", "bad");
 }
 
 fn wifi_events(b: &mut Builder<'_>) {
-    b.plain("psk-clients", "Stations with a wrong password", "clients", "warn");
+    b.plain(
+        "psk-clients",
+        "Stations with a wrong password",
+        "clients",
+        "warn",
+    );
     b.plain("psk-count", "Failed handshakes", "psk_mismatches", "");
     if let Some(r) = b.get("radar_freq") {
         let to = b.get("moved_to").unwrap_or("?");
-        b.push("radar", "Radar", format!("on {r}, AP moved to {to}"), "warn");
+        b.push(
+            "radar",
+            "Radar",
+            format!("on {r}, AP moved to {to}"),
+            "warn",
+        );
     }
 }
 
@@ -235,7 +260,10 @@ mod tests {
 
     #[test]
     fn lan_offenders_and_unknown_checks() {
-        let e = ev(&[("offender_mac", "02:52:4f:47:55:45"), ("server_id", "198.51.100.1")]);
+        let e = ev(&[
+            ("offender_mac", "02:52:4f:47:55:45"),
+            ("server_id", "198.51.100.1"),
+        ]);
         assert_eq!(
             headline(CheckId::LanDhcp, &e),
             "Rogue DHCP server MAC: 02:52:4f:47:55:45"
