@@ -172,14 +172,12 @@ impl Claims {
         if mac == own_mac || ip.is_unspecified() || ip.is_broadcast() || router.contains(&ip) {
             return;
         }
-        match self.by_ip.iter_mut().find(|(a, _)| *a == ip) {
-            Some((_, macs)) => {
-                if !macs.contains(&mac) && macs.len() < MAX_MACS_PER_IP {
-                    macs.push(mac);
-                }
+        if let Some((_, macs)) = self.by_ip.iter_mut().find(|(a, _)| *a == ip) {
+            if !macs.contains(&mac) && macs.len() < MAX_MACS_PER_IP {
+                macs.push(mac);
             }
-            None if self.by_ip.len() < MAX_CLAIMED => self.by_ip.push((ip, vec![mac])),
-            None => {}
+        } else if self.by_ip.len() < MAX_CLAIMED {
+            self.by_ip.push((ip, vec![mac]));
         }
     }
 
