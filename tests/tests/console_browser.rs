@@ -9,12 +9,11 @@
 
 use netmedic_lab::Lab;
 use netmedic_lab::browser::Browser;
+use netmedic_lab::console;
 use netmedic_lab::http_request;
-use netmedic_lab::stack::{Stack, StackOptions, bin_path};
+use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_proto::{CheckId, IncidentStatus};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -25,29 +24,7 @@ const HOSTILE_EVIDENCE: &str = "\"><img src=x onerror=\"window.__xss=2;alert('im
 const HOSTILE_DETAIL: &str = "</td><svg onload=\"window.__xss=3\"><b>bold</b>";
 
 fn collector_cli(stack: &Stack, args: &[&str], stdin: &str) -> String {
-    let mut cmd = Command::new(bin_path("netmedic-collector").unwrap());
-    let db = format!("sqlite://{}", stack.db_path().display());
-    let mut child = cmd
-        .args(args)
-        .args(["--db", &db])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "netmedic-collector {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    console::collector_cli(stack, args, stdin).unwrap()
 }
 
 fn import(stack: &Stack, kind: &str, csv: &str) {
@@ -123,15 +100,7 @@ fn hostile_report(stack: &Stack) {
 }
 
 fn login(b: &Browser, base: &str, user: &str, password: &str) {
-    b.goto(&format!("{base}/")).unwrap();
-    b.wait_for("#login-form", WAIT).unwrap();
-    assert!(b.current_url().unwrap().contains("/login?next="));
-    b.find("#username").unwrap().send_keys(user).unwrap();
-    b.find("#password").unwrap().send_keys(password).unwrap();
-    b.find("#login").unwrap().click().unwrap();
-    b.wait_for("#whoami", WAIT).unwrap();
-    let who = b.find("#whoami").unwrap().text().unwrap();
-    assert!(who.starts_with(user), "{who}");
+    console::login(b, base, user, password, WAIT).unwrap();
 }
 
 /// No XSS payload ran: no dialog open and the marker variable unset.

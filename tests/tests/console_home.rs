@@ -12,12 +12,11 @@
 
 use netmedic_lab::Lab;
 use netmedic_lab::browser::Browser;
+use netmedic_lab::console::{collector_cli, login};
 use netmedic_lab::http_request;
-use netmedic_lab::stack::{Stack, StackOptions, bin_path};
+use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_proto::Timestamp;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,30 +29,6 @@ const ROGUE_MAC: &str = "02:52:4f:47:55:01";
 const CLASH_MACS: &str = "02:43:4c:4e:54:01,02:43:4c:4e:54:02";
 /// A station of the lab's access point (the hostapd fixtures' STA).
 const STATION_MAC: &str = "02:00:00:00:01:00";
-
-fn collector_cli(stack: &Stack, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(bin_path("netmedic-collector").unwrap())
-        .args(args)
-        .args(["--db", &format!("sqlite://{}", stack.db_path().display())])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "netmedic-collector {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// POSTs `body` to the collector from the ISP namespace.
 fn post(stack: &Stack, path: &str, auth: &str, ctype: &str, body: &str) {
@@ -207,7 +182,7 @@ fn wifi_and_lan_incidents_in_the_console() {
     let stack = Stack::start(&lab, StackOptions::default()).expect("stack");
     let base = format!("http://{}", stack.collector_addr);
 
-    let token = collector_cli(&stack, &["device", "add", DEVICE], "");
+    let token = collector_cli(&stack, &["device", "add", DEVICE], "").unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -260,15 +235,11 @@ fn wifi_and_lan_incidents_in_the_console() {
             "--password-stdin",
         ],
         &format!("{OP_PASSWORD}\n"),
-    );
+    )
+    .unwrap();
 
     let b = Browser::start(&lab.isp().ns, None).expect("browser");
-    b.goto(&format!("{base}/")).unwrap();
-    b.wait_for("#login-form", WAIT).unwrap();
-    b.find("#username").unwrap().send_keys("noc-op").unwrap();
-    b.find("#password").unwrap().send_keys(OP_PASSWORD).unwrap();
-    b.find("#login").unwrap().click().unwrap();
-    b.wait_for("#whoami", WAIT).unwrap();
+    login(&b, &base, "noc-op", OP_PASSWORD, WAIT).unwrap();
 
     // The device page: every home incident with its category and its telling finding.
     b.goto(&format!("{base}/devices/{DEVICE}")).unwrap();
