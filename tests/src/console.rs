@@ -1,9 +1,11 @@
 //! What the NOC console's browser tests share: running the collector's CLI on a lab stack's
-//! database (enrolling devices, adding users) and logging in to the console in [`Browser`].
+//! database (enrolling devices, adding users), posting to its API from the ISP namespace, and
+//! logging in to the console in [`Browser`].
 
 use crate::browser::Browser;
 use crate::error::{LabError, Result};
 use crate::stack::{Stack, bin_path};
+use crate::{HttpResponse, http_request};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -58,4 +60,26 @@ pub fn login(b: &Browser, base: &str, user: &str, password: &str, wait: Duration
         return Err(LabError::Setup(format!("logged in as {who:?}, not {user}")));
     }
     Ok(())
+}
+
+/// POSTs `body` (of `content_type`) to the stack's collector at `path` with the bearer `token`,
+/// from the ISP namespace (where the collector listens); the response, whatever its status.
+pub fn post(
+    stack: &Stack,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> Result<HttpResponse> {
+    let addr = stack.collector_addr;
+    let auth = format!("Bearer {token}");
+    stack.lab().isp().ns.run(|| {
+        http_request(
+            addr,
+            "POST",
+            path,
+            &[("Authorization", auth.as_str())],
+            Some((content_type, body.as_bytes())),
+        )
+    })?
 }

@@ -10,7 +10,6 @@
 use netmedic_lab::Lab;
 use netmedic_lab::browser::Browser;
 use netmedic_lab::console;
-use netmedic_lab::http_request;
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_proto::{CheckId, IncidentStatus};
 use serde_json::{Value, json};
@@ -28,23 +27,8 @@ fn collector_cli(stack: &Stack, args: &[&str], stdin: &str) -> String {
 }
 
 fn import(stack: &Stack, kind: &str, csv: &str) {
-    let addr = stack.collector_addr;
-    let auth = format!("Bearer {}", stack.api_token);
-    let resp = stack
-        .lab()
-        .isp()
-        .ns
-        .run(|| {
-            http_request(
-                addr,
-                "POST",
-                &format!("/api/v1/import/{kind}?format=csv"),
-                &[("Authorization", auth.as_str())],
-                Some(("text/csv", csv.as_bytes())),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let path = format!("/api/v1/import/{kind}?format=csv");
+    let resp = console::post(stack, &path, &stack.api_token, "text/csv", csv).unwrap();
     assert_eq!(resp.status, 200, "import {kind}: {}", resp.body);
 }
 
@@ -79,23 +63,7 @@ fn hostile_report(stack: &Stack) {
         }]
     })
     .to_string();
-    let addr = stack.collector_addr;
-    let auth = format!("Bearer {token}");
-    let resp = stack
-        .lab()
-        .isp()
-        .ns
-        .run(|| {
-            http_request(
-                addr,
-                "POST",
-                "/api/v1/reports",
-                &[("Authorization", auth.as_str())],
-                Some(("application/json", batch.as_bytes())),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let resp = console::post(stack, "/api/v1/reports", &token, "application/json", &batch).unwrap();
     assert_eq!(resp.status, 200, "hostile report: {}", resp.body);
 }
 

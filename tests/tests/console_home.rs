@@ -12,8 +12,7 @@
 
 use netmedic_lab::Lab;
 use netmedic_lab::browser::Browser;
-use netmedic_lab::console::{collector_cli, login};
-use netmedic_lab::http_request;
+use netmedic_lab::console::{self, collector_cli, login};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_proto::Timestamp;
 use serde_json::{Value, json};
@@ -30,25 +29,9 @@ const CLASH_MACS: &str = "02:43:4c:4e:54:01,02:43:4c:4e:54:02";
 /// A station of the lab's access point (the hostapd fixtures' STA).
 const STATION_MAC: &str = "02:00:00:00:01:00";
 
-/// POSTs `body` to the collector from the ISP namespace.
-fn post(stack: &Stack, path: &str, auth: &str, ctype: &str, body: &str) {
-    let addr = stack.collector_addr;
-    let auth = format!("Bearer {auth}");
-    let resp = stack
-        .lab()
-        .isp()
-        .ns
-        .run(|| {
-            http_request(
-                addr,
-                "POST",
-                path,
-                &[("Authorization", auth.as_str())],
-                Some((ctype, body.as_bytes())),
-            )
-        })
-        .unwrap()
-        .unwrap();
+/// POSTs `body` to the collector; it must be taken.
+fn post(stack: &Stack, path: &str, token: &str, ctype: &str, body: &str) {
+    let resp = console::post(stack, path, token, ctype, body).unwrap();
     assert_eq!(resp.status, 200, "POST {path}: {}", resp.body);
 }
 
