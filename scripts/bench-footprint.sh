@@ -4,16 +4,20 @@
 # over --minutes N (default 10, after a 1-minute warm-up), beside zabbix_agentd (Debian
 # zabbix-agent, foreground on the CPE's loopback) measured in the same run.
 # --without CHECK,... turns those checks off (`icmp,default_route`: the cost beyond the probes).
-# Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...]
+# --with-wifi turns wifi_ap and wifi_events on, against a socket that answers like hostapd (the
+# machine has no radio for a real one): the cost of the Wi-Fi checks' requests and event monitor.
+# Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...] [--with-wifi]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=10
 without=()
+wifi=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
     --without) without=(--without "$2"); shift 2 ;;
-    *) echo "usage: $0 [--minutes N] [--without CHECK,...]" >&2; exit 64 ;;
+    --with-wifi) wifi=(--with-wifi); shift ;;
+    *) echo "usage: $0 [--minutes N] [--without CHECK,...] [--with-wifi]" >&2; exit 64 ;;
   esac
 done
 scripts/setup.sh
@@ -38,4 +42,4 @@ awk -v r="$zraw" -v x="$zxz" 'BEGIN{printf "%-16s %10.2f %10.2f  (dynamically li
 bindir="$(realpath "$target")/bench-footprint-bin"
 mkdir -p "$bindir"
 cp "$target/debug/netmedic-collector" "$bin" "$bindir/"
-NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes" "${without[@]}"
+NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes" "${without[@]}" "${wifi[@]}"

@@ -110,6 +110,17 @@ pub fn exchange(
     iface: &LanIface,
     frame: &[u8],
     window: Duration,
+    on_frame: impl FnMut(&[u8]),
+) -> Result<(), RawError> {
+    exchange_all(iface, &[frame], window, on_frame)
+}
+
+/// [`exchange`] for several frames: all are sent back to back from one socket, then one
+/// window collects the answers to all of them.
+pub fn exchange_all(
+    iface: &LanIface,
+    frames: &[&[u8]],
+    window: Duration,
     mut on_frame: impl FnMut(&[u8]),
 ) -> Result<(), RawError> {
     let open_err = |source| RawError::Open {
@@ -135,11 +146,13 @@ pub fn exchange(
         &TimeVal::new(0, READ_SLICE.as_micros() as i64),
     )
     .map_err(open_err)?;
-    // The socket is bound before the frame leaves, so no answer can be missed.
-    send(fd.as_raw_fd(), frame, MsgFlags::empty()).map_err(|source| RawError::Send {
-        iface: iface.name.clone(),
-        source,
-    })?;
+    // The socket is bound before the frames leave, so no answer can be missed.
+    for frame in frames {
+        send(fd.as_raw_fd(), frame, MsgFlags::empty()).map_err(|source| RawError::Send {
+            iface: iface.name.clone(),
+            source,
+        })?;
+    }
     let deadline = Instant::now() + window;
     let mut buf = [0u8; FRAME_BUF_BYTES];
     let mut seen = 0usize;
@@ -160,6 +173,40 @@ pub fn exchange(
         }
     }
     Ok(())
+}
+
+/// The IPv4 neighbours the kernel knows on `iface` (`/proc/net/arp` of the agent's namespace):
+/// the LAN's clients that talked to the router lately. Entries still being resolved (flags 0)
+/// are left out; at most `max` addresses, in the table's order.
+pub fn ipv4_neighbours(iface: &str, max: usize) -> Vec<Ipv4Addr> {
+    std::fs::read_to_string("/proc/net/arp")
+        .map(|t| parse_proc_arp(&t, iface, max))
+        .unwrap_or_default()
+}
+
+/// Parses `/proc/net/arp` text (a header line, then `IP type flags MAC mask device`).
+pub fn parse_proc_arp(text: &str, iface: &str, max: usize) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [ip, _, flags, _, _, dev] = f[..] else {
+            continue;
+        };
+        let complete =
+            u32::from_str_radix(flags.trim_start_matches("0x"), 16).is_ok_and(|x| x != 0);
+        if dev != iface || !complete {
+            continue;
+        }
+        if let Ok(ip) = ip.parse::<Ipv4Addr>()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+            if out.len() >= max {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -198,6 +245,25 @@ mod tests {
             assert_eq!(m[0] & 0x03, 0x02, "{}", mac_text(m));
         }
         assert_eq!(mac_text([0x02, 0, 0xab, 1, 2, 0xff]), "02:00:ab:01:02:ff");
+    }
+
+    #[test]
+    fn the_neighbour_table_is_read_per_interface() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                 100.100.0.77     0x1         0x2         02:43:4c:00:00:01     *        br-lan\n\
+                 100.100.0.78     0x1         0x0         00:00:00:00:00:00     *        br-lan\n\
+                 100.64.0.1       0x1         0x2         02:00:00:00:00:09     *        wan\n\
+                 100.100.0.77     0x1         0x2         02:43:4c:00:00:01     *        br-lan\n\
+                 garbage\n\
+                 100.100.0.79     0x1         0x6         02:43:4c:00:00:03     *        br-lan\n";
+        assert_eq!(
+            parse_proc_arp(t, "br-lan", 8),
+            [
+                Ipv4Addr::new(100, 100, 0, 77),
+                Ipv4Addr::new(100, 100, 0, 79)
+            ]
+        );
+        assert_eq!(parse_proc_arp(t, "br-lan", 1).len(), 1);
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! netmedic-agent with the shipped default config (config/agent.toml, compiled in and pointed at
 //! the lab's collector) in a lab CPE, measured over N minutes (after a 1-minute warm-up) beside
 //! zabbix_agentd, running in the foreground on the same CPE's loopback in the same window. Prints
-//! one table; asserts nothing. Run by scripts/bench-footprint.sh.
+//! one table; asserts nothing. Run by scripts/bench-footprint.sh. With `--with-wifi`, the
+//! `wifi_ap` and `wifi_events` checks are on, against a socket that answers like hostapd
+//! ([`crate::hostapd_sock`]; there is no radio here for a real one).
 
+use crate::hostapd_sock::HostapdSock;
 use anyhow::{Context, Result, anyhow, bail};
 use netmedic_lab::stack::{Stack, StackOptions, bin_path};
 use netmedic_lab::{Lab, LabProcess, WAN_IFACE, wait_for};
@@ -109,9 +112,17 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
     }
 }
 
-/// The shipped config with the lab's id, state dir, collector, token and lease file, and the
-/// checks in `without` turned off.
-fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String]) -> Result<String> {
+/// The Wi-Fi checks `--with-wifi` turns on.
+const WIFI_CHECKS: [&str; 2] = ["wifi_ap", "wifi_events"];
+
+/// Where the hostapd stand-in's socket lives in the lab.
+fn hostapd_dir(lab: &Lab) -> std::path::PathBuf {
+    lab.dir().join("hostapd")
+}
+
+/// The shipped config with the lab's id, state dir, collector, token and lease file, the
+/// checks in `without` turned off and, with `wifi`, the Wi-Fi checks on against the stand-in.
+fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String], wifi: bool) -> Result<String> {
     let cpe = lab.cpe(0);
     for name in without {
         if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {
@@ -130,8 +141,21 @@ fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String]) -> Result<St
                 .strip_prefix("[checks.")
                 .and_then(|s| s.strip_suffix(']'))
                 .is_some_and(|name| without.iter().any(|w| w == name));
+            let wifi_on = wifi
+                && section
+                    .strip_prefix("[checks.")
+                    .and_then(|s| s.strip_suffix(']'))
+                    .is_some_and(|name| WIFI_CHECKS.contains(&name));
             match key {
                 "enabled" if off => "enabled = false".to_string(),
+                "enabled" if wifi_on => "enabled = true".to_string(),
+                "ctrl_dir" if wifi_on => {
+                    format!("ctrl_dir = \"{}\"", hostapd_dir(lab).display())
+                }
+                "client_socket_dir" if wifi_on => {
+                    format!("client_socket_dir = \"{}\"", lab.dir().display())
+                }
+                "interface" if wifi_on => "interface = \"wlan0\"".to_string(),
                 "id" => "id = \"lab-cpe-0\"".to_string(),
                 "state_dir" => format!(
                     "state_dir = \"{}\"",
@@ -174,7 +198,7 @@ fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Fi
     Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-pub fn run(minutes: f64, without: &[String]) -> Result<()> {
+pub fn run(minutes: f64, without: &[String], wifi: bool) -> Result<()> {
     let lab = Lab::builder().cpes(1).build().context("building the lab")?;
     let mut stack =
         Stack::start(&lab, StackOptions::default()).context("starting collector and agent")?;
@@ -183,7 +207,12 @@ pub fn run(minutes: f64, without: &[String]) -> Result<()> {
         a.kill().context("stopping the stack's agent")?;
     }
     let cfg = lab.dir().join("footprint-agent.toml");
-    std::fs::write(&cfg, default_config(&lab, &stack, without)?)
+    let hostapd = if wifi {
+        Some(HostapdSock::start(&hostapd_dir(&lab), "wlan0")?)
+    } else {
+        None
+    };
+    std::fs::write(&cfg, default_config(&lab, &stack, without, wifi)?)
         .with_context(|| format!("writing {}", cfg.display()))?;
     let cpe = lab.cpe(0);
     let bin = bin_path("netmedic-agent")?;
@@ -238,6 +267,14 @@ pub fn run(minutes: f64, without: &[String]) -> Result<()> {
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
     if !without.is_empty() {
         println!("(shipped config without the checks {})", without.join(", "));
+    }
+    if let Some(h) = &hostapd {
+        println!(
+            "(shipped config with wifi_ap and wifi_events on, against a socket answering like \
+             hostapd: {} requests answered, {:.2}/s)",
+            h.requests(),
+            h.requests() as f64 / (60.0 + minutes * 60.0)
+        );
     }
     println!(
         "{:<20} {:>8} {:>8} {:>8} {:>11} {:>10} {:>10}",

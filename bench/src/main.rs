@@ -6,6 +6,7 @@
 mod agent;
 mod footprint;
 mod heal;
+mod hostapd_sock;
 
 use std::process::ExitCode;
 
@@ -16,11 +17,13 @@ USAGE:
     netmedic-bench agent [--drops N] [--runs N]
                           link-down detection latency over N carrier drops (default 100) and
                           the CPU time of one full check cycle (default 20 runs)
-    netmedic-bench footprint [--minutes N] [--without CHECK,...]
+    netmedic-bench footprint [--minutes N] [--without CHECK,...] [--with-wifi]
                           idle RSS/PSS, CPU per minute and wakeups per second of the agent with
                           the shipped config, beside zabbix_agentd, over N minutes (default 10)
                           after a 1-minute warm-up; --without turns those checks off (e.g.
-                          `icmp,default_route`: the agent's cost beyond its probes)
+                          `icmp,default_route`: the agent's cost beyond its probes);
+                          --with-wifi turns wifi_ap and wifi_events on against a socket that
+                          answers like hostapd (no radio needed)
     netmedic-bench heal [--runs N] [--faults a,b,..] [--config PATH]
                           the shipped config (config/agent.toml, only site-specific keys
                           replaced): each local fault injected N times (default 5): detection,
@@ -58,7 +61,9 @@ fn main() -> ExitCode {
             };
             match flag("--minutes") {
                 Ok(minutes) => {
-                    footprint::run(minutes.unwrap_or(10.0), &without).map_err(|e| format!("{e:#}"))
+                    let wifi = args.iter().any(|a| a == "--with-wifi");
+                    footprint::run(minutes.unwrap_or(10.0), &without, wifi)
+                        .map_err(|e| format!("{e:#}"))
                 }
                 Err(e) => return usage_error(&e),
             }

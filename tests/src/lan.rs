@@ -2,13 +2,14 @@
 //! veth moved into a bridge `br-lan` (as on OpenWrt) that carries the router's LAN address and
 //! its own DHCP server, and devices plugged into that bridge from namespaces of their own — a
 //! second router serving DHCP on another range (a rogue DHCP server), a host configured with
-//! the router's own LAN address (a duplicate IP).
+//! the router's own LAN address (a duplicate IP), hosts that share one client address.
 //!
 //! ```text
 //!  [<p>-c<i>]  br-lan 100.100.<i>.1/24 (MAC 02:6e:6d:01:00:<i>), dnsmasq DHCP .100-.150
 //!     ├── lan ── eth0 [<p>-l<i>]  the lab's LAN host
 //!     ├── rg<k> ── eth0 [<p>-r<k>]  rogue router 198.51.100.1/24, dnsmasq DHCP .50-.150
-//!     └── dp<k> ── eth0 [<p>-d<k>]  host holding 100.100.<i>.1/24 too
+//!     ├── dp<k> ── eth0 [<p>-d<k>]  host holding 100.100.<i>.1/24 too
+//!     └── sh<k> ── eth0 [<p>-s<k>]  host holding 100.100.<i>.77/24 (two of them: a clash)
 //! ```
 //!
 //! Every device is removed on drop (its process killed by PID, its namespace deleted, which
@@ -31,6 +32,7 @@ pub fn device_mac(kind: DeviceKind, k: u8) -> String {
     match kind {
         DeviceKind::RogueDhcp => format!("02:52:4f:47:55:{k:02x}"),
         DeviceKind::DuplicateIp => format!("02:44:55:50:00:{k:02x}"),
+        DeviceKind::SharedClientIp => format!("02:43:4c:4e:54:{k:02x}"),
     }
 }
 
@@ -41,6 +43,8 @@ pub enum DeviceKind {
     RogueDhcp,
     /// A host configured with the router's LAN address.
     DuplicateIp,
+    /// A client with the static address [`HomeLan::shared_client_ip`]: plug two for a clash.
+    SharedClientIp,
 }
 
 fn bridge_mac(cpe: &Cpe) -> String {
@@ -165,6 +169,7 @@ impl HomeLan {
         let (tag, port) = match kind {
             DeviceKind::RogueDhcp => ("r", format!("rg{k}")),
             DeviceKind::DuplicateIp => ("d", format!("dp{k}")),
+            DeviceKind::SharedClientIp => ("s", format!("sh{k}")),
         };
         let name = format!("{}-{tag}{k}", self.prefix);
         let mut dev = LanDevice {
@@ -209,8 +214,23 @@ impl HomeLan {
                     .ip(&["addr", "add", &format!("{}/24", self.lan_ip), "dev", "eth0"])?;
                 dev.ns.ip(&["link", "set", "eth0", "up"])?;
             }
+            DeviceKind::SharedClientIp => {
+                let cidr = format!("{}/24", self.shared_client_ip());
+                // No duplicate address detection: a static address is just configured.
+                dev.ns.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
+                dev.ns.ip(&["link", "set", "eth0", "up"])?;
+                // A client talks to its gateway: the router learns its address (the
+                // neighbour table the agent reads). With a clash, either may answer first.
+                dev.ns.ping(&self.lan_ip.to_string())?;
+            }
         }
         Ok(dev)
+    }
+
+    /// The address every [`DeviceKind::SharedClientIp`] host takes (`.77` of the LAN).
+    pub fn shared_client_ip(&self) -> Ipv4Addr {
+        let o = self.lan_ip.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], 77)
     }
 
     /// The CPE this LAN belongs to.

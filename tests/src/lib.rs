@@ -36,6 +36,7 @@ mod wait;
 
 // Headless Chromium over WebDriver, inside a lab namespace, for the NOC console's tests.
 pub mod browser;
+pub mod console;
 // Spool, firewall-cut, tmpfs and fake-collector helpers of the delivery and daemon tests.
 pub mod delivery;
 // A hostile collector for the agent hardening tests.

@@ -9,12 +9,10 @@
 
 use netmedic_lab::Lab;
 use netmedic_lab::browser::Browser;
-use netmedic_lab::http_request;
-use netmedic_lab::stack::{Stack, StackOptions, bin_path};
+use netmedic_lab::console;
+use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_proto::{CheckId, IncidentStatus};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -25,49 +23,12 @@ const HOSTILE_EVIDENCE: &str = "\"><img src=x onerror=\"window.__xss=2;alert('im
 const HOSTILE_DETAIL: &str = "</td><svg onload=\"window.__xss=3\"><b>bold</b>";
 
 fn collector_cli(stack: &Stack, args: &[&str], stdin: &str) -> String {
-    let mut cmd = Command::new(bin_path("netmedic-collector").unwrap());
-    let db = format!("sqlite://{}", stack.db_path().display());
-    let mut child = cmd
-        .args(args)
-        .args(["--db", &db])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "netmedic-collector {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    console::collector_cli(stack, args, stdin).unwrap()
 }
 
 fn import(stack: &Stack, kind: &str, csv: &str) {
-    let addr = stack.collector_addr;
-    let auth = format!("Bearer {}", stack.api_token);
-    let resp = stack
-        .lab()
-        .isp()
-        .ns
-        .run(|| {
-            http_request(
-                addr,
-                "POST",
-                &format!("/api/v1/import/{kind}?format=csv"),
-                &[("Authorization", auth.as_str())],
-                Some(("text/csv", csv.as_bytes())),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let path = format!("/api/v1/import/{kind}?format=csv");
+    let resp = console::post(stack, &path, &stack.api_token, "text/csv", csv).unwrap();
     assert_eq!(resp.status, 200, "import {kind}: {}", resp.body);
 }
 
@@ -102,36 +63,12 @@ fn hostile_report(stack: &Stack) {
         }]
     })
     .to_string();
-    let addr = stack.collector_addr;
-    let auth = format!("Bearer {token}");
-    let resp = stack
-        .lab()
-        .isp()
-        .ns
-        .run(|| {
-            http_request(
-                addr,
-                "POST",
-                "/api/v1/reports",
-                &[("Authorization", auth.as_str())],
-                Some(("application/json", batch.as_bytes())),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let resp = console::post(stack, "/api/v1/reports", &token, "application/json", &batch).unwrap();
     assert_eq!(resp.status, 200, "hostile report: {}", resp.body);
 }
 
 fn login(b: &Browser, base: &str, user: &str, password: &str) {
-    b.goto(&format!("{base}/")).unwrap();
-    b.wait_for("#login-form", WAIT).unwrap();
-    assert!(b.current_url().unwrap().contains("/login?next="));
-    b.find("#username").unwrap().send_keys(user).unwrap();
-    b.find("#password").unwrap().send_keys(password).unwrap();
-    b.find("#login").unwrap().click().unwrap();
-    b.wait_for("#whoami", WAIT).unwrap();
-    let who = b.find("#whoami").unwrap().text().unwrap();
-    assert!(who.starts_with(user), "{who}");
+    console::login(b, base, user, password, WAIT).unwrap();
 }
 
 /// No XSS payload ran: no dialog open and the marker variable unset.

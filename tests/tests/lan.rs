@@ -1,7 +1,8 @@
 //! End-to-end: the home network behind a CPE (issue 16, LAN). The CPE's LAN is a bridge
 //! `br-lan` with the router's own dnsmasq on it; a second router with its DHCP server on (a
 //! real dnsmasq in its own namespace) and a host configured with the router's LAN address are
-//! plugged into it. The real agent detects each with the offender's MAC in evidence, the
+//! plugged into it, and two hosts that share one client address. The real agent detects each
+//! with the offenders' MACs in evidence, the
 //! collector stores the incident, and it resolves when the device is unplugged. A clean LAN
 //! (the router's own DHCP server only) opens nothing.
 
@@ -127,6 +128,55 @@ fn the_check_command_sees_a_host_on_the_routers_address() {
     dup.unplug().unwrap();
     let o = agent_check(&lab, 0, "lan_arp", FAST).unwrap();
     assert_eq!(o["status"], "ok", "{o:#}");
+}
+
+#[test]
+fn two_hosts_on_one_client_address_are_one_conflict_with_both_macs() {
+    let (lab, home) = home();
+    let one = home.plug(DeviceKind::SharedClientIp, 1).unwrap();
+    // One host on the address (and the router's neighbour entry for it): no conflict.
+    let o = agent_check(&lab, 0, "lan_arp", FAST).unwrap();
+    assert_eq!(o["status"], "ok", "{o:#}");
+    // The lab's own LAN host and the new one are in the router's neighbour table.
+    let probed: u32 = o["evidence"]["clients_probed"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(probed >= 1, "{o:#}");
+
+    let two = home.plug(DeviceKind::SharedClientIp, 2).unwrap();
+    let o = agent_check(&lab, 0, "lan_arp", FAST).unwrap();
+    assert_eq!(o["status"], "degraded", "{o:#}");
+    assert_eq!(o["cause"], "lan_client_ip_conflict");
+    let ev = &o["evidence"];
+    assert_eq!(ev["ip"], home.shared_client_ip().to_string(), "{o:#}");
+    assert_eq!(ev["conflict"], "client_address");
+    let mut macs: Vec<&str> = ev["offender_macs"].as_str().unwrap().split(',').collect();
+    macs.sort_unstable();
+    let mut want = [one.mac.as_str(), two.mac.as_str()];
+    want.sort_unstable();
+    assert_eq!(macs, want, "{o:#}");
+    assert_eq!(ev["router_mac"], home.bridge_mac.as_str());
+
+    // The running agent opens one incident with both MACs, resolved when one host leaves.
+    let s = stack(&lab, FAST);
+    let i = wait_open(
+        &s,
+        CheckId::LanArp,
+        "lan_client_ip_conflict",
+        Duration::from_secs(60),
+    );
+    assert_eq!(i.category, Category::LanDegraded);
+    assert_eq!(i.evidence["ip"], home.shared_client_ip().to_string());
+    for m in want {
+        assert!(i.evidence["offender_macs"].contains(m), "{:?}", i.evidence);
+    }
+    two.unplug().unwrap();
+    wait_resolved(&s, &i.incident_id, Duration::from_secs(60));
+    let page = s.incidents().unwrap();
+    let lan: Vec<_> = page.incidents.iter().filter(|i| is_lan(i)).collect();
+    assert_eq!(lan.len(), 1, "one incident: {:?}", summarize(&page));
+    drop(one);
 }
 
 #[test]

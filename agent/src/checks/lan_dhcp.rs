@@ -85,25 +85,13 @@ check_settings!(LanDhcpConfig);
 
 impl LanDhcpConfig {
     pub fn problems(&self, out: &mut Vec<Problem>) {
-        common_problems(
+        lan_probe_problems(
             "lan_dhcp",
-            self.interval_secs,
-            self.fail_threshold,
-            self.ok_threshold,
+            (self.interval_secs, self.fail_threshold, self.ok_threshold),
+            &self.lan_bridge,
+            self.listen_ms,
             out,
         );
-        lan_bridge_problems("lan_dhcp", &self.lan_bridge, out);
-        if !(100..=10_000).contains(&self.listen_ms) {
-            out.push(Problem::new(
-                "checks.lan_dhcp.listen_ms",
-                "must be between 100 and 10000",
-            ));
-        } else if self.listen_ms / 1000 >= self.interval_secs {
-            out.push(Problem::new(
-                "checks.lan_dhcp.listen_ms",
-                "must be shorter than interval_secs",
-            ));
-        }
         if self.allowed_servers.len() > MAX_ALLOWED {
             out.push(Problem::new(
                 "checks.lan_dhcp.allowed_servers",
@@ -121,8 +109,50 @@ impl LanDhcpConfig {
     }
 }
 
+/// The settings every LAN probe check shares: its schedule `(interval_secs, fail_threshold,
+/// ok_threshold)`, the bridge's name, and a listen window shorter than the interval.
+pub(crate) fn lan_probe_problems(
+    check: &str,
+    (interval_secs, fail_threshold, ok_threshold): (u64, u32, u32),
+    lan_bridge: &str,
+    listen_ms: u64,
+    out: &mut Vec<Problem>,
+) {
+    common_problems(check, interval_secs, fail_threshold, ok_threshold, out);
+    lan_bridge_problems(check, lan_bridge, out);
+    let field = format!("checks.{check}.listen_ms");
+    if !(100..=10_000).contains(&listen_ms) {
+        out.push(Problem::new(field, "must be between 100 and 10000"));
+    } else if listen_ms / 1000 >= interval_secs {
+        out.push(Problem::new(field, "must be shorter than interval_secs"));
+    }
+}
+
+/// What a LAN probe check reports when its raw exchange could not run: `(cause, summary,
+/// hint)`; `what` names what was to be probed.
+pub(crate) fn unreadable(
+    check: &str,
+    lan_bridge: &str,
+    what: &str,
+    e: &RawError,
+) -> (&'static str, String, String) {
+    if e.is_missing_interface() {
+        (
+            "lan_bridge_missing",
+            format!("no LAN bridge {lan_bridge}: nothing probed"),
+            format!("set checks.{check}.lan_bridge to the LAN interface, or disable the check"),
+        )
+    } else {
+        (
+            "raw_socket_failed",
+            format!("cannot probe {what}: {e}"),
+            "the agent needs CAP_NET_RAW for the LAN checks".to_owned(),
+        )
+    }
+}
+
 /// Validates a `lan_bridge` field: a Linux interface name.
-pub(crate) fn lan_bridge_problems(check: &str, name: &str, out: &mut Vec<Problem>) {
+fn lan_bridge_problems(check: &str, name: &str, out: &mut Vec<Problem>) {
     let valid = !name.is_empty()
         && name.len() <= 15
         && name != "."
@@ -365,21 +395,9 @@ impl LanDhcpCheck {
     }
 
     fn unreadable(&self, e: &RawError) -> Observation {
-        if e.is_missing_interface() {
-            self.obs(
-                CheckStatus::Unknown,
-                "lan_bridge_missing",
-                format!("no LAN bridge {}: nothing probed", self.config.lan_bridge),
-            )
-            .hint("set checks.lan_dhcp.lan_bridge to the LAN interface, or disable the check")
-        } else {
-            self.obs(
-                CheckStatus::Unknown,
-                "raw_socket_failed",
-                format!("cannot probe for DHCP servers: {e}"),
-            )
-            .hint("the agent needs CAP_NET_RAW for the LAN checks")
-        }
+        let (cause, summary, hint) =
+            unreadable("lan_dhcp", &self.config.lan_bridge, "for DHCP servers", e);
+        self.obs(CheckStatus::Unknown, cause, summary).hint(hint)
     }
 
     /// The verdict on one run's offers.

@@ -3,6 +3,7 @@
 
 use super::common::{DoneQuery, not_found, opt_text, store_error};
 use super::devices::{DeviceRowView, device_row};
+use super::findings::headline;
 use super::incident::{KeyValue, SubscriberView, TimelineRow, subscriber_view};
 use super::incidents::{IncidentRowView, row_view};
 use crate::AppState;
@@ -30,6 +31,13 @@ struct DiagView {
     results: Vec<TimelineRow>,
 }
 
+/// A recent incident and its most telling finding (empty for most checks).
+#[derive(Debug)]
+struct DeviceIncident {
+    row: IncidentRowView,
+    finding: String,
+}
+
 #[derive(Template)]
 #[template(path = "device.html")]
 struct DevicePage {
@@ -44,7 +52,7 @@ struct DevicePage {
     diag_action: String,
     check_opts: Vec<CheckOpt>,
     diagnostics: Vec<DiagView>,
-    incidents: Vec<IncidentRowView>,
+    incidents: Vec<DeviceIncident>,
     incidents_href: String,
 }
 
@@ -130,7 +138,14 @@ pub async fn device(
             .map(|c| CheckOpt { value: c.as_str() })
             .collect(),
         diagnostics: diagnostics.iter().map(diag_view).collect(),
-        incidents: recent.incidents.iter().map(|v| row_view(v, None)).collect(),
+        incidents: recent
+            .incidents
+            .iter()
+            .map(|v| DeviceIncident {
+                row: row_view(v, None),
+                finding: headline(v.check, &v.evidence),
+            })
+            .collect(),
         incidents_href: format!("/incidents?agent_id={}", enc(&agent_id)),
     };
     render(&page)

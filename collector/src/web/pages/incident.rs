@@ -3,6 +3,7 @@
 //! the device and customer pages.
 
 use super::common::{DoneQuery, not_found, opt_text, store_error};
+use super::findings::{Finding, findings};
 use super::incidents::{IncidentRowView, incident_href, row_view};
 use crate::AppState;
 use crate::analytics::ReportParams;
@@ -74,6 +75,8 @@ struct IncidentPage {
     incident_id: String,
     resolved: String,
     evidence: Vec<KeyValue>,
+    findings: Vec<Finding>,
+    security_risk: Option<String>,
     timeline: Vec<TimelineRow>,
     acked: Option<String>,
     notes: Vec<NoteView>,
@@ -177,6 +180,7 @@ pub async fn incident(
     // Stable: events and actions at the same instant keep the agent's order.
     timeline.sort_by_key(|(at, kind, _)| (*at, *kind));
     let params = ReportParams::from_config(&state.experience, None, None);
+    let found = findings(v.check, &v.evidence);
     let page = IncidentPage {
         chrome: Chrome::new("Incident", "incidents", Some(&session)).with_done(q.done.as_deref()),
         row: row_view(v, None),
@@ -190,6 +194,8 @@ pub async fn incident(
                 value: visible(val),
             })
             .collect(),
+        findings: found.rows,
+        security_risk: found.security_risk,
         timeline: timeline.into_iter().map(|(_, _, r)| r).collect(),
         acked: ack.map(|a| format!("{} at {}", visible(&a.acked_by), when(a.acked_at))),
         notes: notes

@@ -10,6 +10,7 @@ mod device;
 mod devices;
 mod experience;
 mod experiments;
+mod findings;
 mod incident;
 mod incidents;
 mod killswitches;
