@@ -103,7 +103,6 @@ pub async fn check_once(
     config: AgentConfig,
     only: Option<CheckId>,
 ) -> Result<Vec<Observation>, crate::net::NetError> {
-    crate::tls::install_crypto_provider();
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {

@@ -28,6 +28,7 @@ pub mod net6;
 pub mod notify;
 pub mod ping;
 pub mod rawnet;
+pub mod httpc;
 pub mod reporter;
 pub mod spool;
 pub mod text;

@@ -5,8 +5,6 @@ use netmedic_agent::{cli, config::AgentConfig, daemon, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Every HTTP client (reporter, heartbeat, http and clock checks) uses rustls with ring.
-    netmedic_agent::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(c) => c,
