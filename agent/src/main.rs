@@ -32,7 +32,12 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
-        cli::Command::Check { config, json, only } => {
+        cli::Command::Check {
+            config,
+            json,
+            only,
+            cycles,
+        } => {
             let cfg = match AgentConfig::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -40,7 +45,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
             };
-            match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only))?)) {
+            match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only, cycles))?)) {
                 Ok(obs) => {
                     if json {
                         println!("{:#}", cli::to_json(&obs));

@@ -109,10 +109,27 @@ fn summarize(samples: &[(Instant, Sample)]) -> Figures {
     }
 }
 
+/// Every `[checks.NAME]` of the shipped config (`--without all`: the agent's idle overhead).
+fn shipped_checks() -> Vec<String> {
+    SHIPPED_AGENT_CONFIG
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[checks.")?.strip_suffix(']'))
+        .filter(|n| !n.contains('.'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The shipped config with the lab's id, state dir, collector, token and lease file, and the
-/// checks in `without` turned off.
+/// checks in `without` (`all`: every check) turned off.
 fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String]) -> Result<String> {
     let cpe = lab.cpe(0);
+    let every: Vec<String>;
+    let without = if without.iter().any(|w| w == "all") {
+        every = shipped_checks();
+        &every[..]
+    } else {
+        without
+    };
     for name in without {
         if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {
             bail!("--without {name}: the shipped config has no [checks.{name}]");
