@@ -86,16 +86,16 @@ impl Url {
             host: host.to_string(),
             port,
             authority,
-            path_and_query: uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
+            path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         })
     }
 
     /// The host when it is a DNS name (not an IP address).
     pub fn domain(&self) -> Option<&str> {
-        self.host.parse::<IpAddr>().is_err().then_some(self.host.as_str())
+        self.host
+            .parse::<IpAddr>()
+            .is_err()
+            .then_some(self.host.as_str())
     }
 }
 
@@ -366,7 +366,10 @@ mod tests {
         let u = Url::parse("https://collector.example.invalid:8440/api/v1?x=1").unwrap();
         assert!(u.https);
         assert_eq!(u.host, "collector.example.invalid");
-        assert_eq!((u.port, u.authority.as_str()), (8440, "collector.example.invalid:8440"));
+        assert_eq!(
+            (u.port, u.authority.as_str()),
+            (8440, "collector.example.invalid:8440")
+        );
         assert_eq!(u.path_and_query, "/api/v1?x=1");
         assert_eq!(u.domain(), Some("collector.example.invalid"));
         let u = Url::parse("http://[2001:db8::1]/").unwrap();

@@ -139,11 +139,12 @@ fn tls_config(
     roots: RootCertStore,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Client(e.to_string()))?
-            .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Client(e.to_string()))?
+    .with_root_certificates(roots);
     let mut config = match identity {
         Some((certs, key)) => builder
             .with_client_auth_cert(certs, key)
@@ -164,7 +165,12 @@ pub fn client_for(url: &str, timeout: Duration) -> Result<Client, TlsError> {
         url: url.to_string(),
         why,
     })?;
-    Ok(Client::new(Some(tls_config(roots, None)?), false, timeout, timeout))
+    Ok(Client::new(
+        Some(tls_config(roots, None)?),
+        false,
+        timeout,
+        timeout,
+    ))
 }
 
 /// Builds the collector client from `[collector]`.
@@ -191,8 +197,8 @@ pub fn client(c: &CollectorSection) -> Result<Client, TlsError> {
     let identity = match (&c.client_cert_file, &c.client_key_file) {
         (Some(cert), Some(key)) => {
             let certs = pem_certs(cert, &read(cert)?)?;
-            let key = PrivateKeyDer::from_pem_slice(&read_secret(key)?)
-                .map_err(|e| pem_error(key, e))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(&read_secret(key)?).map_err(|e| pem_error(key, e))?;
             Some((certs, key))
         }
         _ => None,

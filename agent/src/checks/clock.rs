@@ -185,11 +185,9 @@ impl ClockCheck {
 
     /// One GET to the reference; the sample of its `Date` header.
     async fn sample(&self) -> Result<ClockSample, String> {
-        let client = crate::tls::client_for(
-            &self.url,
-            Duration::from_millis(self.config.timeout_ms),
-        )
-        .map_err(|e| e.to_string())?;
+        let client =
+            crate::tls::client_for(&self.url, Duration::from_millis(self.config.timeout_ms))
+                .map_err(|e| e.to_string())?;
         let started = Instant::now();
         let resp = client
             .get(&self.url)
