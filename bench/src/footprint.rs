@@ -253,7 +253,9 @@ pub fn run(minutes: f64, without: &[String]) -> Result<()> {
         minutes,
     )?;
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
-    if !without.is_empty() {
+    if without.iter().any(|w| w == "all") {
+        println!("(shipped config with every check off: the idle overhead)");
+    } else if !without.is_empty() {
         println!("(shipped config without the checks {})", without.join(", "));
     }
     println!(
