@@ -3,7 +3,8 @@
 # CPU per minute and wakeups per second of an idle agent with the default config in the lab,
 # over --minutes N (default 10, after a 1-minute warm-up), beside zabbix_agentd (Debian
 # zabbix-agent, foreground on the CPE's loopback) measured in the same run.
-# --without CHECK,... turns those checks off (`icmp,default_route`: the cost beyond the probes).
+# --without CHECK,... turns those checks off (`icmp,default_route`: the cost beyond the probes;
+# `all`: every check off, the idle overhead of timers, runtime, heartbeat and reporter).
 # --with-wifi turns wifi_ap and wifi_events on, against a socket that answers like hostapd (the
 # machine has no radio for a real one): the cost of the Wi-Fi checks' requests and event monitor.
 # Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...] [--with-wifi]

@@ -14,13 +14,14 @@ netmedic-agent — detects and heals CPE faults, reports incidents to the ISP's 
 
 USAGE:
     netmedic-agent run [--config FILE]
-    netmedic-agent check [--config FILE] [--json] [--only CHECK]
+    netmedic-agent check [--config FILE] [--json] [--only CHECK] [--cycles N]
     netmedic-agent check-config [FILE]
     netmedic-agent --version
 
 The default config is /etc/netmedic/agent.toml.
 `check` exits 0 when all checks pass, 1 when any is degraded or unknown, 2 when any failed,
-3 when the configuration is invalid.";
+3 when the configuration is invalid. `--cycles N` runs the checks N times back to back and
+shows the last pass (the benchmark divides CPU time by it).";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -31,6 +32,8 @@ pub enum Command {
         config: PathBuf,
         json: bool,
         only: Option<CheckId>,
+        /// Passes run back to back (1 unless `--cycles`).
+        cycles: u32,
     },
     CheckConfig {
         config: PathBuf,
@@ -46,6 +49,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut config = PathBuf::from(DEFAULT_PATH);
     let mut json = false;
     let mut only = None;
+    let mut cycles = None;
     let mut positional = None;
     let rest: Vec<&String> = it.collect();
     let mut i = 0;
@@ -67,16 +71,30 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     format!("unknown check {v:?}; checks are: {}", all.join(", "))
                 })?);
             }
+            "--cycles" => {
+                let v = value("--cycles")?;
+                cycles = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=100_000).contains(n))
+                        .ok_or_else(|| format!("--cycles {v:?}: must be 1 ..= 100000"))?,
+                );
+            }
             s if !s.starts_with('-') && positional.is_none() => positional = Some(PathBuf::from(s)),
             s => return Err(format!("unexpected argument {s:?}")),
         }
         i += 1;
     }
     match sub {
-        Some("run") if positional.is_none() && !json && only.is_none() => {
+        Some("run") if positional.is_none() && !json && only.is_none() && cycles.is_none() => {
             Ok(Command::Run { config })
         }
-        Some("check") if positional.is_none() => Ok(Command::Check { config, json, only }),
+        Some("check") if positional.is_none() => Ok(Command::Check {
+            config,
+            json,
+            only,
+            cycles: cycles.unwrap_or(1),
+        }),
         Some("check-config") => Ok(Command::CheckConfig {
             config: positional.unwrap_or(config),
         }),
@@ -98,12 +116,13 @@ pub fn check_exit_code(obs: &[Observation]) -> u8 {
         .unwrap_or(0)
 }
 
-/// One pass of every enabled check (or just `only`).
+/// `cycles` passes (at least one) of every enabled check (or just `only`); the last pass's
+/// observations.
 pub async fn check_once(
     config: AgentConfig,
     only: Option<CheckId>,
+    cycles: u32,
 ) -> Result<Vec<Observation>, crate::net::NetError> {
-    crate::tls::install_crypto_provider();
     let config = Arc::new(config);
     let pinger = Pinger::new().ok();
     let ctx = Context {
@@ -112,9 +131,15 @@ pub async fn check_once(
         pinger,
         shared: Default::default(),
     };
+    let checks: Vec<_> = config
+        .enabled_checks()
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| o == c.id()))
+        .collect();
     let mut out = Vec::new();
-    for check in config.enabled_checks() {
-        if only.is_none_or(|o| o == check.id()) {
+    for _ in 0..cycles.max(1) {
+        out.clear();
+        for check in &checks {
             out.push(check.run(&ctx).await);
         }
     }
@@ -208,9 +233,22 @@ mod tests {
             Command::Check {
                 config: DEFAULT_PATH.into(),
                 json: true,
-                only: Some(CheckId::DefaultRoute)
+                only: Some(CheckId::DefaultRoute),
+                cycles: 1,
             }
         );
+        assert_eq!(
+            parse(&args("check --only icmp --cycles 20")).unwrap(),
+            Command::Check {
+                config: DEFAULT_PATH.into(),
+                json: false,
+                only: Some(CheckId::Icmp),
+                cycles: 20,
+            }
+        );
+        for bad in ["check --cycles 0", "check --cycles x", "run --cycles 2"] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
         assert_eq!(
             parse(&args("check-config x.toml")).unwrap(),
             Command::CheckConfig {

@@ -736,7 +736,7 @@ mod tests {
     }
 
     /// A full heartbeat (every check reported, long ids and versions) stays well under 600
-    /// bytes on the wire: body (gzip'd when smaller) plus the request head reqwest sends.
+    /// bytes on the wire: body (gzip'd when smaller) plus the request head sent.
     #[test]
     fn a_full_heartbeat_fits_in_600_bytes() {
         let hb = Heartbeat {

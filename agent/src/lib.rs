@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod heal;
 pub mod heartbeat;
 pub mod hostapd;
+pub mod httpc;
 pub mod ids;
 pub mod incident;
 pub mod lease;

@@ -5,8 +5,6 @@ use netmedic_agent::{cli, config::AgentConfig, daemon, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Every HTTP client (reporter, heartbeat, http and clock checks) uses rustls with ring.
-    netmedic_agent::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(c) => c,
@@ -34,7 +32,12 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
-        cli::Command::Check { config, json, only } => {
+        cli::Command::Check {
+            config,
+            json,
+            only,
+            cycles,
+        } => {
             let cfg = match AgentConfig::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
             };
-            match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only))?)) {
+            match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only, cycles))?)) {
                 Ok(obs) => {
                     if json {
                         println!("{:#}", cli::to_json(&obs));

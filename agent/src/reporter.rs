@@ -53,7 +53,7 @@ pub fn read_token(path: &std::path::Path) -> Result<String, ReporterError> {
 /// The collector endpoint: client, base URL, token; shared by the reporter and the heartbeat.
 #[derive(Debug, Clone)]
 pub struct Collector {
-    client: reqwest::Client,
+    client: crate::httpc::Client,
     base_url: String,
     token: Option<String>,
     shared: Arc<Shared>,
@@ -88,34 +88,38 @@ impl Collector {
         &self,
         path: &str,
         body: &impl serde::Serialize,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<crate::httpc::Response, String> {
         let url = format!("{}{path}", self.base_url);
         let json = serde_json::to_vec(body).map_err(|e| format!("cannot encode: {e}"))?;
         let (bytes, gzip) = encode_body(&json);
-        let mut req = self
-            .client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes);
+        use crate::httpc::header::{self, HeaderValue};
+        let mut headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
         if gzip {
-            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
         }
         if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+            let mut v = HeaderValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| "the token is not a valid header value".to_string())?;
+            v.set_sensitive(true);
+            headers.push((header::AUTHORIZATION, v));
         }
         let started = Instant::now();
-        let resp = req
-            .send()
+        let resp = self
+            .client
+            .send(http::Method::POST, &url, &headers, bytes.into())
             .await
-            .map_err(|e| format!("POST {url}: {}", chain(&e)))?;
+            .map_err(|e| format!("POST {url}: {e}"))?;
         self.clock_sample(&resp, started);
         Ok(resp)
     }
 
-    fn clock_sample(&self, resp: &reqwest::Response, started: Instant) {
+    fn clock_sample(&self, resp: &crate::httpc::Response, started: Instant) {
         let server = resp
             .headers()
-            .get(reqwest::header::DATE)
+            .get(crate::httpc::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_date);
         if let Some(server) = server {
@@ -134,7 +138,7 @@ pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
 /// Reads a reply body, at most `max` bytes (after any content decoding): an endless or huge
 /// body is an error once the cap is passed, with nothing more buffered.
-pub async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub async fn read_body(mut resp: crate::httpc::Response, max: usize) -> Result<Vec<u8>, String> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(format!("reply body over {max} bytes"));
     }
@@ -142,7 +146,7 @@ pub async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("reading the reply: {}", chain(&e)))?
+        .map_err(|e| format!("reading the reply: {e}"))?
     {
         if body.len() + chunk.len() > max {
             return Err(format!("reply body over {max} bytes"));
@@ -154,22 +158,10 @@ pub async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8
 
 /// A JSON reply of type `T`, read through [`read_body`] with [`MAX_REPLY_BYTES`].
 pub async fn read_json<T: serde::de::DeserializeOwned>(
-    resp: reqwest::Response,
+    resp: crate::httpc::Response,
 ) -> Result<T, String> {
     let body = read_body(resp, MAX_REPLY_BYTES).await?;
     serde_json::from_slice(&body).map_err(|e| e.to_string())
-}
-
-/// An error with its sources, `a: b: c` (reqwest's own message hides the cause).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }
 
 #[derive(Debug, Clone)]
@@ -182,9 +174,9 @@ pub struct Reporter {
 
 /// A `Retry-After` in seconds (the collector's form) or as an HTTP-date, never longer than
 /// `cap`: a collector (or anyone in between) must not silence the agent until it restarts.
-pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
+pub fn retry_after(headers: &crate::httpc::header::HeaderMap, cap: Duration) -> Option<Duration> {
     let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
+        .get(crate::httpc::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
@@ -481,12 +473,12 @@ mod tests {
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
-        let mut h = reqwest::header::HeaderMap::new();
+        let mut h = crate::httpc::header::HeaderMap::new();
         let cap = Duration::from_secs(300);
-        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        h.insert(crate::httpc::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h, cap), Some(Duration::from_secs(7)));
         h.insert(
-            reqwest::header::RETRY_AFTER,
+            crate::httpc::header::RETRY_AFTER,
             "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h, cap), Some(Duration::ZERO));
@@ -494,14 +486,14 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped() {
-        let mut h = reqwest::header::HeaderMap::new();
+        let mut h = crate::httpc::header::HeaderMap::new();
         let cap = Duration::from_secs(300);
         for v in [
             "18446744073709551615",
             "9999999999",
             "Fri, 31 Dec 9999 23:59:59 GMT",
         ] {
-            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            h.insert(crate::httpc::header::RETRY_AFTER, v.parse().unwrap());
             assert_eq!(retry_after(&h, cap), Some(cap), "{v}");
         }
     }

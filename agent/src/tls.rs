@@ -1,5 +1,5 @@
-//! The HTTP(S) client the reporter and the heartbeat share: rustls with the `ring` provider (no
-//! OpenSSL, no aws-lc), the collector's CA optionally pinned, an optional client certificate
+//! The TLS settings of the HTTP(S) client ([`crate::httpc`]) the reporter and the heartbeat
+//! share: rustls with the `ring` provider (no OpenSSL, no aws-lc, no platform verifier), the collector's CA optionally pinned, an optional client certificate
 //! (mutual TLS), and secret files (token, client key) refused when group or others can read
 //! or write them.
 //!
@@ -8,12 +8,17 @@
 //!   certificates (common on small firmware) still reports.
 //! - `https://` with `collector.ca_file`: that CA and only it (pinned); the system store is
 //!   never read.
-//! - `https://` without `ca_file`: the system store (the platform verifier reads
-//!   `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the distribution's bundle); when it has
+//! - `https://` without `ca_file`: the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when
+//!   set, else the distribution's bundle), read once when the client is built; when it has
 //!   no certificate the error says so and names both ways out.
 
+use crate::httpc::{Client, Url};
 use crate::site::CollectorSection;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +36,7 @@ pub enum TlsError {
     #[error("{path}: {why}")]
     Pem { path: String, why: String },
     #[error("cannot build the HTTP client: {0}")]
-    Client(reqwest::Error),
+    Client(String),
     #[error(
         "{url} is https:// but no CA certificate is available to verify it ({why}): set \
          collector.ca_file to the collector's CA (pinned), install the system CA certificates \
@@ -42,25 +47,7 @@ pub enum TlsError {
 
 /// Whether `url` is plain `http://` (no TLS, so no trust roots needed).
 fn is_plain_http(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http")
-}
-
-/// A client for plain `http://` only: trusts no certificate, so building it never reads the
-/// system's CA store (which may not exist). Any `https://` request made with it fails.
-pub fn plain_http_only(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-    b.tls_certs_only(Vec::new())
-}
-
-/// The full message chain of an error (reqwest's `Display` says only "builder error").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
+    Url::parse(url).is_ok_and(|u| !u.https)
 }
 
 /// The largest token, key, certificate or CA file read (a long chain is tens of KiB).
@@ -113,61 +100,115 @@ pub fn read_token(path: &Path) -> Result<String, TlsError> {
         .to_string())
 }
 
-/// Installs `ring` as the process's rustls crypto provider (once; later calls are no-ops).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+fn pem_error(path: &Path, why: impl std::fmt::Display) -> TlsError {
+    TlsError::Pem {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
 }
 
-fn pem_error(path: &Path) -> impl FnOnce(reqwest::Error) -> TlsError + '_ {
-    move |e| TlsError::Pem {
-        path: path.display().to_string(),
-        why: e.to_string(),
+/// The certificates of a PEM file; an empty list is an error.
+fn pem_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no certificate in the file"));
     }
+    Ok(certs)
+}
+
+/// The system's CA certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the
+/// distribution's bundle), read once per client built.
+pub fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "no CA certificates found".to_string(), |e| e.to_string());
+        return Err(why);
+    }
+    Ok(roots)
+}
+
+/// A rustls client config: `ring`, the given roots, an optional client certificate, HTTP/1.1.
+fn tls_config(
+    roots: RootCertStore,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Client(e.to_string()))?
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| TlsError::Client(format!("client certificate: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client for `url`'s scheme with the system's roots (none are read for `http://`); for a
+/// check that fetches from a host of its config.
+pub fn client_for(url: &str, timeout: Duration) -> Result<Client, TlsError> {
+    if is_plain_http(url) {
+        return Ok(Client::plain_http(timeout));
+    }
+    let roots = system_roots().map_err(|why| TlsError::NoTrustRoots {
+        url: url.to_string(),
+        why,
+    })?;
+    Ok(Client::new(
+        Some(tls_config(roots, None)?),
+        false,
+        timeout,
+        timeout,
+    ))
 }
 
 /// Builds the collector client from `[collector]`.
-pub fn client(c: &CollectorSection) -> Result<reqwest::Client, TlsError> {
-    install_crypto_provider();
-    let mut b = reqwest::Client::builder()
-        .timeout(Duration::from_secs(c.request_timeout_secs))
-        .connect_timeout(Duration::from_secs(c.request_timeout_secs.min(10)))
-        .user_agent(concat!("netmedic-agent/", env!("CARGO_PKG_VERSION")))
-        .https_only(c.url.starts_with("https://"))
-        // Idle between heartbeats: keep no connection (and no wakeups) open for minutes.
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1);
-    if let Some(ca) = &c.ca_file {
-        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(pem_error(ca))?;
-        if certs.is_empty() {
-            return Err(TlsError::Pem {
-                path: ca.display().to_string(),
-                why: "no certificate in the file".into(),
-            });
-        }
-        // Pinned: these and only these roots.
-        b = b.tls_certs_only(certs);
-    } else if is_plain_http(&c.url) {
-        b = plain_http_only(b);
+pub fn client(c: &CollectorSection) -> Result<Client, TlsError> {
+    let timeout = Duration::from_secs(c.request_timeout_secs);
+    let connect_timeout = Duration::from_secs(c.request_timeout_secs.min(10));
+    if is_plain_http(&c.url) && c.ca_file.is_none() {
+        // No certificate store is loaded at all.
+        return Ok(Client::new(None, false, timeout, connect_timeout));
     }
-    if let (Some(cert), Some(key)) = (&c.client_cert_file, &c.client_key_file) {
-        let mut pem = read(cert)?;
-        pem.push(b'\n');
-        pem.extend_from_slice(&read_secret(key)?);
-        let id = reqwest::Identity::from_pem(&pem).map_err(pem_error(cert))?;
-        b = b.identity(id);
-    }
-    let system_roots = c.ca_file.is_none() && !is_plain_http(&c.url);
-    b.build().map_err(|e| {
-        let why = chain(&e);
-        if system_roots && why.contains("CA certificates") {
-            TlsError::NoTrustRoots {
-                url: c.url.clone(),
-                why,
-            }
-        } else {
-            TlsError::Client(e)
+    let roots = if let Some(ca) = &c.ca_file {
+        // Pinned: these and only these roots; the system store is never read.
+        let mut roots = RootCertStore::empty();
+        for cert in pem_certs(ca, &read(ca)?)? {
+            roots.add(cert).map_err(|e| pem_error(ca, e))?;
         }
-    })
+        roots
+    } else {
+        system_roots().map_err(|why| TlsError::NoTrustRoots {
+            url: c.url.clone(),
+            why,
+        })?
+    };
+    let identity = match (&c.client_cert_file, &c.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = pem_certs(cert, &read(cert)?)?;
+            let key =
+                PrivateKeyDer::from_pem_slice(&read_secret(key)?).map_err(|e| pem_error(key, e))?;
+            Some((certs, key))
+        }
+        _ => None,
+    };
+    Ok(Client::new(
+        Some(tls_config(roots, identity)?),
+        c.url.starts_with("https://"),
+        timeout,
+        connect_timeout,
+    ))
 }
 
 /// The files a config's client depends on (to tell a reload that they changed).
@@ -248,19 +289,22 @@ mod tests {
             .build()
             .unwrap();
         let status = rt.block_on(async {
-            c.post(format!("http://127.0.0.1:{port}/api/v1/report"))
-                .body("{\"events\":[]}")
-                .send()
-                .await
-                .unwrap()
-                .status()
+            c.send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/api/v1/report"),
+                &[],
+                bytes::Bytes::from_static(b"{\"events\":[]}"),
+            )
+            .await
+            .unwrap()
+            .status()
         });
         assert_eq!(status.as_u16(), 200);
         let got = server.join().unwrap();
         assert!(got.starts_with("POST /api/v1/report"), "{got}");
         assert!(got.ends_with("{\"events\":[]}"), "{got}");
-        // The http check's probe client (http:// only) builds too.
-        plain_http_only(reqwest::Client::builder()).build().unwrap();
+        // A check's client for an http:// URL builds too.
+        client_for("http://192.0.2.1/", Duration::from_secs(1)).unwrap();
         // https:// with a pinned CA: the system store is not needed.
         let ca = dir.join("ca.pem");
         let out = Command::new("openssl")

@@ -1,5 +1,5 @@
-//! `netmedic-bench agent`: link-down detection latency over many real carrier drops, and the CPU
-//! time of one full check cycle, in the lab. They print figures; nothing here asserts a time.
+//! `netmedic-bench agent`: link-down detection latency over many real carrier drops, the CPU
+//! time of one full check cycle and of one cycle of each check alone, in the lab. They print figures; nothing here asserts a time.
 
 use netmedic_lab::stack::bin_path;
 use netmedic_lab::{Lab, LabError, Result, WAN_IFACE, wait_for};
@@ -178,7 +178,7 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
     .map_err(|e| LabError::Setup(e.to_string()))?;
     let bin = bin_path("netmedic-agent")?.display().to_string();
     let cfg = cfg.display().to_string();
-    let measure = |args: &[&str]| -> Result<(f64, f64)> {
+    let measure_n = |runs: usize, args: &[&str]| -> Result<(f64, f64)> {
         let mut cpu = Vec::new();
         let mut wall = Vec::new();
         for _ in 0..runs {
@@ -194,9 +194,10 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
         wall.sort_by(f64::total_cmp);
         Ok((percentile(&cpu, 50.0), percentile(&wall, 50.0)))
     };
+    let measure = |args: &[&str]| measure_n(runs, args);
     let (base_cpu, base_wall) = measure(&["--version"])?;
     let (cycle_cpu, cycle_wall) = measure(&["check", "--config", &cfg])?;
-    Ok(format!(
+    let mut out = format!(
         "one full check cycle (default checks, {runs} runs, medians): {:.1} ms CPU, {:.1} ms wall; \
          process baseline (--version, incl. `ip netns exec`): {:.1} ms CPU, {:.1} ms wall; \
          cycle minus baseline: {:.1} ms CPU",
@@ -205,7 +206,48 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
         base_cpu,
         base_wall,
         cycle_cpu - base_cpu
-    ))
+    );
+    // Per check: one process running the check once and one running it 1 + EXTRA times back
+    // to back; the difference over EXTRA is the CPU of one cycle, without the process's start
+    // (runtime, config, netlink socket), which both pay.
+    const EXTRA: u32 = 10;
+    let per_check_runs = runs.clamp(1, 3);
+    let listed = cpe
+        .ns
+        .exec_unchecked(&[bin.as_str(), "check", "--config", &cfg, "--json"])?;
+    let checks: Vec<String> = serde_json::from_slice::<Vec<serde_json::Value>>(&listed.stdout)
+        .map_err(|e| LabError::Setup(format!("`check --json` output: {e}")))?
+        .iter()
+        .filter_map(|o| o.get("check")?.as_str().map(str::to_string))
+        .collect();
+    out.push_str(&format!(
+        "\nCPU per check cycle, each check alone ((CPU of {} cycles − CPU of 1) / {EXTRA}, \
+         medians of {per_check_runs} runs):\n{:<16} {:>10} {:>12}",
+        EXTRA + 1,
+        "check",
+        "ms CPU",
+        "ms wall"
+    ));
+    let mut total = 0.0;
+    for name in &checks {
+        let more = (EXTRA + 1).to_string();
+        let (one_cpu, one_wall) = measure_n(
+            per_check_runs,
+            &["check", "--config", &cfg, "--only", name, "--cycles", "1"],
+        )?;
+        let (n_cpu, n_wall) = measure_n(
+            per_check_runs,
+            &["check", "--config", &cfg, "--only", name, "--cycles", &more],
+        )?;
+        let cpu = (n_cpu - one_cpu) / f64::from(EXTRA);
+        total += cpu;
+        out.push_str(&format!(
+            "\n{name:<16} {cpu:>10.2} {:>12.1}",
+            (n_wall - one_wall) / f64::from(EXTRA)
+        ));
+    }
+    out.push_str(&format!("\n{:<16} {total:>10.2}", "sum"));
+    Ok(out)
 }
 
 #[cfg(test)]

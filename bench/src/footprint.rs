@@ -120,10 +120,28 @@ fn hostapd_dir(lab: &Lab) -> std::path::PathBuf {
     lab.dir().join("hostapd")
 }
 
+/// Every `[checks.NAME]` of the shipped config (`--without all`: the agent's idle overhead).
+fn shipped_checks() -> Vec<String> {
+    SHIPPED_AGENT_CONFIG
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[checks.")?.strip_suffix(']'))
+        .filter(|n| !n.contains('.'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The shipped config with the lab's id, state dir, collector, token and lease file, the
-/// checks in `without` turned off and, with `wifi`, the Wi-Fi checks on against the stand-in.
+/// checks in `without` (`all`: every check) turned off and, with `wifi`, the Wi-Fi checks on
+/// against the stand-in.
 fn default_config(lab: &Lab, stack: &Stack<'_>, without: &[String], wifi: bool) -> Result<String> {
     let cpe = lab.cpe(0);
+    let every: Vec<String>;
+    let without = if without.iter().any(|w| w == "all") {
+        every = shipped_checks();
+        &every[..]
+    } else {
+        without
+    };
     for name in without {
         if !SHIPPED_AGENT_CONFIG.contains(&format!("[checks.{name}]")) {
             bail!("--without {name}: the shipped config has no [checks.{name}]");
@@ -265,7 +283,9 @@ pub fn run(minutes: f64, without: &[String], wifi: bool) -> Result<()> {
         minutes,
     )?;
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
-    if !without.is_empty() {
+    if without.iter().any(|w| w == "all") {
+        println!("(shipped config with every check off: the idle overhead)");
+    } else if !without.is_empty() {
         println!("(shipped config without the checks {})", without.join(", "));
     }
     if let Some(h) = &hostapd {

@@ -185,22 +185,19 @@ impl ClockCheck {
 
     /// One GET to the reference; the sample of its `Date` header.
     async fn sample(&self) -> Result<ClockSample, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(self.config.timeout_ms))
-            .user_agent(concat!("netmedic-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client =
+            crate::tls::client_for(&self.url, Duration::from_millis(self.config.timeout_ms))
+                .map_err(|e| e.to_string())?;
         let started = Instant::now();
         let resp = client
             .get(&self.url)
-            .send()
             .await
             .map_err(|e| format!("GET {}: {e}", self.url))?;
         let local = now();
         let rtt_ms = started.elapsed().as_millis() as u64;
         let date = resp
             .headers()
-            .get(reqwest::header::DATE)
+            .get(crate::httpc::header::DATE)
             .ok_or_else(|| {
                 format!(
                     "{} answered {} without a Date header",

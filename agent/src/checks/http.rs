@@ -75,19 +75,15 @@ impl HttpConfig {
             self.ok_threshold,
             out,
         );
-        match reqwest::Url::parse(&self.url) {
-            Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
-            Ok(u) if u.scheme() == "https" => out.push(Problem::new(
+        match crate::httpc::Url::parse(&self.url) {
+            Ok(u) if !u.https => {}
+            Ok(_) => out.push(Problem::new(
                 "checks.http.url",
                 "https:// is not supported yet (the agent is built without TLS); use an http:// probe",
             )),
-            Ok(_) => out.push(Problem::new(
-                "checks.http.url",
-                "must be an http:// URL with a host",
-            )),
             Err(e) => out.push(Problem::new(
                 "checks.http.url",
-                format!("{:?} is not a URL: {e}", self.url),
+                format!("{:?} is not an http:// URL with a host: {e}", self.url),
             )),
         }
         if !(100..=599).contains(&self.expected_status) {
@@ -166,18 +162,9 @@ impl HttpCheck {
     async fn fetch(&self) -> Fetch {
         let c = &self.config;
         // The probe is http:// only (validated): no CA store is read, so none is needed.
-        let client = match crate::tls::plain_http_only(reqwest::Client::builder())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_millis(c.timeout_ms))
-            .user_agent(concat!("netmedic-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => return Fetch::Error(format!("cannot build the HTTP client: {e}")),
-        };
+        let client = crate::httpc::Client::plain_http(Duration::from_millis(c.timeout_ms));
         let start = Instant::now();
-        let mut resp = match client.get(&c.url).send().await {
+        let mut resp = match client.get(&c.url).await {
             Ok(r) => r,
             Err(e) => return classify(&e),
         };
@@ -185,7 +172,7 @@ impl HttpCheck {
         let status = resp.status().as_u16();
         let location = resp
             .headers()
-            .get(reqwest::header::LOCATION)
+            .get(crate::httpc::header::LOCATION)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let mut body = Vec::new();
         while body.len() < c.max_body_bytes {
@@ -206,21 +193,14 @@ impl HttpCheck {
     }
 }
 
-fn classify(e: &reqwest::Error) -> Fetch {
-    // The source chain says what really happened (refused, no route, DNS).
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
+fn classify(e: &crate::httpc::HttpError) -> Fetch {
+    // The message has the cause (refused, no route, DNS).
     if e.is_timeout() {
         Fetch::Timeout
     } else if e.is_connect() {
-        Fetch::Connect(msg)
+        Fetch::Connect(e.to_string())
     } else {
-        Fetch::Error(msg)
+        Fetch::Error(e.to_string())
     }
 }
 

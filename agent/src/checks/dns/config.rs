@@ -161,7 +161,7 @@ impl DnsConfig {
 
 /// The DNS host name of an http(s) URL; `None` for an IP address or an unparsable URL.
 pub fn collector_host_name(url: &str) -> Option<String> {
-    let u = reqwest::Url::parse(url).ok()?;
+    let u = crate::httpc::Url::parse(url).ok()?;
     // `domain()` is `None` for an IP address.
     let d = u.domain()?.trim_end_matches('.');
     // A name the resolvers can answer: not a bare label like `localhost`.
