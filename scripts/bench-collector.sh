@@ -3,7 +3,9 @@
 #   1. heartbeats, one per request, from `wrk` (HB_CONNS connections): the collector on SQLite and
 #      on PostgreSQL beside VictoriaMetrics (Debian's `victoria-metrics`, one Prometheus-format
 #      sample per request) — same load generator, same connections, same run, ROUNDS rounds
-#      interleaved; medians and the ratio collector/VictoriaMetrics;
+#      interleaved; medians and the ratio collector/VictoriaMetrics; beside them the ceiling of
+#      the HTTP stack: `netmedic-loadgen hello` (the collector's connection loop and axum, one
+#      route that answers a fixed document) under the same wrk requests;
 #   2. the project's own load generator: heartbeats/s with p50/p99 latency, incident events/s in
 #      batches of 500, with the collector's CPU per item;
 #   3. RSS per device after N distinct devices heartbeat;
@@ -37,8 +39,10 @@ WRK_LUA=$(realpath bench/wrk/requests.lua)
 
 bench_workdir nm-bench
 VM_PID=""
+HELLO_PID=""
 stop_vm() {
   if [ -n "$VM_PID" ]; then kill "$VM_PID" 2>/dev/null && wait "$VM_PID" 2>/dev/null || true; VM_PID=""; fi
+  if [ -n "$HELLO_PID" ]; then kill "$HELLO_PID" 2>/dev/null && wait "$HELLO_PID" 2>/dev/null || true; HELLO_PID=""; fi
 }
 trap 'stop_vm; bench_cleanup' EXIT
 
@@ -97,24 +101,42 @@ start_vm() {
   echo "bench: VictoriaMetrics did not start" >&2; exit 1
 }
 
+# start_hello: the HTTP stack's ceiling (netmedic-loadgen hello) on a free loopback port.
+start_hello() {
+  "$LOADGEN" hello --listen 127.0.0.1:0 2>"$WORK/hello.log" &
+  HELLO_PID=$!
+  HELLO_ADDR=""
+  for _ in $(seq 1 300); do
+    HELLO_ADDR=$(sed -n 's/.*listening on http:\/\/\([0-9.:]*\).*/\1/p' "$WORK/hello.log" | head -1)
+    [ -n "$HELLO_ADDR" ] && return 0
+    kill -0 "$HELLO_PID" 2>/dev/null || { cat "$WORK/hello.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: hello did not start" >&2; exit 1
+}
+
 # versus_vm NAME: ROUNDS interleaved wrk runs of VictoriaMetrics and the collector (running at
 # $ADDR), then the medians and the ratio.
 versus_vm() {
   local name=$1
   "$LOADGEN" wrk-requests --tokens "$WORK/tokens.txt" --target collector --out "$WORK/hb.req"
   "$LOADGEN" wrk-requests --tokens "$WORK/tokens.txt" --target victoria-metrics --out "$WORK/vm.req"
-  rm -f "$WORK/vm-$name.runs" "$WORK/$name.runs"
+  rm -f "$WORK/vm-$name.runs" "$WORK/$name.runs" "$WORK/hello-$name.runs"
   echo "heartbeats, wrk, $HB_CONNS connections, ${DUR} s x $ROUNDS rounds:"
   for r in $(seq 1 "$ROUNDS"); do
     wrk_run "vm-$name" "$VM_PID" "$VM_ADDR" "$WORK/vm.req"
     wrk_run "$name" "$COLLECTOR_PID" "$ADDR" "$WORK/hb.req"
+    wrk_run "hello-$name" "$HELLO_PID" "$HELLO_ADDR" "$WORK/hb.req"
   done
-  local vr vp cr cp
+  local vr vp cr cp hr hp
   vr=$(cut -d' ' -f1 "$WORK/vm-$name.runs" | median); vp=$(cut -d' ' -f2 "$WORK/vm-$name.runs" | median)
   cr=$(cut -d' ' -f1 "$WORK/$name.runs" | median); cp=$(cut -d' ' -f2 "$WORK/$name.runs" | median)
-  awk -v n="$name" -v vr="$vr" -v vp="$vp" -v cr="$cr" -v cp="$cp" 'BEGIN {
+  hr=$(cut -d' ' -f1 "$WORK/hello-$name.runs" | median); hp=$(cut -d' ' -f2 "$WORK/hello-$name.runs" | median)
+  awk -v n="$name" -v vr="$vr" -v vp="$vp" -v cr="$cr" -v cp="$cp" -v hr="$hr" -v hp="$hp" 'BEGIN {
     printf "  medians: collector (%s) %.0f req/s p99 %.1f ms | VictoriaMetrics %.0f req/s p99 %.1f ms | ratio %.2f\n",
-      n, cr, cp, vr, vp, cr / vr }' | tee -a "$WORK/summary"
+      n, cr, cp, vr, vp, cr / vr;
+    printf "  ceiling: bare axum hello %.0f req/s p99 %.1f ms | collector/hello %.2f | VictoriaMetrics/hello %.2f\n",
+      hr, hp, cr / hr, vr / hr }' | tee -a "$WORK/summary"
 }
 
 # storm: STORM_AGENTS fresh connections at once (see netmedic-loadgen storm).
@@ -149,7 +171,7 @@ bench_backend() { # NAME URL
   stop_collector
 }
 
-if has vm; then start_vm; fi
+if has vm; then start_vm; start_hello; fi
 bench_backend sqlite "sqlite://$WORK/collector.sqlite"
 
 start_postgres

@@ -15,9 +15,11 @@ pub(crate) trait Document: DeserializeOwned {
     /// Error code for a well-formed but invalid document, e.g. `invalid_report`.
     const INVALID: &'static str;
     fn violations(&self) -> Vec<Violation>;
+    /// The document's `schema_version` field.
+    fn schema_version(&self) -> u32;
 }
 
-/// Only `schema_version`, read before the full document so a newer agent gets
+/// Only `schema_version`, read when the full document does not parse, so a newer agent gets
 /// `unsupported_schema_version` rather than "unknown field" for fields this version lacks.
 #[derive(Deserialize)]
 struct VersionProbe {
@@ -84,27 +86,23 @@ pub(crate) fn decode<T: Document>(
     } else {
         body
     };
-    match serde_json::from_slice::<VersionProbe>(&body) {
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                format!("malformed JSON: {e}"),
-            ));
+    // The document is parsed once in the common case; the version probe (a second pass over
+    // the body) runs only when that fails, to tell a newer agent's fields from a broken body.
+    let doc: T = match serde_json::from_slice::<T>(&body) {
+        Ok(doc) if doc.schema_version() == SCHEMA_VERSION => doc,
+        Ok(doc) => return Err(unsupported_version(doc.schema_version())),
+        Err(e) => {
+            return Err(match serde_json::from_slice::<VersionProbe>(&body) {
+                Err(e) if e.is_syntax() || e.is_eof() => {
+                    ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
+                }
+                Ok(VersionProbe {
+                    schema_version: Some(v),
+                }) if v != SCHEMA_VERSION => unsupported_version(v),
+                _ => ApiError::bad_request(T::INVALID, format!("{e}")),
+            });
         }
-        Ok(VersionProbe {
-            schema_version: Some(v),
-        }) if v != SCHEMA_VERSION => {
-            return Err(ApiError::bad_request(
-                "unsupported_schema_version",
-                format!(
-                    "schema_version {v} is not supported; this collector speaks {SCHEMA_VERSION}"
-                ),
-            ));
-        }
-        _ => {}
-    }
-    let doc: T = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(T::INVALID, format!("{e}")))?;
+    };
     let violations = doc.violations();
     if !violations.is_empty() {
         return Err(ApiError::bad_request(
@@ -114,6 +112,13 @@ pub(crate) fn decode<T: Document>(
         .with_violations(violations));
     }
     Ok(doc)
+}
+
+fn unsupported_version(v: u32) -> ApiError {
+    ApiError::bad_request(
+        "unsupported_schema_version",
+        format!("schema_version {v} is not supported; this collector speaks {SCHEMA_VERSION}"),
+    )
 }
 
 /// Inflates a gzip body, refusing it as soon as the output passes `max` bytes (zip bombs).

@@ -46,6 +46,9 @@ pub(crate) async fn post_diagnostics(
 
 impl Document for DiagnosticsResult {
     const INVALID: &'static str = "invalid_diagnostics_result";
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
     fn violations(&self) -> Vec<Violation> {
         self.validate(&Limits::default())
             .err()

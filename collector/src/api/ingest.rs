@@ -19,6 +19,9 @@ use netmedic_proto::{
 
 impl Document for ReportBatch {
     const INVALID: &'static str = "invalid_report";
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
     fn violations(&self) -> Vec<Violation> {
         let mut v = self
             .validate(&Limits::default())
@@ -42,6 +45,9 @@ impl Document for ReportBatch {
 
 impl Document for Heartbeat {
     const INVALID: &'static str = "invalid_heartbeat";
+    fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
     fn violations(&self) -> Vec<Violation> {
         self.validate(&Limits::default())
             .err()

@@ -14,6 +14,7 @@ pub const MAX_ACTIONS_PER_INCIDENT: u32 = 2000;
 use netmedic_proto::{
     Category, CheckId, EventKind, ExperimentArm, IncidentEvent, IncidentStatus, Severity, Timestamp,
 };
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 /// The incident-level fields derived from a set of events (the action trail is stored
@@ -47,24 +48,21 @@ pub struct Assembled {
 ///
 /// Ties on `seq` (an agent bug) are broken by `event_id` so the result stays deterministic.
 /// Returns `None` for an empty slice.
-pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
-    let key = |e: &&IncidentEvent| (e.seq, e.event_id.clone());
-    let latest = events.iter().max_by_key(key)?;
-    let evidence = events
-        .iter()
+pub fn assemble<E: Borrow<IncidentEvent>>(events: &[E]) -> Option<Assembled> {
+    let all = || events.iter().map(|e| -> &IncidentEvent { e.borrow() });
+    let latest = all().max_by(newer)?;
+    let evidence = all()
         .filter(|e| !e.evidence.is_empty())
-        .max_by_key(key)
+        .max_by(newer)
         .map(|e| e.evidence.clone())
         .unwrap_or_default();
-    let resolved = events
-        .iter()
+    let resolved = all()
         .filter(|e| e.kind == EventKind::Resolved)
-        .max_by_key(key);
-    let started_at = events.iter().map(|e| e.started_at).min()?;
-    let experiment = events
-        .iter()
+        .max_by(newer);
+    let started_at = all().map(|e| e.started_at).min()?;
+    let experiment = all()
         .filter(|e| e.experiment.is_some())
-        .max_by_key(key)
+        .max_by(newer)
         .and_then(|e| e.experiment.clone());
     Some(Assembled {
         check: latest.check,
@@ -88,11 +86,16 @@ pub fn assemble(events: &[IncidentEvent]) -> Option<Assembled> {
     })
 }
 
+/// Seq order, ties broken by event id (compared in place: this runs for every stored event).
+fn newer(a: &&IncidentEvent, b: &&IncidentEvent) -> std::cmp::Ordering {
+    (a.seq, a.event_id.as_str()).cmp(&(b.seq, b.event_id.as_str()))
+}
+
 /// Folds `new` events into `prev` (assembled from the stored events) without re-reading them.
 /// Exact when every new event has a higher `seq` than `prev.last_seq`: then the result equals
 /// [`assemble`] over all events. Returns `None` otherwise (the caller re-reads the incident).
-pub fn merge(prev: &Assembled, new: &[IncidentEvent]) -> Option<Assembled> {
-    if new.iter().any(|e| e.seq <= prev.last_seq) {
+pub fn merge<E: Borrow<IncidentEvent>>(prev: &Assembled, new: &[E]) -> Option<Assembled> {
+    if new.iter().any(|e| e.borrow().seq <= prev.last_seq) {
         return None;
     }
     let next = assemble(new)?;
@@ -209,7 +212,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.status, IncidentStatus::Resolved);
         assert_eq!(a.summary, "summary 3");
-        assert!(assemble(&[]).is_none());
+        assert!(assemble::<IncidentEvent>(&[]).is_none());
     }
 
     #[test]

@@ -3,6 +3,19 @@
 
 use super::{BoxFuture, Result, StoreError, WriteItem};
 
+/// One row of the `events` table, borrowed from the report batch it came in.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    pub event_id: &'a str,
+    pub agent_id: &'a str,
+    pub incident_id: &'a str,
+    pub seq: i64,
+    pub kind: &'a str,
+    /// The event as JSON.
+    pub payload: &'a str,
+    pub received_at: i64,
+}
+
 /// The real differences between SQL backends. Implemented by a zero-sized type per backend
 /// (`sqlite::SqliteDialect`, `postgres::PgDialect`); [`super::shared::SqlStore`] is generic over
 /// it and `sql_store!(TheDialect)` implements the store for it.
@@ -50,6 +63,15 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + Sized + 'static {
         conn: &'a mut <Self::Db as sqlx::Database>::Connection,
         items: &'a [WriteItem],
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Inserts new incident events, skipping those whose `event_id` is already stored, and
+    /// returns the ids it inserted (in any order). One statement text whatever the number of
+    /// rows where the backend can (PostgreSQL: arrays through `UNNEST`, planned once per
+    /// connection); multi-row `VALUES` in fixed-size chunks elsewhere.
+    fn insert_events<'a>(
+        conn: &'a mut <Self::Db as sqlx::Database>::Connection,
+        rows: &'a [EventRow<'a>],
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
 
     /// Why a failed write group may be tried again (deadlock, serialization failure), or `None`
     /// when the error is final.

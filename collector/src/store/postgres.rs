@@ -8,7 +8,7 @@
 //! The SQL itself is shared with SQLite (`shared.rs`); this file is the [`Dialect`] and the
 //! connection options.
 
-use super::dialect::Dialect;
+use super::dialect::{Dialect, EventRow};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use std::str::FromStr;
@@ -81,6 +81,37 @@ impl Dialect for PgDialect {
                     .await?;
             }
             Ok(())
+        })
+    }
+
+    /// All rows in one statement: seven arrays through `UNNEST`, so the text (and the plan
+    /// PostgreSQL caches for the connection's prepared statement) is the same for any number of
+    /// rows, and the server parses no per-row `VALUES` list.
+    fn insert_events<'a>(
+        conn: &'a mut PgConnection,
+        rows: &'a [EventRow<'a>],
+    ) -> super::BoxFuture<'a, super::Result<Vec<String>>> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let col = |f: fn(&EventRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "INSERT INTO events (event_id, agent_id, incident_id, seq, kind, payload, received_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[],
+                                      $5::text[], $6::text[], $7::bigint[])
+                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            )
+            .bind(col(|r| r.event_id))
+            .bind(col(|r| r.agent_id))
+            .bind(col(|r| r.incident_id))
+            .bind(rows.iter().map(|r| r.seq).collect::<Vec<i64>>())
+            .bind(col(|r| r.kind))
+            .bind(col(|r| r.payload))
+            .bind(rows.iter().map(|r| r.received_at).collect::<Vec<i64>>())
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(ids.into_iter().map(|(id,)| id).collect())
         })
     }
 

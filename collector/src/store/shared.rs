@@ -151,6 +151,8 @@ macro_rules! sql_store {
         /// bound parameters).
         const CHUNK_ROWS: usize = 500;
 
+        /// The backend, for the expanded modules (a macro's `$d` does not reach into them).
+        type D = $d;
         type Db = <$d as $crate::store::dialect::Dialect>::Db;
         type Conn = <Db as sqlx::Database>::Connection;
         // The dialect's SQL fragments, spelled short for the query builders.

@@ -4,7 +4,7 @@
 //! connection options.
 
 use super::OpenMode;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, EventRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -57,10 +57,43 @@ impl Dialect for SqliteDialect {
         Box::pin(async { Ok(()) })
     }
 
+    /// Multi-row `INSERT … VALUES` of at most [`EVENT_CHUNK_ROWS`] rows: full chunks share one
+    /// cached prepared statement.
+    fn insert_events<'a>(
+        conn: &'a mut SqliteConnection,
+        rows: &'a [EventRow<'a>],
+    ) -> super::BoxFuture<'a, super::Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(EVENT_CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO events \
+                     (event_id, agent_id, incident_id, seq, kind, payload, received_at) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.event_id)
+                        .push_bind(r.agent_id)
+                        .push_bind(r.incident_id)
+                        .push_bind(r.seq)
+                        .push_bind(r.kind)
+                        .push_bind(r.payload)
+                        .push_bind(r.received_at);
+                });
+                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                inserted.extend(ids.into_iter().map(|(id,)| id));
+            }
+            Ok(inserted)
+        })
+    }
+
     fn retry_reason(_error: &super::StoreError) -> Option<String> {
         None
     }
 }
+
+/// Rows per multi-row events INSERT (7 parameters each, far below SQLite's 32,766).
+const EVENT_CHUNK_ROWS: usize = 500;
 
 /// Pool size: SQLite has one writer at a time; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 4;

@@ -407,35 +407,22 @@ macro_rules! write_sql {
                 .map(|(_, _, e)| serde_json::to_string(e))
                 .collect::<Result<Vec<String>, _>>()
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
-            let rows_in: Vec<_> = rows.iter().zip(payloads).collect();
-            for chunk in rows_in.chunks(CHUNK_ROWS) {
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO events (event_id, agent_id, incident_id, seq, kind, payload, received_at) ",
-                );
-                let mut bad = None;
-                qb.push_values(chunk, |mut b, ((i, agent, e), payload)| {
-                    let seq = match to_i64(e.seq, "seq") {
-                        Ok(s) => s,
-                        Err(err) => {
-                            bad = Some(err);
-                            0
-                        }
-                    };
-                    b.push_bind(e.event_id.clone())
-                        .push_bind(agent.to_string())
-                        .push_bind(e.incident_id.clone())
-                        .push_bind(seq)
-                        .push_bind(e.kind.as_str())
-                        .push_bind(payload.clone())
-                        .push_bind(received.get(i).copied().unwrap_or(now_ms));
+            let mut event_rows = Vec::with_capacity(rows.len());
+            for ((i, agent, e), payload) in rows.iter().zip(&payloads) {
+                event_rows.push($crate::store::dialect::EventRow {
+                    event_id: e.event_id.as_str(),
+                    agent_id: agent,
+                    incident_id: e.incident_id.as_str(),
+                    seq: to_i64(e.seq, "seq")?,
+                    kind: e.kind.as_str(),
+                    payload: payload.as_str(),
+                    received_at: received.get(i).copied().unwrap_or(now_ms),
                 });
-                if let Some(err) = bad {
-                    return Err(err);
-                }
-                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
-                let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                accepted.extend(ids.into_iter().map(|(id,)| id));
             }
+            let inserted =
+                <D as $crate::store::dialect::Dialect>::insert_events(&mut *conn, &event_rows)
+                    .await?;
+            accepted.extend(inserted);
             // The new events per incident, in seq order, and what is stored of each incident.
             let mut fresh: BTreeMap<(&str, &str), Vec<&IncidentEvent>> = BTreeMap::new();
             for (_, agent, e) in &rows {
@@ -553,10 +540,9 @@ macro_rules! write_sql {
                 if events.is_empty() {
                     continue;
                 }
-                let owned: Vec<IncidentEvent> = events.iter().map(|e| (*e).clone()).collect();
                 let next = match prev.get(&((*agent).to_owned(), (*incident).to_owned())) {
-                    None => assemble(&owned),
-                    Some(p) => merge(p, &owned),
+                    None => assemble(events),
+                    Some(p) => merge(p, events),
                 };
                 match next {
                     Some(a) => assembled.push(((*agent).to_owned(), (*incident).to_owned(), a)),
@@ -715,23 +701,23 @@ macro_rules! write_sql {
                      first_received_at, updated_at, experiment_id, experiment_arm) ",
             );
             qb.push_values(&assembled, |mut b, (agent, incident, a, evidence, last_seq)| {
-                b.push_bind(agent.clone())
-                    .push_bind(incident.clone())
+                b.push_bind(agent.as_str())
+                    .push_bind(incident.as_str())
                     .push_bind(a.check.as_str())
-                    .push_bind(a.cause.clone())
+                    .push_bind(a.cause.as_str())
                     .push_bind(a.category.as_str())
                     .push_bind(a.severity.as_str())
                     .push_bind(status_str(a.status))
                     .push_bind(a.started_at.unix_millis())
                     .push_bind(a.resolved_at.map(Timestamp::unix_millis))
                     .push_bind(a.auto_healed)
-                    .push_bind(a.summary.clone())
-                    .push_bind(evidence.clone())
+                    .push_bind(a.summary.as_str())
+                    .push_bind(evidence.as_str())
                     .push_bind(i64::from(a.event_count))
                     .push_bind(*last_seq)
                     .push_bind(now_ms)
                     .push_bind(now_ms)
-                    .push_bind(a.experiment.as_ref().map(|x| x.experiment_id.clone()))
+                    .push_bind(a.experiment.as_ref().map(|x| x.experiment_id.as_str()))
                     .push_bind(a.experiment.as_ref().map(|x| x.arm.as_str()));
             });
             qb.push(

@@ -14,8 +14,10 @@
 //! box.
 //!
 //! One module per concern: `load` (enrol, heartbeats, events), `seed` (seed-incidents), `pages`
-//! (the console timing), `storm` (the reconnect storm) and `http` (the small HTTP/1.1 client they share).
+//! (the console timing), `storm` (the reconnect storm), `hello` (the HTTP stack's ceiling, a
+//! server) and `http` (the small HTTP/1.1 client they share).
 
+mod hello;
 mod http;
 mod load;
 mod pages;
@@ -100,6 +102,12 @@ enum Cmd {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Serve a bare "hello" answer on the collector's HTTP stack (the ceiling `wrk` compares
+    /// the collector with) until killed; prints `listening on http://ADDR` on stderr.
+    Hello {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     /// Log in to the NOC console and time its pages, the JSON API and /healthz.
     Pages {
         /// Collector address, e.g. 127.0.0.1:8440.
@@ -169,6 +177,7 @@ fn main() -> Result<()> {
                 batch,
                 seed,
             } => seed::seed_incidents(&db, incidents, devices, batch, seed).await,
+            Cmd::Hello { listen } => hello::serve(listen).await,
             Cmd::Pages {
                 addr,
                 user,
