@@ -3,6 +3,7 @@
 //! to undo it); the healer decides when to run it, verifies it and records it.
 
 pub mod bounce_iface;
+pub mod chan_switch;
 pub mod disassociate_client;
 pub mod flush_conntrack;
 pub mod reapply_lan_prefix;
@@ -55,6 +56,8 @@ pub enum Undo {
         target: std::path::PathBuf,
         saved: std::path::PathBuf,
     },
+    /// Switch the access point back to the channel it left.
+    Channel { freq_mhz: u32 },
 }
 
 /// A carried-out action: one line for the trail, and its undo when it changed config.
@@ -103,6 +106,7 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DISRUPTIVE,
         ActionId::SteerClient => steer_client::DISRUPTIVE,
         ActionId::DisassociateClient => disassociate_client::DISRUPTIVE,
+        ActionId::ChanSwitch => chan_switch::DISRUPTIVE,
     }
 }
 
@@ -125,6 +129,7 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DEFAULT_BUDGET,
         ActionId::SteerClient => steer_client::DEFAULT_BUDGET,
         ActionId::DisassociateClient => disassociate_client::DEFAULT_BUDGET,
+        ActionId::ChanSwitch => chan_switch::DEFAULT_BUDGET,
     }
 }
 
@@ -152,6 +157,7 @@ pub async fn run(
         ActionId::DisassociateClient => {
             disassociate_client::run(ctx, input).await.map(Applied::new)
         }
+        ActionId::ChanSwitch => chan_switch::run(ctx).await,
     }
 }
 
@@ -164,6 +170,7 @@ pub async fn rollback(undo: &Undo, ctx: &Context) -> Result<String, ActionError>
         Undo::WifiConfig { target, saved } => {
             reapply_wifi_config::rollback(ctx, target, saved).await
         }
+        Undo::Channel { freq_mhz } => chan_switch::rollback(ctx, *freq_mhz).await,
     }
 }
 
@@ -173,6 +180,7 @@ pub fn commit(undo: &Undo) {
         Undo::ResolvConf { saved, .. } => reset_dns::discard(saved),
         Undo::Mtu { .. } => set_mtu::commit(),
         Undo::WifiConfig { saved, .. } => reapply_wifi_config::commit(saved),
+        Undo::Channel { .. } => {}
     }
 }
 
