@@ -18,10 +18,10 @@
 //! never a down one).
 
 use super::{ActionError, Applied, Limit, Undo};
-use crate::checks::wifi_ap::WifiApConfig;
 use crate::context::Context;
 use crate::hostapd::{self, CtrlClient};
 use crate::nl80211::{self, ChannelSurvey};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Disruptive: the clients change channel or reconnect.
@@ -36,14 +36,32 @@ pub const DEFAULT_BUDGET: Limit = Limit {
 /// How long the switch may take to show in `STATUS` (the announcement counts down beacons).
 pub const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
+/// What this action reads from `[checks.wifi_ap]`.
+struct Settings {
+    ctrl_path: PathBuf,
+    client_socket_dir: PathBuf,
+    interface: String,
+    request_timeout: Duration,
+    channels: Vec<u32>,
+    cs_count: u32,
+}
+
 /// The settings this action reads (one place, for the config refactoring to adapt).
-fn settings(ctx: &Context) -> &WifiApConfig {
-    &ctx.config.checks.wifi_ap
+fn settings(ctx: &Context) -> Settings {
+    let c = &ctx.config.checks.wifi_ap;
+    Settings {
+        ctrl_path: c.ctrl_dir.join(&c.interface),
+        client_socket_dir: c.client_socket_dir.clone(),
+        interface: c.interface.clone(),
+        request_timeout: Duration::from_millis(c.request_timeout_ms),
+        channels: c.chan_switch_channels.clone(),
+        cs_count: c.chan_switch_cs_count,
+    }
 }
 
 /// The AP's state and frequency from `STATUS`.
-async fn current(cfg: &WifiApConfig, client: &CtrlClient) -> Result<(String, u32), ActionError> {
-    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+async fn current(cfg: &Settings, client: &CtrlClient) -> Result<(String, u32), ActionError> {
+    let timeout = cfg.request_timeout;
     let status = client
         .request("STATUS", timeout)
         .await
@@ -93,12 +111,11 @@ pub fn targets(
 }
 
 /// Announces the switch to `freq` and waits until `STATUS` shows it.
-async fn switch(cfg: &WifiApConfig, client: &CtrlClient, freq: u32) -> Result<(), ActionError> {
-    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+async fn switch(cfg: &Settings, client: &CtrlClient, freq: u32) -> Result<(), ActionError> {
     client
         .request(
-            &format!("CHAN_SWITCH {} {freq}", cfg.chan_switch_cs_count),
-            timeout,
+            &format!("CHAN_SWITCH {} {freq}", cfg.cs_count),
+            cfg.request_timeout,
         )
         .await
         .map_err(|e| ActionError::Failed(format!("CHAN_SWITCH to {freq} MHz: {e}")))?;
@@ -119,13 +136,13 @@ async fn switch(cfg: &WifiApConfig, client: &CtrlClient, freq: u32) -> Result<()
     }
 }
 
-fn connect(cfg: &WifiApConfig) -> Result<CtrlClient, ActionError> {
-    CtrlClient::connect(&cfg.ctrl_dir.join(&cfg.interface), &cfg.client_socket_dir)
+fn connect(cfg: &Settings) -> Result<CtrlClient, ActionError> {
+    CtrlClient::connect(&cfg.ctrl_path, &cfg.client_socket_dir)
         .map_err(|e| ActionError::Failed(e.to_string()))
 }
 
 pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
-    let cfg = settings(ctx);
+    let cfg = &settings(ctx);
     let client = connect(cfg)?;
     let (state, from) = current(cfg, &client).await?;
     if state != "ENABLED" {
@@ -133,18 +150,18 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
             "the AP is {state}, not ENABLED"
         )));
     }
-    let survey = nl80211::survey(&cfg.interface, Duration::from_millis(cfg.request_timeout_ms))
+    let survey = nl80211::survey(&cfg.interface, cfg.request_timeout)
         .await
         .unwrap_or_else(|e| {
             log::info!("chan_switch: no survey ({e}); choosing by the configured order");
             Vec::new()
         });
-    let to = *targets(&cfg.chan_switch_channels, from, &survey)
+    let to = *targets(&cfg.channels, from, &survey)
         .first()
         .ok_or_else(|| {
             ActionError::NotApplicable(format!(
                 "no quieter channel among checks.wifi_ap.chan_switch_channels {:?}",
-                cfg.chan_switch_channels
+                cfg.channels
             ))
         })?;
     switch(cfg, &client, to).await?;
@@ -157,7 +174,7 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
 
 /// Switches back to `freq_mhz` (the channel before the action).
 pub async fn rollback(ctx: &Context, freq_mhz: u32) -> Result<String, ActionError> {
-    let cfg = settings(ctx);
+    let cfg = &settings(ctx);
     let client = connect(cfg)?;
     switch(cfg, &client, freq_mhz).await?;
     Ok(format!("switched back to {freq_mhz} MHz"))
