@@ -91,7 +91,12 @@ pub fn busy_share_pct(prev: Option<&ChannelSurvey>, now: &ChannelSurvey) -> Opti
     let (active, busy) = (now.active_ms?, now.busy_ms?);
     let delta = prev
         .filter(|p| p.freq_mhz == now.freq_mhz)
-        .and_then(|p| Some((active.checked_sub(p.active_ms?)?, busy.checked_sub(p.busy_ms?)?)))
+        .and_then(|p| {
+            Some((
+                active.checked_sub(p.active_ms?)?,
+                busy.checked_sub(p.busy_ms?)?,
+            ))
+        })
         .filter(|(a, _)| *a > 0);
     let (active, busy) = delta.unwrap_or((active, busy));
     if active == 0 {

@@ -210,9 +210,14 @@ fn measure(
     n: usize,
     action: ActionId,
 ) -> (Timing, IncidentView) {
-    wait_nth(stack, vm, &format!("{cause} incident #{n}"), cause, n, |_| {
-        true
-    });
+    wait_nth(
+        stack,
+        vm,
+        &format!("{cause} incident #{n}"),
+        cause,
+        n,
+        |_| true,
+    );
     let detected = t.elapsed();
     let verified = |i: &IncidentView| {
         i.actions
@@ -357,7 +362,8 @@ fn timing_table(times: &[(&str, Timing)]) -> String {
         if runs.is_empty() {
             continue;
         }
-        let col = |f: fn(&Timing) -> Duration| secs(runs.iter().map(|t| f(t).as_secs_f64()).collect());
+        let col =
+            |f: fn(&Timing) -> Duration| secs(runs.iter().map(|t| f(t).as_secs_f64()).collect());
         out.push_str(&format!(
             "| {kind} | {} | {} | {} | {} |\n",
             runs.len(),
@@ -372,7 +378,10 @@ fn timing_table(times: &[(&str, Timing)]) -> String {
 /// One `STATUS` key of hostapd's reply (`None` when hostapd does not answer).
 fn hostapd_status(vm: &mut Vm, key: &str) -> Option<String> {
     let o = vm
-        .run_timeout(&format!("{HOSTAPD_CLI} raw STATUS"), Duration::from_secs(10))
+        .run_timeout(
+            &format!("{HOSTAPD_CLI} raw STATUS"),
+            Duration::from_secs(10),
+        )
         .ok()?;
     o.output
         .lines()
@@ -386,7 +395,10 @@ fn wait_checks_ok(vm: &mut Vm, what: &str, from_line: usize, checks: &[&str]) {
     vm.wait(what, Duration::from_secs(120), |vm| {
         let o = vm
             .run_timeout(
-                &format!("tail -n +{} /data/log/agent.log | grep ' check wifi_'", from_line + 1),
+                &format!(
+                    "tail -n +{} /data/log/agent.log | grep ' check wifi_'",
+                    from_line + 1
+                ),
                 Duration::from_secs(10),
             )
             .map_err(|e| e.to_string())?;
@@ -433,7 +445,10 @@ fn chan_switch(stack: &Stack<'_>, vm: &mut Vm) -> Timing {
         .filter(|a| a.action == ActionId::ChanSwitch)
         .map(|a| a.detail.as_str())
         .collect();
-    eprintln!("wifi chan_switch: {detail:?}, evidence {:?}", healed.evidence);
+    eprintln!(
+        "wifi chan_switch: {detail:?}, evidence {:?}",
+        healed.evidence
+    );
     assert!(
         detail.iter().any(|d| d.contains("1 → 6")),
         "switched from 1 to 6: {healed:?}"
@@ -475,8 +490,12 @@ fn restart_agent(vm: &mut Vm, config: &str) {
 /// its provisioned channel (`channel_mismatch`) and nothing acts: the same hostapd process
 /// stays on channel 36.
 fn radar(stack: &Stack<'_>, vm: &mut Vm) {
-    vm.copy_in("/data/etc/agent.toml", agent_config(52, &Extra::default()).as_bytes(), 0o600)
-        .expect("the agent config with the DFS channel provisioned");
+    vm.copy_in(
+        "/data/etc/agent.toml",
+        agent_config(52, &Extra::default()).as_bytes(),
+        0o600,
+    )
+    .expect("the agent config with the DFS channel provisioned");
     let log_lines: usize = vm
         .sh("wc -l < /data/log/agent.log")
         .expect("agent log length")
@@ -622,8 +641,12 @@ fn vm_wifi_stories() {
     // ---- The agent with wifi_ap.
     vm.copy_in("/data/etc/agent.token", &token, 0o600)
         .expect("copy the token in");
-    vm.copy_in("/data/etc/agent.toml", agent_config(6, &Extra::default()).as_bytes(), 0o600)
-        .expect("copy the agent config in");
+    vm.copy_in(
+        "/data/etc/agent.toml",
+        agent_config(6, &Extra::default()).as_bytes(),
+        0o600,
+    )
+    .expect("copy the agent config in");
     vm.sh("killall netmedic-agent 2>/dev/null; true")
         .expect("restart the agent");
     vm.wait(

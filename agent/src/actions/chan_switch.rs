@@ -167,7 +167,11 @@ pub async fn run(ctx: &Context) -> Result<Applied, ActionError> {
     switch(cfg, &client, to).await?;
     let ch = |f: u32| nl80211::channel_of(f).map_or(format!("{f} MHz"), |c| c.to_string());
     Ok(Applied {
-        detail: format!("switched channel {} → {} ({from} → {to} MHz)", ch(from), ch(to)),
+        detail: format!(
+            "switched channel {} → {} ({from} → {to} MHz)",
+            ch(from),
+            ch(to)
+        ),
         undo: Some(Undo::Channel { freq_mhz: from }),
     })
 }

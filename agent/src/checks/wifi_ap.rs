@@ -36,9 +36,9 @@ use crate::hostapd::{
     self, CtrlClient, CtrlError, Provisioned, Station, Status, conf_is_provisioned,
     provisioned_copy_path, read_config_file,
 };
+use crate::nl80211::{self, ChannelSurvey};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
-use crate::nl80211::{self, ChannelSurvey};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -187,7 +187,10 @@ impl WifiApConfig {
             bad("busy_share_max_pct", "must be between 0 (off) and 100");
         }
         if self.chan_switch_channels.len() > 64
-            || self.chan_switch_channels.iter().any(|c| !(1..=233).contains(c))
+            || self
+                .chan_switch_channels
+                .iter()
+                .any(|c| !(1..=233).contains(c))
         {
             bad(
                 "chan_switch_channels",
@@ -584,10 +587,16 @@ mod tests {
         p.busy_pct = Some(12);
         // No threshold: the share is evidence only.
         let o = judge(&cfg, Ok(p.clone()));
-        assert_eq!((o.status, o.evidence["busy_pct"].as_str()), (CheckStatus::Ok, "12"));
+        assert_eq!(
+            (o.status, o.evidence["busy_pct"].as_str()),
+            (CheckStatus::Ok, "12")
+        );
         cfg.busy_share_max_pct = 10;
         let o = judge(&cfg, Ok(p.clone()));
-        assert_eq!((o.status, o.cause.as_str()), (CheckStatus::Degraded, "channel_busy"));
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Degraded, "channel_busy")
+        );
         cfg.busy_share_max_pct = 13;
         assert_eq!(judge(&cfg, Ok(p.clone())).status, CheckStatus::Ok);
         // Channel 6 is provisioned; 11 is a mismatch unless chan_switch may move there.

@@ -433,7 +433,10 @@ mod tests {
         assert_eq!(o.cause, "radar_detected");
         assert_eq!(o.evidence["moved_to"], "5180 MHz");
         assert_eq!(
-            (o.evidence["radar_channel"].as_str(), o.evidence["moved_to_channel"].as_str()),
+            (
+                o.evidence["radar_channel"].as_str(),
+                o.evidence["moved_to_channel"].as_str()
+            ),
             ("52", "36")
         );
         assert_eq!(judge(&cfg, &[], false, None).status, CheckStatus::Unknown);
