@@ -460,6 +460,15 @@ fn chan_switch(stack: &Stack<'_>, vm: &mut Vm) -> Timing {
         "a channel switch, not a restart"
     );
     wait_associated(vm, "the client follows the channel switch");
+    let after = vm
+        .sh("iw dev wlan0 survey dump > /tmp/survey-after.txt; cat /tmp/survey-after.txt")
+        .expect("iw survey dump");
+    vm.save_artifact("/tmp/survey-after.txt", "iw-survey-dump-after.txt");
+    eprintln!("wifi: hwsim's channel survey after the switches:\n{after}");
+    let survey_log = vm
+        .sh("grep -c 'no channel survey' /data/log/agent.log; true")
+        .unwrap_or_default();
+    eprintln!("wifi: agent runs without a survey: {}", survey_log.trim());
     times
 }
 
@@ -490,6 +499,14 @@ fn restart_agent(vm: &mut Vm, config: &str) {
 /// its provisioned channel (`channel_mismatch`) and nothing acts: the same hostapd process
 /// stays on channel 36.
 fn radar(stack: &Stack<'_>, vm: &mut Vm) {
+    // Only the incidents of this step count below (the forced chan_switch came before).
+    let earlier: Vec<String> = stack
+        .incidents()
+        .expect("incidents")
+        .incidents
+        .into_iter()
+        .map(|i| i.incident_id)
+        .collect();
     vm.copy_in(
         "/data/etc/agent.toml",
         agent_config(52, &Extra::default()).as_bytes(),
@@ -587,9 +604,15 @@ fn radar(stack: &Stack<'_>, vm: &mut Vm) {
         .iter()
         .filter(|i| {
             i.agent_id == AGENT_ID
+                && !earlier.contains(&i.incident_id)
                 && ["radar_detected", "channel_mismatch", "ap_dfs_wait"].contains(&i.cause.as_str())
         })
         .collect();
+    assert_eq!(
+        dfs.len(),
+        3,
+        "ap_dfs_wait, radar_detected, channel_mismatch: {dfs:?}"
+    );
     assert!(
         dfs.iter().all(|i| i.actions.is_empty()),
         "no action fights DFS: {dfs:?}"
