@@ -18,9 +18,9 @@
 //! Time budget: under 10 minutes on 2 cores with TCG (measured 5-7 min on a shared, loaded
 //! machine: 25-30 s per cold boot, 40-55 s per agent-triggered reboot, six boots).
 
-use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions};
+use netmedic_lab::Lab;
+use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::vm::{GUEST_LAN_IP, STA_IP, Vm};
-use netmedic_lab::{COLLECTOR_IP, Lab};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView};
 use std::time::{Duration, Instant};
 
@@ -34,25 +34,9 @@ fn step(name: &str, t0: Instant) {
 
 /// The agent config the harness copies into the guest.
 fn agent_config(extra: &str) -> String {
+    let base = netmedic_lab::vm::agent_config_base(AGENT_ID);
     format!(
-        r#"# written by the netmedic VM lab
-[agent]
-id = "{AGENT_ID}"
-state_dir = "/data/netmedic"
-mode = "enforce"
-firmware_version = "vm-lab"
-
-[collector]
-url = "http://{COLLECTOR_IP}:{COLLECTOR_PORT}"
-token_file = "/data/etc/agent.token"
-request_timeout_secs = 5
-max_backoff_secs = 2
-start_delay_max_secs = 0
-
-[wan]
-interface = "wan"
-lease_file = "/run/udhcpc.lease"
-dhcp_pidfile = "/run/udhcpc.pid"
+        r#"{base}
 
 [checks.default_route]
 interval_secs = 1

@@ -26,9 +26,9 @@
 //! `NETMEDIC_WIFI_REPEATS` (default 1) repeats steps 2 to 5 to measure detection and heal
 //! times; each run prints them (host clock, fault → incident at the collector → healed).
 
-use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions};
+use netmedic_lab::Lab;
+use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::vm::Vm;
-use netmedic_lab::{COLLECTOR_IP, Lab};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView, Severity};
 use std::time::{Duration, Instant};
 
@@ -57,25 +57,9 @@ fn agent_config(channel: u32, extra: &Extra<'_>) -> String {
         healing,
         tail,
     } = extra;
+    let base = netmedic_lab::vm::agent_config_base(AGENT_ID);
     format!(
-        r#"# written by the netmedic VM lab (vm_wifi)
-[agent]
-id = "{AGENT_ID}"
-state_dir = "/data/netmedic"
-mode = "enforce"
-firmware_version = "vm-lab"
-
-[collector]
-url = "http://{COLLECTOR_IP}:{COLLECTOR_PORT}"
-token_file = "/data/etc/agent.token"
-request_timeout_secs = 5
-max_backoff_secs = 2
-start_delay_max_secs = 0
-
-[wan]
-interface = "wan"
-lease_file = "/run/udhcpc.lease"
-dhcp_pidfile = "/run/udhcpc.pid"
+        r#"{base}
 
 [checks.wifi_ap]
 enabled = true
@@ -154,6 +138,31 @@ fn wait_associated(vm: &mut Vm, what: &str) {
         }
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits for a `wifi_events` incident with `cause` at the collector.
+fn wait_events_incident(
+    stack: &Stack<'_>,
+    vm: &mut Vm,
+    cause: &str,
+    timeout: Duration,
+) -> IncidentView {
+    netmedic_lab::wait_for(
+        &format!("a {cause} incident"),
+        timeout,
+        Duration::from_millis(250),
+        || {
+            let page = stack.incidents().map_err(|e| e.to_string())?;
+            page.incidents
+                .iter()
+                .find(|i| {
+                    i.agent_id == AGENT_ID && i.check == CheckId::WifiEvents && i.cause == cause
+                })
+                .cloned()
+                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)))
 }
 
 /// Waits until the collector holds `n` incidents with `cause` that satisfy `pred`.
@@ -552,24 +561,7 @@ fn radar(stack: &Stack<'_>, vm: &mut Vm) {
         "echo 1 > /sys/kernel/debug/ieee80211/$(cat /sys/class/net/wlan0/phy80211/name)/hwsim/dfs_simulate_radar",
     )
     .expect("simulate a radar");
-    let incident = netmedic_lab::wait_for(
-        "a radar_detected incident",
-        Duration::from_secs(120),
-        Duration::from_millis(250),
-        || {
-            let page = stack.incidents().map_err(|e| e.to_string())?;
-            page.incidents
-                .iter()
-                .find(|i| {
-                    i.agent_id == AGENT_ID
-                        && i.check == CheckId::WifiEvents
-                        && i.cause == "radar_detected"
-                })
-                .cloned()
-                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)));
+    let incident = wait_events_incident(stack, vm, "radar_detected", Duration::from_secs(120));
     eprintln!(
         "wifi radar: detected after {:.1} s (host clock, radar → collector)",
         t.elapsed().as_secs_f64()
@@ -742,24 +734,7 @@ fn vm_wifi_stories() {
         "{STA_CLI} set_network 0 psk '\"not-the-password\"' && {STA_CLI} reassociate"
     ))
     .expect("a wrong password on the client");
-    let mismatch = netmedic_lab::wait_for(
-        "a psk_mismatch incident",
-        Duration::from_secs(180),
-        Duration::from_millis(250),
-        || {
-            let page = stack.incidents().map_err(|e| e.to_string())?;
-            page.incidents
-                .iter()
-                .find(|i| {
-                    i.agent_id == AGENT_ID
-                        && i.check == CheckId::WifiEvents
-                        && i.cause == "psk_mismatch"
-                })
-                .cloned()
-                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    let mismatch = wait_events_incident(&stack, &mut vm, "psk_mismatch", Duration::from_secs(180));
     eprintln!(
         "wifi wrong password: detected after {:.1} s",
         t.elapsed().as_secs_f64()

@@ -109,6 +109,34 @@ pub fn device_token(stack: &crate::stack::Stack<'_>, agent_id: &str) -> Result<V
     Ok(out.stdout)
 }
 
+/// The `[agent]`, `[collector]` and `[wan]` tables of the guest agent's config: state on the
+/// state disk, the namespace lab's collector, the WAN that `rcS` brings up with udhcpc.
+pub fn agent_config_base(agent_id: &str) -> String {
+    format!(
+        r#"# written by the netmedic VM lab
+[agent]
+id = "{agent_id}"
+state_dir = "/data/netmedic"
+mode = "enforce"
+firmware_version = "vm-lab"
+
+[collector]
+url = "http://{}:{}"
+token_file = "/data/etc/agent.token"
+request_timeout_secs = 5
+max_backoff_secs = 2
+start_delay_max_secs = 0
+
+[wan]
+interface = "wan"
+lease_file = "/run/udhcpc.lease"
+dhcp_pidfile = "/run/udhcpc.pid"
+"#,
+        crate::COLLECTOR_IP,
+        crate::stack::COLLECTOR_PORT
+    )
+}
+
 impl Vm {
     /// [`Vm::boot`] with the default options but the artifacts' `name`.
     pub fn boot_named(ns: &Netns, name: &str) -> Result<Self> {
