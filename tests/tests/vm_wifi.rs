@@ -481,15 +481,19 @@ fn chan_switch(stack: &Stack<'_>, vm: &mut Vm) -> Timing {
     times
 }
 
-/// Installs `config` and restarts the agent (busybox init respawns it); waits until it ran
-/// `wifi_ap` and `wifi_events` with status Ok.
-fn restart_agent(vm: &mut Vm, config: &str) {
-    let log_lines: usize = vm
-        .sh("wc -l < /data/log/agent.log")
+/// How many lines the agent's log has now (what comes after is a later run's).
+fn agent_log_len(vm: &mut Vm) -> usize {
+    vm.sh("wc -l < /data/log/agent.log")
         .expect("agent log length")
         .trim()
         .parse()
-        .expect("a line count");
+        .expect("a line count")
+}
+
+/// Installs `config` and restarts the agent (busybox init respawns it); waits until it ran
+/// `wifi_ap` and `wifi_events` with status Ok.
+fn restart_agent(vm: &mut Vm, config: &str) {
+    let log_lines = agent_log_len(vm);
     vm.copy_in("/data/etc/agent.toml", config.as_bytes(), 0o600)
         .expect("copy the agent config in");
     vm.sh("killall netmedic-agent 2>/dev/null; true")
@@ -522,12 +526,7 @@ fn radar(stack: &Stack<'_>, vm: &mut Vm) {
         0o600,
     )
     .expect("the agent config with the DFS channel provisioned");
-    let log_lines: usize = vm
-        .sh("wc -l < /data/log/agent.log")
-        .expect("agent log length")
-        .trim()
-        .parse()
-        .expect("a line count");
+    let log_lines = agent_log_len(vm);
     let t = Instant::now();
     vm.sh(
         "cp /etc/hostapd-dfs.conf /etc/hostapd.conf && /etc/init.d/wifi restart && \
