@@ -36,6 +36,7 @@ ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need+=(linux-image-amd64)
 have hostapd        || need+=(hostapd)
 have wpa_supplicant || need+=(wpasupplicant)
 have iw             || need+=(iw)
+[ -e /lib/firmware/regulatory.db ] || need+=(wireless-regdb) # the guest's country codes (DFS)
 have cpio           || need+=(cpio)
 have mkfs.ext4      || need+=(e2fsprogs)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # the guest's CA bundle

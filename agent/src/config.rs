@@ -248,6 +248,8 @@ impl AgentConfig {
                 ssid: wifi.ssid.clone(),
                 security: wifi.security.clone(),
                 channel: wifi.channel,
+                chan_switch_channels: wifi.chan_switch_channels.clone(),
+                chan_switch_cs_count: wifi.chan_switch_cs_count,
             },
             lan_prefix: actions::LanPrefix {
                 lan_interface: c.wan6.lan_interface.clone(),

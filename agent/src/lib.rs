@@ -26,6 +26,7 @@ pub mod lease6;
 pub mod logging;
 pub mod net;
 pub mod net6;
+pub mod nl80211;
 pub mod notify;
 pub mod ping;
 pub mod rawnet;

@@ -116,6 +116,8 @@ closed_enum!(
         SteerClient => "steer_client",
         /// Disassociate a sticky Wi-Fi client that ignored the request.
         DisassociateClient => "disassociate_client",
+        /// Move the access point off a busy channel (channel switch announcement).
+        ChanSwitch => "chan_switch",
     }
 );
 

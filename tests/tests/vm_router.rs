@@ -18,9 +18,9 @@
 //! Time budget: under 10 minutes on 2 cores with TCG (measured 5-7 min on a shared, loaded
 //! machine: 25-30 s per cold boot, 40-55 s per agent-triggered reboot, six boots).
 
-use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
-use netmedic_lab::vm::{GUEST_LAN_IP, STA_IP, Vm, VmOptions};
-use netmedic_lab::{COLLECTOR_IP, Lab};
+use netmedic_lab::Lab;
+use netmedic_lab::stack::{Stack, StackOptions};
+use netmedic_lab::vm::{GUEST_LAN_IP, STA_IP, Vm};
 use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView};
 use std::time::{Duration, Instant};
 
@@ -34,25 +34,9 @@ fn step(name: &str, t0: Instant) {
 
 /// The agent config the harness copies into the guest.
 fn agent_config(extra: &str) -> String {
+    let base = netmedic_lab::vm::agent_config_base(AGENT_ID);
     format!(
-        r#"# written by the netmedic VM lab
-[agent]
-id = "{AGENT_ID}"
-state_dir = "/data/netmedic"
-mode = "enforce"
-firmware_version = "vm-lab"
-
-[collector]
-url = "http://{COLLECTOR_IP}:{COLLECTOR_PORT}"
-token_file = "/data/etc/agent.token"
-request_timeout_secs = 5
-max_backoff_secs = 2
-start_delay_max_secs = 0
-
-[wan]
-interface = "wan"
-lease_file = "/run/udhcpc.lease"
-dhcp_pidfile = "/run/udhcpc.pid"
+        r#"{base}
 
 [checks.default_route]
 interval_secs = 1
@@ -254,23 +238,10 @@ fn vm_router_stories() {
     let t0 = Instant::now();
     let lab = Lab::builder().cpes(0).build().expect("lab");
     let stack = Stack::start(&lab, StackOptions::default()).expect("collector");
-    let collector_bin = bin_path("netmedic-collector").expect("collector binary");
-    let token = std::process::Command::new(&collector_bin)
-        .args(["device", "add", AGENT_ID, "--config"])
-        .arg(&stack.collector_config)
-        .output()
-        .expect("device add");
-    assert!(token.status.success(), "device add: {token:?}");
+    let token = netmedic_lab::vm::device_token(&stack, AGENT_ID).expect("device add");
 
     step("boot", t0);
-    let mut vm = Vm::boot(
-        &lab.isp().ns,
-        VmOptions {
-            name: "vm_router".into(),
-            ..VmOptions::default()
-        },
-    )
-    .expect("boot the guest");
+    let mut vm = Vm::boot_named(&lab.isp().ns, "vm_router").expect("boot the guest");
     let initramfs_mib = std::fs::metadata(vm.initramfs()).map_or(0, |m| m.len()) as f64 / 1048576.0;
     eprintln!(
         "VM booted with {} in {:.1} s (initramfs {initramfs_mib:.1} MiB)",
@@ -344,7 +315,7 @@ fn vm_router_stories() {
 
     // ---- 2. The agent boots with the guest, reports, and heals a deleted default route.
     step("heal", t0);
-    vm.copy_in("/data/etc/agent.token", &token.stdout, 0o600)
+    vm.copy_in("/data/etc/agent.token", &token, 0o600)
         .expect("copy the token in");
     install_agent_config(&mut vm, &agent_config(""));
     let route = vm

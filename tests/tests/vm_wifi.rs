@@ -26,10 +26,10 @@
 //! `NETMEDIC_WIFI_REPEATS` (default 1) repeats steps 2 to 5 to measure detection and heal
 //! times; each run prints them (host clock, fault → incident at the collector → healed).
 
-use netmedic_lab::stack::{COLLECTOR_PORT, Stack, StackOptions, bin_path};
-use netmedic_lab::vm::{Vm, VmOptions};
-use netmedic_lab::{COLLECTOR_IP, Lab};
-use netmedic_proto::{ActionId, CheckId, IncidentView, Severity};
+use netmedic_lab::Lab;
+use netmedic_lab::stack::{Stack, StackOptions};
+use netmedic_lab::vm::Vm;
+use netmedic_proto::{ActionId, ActionOutcome, CheckId, IncidentView, Severity};
 use std::time::{Duration, Instant};
 
 const AGENT_ID: &str = "vm-wifi-0";
@@ -40,27 +40,26 @@ fn step(name: &str, t0: Instant) {
     eprintln!("[{:>6.1}s] step {name}", t0.elapsed().as_secs_f64());
 }
 
-/// The agent config: `wifi_ap` with the shipped intervals and the lab AP as provisioned.
-fn agent_config() -> String {
+/// What a step adds to the agent config: keys of `[checks.wifi_ap]` and `[healing]`, and
+/// tables at the end.
+#[derive(Default)]
+struct Extra<'a> {
+    wifi_ap: &'a str,
+    healing: &'a str,
+    tail: &'a str,
+}
+
+/// The agent config: `wifi_ap` with the shipped intervals and the lab AP as provisioned
+/// (on `channel`).
+fn agent_config(channel: u32, extra: &Extra<'_>) -> String {
+    let Extra {
+        wifi_ap,
+        healing,
+        tail,
+    } = extra;
+    let base = netmedic_lab::vm::agent_config_base(AGENT_ID);
     format!(
-        r#"# written by the netmedic VM lab (vm_wifi)
-[agent]
-id = "{AGENT_ID}"
-state_dir = "/data/netmedic"
-mode = "enforce"
-firmware_version = "vm-lab"
-
-[collector]
-url = "http://{COLLECTOR_IP}:{COLLECTOR_PORT}"
-token_file = "/data/etc/agent.token"
-request_timeout_secs = 5
-max_backoff_secs = 2
-start_delay_max_secs = 0
-
-[wan]
-interface = "wan"
-lease_file = "/run/udhcpc.lease"
-dhcp_pidfile = "/run/udhcpc.pid"
+        r#"{base}
 
 [checks.wifi_ap]
 enabled = true
@@ -69,8 +68,9 @@ interface = "wlan0"
 client_socket_dir = "/tmp"
 ssid = "netmedic-lab"
 security = "wpa2-psk"
-channel = 6
+channel = {channel}
 config_file = "/etc/hostapd.conf"
+{wifi_ap}
 
 [checks.wifi_events]
 enabled = true
@@ -85,6 +85,7 @@ window_secs = 120
 [healing]
 kill_switch_file = "/data/etc/healing.disabled"
 ladder_memory_secs = 0
+{healing}
 
 # Room for NETMEDIC_WIFI_REPEATS: the shipped budgets (restart_hostapd 4/h,
 # reapply_wifi_config 3/h, all actions 12/h) would refuse the later runs (and rightly escalate).
@@ -103,6 +104,7 @@ timeout_secs = 20
 [healing.reapply_wifi_config]
 command = ["/etc/init.d/wifi", "restart"]
 timeout_secs = 20
+{tail}
 "#
     )
 }
@@ -136,6 +138,31 @@ fn wait_associated(vm: &mut Vm, what: &str) {
         }
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits for a `wifi_events` incident with `cause` at the collector.
+fn wait_events_incident(
+    stack: &Stack<'_>,
+    vm: &mut Vm,
+    cause: &str,
+    timeout: Duration,
+) -> IncidentView {
+    netmedic_lab::wait_for(
+        &format!("a {cause} incident"),
+        timeout,
+        Duration::from_millis(250),
+        || {
+            let page = stack.incidents().map_err(|e| e.to_string())?;
+            page.incidents
+                .iter()
+                .find(|i| {
+                    i.agent_id == AGENT_ID && i.check == CheckId::WifiEvents && i.cause == cause
+                })
+                .cloned()
+                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)))
 }
 
 /// Waits until the collector holds `n` incidents with `cause` that satisfy `pred`.
@@ -173,54 +200,87 @@ fn wait_nth(
     .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)))
 }
 
-/// Injects a fault, then waits for the nth incident of `cause` to appear and to be healed by
-/// `restart_hostapd`; returns (detection, heal) as seen from the host.
-fn fault_and_heal(
+/// Host-clock times from a fault's injection: the incident at the collector (`detected`), the
+/// agent's verified action at the collector (`healed`), the incident resolved there (`resolved`).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    detected: Duration,
+    healed: Duration,
+    resolved: Duration,
+}
+
+/// After a fault injected at `t`: waits for the nth incident of `cause`, for its `action`
+/// verified and for its resolution as auto-healed, all at the collector.
+fn measure(
     stack: &Stack<'_>,
     vm: &mut Vm,
-    fault: &str,
+    t: Instant,
     cause: &str,
     n: usize,
-) -> (Duration, Duration) {
-    let t = Instant::now();
-    vm.sh(fault).expect("inject the fault");
+    action: ActionId,
+) -> (Timing, IncidentView) {
     wait_nth(
         stack,
         vm,
-        &format!("wifi_ap {cause} incident #{n}"),
+        &format!("{cause} incident #{n}"),
         cause,
         n,
         |_| true,
     );
-    let detect = t.elapsed();
-    let healed = wait_nth(
+    let detected = t.elapsed();
+    let verified = |i: &IncidentView| {
+        i.actions
+            .iter()
+            .any(|a| a.action == action && a.outcome == ActionOutcome::Verified)
+    };
+    wait_nth(
         stack,
         vm,
-        &format!("wifi_ap {cause} incident #{n} auto-healed"),
+        &format!("{cause} incident #{n}: {action:?} verified"),
         cause,
         n,
-        |i| i.auto_healed == Some(true),
+        verified,
     );
-    let heal = t.elapsed();
-    assert!(
-        healed
-            .actions
-            .iter()
-            .any(|a| a.action == ActionId::RestartHostapd),
-        "healed by restart_hostapd: {healed:?}"
+    let healed = t.elapsed();
+    let done = wait_nth(
+        stack,
+        vm,
+        &format!("{cause} incident #{n} auto-healed"),
+        cause,
+        n,
+        |i| i.auto_healed == Some(true) && i.resolved_at.is_some(),
     );
-    assert_eq!(healed.category, netmedic_proto::Category::WifiDegraded);
-    wait_associated(vm, &format!("the client re-associates after {cause}"));
+    let resolved = t.elapsed();
+    assert!(verified(&done), "healed by {action:?}: {done:?}");
+    assert_eq!(done.category, netmedic_proto::Category::WifiDegraded);
     eprintln!(
-        "wifi {cause} #{n}: detected after {:.1} s, healed after {:.1} s (host clock, fault → collector)",
-        detect.as_secs_f64(),
-        heal.as_secs_f64()
+        "wifi {cause} #{n}: detected {:.1} s, healed {:.1} s, resolved {:.1} s (host clock, fault → collector)",
+        detected.as_secs_f64(),
+        healed.as_secs_f64(),
+        resolved.as_secs_f64()
     );
-    (detect, heal)
+    (
+        Timing {
+            detected,
+            healed,
+            resolved,
+        },
+        done,
+    )
+}
+
+/// Injects a fault, then waits for the nth incident of `cause` to appear and to be healed by
+/// `restart_hostapd`.
+fn fault_and_heal(stack: &Stack<'_>, vm: &mut Vm, fault: &str, cause: &str, n: usize) -> Timing {
+    let t = Instant::now();
+    vm.sh(fault).expect("inject the fault");
+    let (times, _) = measure(stack, vm, t, cause, n, ActionId::RestartHostapd);
+    wait_associated(vm, &format!("the client re-associates after {cause}"));
+    times
 }
 
 /// Step 4: a config push that makes the AP open → critical → the provisioned config restored.
-fn open_ap(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
+fn open_ap(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> Timing {
     vm.wait(
         "the agent kept a copy of the provisioned AP config",
         Duration::from_secs(60),
@@ -244,41 +304,19 @@ fn open_ap(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
         "/tmp/hostapd-get_config_open.txt",
         "hostapd-get_config_open.txt",
     );
-    let open = wait_nth(
+    let (times, open) = measure(
         stack,
         vm,
-        &format!("security_open incident #{n}"),
+        t,
         "security_open",
         n,
-        |_| true,
+        ActionId::ReapplyWifiConfig,
     );
-    let detect = t.elapsed();
     assert_eq!(open.severity, Severity::Critical, "{open:?}");
     assert_eq!(
         open.evidence.get("security").map(String::as_str),
         Some("open"),
         "{open:?}"
-    );
-    let healed = wait_nth(
-        stack,
-        vm,
-        &format!("security_open incident #{n} auto-healed"),
-        "security_open",
-        n,
-        |i| i.auto_healed == Some(true),
-    );
-    let heal = t.elapsed();
-    eprintln!(
-        "wifi open AP #{n}: detected after {:.1} s, healed after {:.1} s",
-        detect.as_secs_f64(),
-        heal.as_secs_f64()
-    );
-    assert!(
-        healed
-            .actions
-            .iter()
-            .any(|a| a.action == ActionId::ReapplyWifiConfig),
-        "healed by reapply_wifi_config: {healed:?}"
     );
     let conf = vm.sh("cat /etc/hostapd.conf").expect("hostapd.conf");
     assert!(
@@ -286,53 +324,300 @@ fn open_ap(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
         "the provisioned config is back: {conf}"
     );
     wait_associated(vm, "the client re-associates with WPA2-PSK");
-    (detect, heal)
+    times
 }
 
 /// Step 5: the SSID changed at runtime → the provisioned file applied again.
-fn ssid_drift(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> (Duration, Duration) {
+fn ssid_drift(stack: &Stack<'_>, vm: &mut Vm, n: usize) -> Timing {
     let t = Instant::now();
     vm.sh(&format!(
         "{HOSTAPD_CLI} set ssid evil-twin && {HOSTAPD_CLI} disable && {HOSTAPD_CLI} enable"
     ))
     .expect("change the SSID at runtime");
-    wait_nth(
+    let (times, healed) = measure(
         stack,
         vm,
-        &format!("ssid_mismatch incident #{n}"),
+        t,
         "ssid_mismatch",
         n,
-        |_| true,
-    );
-    let detect = t.elapsed();
-    let healed = wait_nth(
-        stack,
-        vm,
-        &format!("ssid_mismatch incident #{n} auto-healed"),
-        "ssid_mismatch",
-        n,
-        |i| i.auto_healed == Some(true),
-    );
-    let heal = t.elapsed();
-    eprintln!(
-        "wifi ssid drift #{n}: detected after {:.1} s, healed after {:.1} s",
-        detect.as_secs_f64(),
-        heal.as_secs_f64()
+        ActionId::ReapplyWifiConfig,
     );
     assert_eq!(
         healed.evidence.get("ssid").map(String::as_str),
         Some("evil-twin"),
         "{healed:?}"
     );
-    assert!(
-        healed
-            .actions
-            .iter()
-            .any(|a| a.action == ActionId::ReapplyWifiConfig),
-        "healed by reapply_wifi_config: {healed:?}"
-    );
     wait_associated(vm, "the client re-associates after the SSID drift");
-    (detect, heal)
+    times
+}
+
+/// Median and worst of each column, as a markdown table (printed by the test, copied into
+/// `docs/wifi.md`).
+fn timing_table(times: &[(&str, Timing)]) -> String {
+    let secs = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("{:.1} / {:.1} s", v[v.len() / 2], v[v.len() - 1])
+    };
+    let mut out = String::from(
+        "| fault | runs | detected, median / worst | healed | resolved at the collector |\n\
+         |---|---|---|---|---|\n",
+    );
+    for kind in ["killed", "frozen", "open", "ssid", "chan_switch"] {
+        let runs: Vec<Timing> = times
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, t)| *t)
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let col =
+            |f: fn(&Timing) -> Duration| secs(runs.iter().map(|t| f(t).as_secs_f64()).collect());
+        out.push_str(&format!(
+            "| {kind} | {} | {} | {} | {} |\n",
+            runs.len(),
+            col(|t| t.detected),
+            col(|t| t.healed),
+            col(|t| t.resolved)
+        ));
+    }
+    out
+}
+
+/// One `STATUS` key of hostapd's reply (`None` when hostapd does not answer).
+fn hostapd_status(vm: &mut Vm, key: &str) -> Option<String> {
+    let o = vm
+        .run_timeout(
+            &format!("{HOSTAPD_CLI} raw STATUS"),
+            Duration::from_secs(10),
+        )
+        .ok()?;
+    o.output
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+/// Waits until the agent's log, after its first `from_line` lines, shows a run of each check
+/// in `checks` with status `Ok`.
+fn wait_checks_ok(vm: &mut Vm, what: &str, from_line: usize, checks: &[&str]) {
+    vm.wait(what, Duration::from_secs(120), |vm| {
+        let o = vm
+            .run_timeout(
+                &format!(
+                    "tail -n +{} /data/log/agent.log | grep ' check wifi_'",
+                    from_line + 1
+                ),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string())?;
+        let missing: Vec<&&str> = checks
+            .iter()
+            .filter(|c| !o.output.contains(&format!("check {c}: Ok")))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no Ok run of {missing:?} yet"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)));
+}
+
+/// Step 7: `chan_switch` on the radios. `mac80211_hwsim` reports a fixed 12.5 % busy share, and
+/// only for channels the radio has left (the operating channel's time stays 0), so no real
+/// `channel_busy` can be made: the action is forced by a playbook for `channel_mismatch`. The
+/// AP is moved to channel 1 by hand (`CHAN_SWITCH`); provisioned 6, alternates 6 and 11 →
+/// `chan_switch` announces channel 6, verified through `STATUS` and by `wifi_ap`, auto-healed;
+/// the same hostapd process, the client still associated. The survey dump is an artifact.
+fn chan_switch(stack: &Stack<'_>, vm: &mut Vm) -> Timing {
+    let survey = vm
+        .sh("iw dev wlan0 survey dump > /tmp/survey-dump.txt; cat /tmp/survey-dump.txt")
+        .expect("iw survey dump");
+    vm.save_artifact("/tmp/survey-dump.txt", "iw-survey-dump.txt");
+    eprintln!("wifi: hwsim's channel survey:\n{survey}");
+    let extra = Extra {
+        wifi_ap: "busy_share_max_pct = 90\nchan_switch_channels = [6, 11]\nchan_switch_cs_count = 3",
+        healing: "maintenance_windows = [\"00:00-23:59\"]",
+        tail: "[[playbook]]\ncheck = \"wifi_ap\"\ncauses = [\"channel_mismatch\"]\n\
+               actions = [\"chan_switch\"]\nmode = \"enforce\"",
+    };
+    restart_agent(vm, &agent_config(6, &extra));
+    let pid = vm.sh("pidof hostapd").expect("hostapd's pid");
+    let t = Instant::now();
+    vm.sh(&format!("{HOSTAPD_CLI} chan_switch 3 2412"))
+        .expect("move the AP to channel 1");
+    let (times, healed) = measure(stack, vm, t, "channel_mismatch", 1, ActionId::ChanSwitch);
+    let detail: Vec<&str> = healed
+        .actions
+        .iter()
+        .filter(|a| a.action == ActionId::ChanSwitch)
+        .map(|a| a.detail.as_str())
+        .collect();
+    eprintln!(
+        "wifi chan_switch: {detail:?}, evidence {:?}",
+        healed.evidence
+    );
+    assert!(
+        detail.iter().any(|d| d.contains("1 → 6")),
+        "switched from 1 to 6: {healed:?}"
+    );
+    assert_eq!(hostapd_status(vm, "channel").as_deref(), Some("6"));
+    assert_eq!(
+        vm.sh("pidof hostapd").expect("hostapd's pid"),
+        pid,
+        "a channel switch, not a restart"
+    );
+    wait_associated(vm, "the client follows the channel switch");
+    let after = vm
+        .sh("iw dev wlan0 survey dump > /tmp/survey-after.txt; cat /tmp/survey-after.txt")
+        .expect("iw survey dump");
+    vm.save_artifact("/tmp/survey-after.txt", "iw-survey-dump-after.txt");
+    eprintln!("wifi: hwsim's channel survey after the switches:\n{after}");
+    let survey_log = vm
+        .sh("grep -c 'no channel survey' /data/log/agent.log; true")
+        .unwrap_or_default();
+    eprintln!("wifi: agent runs without a survey: {}", survey_log.trim());
+    times
+}
+
+/// How many lines the agent's log has now (what comes after is a later run's).
+fn agent_log_len(vm: &mut Vm) -> usize {
+    vm.sh("wc -l < /data/log/agent.log")
+        .expect("agent log length")
+        .trim()
+        .parse()
+        .expect("a line count")
+}
+
+/// Installs `config` and restarts the agent (busybox init respawns it); waits until it ran
+/// `wifi_ap` and `wifi_events` with status Ok.
+fn restart_agent(vm: &mut Vm, config: &str) {
+    let log_lines = agent_log_len(vm);
+    vm.copy_in("/data/etc/agent.toml", config.as_bytes(), 0o600)
+        .expect("copy the agent config in");
+    vm.sh("killall netmedic-agent 2>/dev/null; true")
+        .expect("restart the agent");
+    wait_checks_ok(
+        vm,
+        "the restarted agent finds the AP ok",
+        log_lines,
+        &["wifi_ap", "wifi_events"],
+    );
+}
+
+/// Step 8: the AP on a 5 GHz DFS channel (52, Germany): one channel availability check, then a
+/// radar simulated by `mac80211_hwsim` → hostapd's DFS logic moves the AP to channel 36 → a
+/// `radar_detected` incident with the radar's and the new frequency; `wifi_ap` sees the AP off
+/// its provisioned channel (`channel_mismatch`) and nothing acts: the same hostapd process
+/// stays on channel 36.
+fn radar(stack: &Stack<'_>, vm: &mut Vm) {
+    // Only the incidents of this step count below (the forced chan_switch came before).
+    let earlier: Vec<String> = stack
+        .incidents()
+        .expect("incidents")
+        .incidents
+        .into_iter()
+        .map(|i| i.incident_id)
+        .collect();
+    vm.copy_in(
+        "/data/etc/agent.toml",
+        agent_config(52, &Extra::default()).as_bytes(),
+        0o600,
+    )
+    .expect("the agent config with the DFS channel provisioned");
+    let log_lines = agent_log_len(vm);
+    let t = Instant::now();
+    vm.sh(
+        "cp /etc/hostapd-dfs.conf /etc/hostapd.conf && /etc/init.d/wifi restart && \
+         { killall netmedic-agent 2>/dev/null; true; }",
+    )
+    .expect("the AP on the DFS channel, the agent restarted");
+    vm.wait(
+        "the AP passes the channel availability check on channel 52",
+        Duration::from_secs(300),
+        |vm| match (hostapd_status(vm, "state"), hostapd_status(vm, "channel")) {
+            (Some(s), Some(c)) if s == "ENABLED" && c == "52" => Ok(()),
+            other => Err(format!("state, channel: {other:?}")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(vm)));
+    let cac = t.elapsed();
+    eprintln!(
+        "wifi DFS: channel 52 usable after {:.1} s (channel availability check)",
+        cac.as_secs_f64()
+    );
+    wait_checks_ok(
+        vm,
+        "the agent finds the AP ok on channel 52 and follows its events",
+        log_lines,
+        &["wifi_ap", "wifi_events"],
+    );
+    let pid = vm.sh("pidof hostapd").expect("hostapd's pid");
+
+    let t = Instant::now();
+    vm.sh(
+        "echo 1 > /sys/kernel/debug/ieee80211/$(cat /sys/class/net/wlan0/phy80211/name)/hwsim/dfs_simulate_radar",
+    )
+    .expect("simulate a radar");
+    let incident = wait_events_incident(stack, vm, "radar_detected", Duration::from_secs(120));
+    eprintln!(
+        "wifi radar: detected after {:.1} s (host clock, radar → collector)",
+        t.elapsed().as_secs_f64()
+    );
+    vm.save_artifact("/run/hostapd.log", "hostapd-dfs.log");
+    let ev = |k: &str| incident.evidence.get(k).map(String::as_str);
+    assert_eq!(ev("radar_freq"), Some("5260 MHz"), "{incident:?}");
+    assert_eq!(ev("moved_to"), Some("5180 MHz"), "{incident:?}");
+    assert_eq!(
+        (ev("radar_channel"), ev("moved_to_channel")),
+        (Some("52"), Some("36")),
+        "{incident:?}"
+    );
+    assert_eq!(incident.category, netmedic_proto::Category::WifiDegraded);
+    assert_eq!(
+        (hostapd_status(vm, "state"), hostapd_status(vm, "channel")),
+        (Some("ENABLED".into()), Some("36".into())),
+        "DFS moved the AP to channel 36"
+    );
+    // The agent sees the AP off its provisioned channel (two runs) and must leave it there.
+    wait_nth(
+        stack,
+        vm,
+        "channel_mismatch incident after the radar",
+        "channel_mismatch",
+        1,
+        |i| i.evidence.get("channel").map(String::as_str) == Some("36"),
+    );
+    let page = stack.incidents().expect("incidents");
+    let dfs: Vec<&IncidentView> = page
+        .incidents
+        .iter()
+        .filter(|i| {
+            i.agent_id == AGENT_ID
+                && !earlier.contains(&i.incident_id)
+                && ["radar_detected", "channel_mismatch", "ap_dfs_wait"].contains(&i.cause.as_str())
+        })
+        .collect();
+    assert_eq!(
+        dfs.len(),
+        3,
+        "ap_dfs_wait, radar_detected, channel_mismatch: {dfs:?}"
+    );
+    assert!(
+        dfs.iter().all(|i| i.actions.is_empty()),
+        "no action fights DFS: {dfs:?}"
+    );
+    assert_eq!(
+        vm.sh("pidof hostapd").expect("hostapd's pid"),
+        pid,
+        "hostapd was not restarted"
+    );
+    assert_eq!(
+        hostapd_status(vm, "channel").as_deref(),
+        Some("36"),
+        "the AP stays where DFS moved it"
+    );
 }
 
 #[test]
@@ -345,23 +630,10 @@ fn vm_wifi_stories() {
         .clamp(1, 10);
     let lab = Lab::builder().cpes(0).build().expect("lab");
     let stack = Stack::start(&lab, StackOptions::default()).expect("collector");
-    let collector_bin = bin_path("netmedic-collector").expect("collector binary");
-    let token = std::process::Command::new(&collector_bin)
-        .args(["device", "add", AGENT_ID, "--config"])
-        .arg(&stack.collector_config)
-        .output()
-        .expect("device add");
-    assert!(token.status.success(), "device add: {token:?}");
+    let token = netmedic_lab::vm::device_token(&stack, AGENT_ID).expect("device add");
 
     step("boot", t0);
-    let mut vm = Vm::boot(
-        &lab.isp().ns,
-        VmOptions {
-            name: "vm_wifi".into(),
-            ..VmOptions::default()
-        },
-    )
-    .expect("boot the guest");
+    let mut vm = Vm::boot_named(&lab.isp().ns, "vm_wifi").expect("boot the guest");
 
     // ---- 1. Association, and hostapd's real replies as artifacts.
     step("capture", t0);
@@ -381,10 +653,14 @@ fn vm_wifi_stories() {
     }
 
     // ---- The agent with wifi_ap.
-    vm.copy_in("/data/etc/agent.token", &token.stdout, 0o600)
+    vm.copy_in("/data/etc/agent.token", &token, 0o600)
         .expect("copy the token in");
-    vm.copy_in("/data/etc/agent.toml", agent_config().as_bytes(), 0o600)
-        .expect("copy the agent config in");
+    vm.copy_in(
+        "/data/etc/agent.toml",
+        agent_config(6, &Extra::default()).as_bytes(),
+        0o600,
+    )
+    .expect("copy the agent config in");
     vm.sh("killall netmedic-agent 2>/dev/null; true")
         .expect("restart the agent");
     vm.wait(
@@ -437,28 +713,10 @@ fn vm_wifi_stories() {
         step(&format!("ssid #{n}"), t0);
         times.push(("ssid", ssid_drift(&stack, &mut vm, n)));
     }
-    for kind in ["killed", "frozen", "open", "ssid"] {
-        let mut d: Vec<f64> = times
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, (d, _))| d.as_secs_f64())
-            .collect();
-        let mut h: Vec<f64> = times
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, (_, h))| h.as_secs_f64())
-            .collect();
-        d.sort_by(f64::total_cmp);
-        h.sort_by(f64::total_cmp);
-        eprintln!(
-            "wifi {kind} over {} run(s): detection median {:.1} s worst {:.1} s; heal median {:.1} s worst {:.1} s",
-            d.len(),
-            d[d.len() / 2],
-            d[d.len() - 1],
-            h[h.len() / 2],
-            h[h.len() - 1]
-        );
-    }
+    eprintln!(
+        "wifi timings, host clock from the fault (median / worst):\n{}",
+        timing_table(&times)
+    );
 
     // ---- 6. A wrong password on the client: reported with its cause, nothing acts.
     step("password", t0);
@@ -475,24 +733,7 @@ fn vm_wifi_stories() {
         "{STA_CLI} set_network 0 psk '\"not-the-password\"' && {STA_CLI} reassociate"
     ))
     .expect("a wrong password on the client");
-    let mismatch = netmedic_lab::wait_for(
-        "a psk_mismatch incident",
-        Duration::from_secs(180),
-        Duration::from_millis(250),
-        || {
-            let page = stack.incidents().map_err(|e| e.to_string())?;
-            page.incidents
-                .iter()
-                .find(|i| {
-                    i.agent_id == AGENT_ID
-                        && i.check == CheckId::WifiEvents
-                        && i.cause == "psk_mismatch"
-                })
-                .cloned()
-                .ok_or_else(|| format!("{:?}", netmedic_lab::stack::summarize(&page)))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log_tail(&mut vm)));
+    let mismatch = wait_events_incident(&stack, &mut vm, "psk_mismatch", Duration::from_secs(180));
     eprintln!(
         "wifi wrong password: detected after {:.1} s",
         t.elapsed().as_secs_f64()
@@ -529,6 +770,18 @@ fn vm_wifi_stories() {
         "agent footprint with wifi_ap + wifi_events: {}",
         status.lines().collect::<Vec<_>>().join(", ")
     );
+
+    // ---- 7. A channel switch by the agent, forced (hwsim reports no busy operating channel).
+    step("chan_switch", t0);
+    let switched = chan_switch(&stack, &mut vm);
+    eprintln!(
+        "wifi timings, channel switch (one run):\n{}",
+        timing_table(&[("chan_switch", switched)])
+    );
+
+    // ---- 8. A radar on a DFS channel: reported, nothing acts (the AP stays on 5 GHz).
+    step("radar", t0);
+    radar(&stack, &mut vm);
 
     step("done", t0);
     vm.save_artifact("/data/log/agent.log", "agent.log");

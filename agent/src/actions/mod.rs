@@ -3,6 +3,7 @@
 //! to undo it); the healer decides when to run it, verifies it and records it.
 
 pub mod bounce_iface;
+pub mod chan_switch;
 pub mod disassociate_client;
 pub mod flush_conntrack;
 pub mod reapply_lan_prefix;
@@ -70,6 +71,10 @@ pub struct WifiAp {
     pub ssid: String,
     pub security: String,
     pub channel: u32,
+    /// `chan_switch`'s candidate channels, in order of preference.
+    pub chan_switch_channels: Vec<u32>,
+    /// Beacons announcing a channel switch before it happens.
+    pub chan_switch_cs_count: u32,
 }
 
 /// Where the delegated prefix is and which /64 of it the LAN carries.
@@ -112,6 +117,8 @@ pub enum Undo {
         target: std::path::PathBuf,
         saved: std::path::PathBuf,
     },
+    /// Switch the access point back to the channel it left.
+    Channel { freq_mhz: u32 },
 }
 
 /// A carried-out action: one line for the trail, and its undo when it changed config.
@@ -160,6 +167,7 @@ pub fn is_disruptive(action: ActionId) -> bool {
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DISRUPTIVE,
         ActionId::SteerClient => steer_client::DISRUPTIVE,
         ActionId::DisassociateClient => disassociate_client::DISRUPTIVE,
+        ActionId::ChanSwitch => chan_switch::DISRUPTIVE,
     }
 }
 
@@ -182,6 +190,7 @@ pub fn default_budget(action: ActionId) -> Limit {
         ActionId::ReapplyWifiConfig => reapply_wifi_config::DEFAULT_BUDGET,
         ActionId::SteerClient => steer_client::DEFAULT_BUDGET,
         ActionId::DisassociateClient => disassociate_client::DEFAULT_BUDGET,
+        ActionId::ChanSwitch => chan_switch::DEFAULT_BUDGET,
     }
 }
 
@@ -208,6 +217,7 @@ pub async fn run(
         ActionId::ReapplyWifiConfig => reapply_wifi_config::run(ctx, s).await,
         ActionId::SteerClient => steer_client::run(s, input).await.map(Applied::new),
         ActionId::DisassociateClient => disassociate_client::run(s, input).await.map(Applied::new),
+        ActionId::ChanSwitch => chan_switch::run(s).await,
     }
 }
 
@@ -218,6 +228,7 @@ pub async fn rollback(undo: &Undo, ctx: &Context, s: &Settings) -> Result<String
         Undo::ResolvConf { target, saved } => reset_dns::rollback(target, saved),
         Undo::Mtu { ifname, mtu } => set_mtu::rollback(ctx, ifname, *mtu).await,
         Undo::WifiConfig { target, saved } => reapply_wifi_config::rollback(s, target, saved).await,
+        Undo::Channel { freq_mhz } => chan_switch::rollback(s, *freq_mhz).await,
     }
 }
 
@@ -227,6 +238,7 @@ pub fn commit(undo: &Undo) {
         Undo::ResolvConf { saved, .. } => reset_dns::discard(saved),
         Undo::Mtu { .. } => set_mtu::commit(),
         Undo::WifiConfig { saved, .. } => reapply_wifi_config::commit(saved),
+        Undo::Channel { .. } => {}
     }
 }
 

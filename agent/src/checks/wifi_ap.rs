@@ -14,6 +14,10 @@
 //!   the agent reports these and never guesses which one is right;
 //! - another channel than provisioned → `channel_mismatch` (`Degraded`: DFS or the driver may
 //!   move the AP legitimately, so nothing acts on it);
+//! - the operating channel sensed busy `busy_share_max_pct` of the time or more (the radio's
+//!   nl80211 channel survey, between two runs; see [`crate::nl80211`]) → `channel_busy`
+//!   (`Degraded`; `chan_switch` moves the AP to one of `chan_switch_channels`, which are
+//!   therefore no `channel_mismatch` either);
 //! - an authorized client below `sticky_signal_dbm` → `sticky_client` (`Degraded`; evidence
 //!   `sticky_clients`, the MACs `steer_client` and `disassociate_client` address).
 //!
@@ -24,18 +28,20 @@
 //! file is never taken for the provisioned one. The copy is the agent's own state; the CPE's
 //! configuration is not touched. Client data (count, weakest signal, retries, rates) is evidence on every run. The
 //! data comes from hostapd alone: its station list already carries the driver's signal, rates
-//! and `tx_retry_failed`, so no nl80211 client (and its binary cost) is needed for this check.
+//! and `tx_retry_failed`; only the channel survey needs nl80211.
 
 use super::{Context, Observation, check_settings, common_problems};
 use crate::hostapd::{
     self, CtrlClient, CtrlError, Provisioned, Station, Status, conf_is_provisioned,
     provisioned_copy_path, read_config_file,
 };
+use crate::nl80211::{self, ChannelSurvey};
 use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Every cause this check reports besides `ok`: the names a `[[playbook]]` may select.
@@ -48,6 +54,7 @@ pub const CAUSES: &[&str] = &[
     "security_mismatch",
     "ssid_mismatch",
     "channel_mismatch",
+    "channel_busy",
     "sticky_client",
 ];
 
@@ -88,6 +95,14 @@ pub struct WifiApConfig {
     pub sticky_signal_dbm: i32,
     /// hostapd's config file, copied while it is the provisioned one; empty: no copy.
     pub config_file: PathBuf,
+    /// The operating channel sensed busy this share of the time (nl80211 survey, between two
+    /// runs) or more → `channel_busy`; 0: no survey.
+    pub busy_share_max_pct: u32,
+    /// Channels `chan_switch` may move the AP to (besides `channel`, none is a
+    /// `channel_mismatch`); empty: the action is not applicable.
+    pub chan_switch_channels: Vec<u32>,
+    /// Beacons before the switch (`CHAN_SWITCH <cs_count>`): time for clients to follow.
+    pub chan_switch_cs_count: u32,
 }
 
 impl Default for WifiApConfig {
@@ -106,6 +121,9 @@ impl Default for WifiApConfig {
             channel: 0,
             sticky_signal_dbm: -80,
             config_file: PathBuf::new(),
+            busy_share_max_pct: 0,
+            chan_switch_channels: Vec::new(),
+            chan_switch_cs_count: 5,
         }
     }
 }
@@ -165,6 +183,23 @@ impl WifiApConfig {
         if !(-120..=0).contains(&self.sticky_signal_dbm) {
             bad("sticky_signal_dbm", "must be between -120 and 0");
         }
+        if self.busy_share_max_pct > 100 {
+            bad("busy_share_max_pct", "must be between 0 (off) and 100");
+        }
+        if self.chan_switch_channels.len() > 64
+            || self
+                .chan_switch_channels
+                .iter()
+                .any(|c| !(1..=233).contains(c))
+        {
+            bad(
+                "chan_switch_channels",
+                "must be at most 64 Wi-Fi channel numbers (1-233)",
+            );
+        }
+        if !(1..=50).contains(&self.chan_switch_cs_count) {
+            bad("chan_switch_cs_count", "must be between 1 and 50 beacons");
+        }
     }
 }
 
@@ -175,22 +210,49 @@ pub struct Probe {
     /// `GET_CONFIG`, when hostapd answered it.
     pub config: Option<BTreeMap<String, String>>,
     pub stations: Vec<Station>,
+    /// The operating channel's busy share (nl80211 survey), when asked for and reported.
+    pub busy_pct: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
 pub struct WifiApCheck {
     pub config: WifiApConfig,
+    /// The operating channel's survey of the previous run (busy share between two runs).
+    last_survey: Arc<Mutex<Option<ChannelSurvey>>>,
 }
 
 impl WifiApCheck {
     pub fn new(_site: &Site, config: &WifiApConfig) -> Self {
         Self {
             config: config.clone(),
+            last_survey: Arc::default(),
         }
     }
 
+    /// The busy share of the operating channel `freq_mhz` since the previous run.
+    async fn busy_pct(&self, freq_mhz: u32) -> Option<u32> {
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let now = match nl80211::survey(&self.config.interface, timeout).await {
+            Ok(all) => all.into_iter().find(|c| c.freq_mhz == freq_mhz)?,
+            Err(e) => {
+                log::debug!("wifi_ap: no channel survey: {e}");
+                return None;
+            }
+        };
+        let mut last = self.last_survey.lock().ok()?;
+        let pct = nl80211::busy_share_pct(last.as_ref(), &now);
+        *last = Some(now);
+        pct
+    }
+
     pub async fn run(&self, ctx: &Context) -> Observation {
-        let probe = probe(&self.config).await;
+        let mut probe = probe(&self.config).await;
+        if self.config.busy_share_max_pct > 0
+            && let Ok(p) = &mut probe
+            && let Some(f) = p.status.freq_mhz
+        {
+            p.busy_pct = self.busy_pct(f).await;
+        }
         let obs = judge(&self.config, probe);
         if obs.status == CheckStatus::Ok && !self.config.config_file.as_os_str().is_empty() {
             match keep_copy(&self.config, &ctx.site.state_dir) {
@@ -243,6 +305,7 @@ pub async fn probe(cfg: &WifiApConfig) -> Result<Probe, CtrlError> {
         status,
         config,
         stations,
+        busy_pct: None,
     })
 }
 
@@ -316,6 +379,9 @@ pub fn judge(cfg: &WifiApConfig, probe: Result<Probe, CtrlError>) -> Observation
             .evidence("stations", p.stations.len());
         if let Some(f) = p.status.freq_mhz {
             o = o.evidence("freq_mhz", f);
+        }
+        if let Some(b) = p.busy_pct {
+            o = o.evidence("busy_pct", b);
         }
         if let Some(w) = weakest {
             o = o.evidence("weakest_signal_dbm", w);
@@ -424,6 +490,7 @@ pub fn judge(cfg: &WifiApConfig, probe: Result<Probe, CtrlError>) -> Observation
     if cfg.channel != 0
         && let Some(c) = p.status.channel
         && c != cfg.channel
+        && !cfg.chan_switch_channels.contains(&c)
     {
         return with_evidence(
             Observation::new(
@@ -440,6 +507,23 @@ pub fn judge(cfg: &WifiApConfig, probe: Result<Probe, CtrlError>) -> Observation
             ),
         )
         .evidence("provisioned_channel", cfg.channel);
+    }
+    if cfg.busy_share_max_pct > 0
+        && let Some(b) = p.busy_pct
+        && b >= cfg.busy_share_max_pct
+    {
+        return with_evidence(
+            Observation::new(
+                id,
+                CheckStatus::Degraded,
+                "channel_busy",
+                "The Wi-Fi channel is crowded: the radio senses it busy most of the time",
+            )
+            .severity(Severity::Minor)
+            .value(format!("busy {b} %"))
+            .threshold(format!("busy < {} %", cfg.busy_share_max_pct))
+            .hint("Neighbouring networks or interference: another channel may serve better"),
+        );
     }
     if !sticky.is_empty() {
         let macs: Vec<&str> = sticky.iter().map(|s| s.mac.as_str()).take(8).collect();
@@ -492,7 +576,40 @@ mod tests {
             status: parse_status(STATUS),
             config: Some(parse_kv(GET_CONFIG)),
             stations: parse_sta(STA).into_iter().collect(),
+            busy_pct: None,
         }
+    }
+
+    #[test]
+    fn busy_channel_and_the_switch_alternates() {
+        let mut cfg = provisioned();
+        let mut p = lab_probe();
+        p.busy_pct = Some(12);
+        // No threshold: the share is evidence only.
+        let o = judge(&cfg, Ok(p.clone()));
+        assert_eq!(
+            (o.status, o.evidence["busy_pct"].as_str()),
+            (CheckStatus::Ok, "12")
+        );
+        cfg.busy_share_max_pct = 10;
+        let o = judge(&cfg, Ok(p.clone()));
+        assert_eq!(
+            (o.status, o.cause.as_str()),
+            (CheckStatus::Degraded, "channel_busy")
+        );
+        cfg.busy_share_max_pct = 13;
+        assert_eq!(judge(&cfg, Ok(p.clone())).status, CheckStatus::Ok);
+        // Channel 6 is provisioned; 11 is a mismatch unless chan_switch may move there.
+        p.status.channel = Some(11);
+        assert_eq!(judge(&cfg, Ok(p.clone())).cause, "channel_mismatch");
+        cfg.chan_switch_channels = vec![1, 11];
+        assert_eq!(judge(&cfg, Ok(p)).status, CheckStatus::Ok);
+        let mut out = Vec::new();
+        cfg.chan_switch_channels = vec![0];
+        cfg.chan_switch_cs_count = 0;
+        cfg.busy_share_max_pct = 101;
+        cfg.problems(&mut out);
+        assert_eq!(out.len(), 3, "{out:?}");
     }
 
     #[test]

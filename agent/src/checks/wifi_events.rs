@@ -301,6 +301,10 @@ pub fn judge(
         }
     }
     let mhz = |f: Option<u32>| f.map_or("?".into(), |f| format!("{f} MHz"));
+    let channel = |f: Option<u32>| {
+        f.and_then(crate::nl80211::channel_of)
+            .map_or("?".into(), |c| c.to_string())
+    };
     if let Some(r) = radar {
         let mut o = Observation::new(
             id,
@@ -313,7 +317,9 @@ pub fn judge(
         .threshold("no radar detection")
         .hint("Nothing to do: regulation (DFS) moves the AP and bars the channel for 30 minutes")
         .evidence("radar_freq", mhz(r))
+        .evidence("radar_channel", channel(r))
         .evidence("moved_to", mhz(moved.flatten()))
+        .evidence("moved_to_channel", channel(moved.flatten()))
         .evidence("no_occupancy_finished", nop_finished)
         .evidence("window_secs", cfg.window_secs);
         if mismatches > 0 {
@@ -426,6 +432,13 @@ mod tests {
         );
         assert_eq!(o.cause, "radar_detected");
         assert_eq!(o.evidence["moved_to"], "5180 MHz");
+        assert_eq!(
+            (
+                o.evidence["radar_channel"].as_str(),
+                o.evidence["moved_to_channel"].as_str()
+            ),
+            ("52", "36")
+        );
         assert_eq!(judge(&cfg, &[], false, None).status, CheckStatus::Unknown);
     }
 

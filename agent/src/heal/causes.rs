@@ -137,6 +137,7 @@ mod tests {
                     "security_mismatch",
                     "ssid_mismatch",
                     "sticky_client",
+                    "channel_busy",
                 ],
             ),
         ];

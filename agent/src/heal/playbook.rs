@@ -43,6 +43,7 @@ pub fn builtin(check: CheckId, cause: &str) -> Option<&'static [ActionId]> {
             &[ReapplyWifiConfig]
         }
         (CheckId::WifiAp, "sticky_client") => &[SteerClient, DisassociateClient],
+        (CheckId::WifiAp, "channel_busy") => &[ChanSwitch],
         // link flapping/LAN, icmp loss/latency/upstream, http, clock, resources (disk, load),
         // modem_snmp: nothing on the router fixes them; the NOC gets the incident.
         _ => return None,

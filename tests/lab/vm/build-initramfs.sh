@@ -1,7 +1,8 @@
 #!/bin/sh
 # netmedic VM lab: builds the guest's initramfs (an uncompressed newc cpio) from this machine's
 # Debian packages only: busybox-static (init and tools), linux-image-amd64's modules,
-# hostapd, wpasupplicant, iw (binaries and the shared libraries they need), ca-certificates'
+# hostapd, wpasupplicant, iw (binaries and the shared libraries they need), wireless-regdb's
+# signed regulatory database (country codes: the DFS channels of the radar test), ca-certificates'
 # bundle, and the static agent binary.
 #
 # usage: build-initramfs.sh OUT.cpio KERNEL_VERSION AGENT_BINARY
@@ -88,6 +89,12 @@ install -m 0755 "$here/wifi.init" "$root"/etc/init.d/wifi
 install -m 0755 "$udhcpc_script" "$root"/etc/udhcpc.script
 install -m 0644 "$here/inittab" "$root"/etc/inittab
 install -m 0644 "$here/hostapd.conf" "$root"/etc/hostapd.conf
+install -m 0644 "$here/hostapd-dfs.conf" "$root"/etc/hostapd-dfs.conf
+# cfg80211 loads the regulatory database from /lib/firmware (Debian's kernel checks the .p7s
+# signature against the keys built into it); without it only the world domain exists, whose
+# 5 GHz channels allow no access point.
+mkdir -p "$root"/lib/firmware
+cp -L /lib/firmware/regulatory.db /lib/firmware/regulatory.db.p7s "$root"/lib/firmware/
 install -m 0600 "$here/wpa_supplicant.conf" "$root"/etc/wpa_supplicant.conf
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root"/etc/passwd
 printf 'root:x:0:\n' > "$root"/etc/group

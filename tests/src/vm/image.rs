@@ -180,6 +180,8 @@ fn inputs(kernel_version: &str, agent: &Path) -> Vec<PathBuf> {
         "/usr/sbin/hostapd",
         "/usr/sbin/wpa_supplicant",
         "/usr/sbin/iw",
+        "/lib/firmware/regulatory.db",
+        "/lib/firmware/regulatory.db.p7s",
         "/etc/ssl/certs/ca-certificates.crt",
     ] {
         files.push(PathBuf::from(f));

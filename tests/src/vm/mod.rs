@@ -91,7 +91,64 @@ pub fn artifacts_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Registers `agent_id` with the stack's collector (`netmedic-collector device add`) and returns
+/// the agent's token, for `/data/etc/agent.token` in the guest.
+pub fn device_token(stack: &crate::stack::Stack<'_>, agent_id: &str) -> Result<Vec<u8>> {
+    let bin = crate::stack::bin_path("netmedic-collector")?;
+    let out = std::process::Command::new(&bin)
+        .args(["device", "add", agent_id, "--config"])
+        .arg(&stack.collector_config)
+        .output()
+        .map_err(|e| LabError::Setup(format!("running {}: {e}", bin.display())))?;
+    if !out.status.success() {
+        return Err(LabError::Setup(format!(
+            "device add {agent_id}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// The `[agent]`, `[collector]` and `[wan]` tables of the guest agent's config: state on the
+/// state disk, the namespace lab's collector, the WAN that `rcS` brings up with udhcpc.
+pub fn agent_config_base(agent_id: &str) -> String {
+    format!(
+        r#"# written by the netmedic VM lab
+[agent]
+id = "{agent_id}"
+state_dir = "/data/netmedic"
+mode = "enforce"
+firmware_version = "vm-lab"
+
+[collector]
+url = "http://{}:{}"
+token_file = "/data/etc/agent.token"
+request_timeout_secs = 5
+max_backoff_secs = 2
+start_delay_max_secs = 0
+
+[wan]
+interface = "wan"
+lease_file = "/run/udhcpc.lease"
+dhcp_pidfile = "/run/udhcpc.pid"
+"#,
+        crate::COLLECTOR_IP,
+        crate::stack::COLLECTOR_PORT
+    )
+}
+
 impl Vm {
+    /// [`Vm::boot`] with the default options but the artifacts' `name`.
+    pub fn boot_named(ns: &Netns, name: &str) -> Result<Self> {
+        Self::boot(
+            ns,
+            VmOptions {
+                name: name.into(),
+                ..VmOptions::default()
+            },
+        )
+    }
+
     /// Builds (or takes from the cache) the image, makes a fresh state disk, boots the guest
     /// with its WAN in `ns` (joined to the bridge [`ISP_BRIDGE`]) and waits until its control
     /// loop answers.
