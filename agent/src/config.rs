@@ -184,6 +184,7 @@ pub struct ChecksSection {
     pub wan6: checks::wan6::Wan6Config,
     pub icmp6: checks::icmp6::Icmp6Config,
     pub dns6: checks::dns6::Dns6Config,
+    pub mtu6: checks::mtu6::Mtu6Config,
     pub wifi_ap: checks::wifi_ap::WifiApConfig,
     pub wifi_events: checks::wifi_events::WifiEventsConfig,
 }
@@ -207,6 +208,7 @@ impl ChecksSection {
         self.wan6.problems(out);
         self.icmp6.problems(out);
         self.dns6.problems(out);
+        self.mtu6.problems(out);
         if self.wan6.enabled && self.wan_address.require_ipv6 {
             out.push(Problem::new(
                 "checks.wan_address.require_ipv6",

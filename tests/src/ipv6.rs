@@ -5,6 +5,9 @@
 //!             2001:db8:0:1::/64, router lifetime 1800 s, unsolicited every 600 s as an ISP's
 //!             router would); kea-dhcp6 hands out IA_NA from 2001:db8:0:1::1000-1fff and
 //!             IA_PD /56s from 2001:db8:100::/40; the "internet" host 2001:db8:ffff::1 on lo
+//!  [<p>-hop6] "the internet beyond a small link": 2001:db8:fffe::2, reached from the ISP over
+//!             a veth of MTU 1400 (HOP6_MTU): the ISP forwards IPv6 and answers Packet Too Big
+//!             for bigger packets, unless filter_packet_too_big drops those (a blackhole)
 //!  [<p>-c<i>] dhcpcd on wan (-6: RA/SLAAC, IA_NA, IA_PD), putting /64 number 0 of its delegated
 //!             prefix on `lan` as <prefix>::1/64 — what a home router's DHCPv6 client does
 //! ```
@@ -39,6 +42,13 @@ pub const PD_POOL: &str = "2001:db8:100::/40";
 pub const PROBE6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 /// DNS name of [`PROBE6_IP`] (AAAA), served by [`Ipv6Lab::start_dns6`] on [`ISP_GATEWAY6`].
 pub const PROBE6_NAME: &str = "probe6.isp.test";
+
+/// The host behind the ISP's small-MTU hop (see [`Ipv6Lab::filter_packet_too_big`]).
+pub const HOP6_TARGET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, 2);
+/// The ISP's end of that hop.
+const HOP6_ISP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, 1);
+/// The hop's MTU: IPv6 packets above it do not cross.
+pub const HOP6_MTU: u32 = 1400;
 
 /// DHCPv6 timers handed out by kea (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +91,8 @@ pub struct Cpe6 {
 #[derive(Debug)]
 pub struct Ipv6Lab {
     isp: Netns,
+    /// The namespace behind the small-MTU hop.
+    hop: Netns,
     dir: PathBuf,
     timers: Dhcp6Timers,
     ra: Mutex<Option<LabProcess>>,
@@ -118,8 +130,10 @@ impl Ipv6Lab {
             "lo",
         ])?;
         isp.ip(&["link", "set", "lo", "up"])?;
+        let hop = Netns::create(&format!("{}-hop6", lab.prefix()))?;
         let mut me = Ipv6Lab {
             isp,
+            hop,
             dir,
             timers,
             ra: Mutex::new(None),
@@ -144,6 +158,7 @@ impl Ipv6Lab {
                 }
             },
         )?;
+        me.add_hop()?;
         me.start_ra()?;
         me.start_kea()?;
         me.start_dns6()?;
@@ -177,6 +192,54 @@ impl Ipv6Lab {
                 .map_err(|e| LabError::Setup(format!("{e}\n{}", me.diagnostics())))?;
         }
         Ok(me)
+    }
+
+    /// Links the hop namespace to the ISP with a veth of [`HOP6_MTU`] (before the RAs start:
+    /// an interface change would restart dnsmasq's burst of advertisements).
+    fn add_hop(&self) -> Result<()> {
+        let mtu = HOP6_MTU.to_string();
+        self.isp.ip(&[
+            "link", "add", "hop6", "mtu", &mtu, "type", "veth", "peer", "name", "up6", "mtu",
+            &mtu, "netns", self.hop.name(),
+        ])?;
+        self.isp.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        self.isp.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{HOP6_ISP}/64"),
+            "dev",
+            "hop6",
+            "nodad",
+        ])?;
+        self.isp.ip(&["link", "set", "hop6", "up"])?;
+        self.hop.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{HOP6_TARGET}/64"),
+            "dev",
+            "up6",
+            "nodad",
+        ])?;
+        self.hop.ip(&["link", "set", "up6", "up"])?;
+        self.hop
+            .ip(&["-6", "route", "add", "default", "via", &HOP6_ISP.to_string()])?;
+        Ok(())
+    }
+
+    /// Fault: the ISP drops the ICMPv6 Packet Too Big messages it generates (nftables output
+    /// hook), so the small hop becomes a path-MTU blackhole: packets above [`HOP6_MTU`] to
+    /// [`HOP6_TARGET`] vanish silently. `false` removes the filter (idempotent).
+    pub fn filter_packet_too_big(&self, on: bool) -> Result<()> {
+        let table = "nmlab_ptb6";
+        let mut script = format!("table inet {table} {{}}\ndelete table inet {table}\n");
+        if on {
+            script.push_str(&format!(
+                "table inet {table} {{\n chain output {{\n  type filter hook output priority 0; policy accept;\n  icmpv6 type packet-too-big drop\n }}\n}}\n"
+            ));
+        }
+        self.isp.nft(&script)
     }
 
     pub fn cpe(&self, i: usize) -> &Cpe6 {
@@ -400,6 +463,10 @@ impl Drop for Ipv6Lab {
         let _ = self.stop_kea();
         let _ = self.stop_dns6();
         let _ = self.stop_ra();
+        // Nothing runs in the hop namespace; deleting it removes its veth pair too.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", self.hop.name()])
+            .status();
     }
 }
 

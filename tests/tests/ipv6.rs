@@ -11,7 +11,9 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::heal_faults::{healing_toml, tail};
-use netmedic_lab::ipv6::{Dhcp6Timers, ISP_GATEWAY6, Ipv6Lab, PROBE6_IP, PROBE6_NAME};
+use netmedic_lab::ipv6::{
+    Dhcp6Timers, HOP6_MTU, HOP6_TARGET, ISP_GATEWAY6, Ipv6Lab, PROBE6_IP, PROBE6_NAME,
+};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{Lab, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, IncidentStatus, IncidentView};
@@ -61,6 +63,7 @@ const NETWORK: &[CheckId] = &[
     CheckId::Wan6,
     CheckId::Icmp6,
     CheckId::Dns6,
+    CheckId::Mtu6,
 ];
 
 /// No network incident of any check but `allowed` was opened (IPv4 untouched, nothing
@@ -336,6 +339,60 @@ fn dead_ipv6_resolver_is_one_dns6_incident_beside_a_healthy_ipv4() {
             .count();
         assert_eq!(n, 1, "{:#?}", page.incidents);
         assert_only(stack, CheckId::Dns6);
+    });
+}
+
+#[test]
+fn ipv6_path_mtu_blackhole_is_one_mtu6_incident_and_no_action() {
+    // The shipped mtu6 settings (60 s interval, 2 failures, 2 passes), probing the host behind
+    // the ISP's 1400-byte hop.
+    let extra = format!("[checks.mtu6]\nenabled = true\ntarget = \"{HOP6_TARGET}\"\n");
+    run(Dhcp6Timers::LONG, &extra, |_, v6, stack| {
+        let diag = || tail(&stack.agent_log(0));
+        // Before the fault the hop answers Packet Too Big: path-MTU discovery works, no fault.
+        stack
+            .wait_agent_log(0, &["check mtu6: Ok"], DETECT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+        let t0 = Instant::now();
+        v6.filter_packet_too_big(true).unwrap();
+        let inc = stack
+            .wait_incident("mtu6 pmtu_blackhole", DETECT * 3, |i| {
+                i.check == CheckId::Mtu6 && i.cause == "pmtu_blackhole"
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
+        assert_eq!(
+            inc.evidence.get("largest_passing_bytes").map(String::as_str),
+            Some(HOP6_MTU.to_string().as_str()),
+            "{:#?}",
+            inc.evidence
+        );
+        // Upstream: the agent never acts on it.
+        assert!(inc.actions.is_empty(), "{:#?}", inc.actions);
+        v6.filter_packet_too_big(false).unwrap();
+        let t1 = Instant::now();
+        let done = stack
+            .wait_incident("mtu6 resolved", DETECT * 3, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after Packet Too Big returned",
+            "ipv6 path-MTU blackhole",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        assert!(done.actions.is_empty(), "{:#?}", done.actions);
+        let page = stack.incidents().unwrap();
+        let n = page
+            .incidents
+            .iter()
+            .filter(|i| i.check == CheckId::Mtu6)
+            .count();
+        assert_eq!(n, 1, "{:#?}", page.incidents);
+        assert_only(stack, CheckId::Mtu6);
     });
 }
 

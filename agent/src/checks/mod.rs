@@ -20,6 +20,7 @@ pub mod lan_dhcp;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
+pub mod mtu6;
 pub mod resources;
 pub mod service;
 pub mod wan6;
@@ -227,6 +228,7 @@ catalogue! {
     Wan6(wan6::Wan6Check) => wan6,
     Icmp6(icmp6::Icmp6Check) => icmp6,
     Dns6(dns6::Dns6Check) => dns6,
+    Mtu6(mtu6::Mtu6Check) => mtu6,
     WifiAp(wifi_ap::WifiApCheck) => wifi_ap,
     WifiEvents(wifi_events::WifiEventsCheck) => wifi_events,
 }
@@ -256,7 +258,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
         // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
         Wan6 => &[Link],
-        Icmp6 | Dns6 => &[Link, Wan6],
+        Icmp6 | Dns6 | Mtu6 => &[Link, Wan6],
     }
 }
 
@@ -280,6 +282,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Wan6 => wan6::CAUSES,
         CheckId::Icmp6 => icmp6::CAUSES,
         CheckId::Dns6 => dns6::CAUSES,
+        CheckId::Mtu6 => mtu6::CAUSES,
         CheckId::WifiAp => wifi_ap::CAUSES,
         CheckId::WifiEvents => wifi_events::CAUSES,
     }
