@@ -9,7 +9,8 @@
 //!             a veth of MTU 1400 (HOP6_MTU): the ISP forwards IPv6 and answers Packet Too Big
 //!             for bigger packets, unless filter_packet_too_big drops those (a blackhole)
 //!  [<p>-c<i>] dhcpcd on wan (-6: RA/SLAAC, IA_NA, IA_PD), putting /64 number 0 of its delegated
-//!             prefix on `lan` as <prefix>::1/64 — what a home router's DHCPv6 client does
+//!             prefix on `lan` as <prefix>::1/64 — what a home router's DHCPv6 client does;
+//!             dnsmasq (RA only) advertising that /64 on `lan`, the CPE's RA daemon
 //! ```
 //!
 //! Why these daemons: dnsmasq does RA and DHCPv6 but no prefix delegation; kea is ISC's
@@ -85,6 +86,7 @@ pub struct Cpe6 {
     conf: PathBuf,
     log: PathBuf,
     dhcpcd: Mutex<Option<LabProcess>>,
+    lan_ra: Mutex<Option<LabProcess>>,
 }
 
 /// IPv6 for a lab: see the module docs. Stops its daemons on drop (drop it before the lab).
@@ -183,6 +185,7 @@ impl Ipv6Lab {
                 dir: cdir,
                 conf,
                 dhcpcd: Mutex::new(None),
+                lan_ra: Mutex::new(None),
             };
             c.start_dhcpcd()?;
             me.cpes.push(c);
@@ -190,6 +193,7 @@ impl Ipv6Lab {
         for c in &me.cpes {
             c.wait_ready(Duration::from_secs(30))
                 .map_err(|e| LabError::Setup(format!("{e}\n{}", me.diagnostics())))?;
+            c.start_lan_ra()?;
         }
         Ok(me)
     }
@@ -458,6 +462,7 @@ impl Ipv6Lab {
 impl Drop for Ipv6Lab {
     fn drop(&mut self) {
         for c in &self.cpes {
+            let _ = c.stop_lan_ra();
             let _ = c.stop_dhcpcd();
         }
         let _ = self.stop_kea();
@@ -500,6 +505,41 @@ impl Cpe6 {
             std::fs::create_dir_all(d).map_err(io_ctx(format!("creating {d}")))?;
         }
         *slot = Some(self.ns.spawn("sh", &["-c", &script], &self.log)?);
+        Ok(())
+    }
+
+    /// Starts the CPE's RA daemon on the LAN (dnsmasq, RA only, advertising the LAN's /64s as
+    /// it finds them on `lan`) unless it runs.
+    pub fn start_lan_ra(&self) -> Result<()> {
+        let mut slot = lock(&self.lan_ra);
+        if slot.as_mut().is_some_and(LabProcess::is_running) {
+            return Ok(());
+        }
+        let iface = format!("--interface={LAN_IFACE}");
+        let range = format!("--dhcp-range=::,constructor:{LAN_IFACE},ra-only,64,1h");
+        let args = [
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--port=0",
+            &iface,
+            "--bind-interfaces",
+            "--enable-ra",
+            &range,
+        ];
+        let log = self.dir.join("lan-ra.log");
+        *slot = Some(self.ns.spawn("dnsmasq", &args, log)?);
+        Ok(())
+    }
+
+    /// Fault: the CPE's RA daemon on the LAN dies.
+    pub fn stop_lan_ra(&self) -> Result<()> {
+        if let Some(mut p) = lock(&self.lan_ra).take() {
+            p.kill()?;
+        }
         Ok(())
     }
 

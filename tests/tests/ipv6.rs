@@ -343,6 +343,52 @@ fn dead_ipv6_resolver_is_one_dns6_incident_beside_a_healthy_ipv4() {
 }
 
 #[test]
+fn dead_lan_ra_daemon_is_one_wan6_incident() {
+    run(Dhcp6Timers::LONG, "", |_, v6, stack| {
+        let cpe = v6.cpe(0);
+        let diag = || format!("{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics());
+        let t0 = Instant::now();
+        cpe.stop_lan_ra().unwrap();
+        let inc = stack
+            .wait_incident("wan6 lan_ra_missing", DETECT, |i| {
+                i.check == CheckId::Wan6 && i.cause == "lan_ra_missing"
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+        let detected = t0.elapsed();
+        assert_eq!(inc.category, Category::Ipv6Degraded);
+        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
+        assert_eq!(
+            inc.evidence.get("lan_ra_heard").map(String::as_str),
+            Some("none"),
+            "{:#?}",
+            inc.evidence
+        );
+        // The shipped playbook reports it only (a dead daemon is the service check's to restart).
+        assert!(inc.actions.is_empty(), "{:#?}", inc.actions);
+        cpe.start_lan_ra().unwrap();
+        let t1 = Instant::now();
+        stack
+            .wait_incident("lan_ra_missing resolved", DETECT, |i| {
+                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+        println!(
+            "IPV6-TIMING {:<28} detected {} resolved {} after the daemon returned",
+            "LAN RA daemon dead",
+            secs(detected),
+            secs(t1.elapsed())
+        );
+        assert_eq!(
+            wan6_incidents(stack).len(),
+            1,
+            "{:#?}",
+            wan6_incidents(stack)
+        );
+        assert_only(stack, CheckId::Wan6);
+    });
+}
+
+#[test]
 fn ipv6_path_mtu_blackhole_is_one_mtu6_incident_and_no_action() {
     // The shipped mtu6 settings (60 s interval, 2 failures, 2 passes), probing the host behind
     // the ISP's 1400-byte hop.

@@ -15,7 +15,7 @@
 //! `family = ipv6`) beside the IPv4 `mtu`, as `icmp6` beside `icmp`; a wrong WAN MTU stays
 //! `mtu`'s (`mtu_mismatch`, healed by `set_mtu`) and an upstream blackhole is report only.
 
-use super::mtu::{PathMtu, search};
+use super::mtu::{PathMtu, probe_problems, search};
 use super::{Context, Observation, check_settings, common_problems};
 use crate::config::{AgentConfig, Problem};
 use crate::ping::DfOutcome;
@@ -90,18 +90,7 @@ impl Mtu6Config {
                 format!("{t} is not a unicast probe target"),
             ));
         }
-        if self.probe_timeout_ms == 0 || self.probe_timeout_ms > 10_000 {
-            out.push(Problem::new(
-                "checks.mtu6.probe_timeout_ms",
-                "must be between 1 and 10000",
-            ));
-        }
-        if self.probe_attempts == 0 || self.probe_attempts > 10 {
-            out.push(Problem::new(
-                "checks.mtu6.probe_attempts",
-                "must be between 1 and 10",
-            ));
-        }
+        probe_problems("mtu6", self.probe_timeout_ms, self.probe_attempts, out);
     }
 }
 
