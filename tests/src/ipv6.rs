@@ -203,8 +203,20 @@ impl Ipv6Lab {
     fn add_hop(&self) -> Result<()> {
         let mtu = HOP6_MTU.to_string();
         self.isp.ip(&[
-            "link", "add", "hop6", "mtu", &mtu, "type", "veth", "peer", "name", "up6", "mtu",
-            &mtu, "netns", self.hop.name(),
+            "link",
+            "add",
+            "hop6",
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up6",
+            "mtu",
+            &mtu,
+            "netns",
+            self.hop.name(),
         ])?;
         self.isp.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         self.isp.ip(&[
@@ -227,8 +239,14 @@ impl Ipv6Lab {
             "nodad",
         ])?;
         self.hop.ip(&["link", "set", "up6", "up"])?;
-        self.hop
-            .ip(&["-6", "route", "add", "default", "via", &HOP6_ISP.to_string()])?;
+        self.hop.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &HOP6_ISP.to_string(),
+        ])?;
         Ok(())
     }
 

@@ -410,7 +410,9 @@ fn ipv6_path_mtu_blackhole_is_one_mtu6_incident_and_no_action() {
         assert_eq!(inc.category, Category::Ipv6Degraded);
         assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
         assert_eq!(
-            inc.evidence.get("largest_passing_bytes").map(String::as_str),
+            inc.evidence
+                .get("largest_passing_bytes")
+                .map(String::as_str),
             Some(HOP6_MTU.to_string().as_str()),
             "{:#?}",
             inc.evidence

@@ -470,7 +470,11 @@ mod tests {
         assert_eq!(classify6(&ptb, false, target, 7, 4), None);
         let other: Ipv6Addr = "2001:db8::9".parse().unwrap();
         assert_eq!(classify6(&ptb, false, other, 7, 3), None, "other target");
-        assert_eq!(classify6(&ptb[..20], false, target, 7, 3), None, "cut short");
+        assert_eq!(
+            classify6(&ptb[..20], false, target, 7, 3),
+            None,
+            "cut short"
+        );
     }
 
     #[test]

@@ -199,7 +199,12 @@ fn the_lan_prefix_must_be_advertised_on_the_lan_by_the_cpe_itself() {
     let mut f = healthy();
     f.lan_addrs = Some(vec![addr("2001:db8:100::1", 64), lan_ll.clone()]);
     f.lan_ra = Some(vec![own_ra("2001:db8:100::/64")]);
-    assert_eq!(judged(&c, &f).status, CheckStatus::Ok, "{:?}", judged(&c, &f));
+    assert_eq!(
+        judged(&c, &f).status,
+        CheckStatus::Ok,
+        "{:?}",
+        judged(&c, &f)
+    );
 
     for (what, heard) in [
         ("nothing heard", vec![]),
