@@ -103,6 +103,28 @@ pub struct Ipv6Lab {
     cpes: Vec<Cpe6>,
 }
 
+/// dnsmasq arguments for router advertisements only (no DHCP, no DNS) on `iface`, of the /64s
+/// it finds there, with `ra_param` (`--ra-param=...`) if given.
+fn ra_only_dnsmasq(iface: &str, ra_param: Option<&str>) -> Vec<String> {
+    let mut args = [
+        "--conf-file=/dev/null",
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        "--port=0",
+        &format!("--interface={iface}"),
+        "--bind-interfaces",
+        "--enable-ra",
+        &format!("--dhcp-range=::,constructor:{iface},ra-only,64,1h"),
+    ]
+    .map(str::to_string)
+    .to_vec();
+    args.extend(ra_param.map(str::to_string));
+    args
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -274,24 +296,10 @@ impl Ipv6Lab {
         if slot.as_mut().is_some_and(LabProcess::is_running) {
             return Ok(());
         }
-        let iface = format!("--interface={ACCESS_BRIDGE}");
-        let range = format!("--dhcp-range=::,constructor:{ACCESS_BRIDGE},ra-only,64,1h");
         // Unsolicited every 600 s (RFC 4861's MaxRtrAdvInterval default), router lifetime 1800 s.
         let param = format!("--ra-param={ACCESS_BRIDGE},600,1800");
-        let args = [
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--log-facility=-",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--port=0",
-            &iface,
-            "--bind-interfaces",
-            "--enable-ra",
-            &range,
-            &param,
-        ];
+        let args = ra_only_dnsmasq(ACCESS_BRIDGE, Some(&param));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         *slot = Some(
             self.isp
                 .spawn("dnsmasq", &args, self.dir.join("isp-ra.log"))?,
@@ -533,21 +541,8 @@ impl Cpe6 {
         if slot.as_mut().is_some_and(LabProcess::is_running) {
             return Ok(());
         }
-        let iface = format!("--interface={LAN_IFACE}");
-        let range = format!("--dhcp-range=::,constructor:{LAN_IFACE},ra-only,64,1h");
-        let args = [
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--log-facility=-",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--port=0",
-            &iface,
-            "--bind-interfaces",
-            "--enable-ra",
-            &range,
-        ];
+        let args = ra_only_dnsmasq(LAN_IFACE, None);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let log = self.dir.join("lan-ra.log");
         *slot = Some(self.ns.spawn("dnsmasq", &args, log)?);
         Ok(())
