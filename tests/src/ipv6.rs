@@ -125,6 +125,14 @@ fn ra_only_dnsmasq(iface: &str, ra_param: Option<&str>) -> Vec<String> {
     args
 }
 
+/// Kills the process in `slot`, if any.
+fn stop(slot: &Mutex<Option<LabProcess>>) -> Result<()> {
+    if let Some(mut p) = lock(slot).take() {
+        p.kill()?;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -340,10 +348,7 @@ impl Ipv6Lab {
 
     /// Stops the router advertisements.
     pub fn stop_ra(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.ra).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.ra)
     }
 
     /// Starts kea-dhcp6 (IA_NA + IA_PD, leases in memory) unless it runs.
@@ -418,18 +423,12 @@ impl Ipv6Lab {
 
     /// Stops the IPv6 resolver: queries over IPv6 go unanswered.
     pub fn stop_dns6(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.dns6).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.dns6)
     }
 
     /// Stops kea: no renewals, no new delegations; leases run out.
     pub fn stop_kea(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.kea).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.kea)
     }
 
     /// Drops `percent`% (0-100) of the ICMPv6 echo requests the ISP receives from CPE `i`
@@ -550,17 +549,11 @@ impl Cpe6 {
 
     /// Fault: the CPE's RA daemon on the LAN dies.
     pub fn stop_lan_ra(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.lan_ra).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.lan_ra)
     }
 
     pub fn stop_dhcpcd(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.dhcpcd).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.dhcpcd)
     }
 
     /// The IPv6 default routes: (gateway, protocol) per route.
