@@ -540,6 +540,10 @@ impl Cpe6 {
         if slot.as_mut().is_some_and(LabProcess::is_running) {
             return Ok(());
         }
+        // A router does not configure itself from its own advertisements (the kernel would take
+        // the looped-back RA and add a SLAAC address beside the delegated <prefix>::1).
+        self.ns
+            .sysctl(&format!("net.ipv6.conf.{LAN_IFACE}.accept_ra"), "0")?;
         let args = ra_only_dnsmasq(LAN_IFACE, None);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let log = self.dir.join("lan-ra.log");
