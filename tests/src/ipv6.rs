@@ -249,26 +249,14 @@ impl Ipv6Lab {
             self.hop.name(),
         ])?;
         self.isp.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        self.isp.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{HOP6_ISP}/64"),
-            "dev",
-            "hop6",
-            "nodad",
-        ])?;
-        self.isp.ip(&["link", "set", "hop6", "up"])?;
-        self.hop.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{HOP6_TARGET}/64"),
-            "dev",
-            "up6",
-            "nodad",
-        ])?;
-        self.hop.ip(&["link", "set", "up6", "up"])?;
+        for (ns, addr, dev) in [
+            (&self.isp, HOP6_ISP, "hop6"),
+            (&self.hop, HOP6_TARGET, "up6"),
+        ] {
+            let cidr = format!("{addr}/64");
+            ns.ip(&["-6", "addr", "add", &cidr, "dev", dev, "nodad"])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
         self.hop.ip(&[
             "-6",
             "route",
