@@ -15,6 +15,21 @@ use std::net::{IpAddr, Ipv4Addr};
 const RT_TABLE_MAIN: u32 = 254;
 const EEXIST: i32 = 17;
 
+impl Netlink {
+    /// Adds `route` (either family). An identical route that already exists counts as success
+    /// (another actor may have raced us to the same fix).
+    pub(crate) async fn add_route(
+        &self,
+        route: netlink_packet_route::route::RouteMessage,
+    ) -> Result<(), NetError> {
+        match self.handle.route().add(route).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == EEXIST => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("cannot open a netlink socket: {0}")]
@@ -143,11 +158,7 @@ impl Netlink {
             .output_interface(oif)
             .protocol(RouteProtocol::Static)
             .build();
-        match self.handle.route().add(route).execute().await {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == EEXIST => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.add_route(route).await
     }
 
     /// Addresses of interface `index` (IPv4 and IPv6).

@@ -13,7 +13,6 @@ use rtnetlink::RouteMessageBuilder;
 use std::net::{IpAddr, Ipv6Addr};
 
 const RT_TABLE_MAIN: u32 = 254;
-const EEXIST: i32 = 17;
 /// The kernel's "forever" lifetime of an address.
 const INFINITY_LIFE_TIME: u32 = u32::MAX;
 
@@ -120,11 +119,7 @@ impl Netlink {
         if let Some(l) = lifetime_secs {
             builder = builder.expires(l);
         }
-        match self.handle().route().add(builder.build()).execute().await {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == EEXIST => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.add_route(builder.build()).await
     }
 
     /// IPv6 addresses of interface `index`.

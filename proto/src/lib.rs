@@ -85,6 +85,8 @@ closed_enum!(
         Wan6 => "wan6",
         Icmp6 => "icmp6",
         Dns6 => "dns6",
+        /// Path-MTU blackholes over IPv6 (DF probes; a filtered Packet Too Big).
+        Mtu6 => "mtu6",
         /// The Wi-Fi access point: hostapd alive and answering, BSS enabled, provisioned
         /// SSID/security/channel, clients.
         WifiAp => "wifi_ap",
@@ -428,7 +430,9 @@ impl Category {
             CheckId::Mtu => Category::LocalMisconfig,
             CheckId::ModemSnmp => Category::LineDegraded,
             CheckId::LanDhcp | CheckId::LanArp => Category::LanDegraded,
-            CheckId::Wan6 | CheckId::Icmp6 | CheckId::Dns6 => Category::Ipv6Degraded,
+            CheckId::Wan6 | CheckId::Icmp6 | CheckId::Dns6 | CheckId::Mtu6 => {
+                Category::Ipv6Degraded
+            }
             CheckId::WifiAp | CheckId::WifiEvents => Category::WifiDegraded,
             CheckId::Conntrack | CheckId::Resources | CheckId::Service | CheckId::Clock => {
                 Category::DeviceHealth

@@ -5,8 +5,12 @@
 //!             2001:db8:0:1::/64, router lifetime 1800 s, unsolicited every 600 s as an ISP's
 //!             router would); kea-dhcp6 hands out IA_NA from 2001:db8:0:1::1000-1fff and
 //!             IA_PD /56s from 2001:db8:100::/40; the "internet" host 2001:db8:ffff::1 on lo
+//!  [<p>-hop6] "the internet beyond a small link": 2001:db8:fffe::2, reached from the ISP over
+//!             a veth of MTU 1400 (HOP6_MTU): the ISP forwards IPv6 and answers Packet Too Big
+//!             for bigger packets, unless filter_packet_too_big drops those (a blackhole)
 //!  [<p>-c<i>] dhcpcd on wan (-6: RA/SLAAC, IA_NA, IA_PD), putting /64 number 0 of its delegated
-//!             prefix on `lan` as <prefix>::1/64 — what a home router's DHCPv6 client does
+//!             prefix on `lan` as <prefix>::1/64 — what a home router's DHCPv6 client does;
+//!             dnsmasq (RA only) advertising that /64 on `lan`, the CPE's RA daemon
 //! ```
 //!
 //! Why these daemons: dnsmasq does RA and DHCPv6 but no prefix delegation; kea is ISC's
@@ -39,6 +43,13 @@ pub const PD_POOL: &str = "2001:db8:100::/40";
 pub const PROBE6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 /// DNS name of [`PROBE6_IP`] (AAAA), served by [`Ipv6Lab::start_dns6`] on [`ISP_GATEWAY6`].
 pub const PROBE6_NAME: &str = "probe6.isp.test";
+
+/// The host behind the ISP's small-MTU hop (see [`Ipv6Lab::filter_packet_too_big`]).
+pub const HOP6_TARGET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, 2);
+/// The ISP's end of that hop.
+const HOP6_ISP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, 1);
+/// The hop's MTU: IPv6 packets above it do not cross.
+pub const HOP6_MTU: u32 = 1400;
 
 /// DHCPv6 timers handed out by kea (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +86,51 @@ pub struct Cpe6 {
     conf: PathBuf,
     log: PathBuf,
     dhcpcd: Mutex<Option<LabProcess>>,
+    lan_ra: Mutex<Option<LabProcess>>,
 }
 
 /// IPv6 for a lab: see the module docs. Stops its daemons on drop (drop it before the lab).
 #[derive(Debug)]
 pub struct Ipv6Lab {
     isp: Netns,
+    /// The namespace behind the small-MTU hop.
+    hop: Netns,
     dir: PathBuf,
     timers: Dhcp6Timers,
     ra: Mutex<Option<LabProcess>>,
     kea: Mutex<Option<LabProcess>>,
     dns6: Mutex<Option<LabProcess>>,
     cpes: Vec<Cpe6>,
+}
+
+/// dnsmasq arguments for router advertisements only (no DHCP, no DNS) on `iface`, of the /64s
+/// it finds there, with `ra_param` (`--ra-param=...`) if given.
+fn ra_only_dnsmasq(iface: &str, ra_param: Option<&str>) -> Vec<String> {
+    let mut args = [
+        "--conf-file=/dev/null",
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--pid-file=",
+        "--user=root",
+        "--group=root",
+        "--port=0",
+        &format!("--interface={iface}"),
+        "--bind-interfaces",
+        "--enable-ra",
+        &format!("--dhcp-range=::,constructor:{iface},ra-only,64,1h"),
+    ]
+    .map(str::to_string)
+    .to_vec();
+    args.extend(ra_param.map(str::to_string));
+    args
+}
+
+/// Kills the process in `slot`, if any.
+fn stop(slot: &Mutex<Option<LabProcess>>) -> Result<()> {
+    if let Some(mut p) = lock(slot).take() {
+        p.kill()?;
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,8 +162,10 @@ impl Ipv6Lab {
             "lo",
         ])?;
         isp.ip(&["link", "set", "lo", "up"])?;
+        let hop = Netns::create(&format!("{}-hop6", lab.prefix()))?;
         let mut me = Ipv6Lab {
             isp,
+            hop,
             dir,
             timers,
             ra: Mutex::new(None),
@@ -144,6 +190,7 @@ impl Ipv6Lab {
                 }
             },
         )?;
+        me.add_hop()?;
         me.start_ra()?;
         me.start_kea()?;
         me.start_dns6()?;
@@ -168,6 +215,7 @@ impl Ipv6Lab {
                 dir: cdir,
                 conf,
                 dhcpcd: Mutex::new(None),
+                lan_ra: Mutex::new(None),
             };
             c.start_dhcpcd()?;
             me.cpes.push(c);
@@ -175,8 +223,63 @@ impl Ipv6Lab {
         for c in &me.cpes {
             c.wait_ready(Duration::from_secs(30))
                 .map_err(|e| LabError::Setup(format!("{e}\n{}", me.diagnostics())))?;
+            c.start_lan_ra()?;
         }
         Ok(me)
+    }
+
+    /// Links the hop namespace to the ISP with a veth of [`HOP6_MTU`] (before the RAs start:
+    /// an interface change would restart dnsmasq's burst of advertisements).
+    fn add_hop(&self) -> Result<()> {
+        let mtu = HOP6_MTU.to_string();
+        self.isp.ip(&[
+            "link",
+            "add",
+            "hop6",
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up6",
+            "mtu",
+            &mtu,
+            "netns",
+            self.hop.name(),
+        ])?;
+        self.isp.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for (ns, addr, dev) in [
+            (&self.isp, HOP6_ISP, "hop6"),
+            (&self.hop, HOP6_TARGET, "up6"),
+        ] {
+            let cidr = format!("{addr}/64");
+            ns.ip(&["-6", "addr", "add", &cidr, "dev", dev, "nodad"])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        self.hop.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &HOP6_ISP.to_string(),
+        ])?;
+        Ok(())
+    }
+
+    /// Fault: the ISP drops the ICMPv6 Packet Too Big messages it generates (nftables output
+    /// hook), so the small hop becomes a path-MTU blackhole: packets above [`HOP6_MTU`] to
+    /// [`HOP6_TARGET`] vanish silently. `false` removes the filter (idempotent).
+    pub fn filter_packet_too_big(&self, on: bool) -> Result<()> {
+        let table = "nmlab_ptb6";
+        let mut script = format!("table inet {table} {{}}\ndelete table inet {table}\n");
+        if on {
+            script.push_str(&format!(
+                "table inet {table} {{\n chain output {{\n  type filter hook output priority 0; policy accept;\n  icmpv6 type packet-too-big drop\n }}\n}}\n"
+            ));
+        }
+        self.isp.nft(&script)
     }
 
     pub fn cpe(&self, i: usize) -> &Cpe6 {
@@ -189,24 +292,10 @@ impl Ipv6Lab {
         if slot.as_mut().is_some_and(LabProcess::is_running) {
             return Ok(());
         }
-        let iface = format!("--interface={ACCESS_BRIDGE}");
-        let range = format!("--dhcp-range=::,constructor:{ACCESS_BRIDGE},ra-only,64,1h");
         // Unsolicited every 600 s (RFC 4861's MaxRtrAdvInterval default), router lifetime 1800 s.
         let param = format!("--ra-param={ACCESS_BRIDGE},600,1800");
-        let args = [
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--log-facility=-",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--port=0",
-            &iface,
-            "--bind-interfaces",
-            "--enable-ra",
-            &range,
-            &param,
-        ];
+        let args = ra_only_dnsmasq(ACCESS_BRIDGE, Some(&param));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         *slot = Some(
             self.isp
                 .spawn("dnsmasq", &args, self.dir.join("isp-ra.log"))?,
@@ -247,10 +336,7 @@ impl Ipv6Lab {
 
     /// Stops the router advertisements.
     pub fn stop_ra(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.ra).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.ra)
     }
 
     /// Starts kea-dhcp6 (IA_NA + IA_PD, leases in memory) unless it runs.
@@ -325,18 +411,12 @@ impl Ipv6Lab {
 
     /// Stops the IPv6 resolver: queries over IPv6 go unanswered.
     pub fn stop_dns6(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.dns6).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.dns6)
     }
 
     /// Stops kea: no renewals, no new delegations; leases run out.
     pub fn stop_kea(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.kea).take() {
-            p.kill()?;
-        }
-        Ok(())
+        stop(&self.kea)
     }
 
     /// Drops `percent`% (0-100) of the ICMPv6 echo requests the ISP receives from CPE `i`
@@ -395,11 +475,16 @@ impl Ipv6Lab {
 impl Drop for Ipv6Lab {
     fn drop(&mut self) {
         for c in &self.cpes {
+            let _ = c.stop_lan_ra();
             let _ = c.stop_dhcpcd();
         }
         let _ = self.stop_kea();
         let _ = self.stop_dns6();
         let _ = self.stop_ra();
+        // Nothing runs in the hop namespace; deleting it removes its veth pair too.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", self.hop.name()])
+            .status();
     }
 }
 
@@ -436,11 +521,31 @@ impl Cpe6 {
         Ok(())
     }
 
-    pub fn stop_dhcpcd(&self) -> Result<()> {
-        if let Some(mut p) = lock(&self.dhcpcd).take() {
-            p.kill()?;
+    /// Starts the CPE's RA daemon on the LAN (dnsmasq, RA only, advertising the LAN's /64s as
+    /// it finds them on `lan`) unless it runs.
+    pub fn start_lan_ra(&self) -> Result<()> {
+        let mut slot = lock(&self.lan_ra);
+        if slot.as_mut().is_some_and(LabProcess::is_running) {
+            return Ok(());
         }
+        // A router does not configure itself from its own advertisements (the kernel would take
+        // the looped-back RA and add a SLAAC address beside the delegated <prefix>::1).
+        self.ns
+            .sysctl(&format!("net.ipv6.conf.{LAN_IFACE}.accept_ra"), "0")?;
+        let args = ra_only_dnsmasq(LAN_IFACE, None);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = self.dir.join("lan-ra.log");
+        *slot = Some(self.ns.spawn("dnsmasq", &args, log)?);
         Ok(())
+    }
+
+    /// Fault: the CPE's RA daemon on the LAN dies.
+    pub fn stop_lan_ra(&self) -> Result<()> {
+        stop(&self.lan_ra)
+    }
+
+    pub fn stop_dhcpcd(&self) -> Result<()> {
+        stop(&self.dhcpcd)
     }
 
     /// The IPv6 default routes: (gateway, protocol) per route.

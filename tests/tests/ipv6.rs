@@ -11,7 +11,9 @@
 #![allow(clippy::unwrap_used)]
 
 use netmedic_lab::heal_faults::{healing_toml, tail};
-use netmedic_lab::ipv6::{Dhcp6Timers, ISP_GATEWAY6, Ipv6Lab, PROBE6_IP, PROBE6_NAME};
+use netmedic_lab::ipv6::{
+    Dhcp6Timers, HOP6_MTU, HOP6_TARGET, ISP_GATEWAY6, Ipv6Lab, PROBE6_IP, PROBE6_NAME,
+};
 use netmedic_lab::stack::{Stack, StackOptions};
 use netmedic_lab::{Lab, wait_for};
 use netmedic_proto::{ActionId, ActionOutcome, Category, CheckId, IncidentStatus, IncidentView};
@@ -61,6 +63,7 @@ const NETWORK: &[CheckId] = &[
     CheckId::Wan6,
     CheckId::Icmp6,
     CheckId::Dns6,
+    CheckId::Mtu6,
 ];
 
 /// No network incident of any check but `allowed` was opened (IPv4 untouched, nothing
@@ -187,74 +190,106 @@ fn removed_lan_prefix_is_reapplied_from_the_lease() {
     });
 }
 
+/// An upstream fault, as the tests below inject it.
+struct Upstream<'a> {
+    /// The label of its `IPV6-TIMING` line.
+    label: &'a str,
+    check: CheckId,
+    cause: &'a str,
+    /// How long detection and resolution may take.
+    detect: Duration,
+    resolve: Duration,
+    /// What undoing it means, for the timing line ("the RAs came back").
+    undone: &'a str,
+    /// The shipped playbook reports it only: no action may run.
+    report_only: bool,
+}
+
+/// Injects an upstream fault, waits for one incident of `u.check`/`u.cause` (category
+/// `ipv6_degraded`, evidence `family = ipv6`; `more` asserts the rest), undoes the fault, waits
+/// for the incident resolved and prints the timings; no other network check opened an incident.
+fn upstream_case(
+    stack: &Stack<'_>,
+    v6: &Ipv6Lab,
+    u: Upstream<'_>,
+    inject: impl FnOnce(),
+    undo: impl FnOnce(),
+    more: impl FnOnce(&IncidentView),
+) {
+    let diag = || format!("{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics());
+    let t0 = Instant::now();
+    inject();
+    let inc = stack
+        .wait_incident(&format!("{} {}", u.check, u.cause), u.detect, |i| {
+            i.check == u.check && i.cause == u.cause
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+    let detected = t0.elapsed();
+    assert_eq!(inc.category, Category::Ipv6Degraded);
+    assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
+    if u.report_only {
+        assert!(inc.actions.is_empty(), "{:#?}", inc.actions);
+    }
+    more(&inc);
+    undo();
+    let t1 = Instant::now();
+    let done = stack
+        .wait_incident(&format!("{} resolved", u.cause), u.resolve, |i| {
+            i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", diag()));
+    println!(
+        "IPV6-TIMING {:<28} detected {} resolved {} after {}",
+        u.label,
+        secs(detected),
+        secs(t1.elapsed()),
+        u.undone
+    );
+    if u.report_only {
+        assert!(done.actions.is_empty(), "{:#?}", done.actions);
+    }
+    let page = stack.incidents().unwrap();
+    let n = page.incidents.iter().filter(|i| i.check == u.check).count();
+    assert_eq!(n, 1, "{:#?}", page.incidents);
+    assert_only(stack, u.check);
+}
+
 #[test]
 fn stopped_router_advertisements_are_one_ipv6_incident() {
     run(Dhcp6Timers::LONG, "", |_, v6, stack| {
-        let t0 = Instant::now();
-        v6.stop_ra().unwrap();
-        // The RA memory (120 s) must run out before a solicitation goes unanswered.
-        let inc = stack
-            .wait_incident("wan6 ra_missing", DETECT + Duration::from_secs(120), |i| {
-                i.check == CheckId::Wan6 && i.cause == "ra_missing"
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        let detected = t0.elapsed();
-        assert_eq!(inc.category, Category::Ipv6Degraded);
-        // Nothing local fixes a silent router: report only.
-        assert!(inc.actions.is_empty(), "{:#?}", inc.actions);
-        v6.start_ra().unwrap();
-        let t1 = Instant::now();
-        stack
-            .wait_incident("ra_missing resolved", DETECT, |i| {
-                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        println!(
-            "IPV6-TIMING {:<28} detected {} resolved {} after the RAs came back",
-            "router advertisements stopped",
-            secs(detected),
-            secs(t1.elapsed())
-        );
-        assert_eq!(wan6_incidents(stack).len(), 1);
-        assert_only(stack, CheckId::Wan6);
+        let u = Upstream {
+            label: "router advertisements stopped",
+            check: CheckId::Wan6,
+            cause: "ra_missing",
+            // The RA memory (120 s) must run out before a solicitation goes unanswered.
+            detect: DETECT + Duration::from_secs(120),
+            resolve: DETECT,
+            undone: "the RAs came back",
+            // Nothing local fixes a silent router.
+            report_only: true,
+        };
+        let inject = || v6.stop_ra().unwrap();
+        upstream_case(stack, v6, u, inject, || v6.start_ra().unwrap(), |_| {});
     });
 }
 
 #[test]
 fn lost_prefix_delegation_is_detected_and_recovers_with_the_server() {
     run(Dhcp6Timers::SHORT, "", |_, v6, stack| {
-        let cpe = v6.cpe(0);
-        let t0 = Instant::now();
-        v6.stop_kea().unwrap();
-        // The delegation's valid lifetime (24 s) runs out without renewals.
-        let inc = stack
-            .wait_incident("wan6 prefix_delegation_missing", DETECT, |i| {
-                i.check == CheckId::Wan6 && i.cause == "prefix_delegation_missing"
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics()));
-        let detected = t0.elapsed();
-        assert_eq!(inc.category, Category::Ipv6Degraded);
-        v6.start_kea().unwrap();
-        let t1 = Instant::now();
-        stack
-            .wait_incident("prefix delegation back", DETECT * 2, |i| {
-                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", tail(&stack.agent_log(0)), v6.diagnostics()));
-        println!(
-            "IPV6-TIMING {:<28} detected {} resolved {} after the server came back",
-            "prefix delegation lost",
-            secs(detected),
-            secs(t1.elapsed())
-        );
-        assert!(!cpe.lan_prefixes().unwrap().is_empty());
-        assert_eq!(
-            wan6_incidents(stack).len(),
-            1,
-            "{:#?}",
-            wan6_incidents(stack)
-        );
-        assert_only(stack, CheckId::Wan6);
+        let u = Upstream {
+            label: "prefix delegation lost",
+            check: CheckId::Wan6,
+            cause: "prefix_delegation_missing",
+            // The delegation's valid lifetime (24 s) runs out without renewals.
+            detect: DETECT,
+            resolve: DETECT * 2,
+            undone: "the server came back",
+            // renew_dhcp6 runs (and fails while the server is gone).
+            report_only: false,
+        };
+        let inject = || v6.stop_kea().unwrap();
+        upstream_case(stack, v6, u, inject, || v6.start_kea().unwrap(), |_| {});
+        assert!(!v6.cpe(0).lan_prefixes().unwrap().is_empty());
     });
 }
 
@@ -262,37 +297,18 @@ fn lost_prefix_delegation_is_detected_and_recovers_with_the_server() {
 fn ipv6_path_loss_is_one_icmp6_incident_beside_a_healthy_ipv4() {
     let extra = format!("[checks.icmp6]\nenabled = true\ntargets = [\"{PROBE6_IP}\"]\n");
     run(Dhcp6Timers::LONG, &extra, |_, v6, stack| {
-        let t0 = Instant::now();
-        v6.inject_echo_loss6(0, 40).unwrap();
-        let inc = stack
-            .wait_incident("icmp6 packet_loss", DETECT, |i| {
-                i.check == CheckId::Icmp6 && i.cause == "packet_loss"
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        let detected = t0.elapsed();
-        assert_eq!(inc.category, Category::Ipv6Degraded);
-        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
-        v6.inject_echo_loss6(0, 0).unwrap();
-        let t1 = Instant::now();
-        stack
-            .wait_incident("icmp6 resolved", DETECT, |i| {
-                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        println!(
-            "IPV6-TIMING {:<28} detected {} resolved {} after the loss ended",
-            "ipv6 path loss 40%",
-            secs(detected),
-            secs(t1.elapsed())
-        );
-        let page = stack.incidents().unwrap();
-        let icmp6 = page
-            .incidents
-            .iter()
-            .filter(|i| i.check == CheckId::Icmp6)
-            .count();
-        assert_eq!(icmp6, 1, "{:#?}", page.incidents);
-        assert_only(stack, CheckId::Icmp6);
+        let u = Upstream {
+            label: "ipv6 path loss 40%",
+            check: CheckId::Icmp6,
+            cause: "packet_loss",
+            detect: DETECT,
+            resolve: DETECT,
+            undone: "the loss ended",
+            report_only: true,
+        };
+        let inject = || v6.inject_echo_loss6(0, 40).unwrap();
+        let undo = || v6.inject_echo_loss6(0, 0).unwrap();
+        upstream_case(stack, v6, u, inject, undo, |_| {});
     });
 }
 
@@ -305,37 +321,79 @@ fn dead_ipv6_resolver_is_one_dns6_incident_beside_a_healthy_ipv4() {
         stack
             .wait_agent_log(0, &["check dns6: Ok"], DETECT)
             .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        let t0 = Instant::now();
-        v6.stop_dns6().unwrap();
-        let inc = stack
-            .wait_incident("dns6 resolver6_unreachable", DETECT, |i| {
-                i.check == CheckId::Dns6 && i.cause == "resolver6_unreachable"
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        let detected = t0.elapsed();
-        assert_eq!(inc.category, Category::Ipv6Degraded);
-        assert_eq!(inc.evidence.get("family").map(String::as_str), Some("ipv6"));
-        v6.start_dns6().unwrap();
-        let t1 = Instant::now();
+        let u = Upstream {
+            label: "ipv6 resolver dead",
+            check: CheckId::Dns6,
+            cause: "resolver6_unreachable",
+            detect: DETECT,
+            resolve: DETECT * 2,
+            undone: "the resolver returned",
+            report_only: true,
+        };
+        let inject = || v6.stop_dns6().unwrap();
+        upstream_case(stack, v6, u, inject, || v6.start_dns6().unwrap(), |_| {});
+    });
+}
+
+#[test]
+fn dead_lan_ra_daemon_is_one_wan6_incident() {
+    run(Dhcp6Timers::LONG, "", |_, v6, stack| {
+        let cpe = v6.cpe(0);
+        let u = Upstream {
+            label: "LAN RA daemon dead",
+            check: CheckId::Wan6,
+            cause: "lan_ra_missing",
+            detect: DETECT,
+            resolve: DETECT,
+            undone: "the daemon returned",
+            // The shipped playbook reports it only (a dead daemon is the service check's to
+            // restart).
+            report_only: true,
+        };
+        let inject = || cpe.stop_lan_ra().unwrap();
+        let heard = |i: &IncidentView| {
+            assert_eq!(
+                i.evidence.get("lan_ra_heard").map(String::as_str),
+                Some("none"),
+                "{:#?}",
+                i.evidence
+            );
+        };
+        upstream_case(stack, v6, u, inject, || cpe.start_lan_ra().unwrap(), heard);
+    });
+}
+
+#[test]
+fn ipv6_path_mtu_blackhole_is_one_mtu6_incident_and_no_action() {
+    // The shipped mtu6 settings (60 s interval, 2 failures, 2 passes), probing the host behind
+    // the ISP's 1400-byte hop.
+    let extra = format!("[checks.mtu6]\nenabled = true\ntarget = \"{HOP6_TARGET}\"\n");
+    run(Dhcp6Timers::LONG, &extra, |_, v6, stack| {
+        // Before the fault the hop answers Packet Too Big: path-MTU discovery works, no fault.
         stack
-            .wait_incident("dns6 resolved", DETECT * 2, |i| {
-                i.incident_id == inc.incident_id && i.status == IncidentStatus::Resolved
-            })
+            .wait_agent_log(0, &["check mtu6: Ok"], DETECT)
             .unwrap_or_else(|e| panic!("{e}\n{}", tail(&stack.agent_log(0))));
-        println!(
-            "IPV6-TIMING {:<28} detected {} resolved {} after the resolver returned",
-            "ipv6 resolver dead",
-            secs(detected),
-            secs(t1.elapsed())
-        );
-        let page = stack.incidents().unwrap();
-        let n = page
-            .incidents
-            .iter()
-            .filter(|i| i.check == CheckId::Dns6)
-            .count();
-        assert_eq!(n, 1, "{:#?}", page.incidents);
-        assert_only(stack, CheckId::Dns6);
+        let u = Upstream {
+            label: "ipv6 path-MTU blackhole",
+            check: CheckId::Mtu6,
+            cause: "pmtu_blackhole",
+            detect: DETECT * 3,
+            resolve: DETECT * 3,
+            undone: "Packet Too Big returned",
+            // Upstream: the agent never acts on it.
+            report_only: true,
+        };
+        let inject = || v6.filter_packet_too_big(true).unwrap();
+        let undo = || v6.filter_packet_too_big(false).unwrap();
+        let largest = |i: &IncidentView| {
+            assert_eq!(
+                i.evidence.get("largest_passing_bytes").map(String::as_str),
+                Some(HOP6_MTU.to_string().as_str()),
+                "{:#?}",
+                i.evidence
+            );
+        };
+        upstream_case(stack, v6, u, inject, undo, largest);
     });
 }
 

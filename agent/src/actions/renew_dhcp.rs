@@ -53,17 +53,33 @@ impl Default for RenewDhcpConfig {
 impl RenewDhcpConfig {
     /// Problems of `[healing.renew_dhcp]`.
     pub fn problems(&self, out: &mut Vec<Problem>) {
-        let mut bad =
-            |f: &str, m: &str| out.push(Problem::new(format!("healing.renew_dhcp.{f}"), m));
-        if self.command.first().is_some_and(|p| p.is_empty()) {
-            bad("command", "the program must not be empty");
-        }
-        if self.process.len() > 15 {
-            bad("process", "a process name has at most 15 characters");
-        }
-        if self.timeout_secs == 0 || self.timeout_secs > 600 {
-            bad("timeout_secs", "must be between 1 and 600");
-        }
+        client_problems(
+            "renew_dhcp",
+            &self.command,
+            &self.process,
+            self.timeout_secs,
+            out,
+        );
+    }
+}
+
+/// Problems of the fields `[healing.<table>]` of renew_dhcp and renew_dhcp6 share.
+pub(super) fn client_problems(
+    table: &str,
+    command: &[String],
+    process: &str,
+    timeout_secs: u64,
+    out: &mut Vec<Problem>,
+) {
+    let mut bad = |f: &str, m: &str| out.push(Problem::new(format!("healing.{table}.{f}"), m));
+    if command.first().is_some_and(|p| p.is_empty()) {
+        bad("command", "the program must not be empty");
+    }
+    if process.len() > 15 {
+        bad("process", "a process name has at most 15 characters");
+    }
+    if timeout_secs == 0 || timeout_secs > 600 {
+        bad("timeout_secs", "must be between 1 and 600");
     }
 }
 

@@ -51,19 +51,18 @@ impl Default for RenewDhcp6Config {
 impl RenewDhcp6Config {
     /// Problems of `[healing.renew_dhcp6]`.
     pub fn problems(&self, out: &mut Vec<Problem>) {
-        let mut bad =
-            |f: &str, m: &str| out.push(Problem::new(format!("healing.renew_dhcp6.{f}"), m));
-        if self.command.first().is_some_and(|p| p.is_empty()) {
-            bad("command", "the program must not be empty");
-        }
-        if self.process.len() > 15 {
-            bad("process", "a process name has at most 15 characters");
-        }
+        super::renew_dhcp::client_problems(
+            "renew_dhcp6",
+            &self.command,
+            &self.process,
+            self.timeout_secs,
+            out,
+        );
         if self.pidfile.as_ref().is_some_and(|p| !p.is_absolute()) {
-            bad("pidfile", "must be an absolute path");
-        }
-        if self.timeout_secs == 0 || self.timeout_secs > 600 {
-            bad("timeout_secs", "must be between 1 and 600");
+            out.push(Problem::new(
+                "healing.renew_dhcp6.pidfile",
+                "must be an absolute path",
+            ));
         }
     }
 }

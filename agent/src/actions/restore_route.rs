@@ -37,15 +37,21 @@ pub fn choose_gateway(ctx: &Context) -> Result<(Ipv4Addr, &'static str), ActionE
         })
 }
 
-pub async fn run(ctx: &Context) -> Result<String, ActionError> {
-    let (gateway, source) = choose_gateway(ctx)?;
-    let ifname = &ctx.site.wan.interface;
+/// The WAN interface's name and index, which a restored default route leaves through.
+pub(super) async fn wan_oif(ctx: &Context) -> Result<(&str, u32), ActionError> {
+    let ifname = ctx.site.wan.interface.as_str();
     let oif = ctx
         .netlink
         .link_index(ifname)
         .await
         .map_err(|e| ActionError::Failed(e.to_string()))?
         .ok_or_else(|| ActionError::NotApplicable(format!("WAN interface {ifname} is missing")))?;
+    Ok((ifname, oif))
+}
+
+pub async fn run(ctx: &Context) -> Result<String, ActionError> {
+    let (gateway, source) = choose_gateway(ctx)?;
+    let (ifname, oif) = wan_oif(ctx).await?;
     ctx.netlink
         .add_default_route_v4(gateway, oif)
         .await

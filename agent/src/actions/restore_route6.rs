@@ -43,13 +43,7 @@ pub fn router_from(input: &ActionInput) -> Result<(Ipv6Addr, u32), ActionError> 
 
 pub async fn run(ctx: &Context, input: &ActionInput) -> Result<String, ActionError> {
     let (router, lifetime) = router_from(input)?;
-    let ifname = &ctx.site.wan.interface;
-    let oif = ctx
-        .netlink
-        .link_index(ifname)
-        .await
-        .map_err(|e| ActionError::Failed(e.to_string()))?
-        .ok_or_else(|| ActionError::NotApplicable(format!("WAN interface {ifname} is missing")))?;
+    let (ifname, oif) = super::restore_route::wan_oif(ctx).await?;
     ctx.netlink
         .add_default_route_v6(router, oif, Some(lifetime))
         .await

@@ -117,6 +117,16 @@ impl Icmp6Config {
     }
 }
 
+/// The IPv6 default gateway via `wan` (the router's link-local address), if a route has one.
+pub(crate) async fn wan_gateway6(ctx: &Context, wan: &str) -> Option<Ipv6Addr> {
+    let index = ctx.netlink.link_index(wan).await.ok()??;
+    let routes = ctx.netlink.default_routes_v6().await.ok()?;
+    routes
+        .iter()
+        .filter(|r| r.oif == Some(index))
+        .find_map(|r| r.gateway)
+}
+
 #[derive(Debug, Clone)]
 pub struct Icmp6Check {
     pub config: Icmp6Config,
@@ -148,13 +158,7 @@ impl Icmp6Check {
         let mut gateway_note = "not measured".to_string();
         if c.include_gateway {
             gateway_note = "none known".into();
-            if let Ok(Some(index)) = ctx.netlink.link_index(wan).await
-                && let Ok(routes) = ctx.netlink.default_routes_v6().await
-                && let Some(gw) = routes
-                    .iter()
-                    .filter(|r| r.oif == Some(index))
-                    .find_map(|r| r.gateway)
-            {
+            if let Some(gw) = wan_gateway6(ctx, wan).await {
                 gateway_note = format!("{gw} (from the IPv6 default route)");
                 targets.push((gw, "gateway"));
             }

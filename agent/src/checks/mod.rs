@@ -21,6 +21,7 @@ pub mod lan_dhcp;
 pub mod link;
 pub mod modem_snmp;
 pub mod mtu;
+pub mod mtu6;
 pub mod resources;
 pub mod service;
 pub mod wan6;
@@ -143,6 +144,7 @@ pub struct ChecksSection {
     pub wan6: wan6::Wan6Config,
     pub icmp6: icmp6::Icmp6Config,
     pub dns6: dns6::Dns6Config,
+    pub mtu6: mtu6::Mtu6Config,
     pub wifi_ap: wifi_ap::WifiApConfig,
     pub wifi_events: wifi_events::WifiEventsConfig,
 }
@@ -166,6 +168,7 @@ impl ChecksSection {
         self.wan6.problems(out);
         self.icmp6.problems(out);
         self.dns6.problems(out);
+        self.mtu6.problems(out);
         if self.wan6.enabled && self.wan_address.require_ipv6 {
             out.push(Problem::new(
                 "checks.wan_address.require_ipv6",
@@ -284,6 +287,7 @@ catalogue! {
     Wan6(wan6::Wan6Check) => wan6,
     Icmp6(icmp6::Icmp6Check) => icmp6,
     Dns6(dns6::Dns6Check) => dns6,
+    Mtu6(mtu6::Mtu6Check) => mtu6,
     WifiAp(wifi_ap::WifiApCheck) => wifi_ap,
     WifiEvents(wifi_events::WifiEventsCheck) => wifi_events,
 }
@@ -313,7 +317,7 @@ pub fn depends_on(check: CheckId) -> &'static [CheckId] {
         Icmp | Dns | Mtu | Http | Clock => &[Link, WanAddress, DefaultRoute],
         // IPv6 stands beside IPv4, not on it: only the shared link explains its faults.
         Wan6 => &[Link],
-        Icmp6 | Dns6 => &[Link, Wan6],
+        Icmp6 | Dns6 | Mtu6 => &[Link, Wan6],
     }
 }
 
@@ -337,6 +341,7 @@ pub fn causes(check: CheckId) -> &'static [&'static str] {
         CheckId::Wan6 => wan6::CAUSES,
         CheckId::Icmp6 => icmp6::CAUSES,
         CheckId::Dns6 => dns6::CAUSES,
+        CheckId::Mtu6 => mtu6::CAUSES,
         CheckId::WifiAp => wifi_ap::CAUSES,
         CheckId::WifiEvents => wifi_events::CAUSES,
     }

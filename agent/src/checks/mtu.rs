@@ -95,24 +95,29 @@ impl MtuConfig {
                 format!("{t} is not a unicast probe target"),
             ));
         }
-        if self.probe_timeout_ms == 0 || self.probe_timeout_ms > 10_000 {
-            out.push(Problem::new(
-                "checks.mtu.probe_timeout_ms",
-                "must be between 1 and 10000",
-            ));
-        }
-        if self.probe_attempts == 0 || self.probe_attempts > 10 {
-            out.push(Problem::new(
-                "checks.mtu.probe_attempts",
-                "must be between 1 and 10",
-            ));
-        }
+        probe_problems("mtu", self.probe_timeout_ms, self.probe_attempts, out);
         if !(68..=1500).contains(&self.min_probe_bytes) {
             out.push(Problem::new(
                 "checks.mtu.min_probe_bytes",
                 "must be between 68 and 1500",
             ));
         }
+    }
+}
+
+/// Validates the DF probe settings of `[checks.<check>]` (`mtu`, `mtu6`).
+pub(crate) fn probe_problems(check: &str, timeout_ms: u64, attempts: u32, out: &mut Vec<Problem>) {
+    if timeout_ms == 0 || timeout_ms > 10_000 {
+        out.push(Problem::new(
+            format!("checks.{check}.probe_timeout_ms"),
+            "must be between 1 and 10000",
+        ));
+    }
+    if attempts == 0 || attempts > 10 {
+        out.push(Problem::new(
+            format!("checks.{check}.probe_attempts"),
+            "must be between 1 and 10",
+        ));
     }
 }
 

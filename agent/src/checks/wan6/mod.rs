@@ -1,7 +1,8 @@
 //! `wan6`: the IPv6 half of the WAN. A router answers on the WAN (router solicitation →
 //! advertisement), an IPv6 default route goes via the WAN, the WAN holds a global address, and
 //! (when the CPE routes a delegated prefix) the DHCPv6 lease holds an unexpired prefix whose /64
-//! is on the LAN interface. Its failures are category `ipv6_degraded`: an incident of its own
+//! is on the LAN interface, where the CPE's own RA daemon advertises it (a solicitation on the
+//! LAN gets its answer). Its failures are category `ipv6_degraded`: an incident of its own
 //! that neither hides nor duplicates the IPv4 checks' (which never look at IPv6).
 
 pub mod ra;
@@ -24,6 +25,7 @@ pub const CAUSES: &[&str] = &[
     "no_global_ipv6",
     "prefix_delegation_missing",
     "lan_prefix_missing",
+    "lan_ra_missing",
     "wan_interface_missing",
     "lan_interface_missing",
     "netlink_error",
@@ -57,6 +59,10 @@ pub struct Wan6Config {
     /// Which /64 of the delegated prefix the LAN gets (dhcpcd `ia_pd 1 lan/<id>/64`); its
     /// address is `<prefix>:<id>::1`.
     pub lan_subnet_id: u16,
+    /// The CPE advertises its LAN /64 on `lan_interface` (its RA daemon: odhcpd, radvd,
+    /// dnsmasq): each run solicits there and waits this long for an advertisement of the LAN
+    /// prefix from one of the LAN's own link-local addresses. 0: not checked.
+    pub lan_ra_wait_ms: u64,
 }
 
 impl Default for Wan6Config {
@@ -72,6 +78,7 @@ impl Default for Wan6Config {
             lan_interface: String::new(),
             lease6_file: None,
             lan_subnet_id: 0,
+            lan_ra_wait_ms: 2000,
         }
     }
 }
@@ -97,6 +104,12 @@ impl Wan6Config {
             out.push(Problem::new(
                 "checks.wan6.ra_max_age_secs",
                 "must be between 1 and 9000 (the longest router lifetime)",
+            ));
+        }
+        if self.lan_ra_wait_ms > 10_000 {
+            out.push(Problem::new(
+                "checks.wan6.lan_ra_wait_ms",
+                "must be between 0 (not checked) and 10000",
             ));
         }
         if self.lan_interface.len() > 15 || self.lan_interface.contains('/') {
@@ -135,6 +148,28 @@ pub struct Facts {
     /// The lease's valid delegated prefixes with their seconds left; `None`: no lease file
     /// configured.
     pub delegated: Option<Vec<(DelegatedPrefix, u64)>>,
+    /// The advertisements heard on the LAN after a solicitation there; `None`: not checked.
+    pub lan_ra: Option<Vec<RouterAdvert>>,
+}
+
+/// The /64 prefixes (`net/64`) of the usable global /64 addresses among `addrs`.
+fn prefixes64(addrs: &[Addr6]) -> Vec<String> {
+    addrs
+        .iter()
+        .filter(|a| a.usable_global() && a.prefix_len == 64)
+        .map(|a| {
+            let net = std::net::Ipv6Addr::from(u128::from(a.addr) & !u128::from(u64::MAX));
+            format!("{net}/64")
+        })
+        .collect()
+}
+
+/// Whether `ra` is the CPE's own advertisement of its LAN prefix: sent from a link-local
+/// address of the LAN interface, carrying one of the LAN's global /64s.
+pub fn advertises_lan(ra: &RouterAdvert, lan_addrs: &[Addr6]) -> bool {
+    let ours = lan_addrs.iter().any(|a| a.addr == ra.router);
+    let expected = prefixes64(lan_addrs);
+    ours && ra.prefixes.iter().any(|p| expected.contains(p))
 }
 
 fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
@@ -212,6 +247,16 @@ impl Wan6Check {
                 o = o.evidence(
                     "delegated_prefix",
                     join(d.iter().map(|(p, left)| format!("{p} valid {left}s"))),
+                );
+            }
+            if let Some(heard) = &f.lan_ra {
+                o = o.evidence(
+                    "lan_ra_heard",
+                    join(
+                        heard
+                            .iter()
+                            .map(|ra| format!("{} [{}]", ra.router, join(&ra.prefixes))),
+                    ),
                 );
             }
             if let Some(l) = &f.lan_addrs {
@@ -335,6 +380,24 @@ impl Wan6Check {
                 }
             }
         }
+        if let Some(heard) = &f.lan_ra
+            && !heard.iter().any(|ra| advertises_lan(ra, lan_addrs))
+        {
+            return with(self.obs(
+                CheckStatus::Failed,
+                "lan_ra_missing",
+                format!(
+                    "no router advertisement of the LAN prefix on {lan}: LAN clients get no new IPv6 addresses or routes"
+                ),
+            ))
+            .value("no LAN RA")
+            .threshold(format!(
+                "an RA of {} from {lan} within {} ms of a solicitation",
+                join(prefixes64(lan_addrs)),
+                self.config.lan_ra_wait_ms
+            ))
+            .hint("the CPE's RA daemon (odhcpd, radvd, dnsmasq) is down or lost the prefix: list it in [[checks.service.services]] with a [[healing.restart_service]] entry to have it restarted");
+        }
         with(Observation::ok(
             CheckId::Wan6,
             format!(
@@ -403,6 +466,7 @@ impl Wan6Check {
             wan_addrs,
             lan_addrs: None,
             delegated: None,
+            lan_ra: None,
         };
         let lan = &self.config.lan_interface;
         if !lan.is_empty() {
@@ -431,6 +495,20 @@ impl Wan6Check {
                         return self
                             .obs(CheckStatus::Unknown, "lease6_unreadable", e.to_string())
                             .hint("checks.wan6.lease6_file must name the DHCPv6 client's lease");
+                    }
+                };
+            }
+            let lan_addrs = facts.lan_addrs.as_deref().unwrap_or_default();
+            if self.config.lan_ra_wait_ms > 0 && !prefixes64(lan_addrs).is_empty() {
+                let wait = Duration::from_millis(self.config.lan_ra_wait_ms);
+                facts.lan_ra = match ra::solicit_until(lan, lan_index, wait, |ra| {
+                    advertises_lan(ra, lan_addrs)
+                })
+                .await
+                {
+                    Ok(heard) => Some(heard),
+                    Err(e) => {
+                        return err("no_icmp_socket", format!("cannot solicit on {lan}: {e}"));
                     }
                 };
             }

@@ -1,4 +1,4 @@
-//! Router discovery on the WAN: send one Router Solicitation to all-routers (ff02::2) and wait
+//! Router discovery on the WAN (and, for the CPE's own advertisements, on the LAN): send one Router Solicitation to all-routers (ff02::2) and wait
 //! for a Router Advertisement, through a raw ICMPv6 socket bound to the WAN (CAP_NET_RAW). The
 //! kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket and strips the IPv6 header.
 
@@ -110,11 +110,32 @@ pub async fn solicit(
     ifindex: u32,
     wait: Duration,
 ) -> std::io::Result<Option<RouterAdvert>> {
+    let mut heard = solicit_until(ifname, ifindex, wait, |_| true).await?;
+    Ok(heard.pop())
+}
+
+/// Solicits on `ifname` and collects the advertisements heard until one satisfies `wanted`
+/// (then the last one) or `wait` has passed.
+pub async fn solicit_until(
+    ifname: &str,
+    ifindex: u32,
+    wait: Duration,
+    wanted: impl Fn(&RouterAdvert) -> bool,
+) -> std::io::Result<Vec<RouterAdvert>> {
     let sock = open(ifname)?;
     let rs = [ND_ROUTER_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
     sock.send_to(&rs, SocketAddrV6::new(ALL_ROUTERS, 0, 0, ifindex))
         .await?;
-    next_ra(&sock, tokio::time::Instant::now() + wait).await
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut heard = Vec::new();
+    while let Some(ra) = next_ra(&sock, deadline).await? {
+        let done = wanted(&ra);
+        heard.push(ra);
+        if done {
+            break;
+        }
+    }
+    Ok(heard)
 }
 
 /// The last RA heard on the WAN, kept by a listener task so the check need not solicit while

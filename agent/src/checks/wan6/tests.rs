@@ -66,6 +66,7 @@ fn healthy() -> Facts {
         wan_addrs: vec![addr("2001:db8:0:1::1000", 128)],
         lan_addrs: Some(vec![addr("2001:db8:100::1", 64)]),
         delegated: Some(vec![(pd(), 25)]),
+        lan_ra: None,
     }
 }
 
@@ -178,4 +179,54 @@ fn ra_memory_forgets_after_max_age() {
     m.remember(ra(60));
     assert_eq!(m.fresh(Duration::from_secs(60)).unwrap().0, ra(60));
     assert!(m.fresh(Duration::ZERO).is_none_or(|(_, age)| age.is_zero()));
+}
+
+#[test]
+fn the_lan_prefix_must_be_advertised_on_the_lan_by_the_cpe_itself() {
+    let c = check("lan");
+    let lan_ll = Addr6 {
+        global: false,
+        ..addr("fe80::99", 64)
+    };
+    let own_ra = |prefix: &str| RouterAdvert {
+        router: lan_ll.addr,
+        lifetime_secs: 1800,
+        managed: false,
+        other: false,
+        prefixes: vec![prefix.into()],
+        mtu: None,
+    };
+    let mut f = healthy();
+    f.lan_addrs = Some(vec![addr("2001:db8:100::1", 64), lan_ll.clone()]);
+    f.lan_ra = Some(vec![own_ra("2001:db8:100::/64")]);
+    assert_eq!(
+        judged(&c, &f).status,
+        CheckStatus::Ok,
+        "{:?}",
+        judged(&c, &f)
+    );
+
+    for (what, heard) in [
+        ("nothing heard", vec![]),
+        ("another prefix", vec![own_ra("2001:db8:999::/64")]),
+        (
+            "another router",
+            vec![RouterAdvert {
+                router: "fe80::666".parse().unwrap(),
+                ..own_ra("2001:db8:100::/64")
+            }],
+        ),
+    ] {
+        f.lan_ra = Some(heard);
+        let o = judged(&c, &f);
+        assert_eq!(
+            (o.cause.as_str(), o.status),
+            ("lan_ra_missing", CheckStatus::Failed),
+            "{what}: {o:?}"
+        );
+        assert!(o.evidence.contains_key("lan_ra_heard"), "{what}");
+    }
+    // A missing LAN prefix is named first (the RA cannot carry what the LAN lacks).
+    f.lan_addrs = Some(vec![lan_ll]);
+    assert_eq!(judged(&c, &f).cause, "lan_prefix_missing");
 }
