@@ -17,8 +17,8 @@
 
 use super::mtu::{PathMtu, probe_problems, search};
 use super::{Context, Observation, check_settings, common_problems};
-use crate::site::{Problem, Site};
 use crate::ping::DfOutcome;
+use crate::site::{Problem, Site};
 use netmedic_proto::{Category, CheckId, CheckStatus, Severity};
 use nix::libc;
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
