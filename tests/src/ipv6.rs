@@ -106,21 +106,17 @@ pub struct Ipv6Lab {
 /// dnsmasq arguments for router advertisements only (no DHCP, no DNS) on `iface`, of the /64s
 /// it finds there, with `ra_param` (`--ra-param=...`) if given.
 fn ra_only_dnsmasq(iface: &str, ra_param: Option<&str>) -> Vec<String> {
-    let mut args = [
-        "--conf-file=/dev/null",
-        "--keep-in-foreground",
-        "--log-facility=-",
-        "--pid-file=",
-        "--user=root",
-        "--group=root",
-        "--port=0",
-        &format!("--interface={iface}"),
-        "--bind-interfaces",
-        "--enable-ra",
-        &format!("--dhcp-range=::,constructor:{iface},ra-only,64,1h"),
-    ]
-    .map(str::to_string)
-    .to_vec();
+    let mut args: Vec<String> = crate::lab::dnsmasq_common()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    args.extend([
+        "--port=0".to_string(),
+        format!("--interface={iface}"),
+        "--bind-interfaces".to_string(),
+        "--enable-ra".to_string(),
+        format!("--dhcp-range=::,constructor:{iface},ra-only,64,1h"),
+    ]);
     args.extend(ra_param.map(str::to_string));
     args
 }
@@ -387,21 +383,8 @@ impl Ipv6Lab {
         }
         let listen = format!("--listen-address={ISP_GATEWAY6}");
         let record = format!("--host-record={PROBE6_NAME},{PROBE6_IP}");
-        let args = [
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--log-facility=-",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--port=53",
-            &listen,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            &record,
-        ];
+        let mut args = crate::lab::dnsmasq_resolver(&listen);
+        args.extend(["--local=/test/", &record]);
         *slot = Some(
             self.isp
                 .spawn("dnsmasq", &args, self.dir.join("isp-dns6.log"))?,
