@@ -1,15 +1,19 @@
-//! Netlink events: subscribes to link, IPv4 address and IPv4 route changes (rtnetlink
-//! multicast), keeps the shared link table current and wakes the scheduler so the dependent
-//! checks run at once instead of at their next interval. A WAN that comes back (carrier up,
-//! an address or a default route added) also bumps the "WAN back" signal, so the reporter and
-//! the heartbeat retry at once instead of sleeping out their backoff.
+//! Netlink events: subscribes to link, address and route changes (rtnetlink multicast), keeps
+//! the shared link table current and wakes the scheduler so the dependent checks run at once
+//! instead of at their next interval. A WAN that comes back (carrier up, an address or a default
+//! route added, IPv4 or IPv6) also bumps the "WAN back" signal, so the reporter and the heartbeat
+//! retry at once instead of sleeping out their backoff. IPv6 messages only feed that signal: the
+//! IPv6 checks poll, and an IPv6 address refreshed by every Router Advertisement would otherwise
+//! wake the IPv4 checks each time.
 
 use crate::context::{LinkChange, LinkInfo, Shared};
 use crate::net::{NetError, Netlink};
 use futures::StreamExt;
 use futures::TryStreamExt;
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::NetlinkPayload;
 use std::sync::Arc;
@@ -35,7 +39,8 @@ pub enum NetChange {
 pub type WanBack = tokio::sync::watch::Sender<u64>;
 
 /// Whether a message may mean the WAN path is back: the WAN's carrier came up, an address was
-/// added on the WAN, or a default route was added.
+/// added on the WAN (for IPv6 a global one: the link-local address comes with the carrier), or a
+/// default route (IPv4 or IPv6) was added to the main table.
 fn wan_back(shared: &Shared, wan: &str, msg: &RouteNetlinkMessage, change: LinkChange) -> bool {
     let wan_index = || {
         shared
@@ -49,11 +54,26 @@ fn wan_back(shared: &Shared, wan: &str, msg: &RouteNetlinkMessage, change: LinkC
         RouteNetlinkMessage::NewLink(l) => {
             change == LinkChange::Carrier { up: true } && wan_index() == Some(l.header.index)
         }
-        RouteNetlinkMessage::NewAddress(a) => wan_index() == Some(a.header.index),
+        RouteNetlinkMessage::NewAddress(a) => {
+            wan_index() == Some(a.header.index)
+                && (a.header.family != AddressFamily::Inet6
+                    || a.header.scope == AddressScope::Universe)
+        }
         RouteNetlinkMessage::NewRoute(r) => {
             r.header.destination_prefix_length == 0
                 && r.header.table == netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN
         }
+        _ => false,
+    }
+}
+
+/// Whether an address or route message is about IPv6 (it only feeds the "WAN back" signal).
+fn is_ipv6(msg: &RouteNetlinkMessage) -> bool {
+    let addr = |a: &AddressMessage| a.header.family == AddressFamily::Inet6;
+    let route = |r: &RouteMessage| r.header.address_family == AddressFamily::Inet6;
+    match msg {
+        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => addr(a),
+        RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => route(r),
         _ => false,
     }
 }
@@ -123,6 +143,8 @@ pub async fn watch(
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
     ])
     .map_err(NetError::Socket)?;
     tokio::spawn(connection);
@@ -134,6 +156,7 @@ pub async fn watch(
             };
             let mut link_change = LinkChange::Other;
             let change = match &inner {
+                m if is_ipv6(m) => None,
                 RouteNetlinkMessage::NewLink(l) => {
                     let c = apply(&shared, l, Instant::now());
                     link_change = c;
@@ -184,8 +207,7 @@ pub async fn watch(
 mod tests {
     use super::*;
     use crate::context::LinkInfo;
-    use netlink_packet_route::address::AddressMessage;
-    use netlink_packet_route::route::{RouteHeader, RouteMessage};
+    use netlink_packet_route::route::RouteHeader;
 
     fn shared_with_wan() -> Shared {
         let shared = Shared::default();
@@ -234,5 +256,32 @@ mod tests {
         assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
         let msg = RouteNetlinkMessage::DelRoute(RouteMessage::default());
         assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+    }
+
+    #[test]
+    fn ipv6_default_routes_and_global_wan_addresses_mean_the_wan_is_back_and_wake_no_check() {
+        let shared = shared_with_wan();
+        let mut route = RouteMessage::default();
+        route.header.address_family = AddressFamily::Inet6;
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        let msg = RouteNetlinkMessage::NewRoute(route.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        assert!(is_ipv6(&msg));
+        route.header.destination_prefix_length = 64;
+        let msg = RouteNetlinkMessage::NewRoute(route);
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let mut addr = AddressMessage::default();
+        addr.header.family = AddressFamily::Inet6;
+        addr.header.index = 7;
+        addr.header.scope = AddressScope::Universe;
+        let msg = RouteNetlinkMessage::NewAddress(addr.clone());
+        assert!(wan_back(&shared, "wan", &msg, LinkChange::Other));
+        assert!(is_ipv6(&msg));
+        addr.header.scope = AddressScope::Link;
+        let msg = RouteNetlinkMessage::NewAddress(addr);
+        assert!(!wan_back(&shared, "wan", &msg, LinkChange::Other));
+        let mut v4 = AddressMessage::default();
+        v4.header.family = AddressFamily::Inet;
+        assert!(!is_ipv6(&RouteNetlinkMessage::NewAddress(v4)));
     }
 }
