@@ -321,3 +321,83 @@ pub(super) async fn one_by_one(
         rtts_ms: Vec::new(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(ms: i64) -> TimeSpec {
+        TimeSpec::new(1_800_000_000 + ms / 1000, (ms % 1000) * 1_000_000)
+    }
+
+    fn reply_packet(ident: u16, seq: u16) -> [u8; ECHO_LEN] {
+        let mut p = [0u8; ECHO_LEN];
+        fill_echo_request(&mut p, ident, seq);
+        p[0] = 0; // echo reply
+        p
+    }
+
+    #[test]
+    fn echo_request_is_valid_and_replies_parse() {
+        let mut p = [0u8; ECHO_LEN];
+        fill_echo_request(&mut p, 0xbeef, 7);
+        assert_eq!((p[0], p[1]), (8, 0));
+        assert_eq!(super::super::checksum(&p), 0);
+        assert_eq!(parse_echo_reply(&p, false, None), None, "a request");
+
+        let r = reply_packet(0xbeef, 7);
+        assert_eq!(parse_echo_reply(&r, false, None), Some(7), "datagram socket");
+        assert_eq!(parse_echo_reply(&r, false, Some(0xbeef)), Some(7));
+        assert_eq!(parse_echo_reply(&r, false, Some(1)), None, "other identifier");
+        assert_eq!(parse_echo_reply(&r[..7], false, None), None, "truncated");
+        let mut with_ip = vec![0x45, 0, 0, 60, 0, 0, 0, 0, 64, 1, 0, 0];
+        with_ip.extend_from_slice(&[198, 51, 100, 1, 100, 64, 0, 2]);
+        with_ip.extend_from_slice(&r);
+        assert_eq!(parse_echo_reply(&with_ip, true, Some(0xbeef)), Some(7));
+        assert_eq!(parse_echo_reply(&with_ip, true, Some(2)), None);
+        let mut unreachable = with_ip.clone();
+        unreachable[20] = 3;
+        assert_eq!(parse_echo_reply(&unreachable, true, Some(0xbeef)), None);
+    }
+
+    #[test]
+    fn rtt_is_counted_only_within_the_timeout() {
+        let t = Duration::from_millis(1000);
+        assert_eq!(rtt_within(ts(0), ts(12), t), Some(12.0));
+        assert_eq!(rtt_within(ts(500), ts(1500), t), Some(1000.0));
+        assert_eq!(rtt_within(ts(0), ts(1001), t), None, "too late: lost");
+        assert_eq!(rtt_within(ts(10), ts(0), t), Some(0.0), "clock stepped back");
+    }
+
+    #[test]
+    fn ledger_matches_replies_to_requests() {
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 1));
+        let hosts = [a, b];
+        let mut l = Ledger::new(&hosts, 4, Duration::from_millis(1000));
+        for seq in 0..4 {
+            l.sent(0, seq, ts(seq as i64 * 100));
+            if seq != 2 {
+                l.sent(1, seq, ts(seq as i64 * 100)); // seq 2 to b: the send failed
+            }
+        }
+        assert_eq!(l.pending, 7);
+        let reply = |from, seq: u16, at| Reply {
+            from,
+            seq,
+            received: Some(ts(at)),
+        };
+        l.reply(reply(a, 0, 5));
+        l.reply(reply(a, 0, 6)); // duplicate
+        l.reply(reply(a, 1, 103));
+        l.reply(reply(a, 3, 1400)); // after its timeout: lost
+        l.reply(reply(b, 2, 210)); // never sent
+        l.reply(reply(b, 9, 210)); // outside the series
+        l.reply(reply(Ipv4Addr::new(203, 0, 113, 9), 1, 110)); // another host
+        l.reply(reply(b, 1, 120));
+        assert_eq!(l.pending, 3, "a's seq 2 and b's 0 and 3 are outstanding");
+        let r = l.results(4);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].sent, r[0].received, r[0].rtts_ms.clone()), (4, 2, vec![5.0, 3.0]));
+        assert_eq!((r[1].sent, r[1].received, r[1].rtts_ms.clone()), (4, 1, vec![20.0]));
+    }
+}
