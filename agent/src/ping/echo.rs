@@ -10,8 +10,8 @@
 
 use super::PingResult;
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
-    SockaddrIn, recvmsg, sendto, setsockopt, socket, sockopt,
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    recvmsg, sendto, setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeSpec;
 use std::io::IoSliceMut;
@@ -232,7 +232,12 @@ impl<'h> Ledger<'h> {
             .chunks(self.count.max(1))
             .take(self.hosts.len())
             .map(|c| {
-                let rtts_ms: Vec<f64> = c.iter().flatten().copied().filter(|v| !v.is_nan()).collect();
+                let rtts_ms: Vec<f64> = c
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|v| !v.is_nan())
+                    .collect();
                 PingResult {
                     sent: sent_per_host,
                     received: rtts_ms.len() as u32,
@@ -346,9 +351,17 @@ mod tests {
         assert_eq!(parse_echo_reply(&p, false, None), None, "a request");
 
         let r = reply_packet(0xbeef, 7);
-        assert_eq!(parse_echo_reply(&r, false, None), Some(7), "datagram socket");
+        assert_eq!(
+            parse_echo_reply(&r, false, None),
+            Some(7),
+            "datagram socket"
+        );
         assert_eq!(parse_echo_reply(&r, false, Some(0xbeef)), Some(7));
-        assert_eq!(parse_echo_reply(&r, false, Some(1)), None, "other identifier");
+        assert_eq!(
+            parse_echo_reply(&r, false, Some(1)),
+            None,
+            "other identifier"
+        );
         assert_eq!(parse_echo_reply(&r[..7], false, None), None, "truncated");
         let mut with_ip = vec![0x45, 0, 0, 60, 0, 0, 0, 0, 64, 1, 0, 0];
         with_ip.extend_from_slice(&[198, 51, 100, 1, 100, 64, 0, 2]);
@@ -366,7 +379,11 @@ mod tests {
         assert_eq!(rtt_within(ts(0), ts(12), t), Some(12.0));
         assert_eq!(rtt_within(ts(500), ts(1500), t), Some(1000.0));
         assert_eq!(rtt_within(ts(0), ts(1001), t), None, "too late: lost");
-        assert_eq!(rtt_within(ts(10), ts(0), t), Some(0.0), "clock stepped back");
+        assert_eq!(
+            rtt_within(ts(10), ts(0), t),
+            Some(0.0),
+            "clock stepped back"
+        );
     }
 
     #[test]
@@ -397,7 +414,13 @@ mod tests {
         assert_eq!(l.pending, 3, "a's seq 2 and b's 0 and 3 are outstanding");
         let r = l.results(4);
         assert_eq!(r.len(), 2);
-        assert_eq!((r[0].sent, r[0].received, r[0].rtts_ms.clone()), (4, 2, vec![5.0, 3.0]));
-        assert_eq!((r[1].sent, r[1].received, r[1].rtts_ms.clone()), (4, 1, vec![20.0]));
+        assert_eq!(
+            (r[0].sent, r[0].received, r[0].rtts_ms.clone()),
+            (4, 2, vec![5.0, 3.0])
+        );
+        assert_eq!(
+            (r[1].sent, r[1].received, r[1].rtts_ms.clone()),
+            (4, 1, vec![20.0])
+        );
     }
 }
