@@ -236,6 +236,18 @@ impl std::fmt::Debug for DfProber {
     }
 }
 
+/// A non-blocking ICMPv4 socket: raw (CAP_NET_RAW) when permitted, else an ICMP datagram
+/// ("ping") socket (`ping_group_range`); `true` when raw.
+fn open_icmp_v4() -> nix::Result<(std::os::fd::OwnedFd, bool)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let open = |ty| socket(AddressFamily::Inet, ty, flags, SockProtocol::Icmp);
+    match open(SockType::Raw) {
+        Ok(fd) => Ok((fd, true)),
+        Err(_) => Ok((open(SockType::Datagram)?, false)),
+    }
+}
+
 /// IPv4 header (no options) plus ICMP echo header.
 pub const IP_ICMP_HEADERS: u32 = 28;
 
@@ -243,29 +255,9 @@ impl DfProber {
     /// Opens a raw ICMP socket (CAP_NET_RAW), or an ICMP datagram socket when raw sockets are
     /// not permitted, with path-MTU discovery set to "do" (DF on every packet).
     pub fn new() -> Result<Self, DfError> {
-        use nix::sys::socket::{
-            AddressFamily, SockFlag, SockProtocol, SockType, setsockopt, socket,
-        };
-        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-        let (fd, raw) = match socket(
-            AddressFamily::Inet,
-            SockType::Raw,
-            flags,
-            SockProtocol::Icmp,
-        ) {
-            Ok(fd) => (fd, true),
-            Err(_) => (
-                socket(
-                    AddressFamily::Inet,
-                    SockType::Datagram,
-                    flags,
-                    SockProtocol::Icmp,
-                )
-                .map_err(DfError::Socket)?,
-                false,
-            ),
-        };
-        setsockopt(&fd, IpMtuDiscover, &libc::IP_PMTUDISC_DO).map_err(DfError::SockOpt)?;
+        let (fd, raw) = open_icmp_v4().map_err(DfError::Socket)?;
+        nix::sys::socket::setsockopt(&fd, IpMtuDiscover, &libc::IP_PMTUDISC_DO)
+            .map_err(DfError::SockOpt)?;
         let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
         Ok(Self {
             socket,

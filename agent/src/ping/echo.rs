@@ -10,8 +10,7 @@
 
 use super::PingResult;
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
-    recvmsg, sendto, setsockopt, socket, sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendto, setsockopt, sockopt,
 };
 use nix::sys::time::TimeSpec;
 use std::io::IoSliceMut;
@@ -44,24 +43,7 @@ struct Reply {
 /// A raw ICMP socket (CAP_NET_RAW), else an ICMP datagram socket (`ping_group_range`), with
 /// kernel receive timestamps; for the duration of one probe call.
 pub(super) fn open() -> std::io::Result<(OwnedFd, Proto)> {
-    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let (fd, raw) = match socket(
-        AddressFamily::Inet,
-        SockType::Raw,
-        flags,
-        SockProtocol::Icmp,
-    ) {
-        Ok(fd) => (fd, true),
-        Err(_) => (
-            socket(
-                AddressFamily::Inet,
-                SockType::Datagram,
-                flags,
-                SockProtocol::Icmp,
-            )?,
-            false,
-        ),
-    };
+    let (fd, raw) = super::open_icmp_v4()?;
     setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
     let ident = crate::ids::random_u16();
     Ok((fd, Proto { raw, ident }))
