@@ -239,6 +239,9 @@ pub(super) async fn series(
     interval: Duration,
     timeout: Duration,
 ) -> std::io::Result<Vec<PingResult>> {
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
     let (fd, p) = open()?;
     let count_us = count.min(u32::from(u16::MAX)) as usize;
     let mut ledger = Ledger::new(hosts, count_us, timeout);
