@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Agent benchmarks in the lab, on the router build (release-cpe profile): link-down detection
-# latency over real carrier drops (p50/p99) and the CPU time of one full check cycle.
+# latency over real carrier drops (p50/p99), the CPU time of one full check cycle, and the CPU
+# and wake-ups of one cycle of each check alone.
 # Usage: scripts/bench-agent.sh [--drops N] [--runs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."

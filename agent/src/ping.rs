@@ -1,4 +1,4 @@
-//! ICMP echo probes (surge-ping): used by checks to see whether a host answers and to measure
+//! ICMP echo probes (IPv4 our own, IPv6 through surge-ping): used by checks to see whether a host answers and to measure
 //! loss, RTT and jitter; and don't-fragment probes of exact sizes for path-MTU checks.
 
 use nix::libc;
@@ -6,6 +6,8 @@ use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use std::net::IpAddr;
 use std::time::Duration;
 use surge_ping::{Client, Config, PingIdentifier, PingSequence};
+
+mod echo;
 
 /// Result of a burst of echo requests.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,23 +24,29 @@ impl PingResult {
     }
 }
 
-/// An ICMPv4 prober; one socket, reused.
+/// An ICMP prober. IPv4 opens a socket per probe call and keeps none between them (no
+/// resident receiver to wake for every ICMP message); IPv6 keeps one surge-ping client bound to
+/// an interface for the lifetime of the `Pinger`.
 pub struct Pinger {
-    client: Client,
+    v6: Option<Client>,
 }
 
 impl std::fmt::Debug for Pinger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pinger")
+        f.write_str(if self.v6.is_some() {
+            "Pinger(v6)"
+        } else {
+            "Pinger(v4)"
+        })
     }
 }
 
 impl Pinger {
-    /// Opens the ICMP socket (needs CAP_NET_RAW, or a ping_group_range that admits us).
+    /// Checks that an ICMPv4 socket can be opened (needs CAP_NET_RAW, or a ping_group_range
+    /// that admits us).
     pub fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            client: Client::new(&Config::default())?,
-        })
+        drop(echo::open()?);
+        Ok(Self { v6: None })
     }
 
     /// Opens an ICMPv6 socket bound to `interface` (link-local targets such as the IPv6
@@ -49,7 +57,7 @@ impl Pinger {
             .interface(interface)
             .build();
         Ok(Self {
-            client: Client::new(&config)?,
+            v6: Some(Client::new(&config)?),
         })
     }
 
@@ -62,8 +70,22 @@ impl Pinger {
         timeout: Duration,
         stop_on_reply: bool,
     ) -> PingResult {
+        let lost = PingResult {
+            sent: count,
+            received: 0,
+            rtts_ms: Vec::new(),
+        };
+        let client = match (host, &self.v6) {
+            (IpAddr::V4(h), None) => {
+                return echo::one_by_one(h, count, timeout, stop_on_reply)
+                    .await
+                    .unwrap_or(lost);
+            }
+            (IpAddr::V6(_), Some(client)) => client,
+            _ => return lost,
+        };
         let ident = PingIdentifier(crate::ids::random_u16());
-        let mut pinger = self.client.pinger(host, ident).await;
+        let mut pinger = client.pinger(host, ident).await;
         pinger.timeout(timeout);
         let payload = [0u8; 32];
         let mut result = PingResult {
@@ -84,38 +106,76 @@ impl Pinger {
         result
     }
 
-    /// Sends `count` echo requests spaced `interval` apart without waiting for replies in
-    /// between (a lost probe does not delay the next), each waiting up to `timeout`: a loss,
-    /// RTT and jitter measurement. `rtts_ms` is in sequence order.
+    /// Sends `count` echo requests to each of `hosts`, spaced `interval` apart, without
+    /// waiting for replies in between (a lost probe does not delay the next), each waiting up
+    /// to `timeout`: a loss, RTT and jitter measurement per host, in the order of `hosts`,
+    /// `rtts_ms` in sequence order. Hosts of the other family than the `Pinger`'s count as
+    /// lost.
     pub async fn probe_series(
         &self,
-        host: IpAddr,
+        hosts: &[IpAddr],
         count: u32,
         interval: Duration,
         timeout: Duration,
-    ) -> PingResult {
-        let ident = PingIdentifier(crate::ids::random_u16());
-        let payload = [0u8; 32];
-        let probes = (0..count).map(|seq| {
-            let client = &self.client;
-            async move {
-                tokio::time::sleep(interval * seq).await;
-                let mut pinger = client.pinger(host, ident).await;
-                pinger.timeout(timeout);
-                pinger
-                    .ping(PingSequence(seq as u16), &payload)
-                    .await
-                    .ok()
-                    .map(|(_, rtt)| rtt.as_secs_f64() * 1000.0)
-            }
-        });
-        let replies = futures::future::join_all(probes).await;
-        let rtts_ms: Vec<f64> = replies.into_iter().flatten().collect();
-        PingResult {
+    ) -> Vec<PingResult> {
+        let lost = || PingResult {
             sent: count,
-            received: rtts_ms.len() as u32,
-            rtts_ms,
-        }
+            received: 0,
+            rtts_ms: Vec::new(),
+        };
+        let Some(client) = &self.v6 else {
+            let v4: Vec<_> = hosts
+                .iter()
+                .filter_map(|h| match h {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let mut measured = echo::series(&v4, count, interval, timeout)
+                .await
+                .unwrap_or_default()
+                .into_iter();
+            return hosts
+                .iter()
+                .map(|h| match h {
+                    IpAddr::V4(_) => measured.next().unwrap_or_else(lost),
+                    IpAddr::V6(_) => lost(),
+                })
+                .collect();
+        };
+        let per_host = hosts
+            .iter()
+            .map(|host| series_v6(client, *host, count, interval, timeout));
+        futures::future::join_all(per_host).await
+    }
+}
+
+/// One IPv6 series through surge-ping: a task per probe, each waiting for its own reply.
+async fn series_v6(
+    client: &Client,
+    host: IpAddr,
+    count: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> PingResult {
+    let ident = PingIdentifier(crate::ids::random_u16());
+    let payload = [0u8; 32];
+    let probes = (0..count).map(|seq| async move {
+        tokio::time::sleep(interval * seq).await;
+        let mut pinger = client.pinger(host, ident).await;
+        pinger.timeout(timeout);
+        pinger
+            .ping(PingSequence(seq as u16), &payload)
+            .await
+            .ok()
+            .map(|(_, rtt)| rtt.as_secs_f64() * 1000.0)
+    });
+    let replies = futures::future::join_all(probes).await;
+    let rtts_ms: Vec<f64> = replies.into_iter().flatten().collect();
+    PingResult {
+        sent: count,
+        received: rtts_ms.len() as u32,
+        rtts_ms,
     }
 }
 
@@ -176,6 +236,18 @@ impl std::fmt::Debug for DfProber {
     }
 }
 
+/// A non-blocking ICMPv4 socket: raw (CAP_NET_RAW) when permitted, else an ICMP datagram
+/// ("ping") socket (`ping_group_range`); `true` when raw.
+fn open_icmp_v4() -> nix::Result<(std::os::fd::OwnedFd, bool)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let open = |ty| socket(AddressFamily::Inet, ty, flags, SockProtocol::Icmp);
+    match open(SockType::Raw) {
+        Ok(fd) => Ok((fd, true)),
+        Err(_) => Ok((open(SockType::Datagram)?, false)),
+    }
+}
+
 /// IPv4 header (no options) plus ICMP echo header.
 pub const IP_ICMP_HEADERS: u32 = 28;
 
@@ -183,29 +255,9 @@ impl DfProber {
     /// Opens a raw ICMP socket (CAP_NET_RAW), or an ICMP datagram socket when raw sockets are
     /// not permitted, with path-MTU discovery set to "do" (DF on every packet).
     pub fn new() -> Result<Self, DfError> {
-        use nix::sys::socket::{
-            AddressFamily, SockFlag, SockProtocol, SockType, setsockopt, socket,
-        };
-        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-        let (fd, raw) = match socket(
-            AddressFamily::Inet,
-            SockType::Raw,
-            flags,
-            SockProtocol::Icmp,
-        ) {
-            Ok(fd) => (fd, true),
-            Err(_) => (
-                socket(
-                    AddressFamily::Inet,
-                    SockType::Datagram,
-                    flags,
-                    SockProtocol::Icmp,
-                )
-                .map_err(DfError::Socket)?,
-                false,
-            ),
-        };
-        setsockopt(&fd, IpMtuDiscover, &libc::IP_PMTUDISC_DO).map_err(DfError::SockOpt)?;
+        let (fd, raw) = open_icmp_v4().map_err(DfError::Socket)?;
+        nix::sys::socket::setsockopt(&fd, IpMtuDiscover, &libc::IP_PMTUDISC_DO)
+            .map_err(DfError::SockOpt)?;
         let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
         Ok(Self {
             socket,

@@ -148,14 +148,18 @@ pub fn link_down_latency(drops: usize) -> Result<LinkLatency> {
     })
 }
 
-/// CPU time (user + system) of children reaped so far, in milliseconds.
-fn children_cpu_ms() -> Result<f64> {
+/// CPU time (user + system, in milliseconds) and voluntary context switches (wake-ups) of the
+/// children reaped so far.
+fn children_usage() -> Result<(f64, f64)> {
     let u = getrusage(UsageWho::RUSAGE_CHILDREN).map_err(|e| LabError::Sys {
         context: "getrusage".into(),
         source: e,
     })?;
     let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
-    Ok(tv(u.user_time()) + tv(u.system_time()))
+    Ok((
+        tv(u.user_time()) + tv(u.system_time()),
+        u.voluntary_context_switches() as f64,
+    ))
 }
 
 /// CPU time of `netmedic-agent check` (one pass of the default checks) against a baseline
@@ -178,25 +182,34 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
     .map_err(|e| LabError::Setup(e.to_string()))?;
     let bin = bin_path("netmedic-agent")?.display().to_string();
     let cfg = cfg.display().to_string();
-    let measure_n = |runs: usize, args: &[&str]| -> Result<(f64, f64)> {
+    // Medians of CPU ms, wall ms and wake-ups (voluntary context switches) over `runs`.
+    let measure_n = |runs: usize, args: &[&str]| -> Result<(f64, f64, f64)> {
         let mut cpu = Vec::new();
         let mut wall = Vec::new();
+        let mut wakeups = Vec::new();
         for _ in 0..runs {
-            let before = children_cpu_ms()?;
+            let (cpu0, wake0) = children_usage()?;
             let start = Instant::now();
             let mut argv = vec![bin.as_str()];
             argv.extend_from_slice(args);
             cpe.ns.exec_unchecked(&argv)?;
             wall.push(start.elapsed().as_secs_f64() * 1000.0);
-            cpu.push(children_cpu_ms()? - before);
+            let (cpu1, wake1) = children_usage()?;
+            cpu.push(cpu1 - cpu0);
+            wakeups.push(wake1 - wake0);
         }
-        cpu.sort_by(f64::total_cmp);
-        wall.sort_by(f64::total_cmp);
-        Ok((percentile(&cpu, 50.0), percentile(&wall, 50.0)))
+        for v in [&mut cpu, &mut wall, &mut wakeups] {
+            v.sort_by(f64::total_cmp);
+        }
+        Ok((
+            percentile(&cpu, 50.0),
+            percentile(&wall, 50.0),
+            percentile(&wakeups, 50.0),
+        ))
     };
     let measure = |args: &[&str]| measure_n(runs, args);
-    let (base_cpu, base_wall) = measure(&["--version"])?;
-    let (cycle_cpu, cycle_wall) = measure(&["check", "--config", &cfg])?;
+    let (base_cpu, base_wall, _) = measure(&["--version"])?;
+    let (cycle_cpu, cycle_wall, _) = measure(&["check", "--config", &cfg])?;
     let mut out = format!(
         "one full check cycle (default checks, {runs} runs, medians): {:.1} ms CPU, {:.1} ms wall; \
          process baseline (--version, incl. `ip netns exec`): {:.1} ms CPU, {:.1} ms wall; \
@@ -222,28 +235,31 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
         .collect();
     out.push_str(&format!(
         "\nCPU per check cycle, each check alone ((CPU of {} cycles − CPU of 1) / {EXTRA}, \
-         medians of {per_check_runs} runs):\n{:<16} {:>10} {:>12}",
+         medians of {per_check_runs} runs; wake-ups = voluntary context switches):\n\
+         {:<16} {:>10} {:>12} {:>10}",
         EXTRA + 1,
         "check",
         "ms CPU",
-        "ms wall"
+        "ms wall",
+        "wake-ups"
     ));
     let mut total = 0.0;
     for name in &checks {
         let more = (EXTRA + 1).to_string();
-        let (one_cpu, one_wall) = measure_n(
+        let (one_cpu, one_wall, one_wake) = measure_n(
             per_check_runs,
             &["check", "--config", &cfg, "--only", name, "--cycles", "1"],
         )?;
-        let (n_cpu, n_wall) = measure_n(
+        let (n_cpu, n_wall, n_wake) = measure_n(
             per_check_runs,
             &["check", "--config", &cfg, "--only", name, "--cycles", &more],
         )?;
         let cpu = (n_cpu - one_cpu) / f64::from(EXTRA);
         total += cpu;
         out.push_str(&format!(
-            "\n{name:<16} {cpu:>10.2} {:>12.1}",
-            (n_wall - one_wall) / f64::from(EXTRA)
+            "\n{name:<16} {cpu:>10.2} {:>12.1} {:>10.1}",
+            (n_wall - one_wall) / f64::from(EXTRA),
+            (n_wake - one_wake) / f64::from(EXTRA)
         ));
     }
     out.push_str(&format!("\n{:<16} {total:>10.2}", "sum"));

@@ -410,12 +410,11 @@ impl IcmpCheck {
         };
         let interval = Duration::from_millis(c.interval_ms);
         let timeout = Duration::from_millis(c.timeout_ms);
-        let results = futures::future::join_all(
-            targets
-                .iter()
-                .map(|(ip, _)| pinger.probe_series(IpAddr::V4(*ip), c.count, interval, timeout)),
-        )
-        .await;
+        // One series for every target: one timer per probe round, not per target.
+        let hosts: Vec<IpAddr> = targets.iter().map(|(ip, _)| IpAddr::V4(*ip)).collect();
+        let results = pinger
+            .probe_series(&hosts, c.count, interval, timeout)
+            .await;
 
         let mut worst: Option<(Verdict, Ipv4Addr, &str, PathStats)> = None;
         let mut values = Vec::new();

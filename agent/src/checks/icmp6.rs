@@ -194,12 +194,10 @@ impl Icmp6Check {
         let judge = c.as_icmp();
         let interval = Duration::from_millis(c.interval_ms);
         let timeout = Duration::from_millis(c.timeout_ms);
-        let results = futures::future::join_all(
-            targets
-                .iter()
-                .map(|(ip, _)| pinger.probe_series(IpAddr::V6(*ip), c.count, interval, timeout)),
-        )
-        .await;
+        let hosts: Vec<IpAddr> = targets.iter().map(|(ip, _)| IpAddr::V6(*ip)).collect();
+        let results = pinger
+            .probe_series(&hosts, c.count, interval, timeout)
+            .await;
         let mut o = self.obs(CheckStatus::Ok, "ok", String::new());
         o = o.evidence("gateway", gateway_note);
         let mut worst: Option<(super::icmp::Verdict, Ipv6Addr, &str, PathStats)> = None;
