@@ -53,7 +53,7 @@ one() {
   [ "$backend" = sqlite ] || p1=$(pg_ticks)
   ok=$(echo "$out" | sed -n 's/.*(\([0-9]*\) requests ok.*/\1/p')
   stop_collector
-  [ "$backend" = sqlite ] || stop_postgres
+  if [ "$backend" != sqlite ]; then stop_postgres; rm -rf "$WORK/pgdata"; fi
   local n=$((ok * BATCH)) rate
   rate=$(echo "$out" | sed -n 's/^[^:]*: \([0-9]*\)\/s.*/\1/p')
   awk -v r="$rate" -v c=$((c1 - c0)) -v p=$((p1 - p0)) -v hz="$HZ" -v n="$n" -v l="$label" \
