@@ -129,9 +129,8 @@ impl Dialect for PgDialect {
             if rows.is_empty() {
                 return Ok(());
             }
-            let text = |f: fn(&IncidentUpsert<'a>) -> &'a str| {
-                rows.iter().map(f).collect::<Vec<&str>>()
-            };
+            let text =
+                |f: fn(&IncidentUpsert<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
             let opt = |f: fn(&IncidentUpsert<'a>) -> Option<&'a str>| {
                 rows.iter().map(f).collect::<Vec<Option<&str>>>()
             };
@@ -145,8 +144,16 @@ impl Dialect for PgDialect {
                 .bind(text(|r| r.severity))
                 .bind(text(|r| r.status))
                 .bind(int(|r| r.started_at))
-                .bind(rows.iter().map(|r| r.resolved_at).collect::<Vec<Option<i64>>>())
-                .bind(rows.iter().map(|r| r.auto_healed).collect::<Vec<Option<bool>>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.resolved_at)
+                        .collect::<Vec<Option<i64>>>(),
+                )
+                .bind(
+                    rows.iter()
+                        .map(|r| r.auto_healed)
+                        .collect::<Vec<Option<bool>>>(),
+                )
                 .bind(text(|r| r.summary))
                 .bind(text(|r| r.evidence))
                 .bind(int(|r| r.event_count))

@@ -73,16 +73,24 @@ impl Dialect for SqliteDialect {
         Box::pin(async move {
             let mut inserted = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(EVENT_CHUNK_ROWS) {
-                sqlx::query("SAVEPOINT insert_events").execute(&mut *conn).await?;
+                sqlx::query("SAVEPOINT insert_events")
+                    .execute(&mut *conn)
+                    .await?;
                 let mut qb = insert_events_query(chunk, "");
                 let n = qb.build().execute(&mut *conn).await?;
                 if usize::try_from(n.rows_affected()).ok() == Some(chunk.len()) {
-                    sqlx::query("RELEASE insert_events").execute(&mut *conn).await?;
+                    sqlx::query("RELEASE insert_events")
+                        .execute(&mut *conn)
+                        .await?;
                     inserted.resize(inserted.len() + chunk.len(), true);
                     continue;
                 }
-                sqlx::query("ROLLBACK TO insert_events").execute(&mut *conn).await?;
-                sqlx::query("RELEASE insert_events").execute(&mut *conn).await?;
+                sqlx::query("ROLLBACK TO insert_events")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("RELEASE insert_events")
+                    .execute(&mut *conn)
+                    .await?;
                 let mut qb = insert_events_query(chunk, " RETURNING event_id");
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
                 let ids: std::collections::HashSet<String> =
