@@ -16,6 +16,55 @@ pub struct EventRow<'a> {
     pub received_at: i64,
 }
 
+/// One row of the `incidents` table as an upsert writes it, borrowed from the assembled
+/// incident it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentUpsert<'a> {
+    pub agent_id: &'a str,
+    pub incident_id: &'a str,
+    pub check_id: &'a str,
+    pub cause: &'a str,
+    pub category: &'a str,
+    pub severity: &'a str,
+    pub status: &'a str,
+    pub started_at: i64,
+    pub resolved_at: Option<i64>,
+    pub auto_healed: Option<bool>,
+    pub summary: &'a str,
+    /// The evidence map as JSON.
+    pub evidence: &'a str,
+    pub event_count: i64,
+    pub last_seq: i64,
+    /// `first_received_at` of a new row and `updated_at` of every row.
+    pub now_ms: i64,
+    pub experiment_id: Option<&'a str>,
+    pub experiment_arm: Option<&'a str>,
+}
+
+/// The columns an incident upsert writes, in [`IncidentUpsert`]'s order.
+pub const INCIDENT_UPSERT_COLUMNS: &str = "(agent_id, incident_id, check_id, cause, category, \
+    severity, status, started_at, resolved_at, auto_healed, summary, evidence, event_count, \
+    last_seq, first_received_at, updated_at, experiment_id, experiment_arm)";
+
+/// What an incident upsert does with a row that exists: everything but the key and
+/// `first_received_at` is replaced.
+pub const INCIDENT_UPSERT_CONFLICT: &str = " ON CONFLICT (agent_id, incident_id) DO UPDATE SET
+    check_id = excluded.check_id,
+    cause = excluded.cause,
+    category = excluded.category,
+    severity = excluded.severity,
+    status = excluded.status,
+    started_at = excluded.started_at,
+    resolved_at = excluded.resolved_at,
+    auto_healed = excluded.auto_healed,
+    summary = excluded.summary,
+    evidence = excluded.evidence,
+    event_count = excluded.event_count,
+    last_seq = excluded.last_seq,
+    updated_at = excluded.updated_at,
+    experiment_id = excluded.experiment_id,
+    experiment_arm = excluded.experiment_arm";
+
 /// The real differences between SQL backends. Implemented by a zero-sized type per backend
 /// (`sqlite::SqliteDialect`, `postgres::PgDialect`); [`super::shared::SqlStore`] is generic over
 /// it and `sql_store!(TheDialect)` implements the store for it.
@@ -65,13 +114,22 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + Sized + 'static {
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Inserts new incident events, skipping those whose `event_id` is already stored, and
-    /// returns the ids it inserted (in any order). One statement text whatever the number of
-    /// rows where the backend can (PostgreSQL: arrays through `UNNEST`, planned once per
-    /// connection); multi-row `VALUES` in fixed-size chunks elsewhere.
+    /// tells for each row whether it was inserted (`rows.len()` flags, in order). One statement
+    /// text whatever the number of rows where the backend can (PostgreSQL: arrays through
+    /// `UNNEST`, planned once per connection); multi-row `VALUES` in fixed-size chunks
+    /// elsewhere.
     fn insert_events<'a>(
         conn: &'a mut <Self::Db as sqlx::Database>::Connection,
         rows: &'a [EventRow<'a>],
-    ) -> BoxFuture<'a, Result<Vec<String>>>;
+    ) -> BoxFuture<'a, Result<Vec<bool>>>;
+
+    /// Inserts or replaces incident rows (keys unique within `rows`). Like
+    /// [`Dialect::insert_events`]: one statement text for any number of rows where the backend
+    /// can, fixed-size multi-row `VALUES` chunks elsewhere.
+    fn upsert_incidents<'a>(
+        conn: &'a mut <Self::Db as sqlx::Database>::Connection,
+        rows: &'a [IncidentUpsert<'a>],
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Why a failed write group may be tried again (deadlock, serialization failure), or `None`
     /// when the error is final.

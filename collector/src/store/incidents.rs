@@ -36,8 +36,11 @@ macro_rules! incidents_sql {
                  LEFT JOIN devices d ON d.agent_id = i.agent_id
                  WHERE 1 = 1"
             ));
+            // The status as a literal (one of two fixed words, not input): only then can the
+            // planner prove that the partial index of open incidents (migrations SQLite 0010,
+            // PostgreSQL 0009) holds every row the page needs.
             if let Some(v) = filter.status {
-                q.push(" AND i.status = ").push_bind(status_str(v));
+                q.push(format!(" AND i.status = '{}'", status_str(v)));
             }
             if let Some(v) = filter.category {
                 q.push(" AND i.category = ").push_bind(v.as_str());

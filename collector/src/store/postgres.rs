@@ -8,10 +8,13 @@
 //! The SQL itself is shared with SQLite (`shared.rs`); this file is the [`Dialect`] and the
 //! connection options.
 
-use super::dialect::{Dialect, EventRow};
+use super::dialect::{
+    Dialect, EventRow, INCIDENT_UPSERT_COLUMNS, INCIDENT_UPSERT_CONFLICT, IncidentUpsert,
+};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// PostgreSQL's choices for the shared SQL store.
@@ -90,7 +93,7 @@ impl Dialect for PgDialect {
     fn insert_events<'a>(
         conn: &'a mut PgConnection,
         rows: &'a [EventRow<'a>],
-    ) -> super::BoxFuture<'a, super::Result<Vec<String>>> {
+    ) -> super::BoxFuture<'a, super::Result<Vec<bool>>> {
         Box::pin(async move {
             if rows.is_empty() {
                 return Ok(Vec::new());
@@ -111,7 +114,57 @@ impl Dialect for PgDialect {
             .bind(rows.iter().map(|r| r.received_at).collect::<Vec<i64>>())
             .fetch_all(&mut *conn)
             .await?;
-            Ok(ids.into_iter().map(|(id,)| id).collect())
+            let ids: std::collections::HashSet<String> = ids.into_iter().map(|(id,)| id).collect();
+            Ok(rows.iter().map(|r| ids.contains(r.event_id)).collect())
+        })
+    }
+
+    /// All rows in one statement: eighteen arrays through `UNNEST`, like
+    /// [`PgDialect::insert_events`] (one plan per connection, no per-row `VALUES` to parse).
+    fn upsert_incidents<'a>(
+        conn: &'a mut PgConnection,
+        rows: &'a [IncidentUpsert<'a>],
+    ) -> super::BoxFuture<'a, super::Result<()>> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let text =
+                |f: fn(&IncidentUpsert<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
+            let opt = |f: fn(&IncidentUpsert<'a>) -> Option<&'a str>| {
+                rows.iter().map(f).collect::<Vec<Option<&str>>>()
+            };
+            let int = |f: fn(&IncidentUpsert<'a>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+            sqlx::query(UPSERT_INCIDENTS_SQL.as_str())
+                .bind(text(|r| r.agent_id))
+                .bind(text(|r| r.incident_id))
+                .bind(text(|r| r.check_id))
+                .bind(text(|r| r.cause))
+                .bind(text(|r| r.category))
+                .bind(text(|r| r.severity))
+                .bind(text(|r| r.status))
+                .bind(int(|r| r.started_at))
+                .bind(
+                    rows.iter()
+                        .map(|r| r.resolved_at)
+                        .collect::<Vec<Option<i64>>>(),
+                )
+                .bind(
+                    rows.iter()
+                        .map(|r| r.auto_healed)
+                        .collect::<Vec<Option<bool>>>(),
+                )
+                .bind(text(|r| r.summary))
+                .bind(text(|r| r.evidence))
+                .bind(int(|r| r.event_count))
+                .bind(int(|r| r.last_seq))
+                .bind(int(|r| r.now_ms))
+                .bind(int(|r| r.now_ms))
+                .bind(opt(|r| r.experiment_id))
+                .bind(opt(|r| r.experiment_arm))
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
         })
     }
 
@@ -144,6 +197,18 @@ impl PgStore {
         Self::migrated(pool).await
     }
 }
+
+/// [`PgDialect::upsert_incidents`]'s statement.
+static UPSERT_INCIDENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO incidents {INCIDENT_UPSERT_COLUMNS}
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[], $11::text[],
+             $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+             $17::text[], $18::text[])
+         {INCIDENT_UPSERT_CONFLICT}"
+    )
+});
 
 /// The advisory-lock key of an incident: 64 bits of SHA-256 of `agent_id/incident_id` (a
 /// collision only serialises two unrelated incidents).

@@ -4,11 +4,14 @@
 //! connection options.
 
 use super::OpenMode;
-use super::dialect::{Dialect, EventRow};
+use super::dialect::{
+    Dialect, EventRow, INCIDENT_UPSERT_COLUMNS, INCIDENT_UPSERT_CONFLICT, IncidentUpsert,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// SQLite's choices for the shared SQL store.
@@ -58,32 +61,80 @@ impl Dialect for SqliteDialect {
     }
 
     /// Multi-row `INSERT … VALUES` of at most [`EVENT_CHUNK_ROWS`] rows: full chunks share one
-    /// cached prepared statement.
+    /// cached prepared statement. No `RETURNING` in the usual case: the driver hands every
+    /// returned row from its worker thread over a channel, one message and often a thread
+    /// wake-up each. Under the write lock nobody else inserts, so a chunk whose row count
+    /// equals its length inserted every row; otherwise (duplicates) the chunk is undone to its
+    /// savepoint and inserted again with `RETURNING event_id`.
     fn insert_events<'a>(
         conn: &'a mut SqliteConnection,
         rows: &'a [EventRow<'a>],
-    ) -> super::BoxFuture<'a, super::Result<Vec<String>>> {
+    ) -> super::BoxFuture<'a, super::Result<Vec<bool>>> {
         Box::pin(async move {
             let mut inserted = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(EVENT_CHUNK_ROWS) {
-                let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO events \
-                     (event_id, agent_id, incident_id, seq, kind, payload, received_at) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.event_id)
-                        .push_bind(r.agent_id)
-                        .push_bind(r.incident_id)
-                        .push_bind(r.seq)
-                        .push_bind(r.kind)
-                        .push_bind(r.payload)
-                        .push_bind(r.received_at);
-                });
-                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                sqlx::query("SAVEPOINT insert_events")
+                    .execute(&mut *conn)
+                    .await?;
+                let mut qb = insert_events_query(chunk, "");
+                let n = qb.build().execute(&mut *conn).await?;
+                if usize::try_from(n.rows_affected()).ok() == Some(chunk.len()) {
+                    sqlx::query("RELEASE insert_events")
+                        .execute(&mut *conn)
+                        .await?;
+                    inserted.resize(inserted.len() + chunk.len(), true);
+                    continue;
+                }
+                sqlx::query("ROLLBACK TO insert_events")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("RELEASE insert_events")
+                    .execute(&mut *conn)
+                    .await?;
+                let mut qb = insert_events_query(chunk, " RETURNING event_id");
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                inserted.extend(ids.into_iter().map(|(id,)| id));
+                let ids: std::collections::HashSet<String> =
+                    ids.into_iter().map(|(id,)| id).collect();
+                inserted.extend(chunk.iter().map(|r| ids.contains(r.event_id)));
             }
             Ok(inserted)
+        })
+    }
+
+    /// Multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE` of at most [`EVENT_CHUNK_ROWS`] rows.
+    fn upsert_incidents<'a>(
+        conn: &'a mut SqliteConnection,
+        rows: &'a [IncidentUpsert<'a>],
+    ) -> super::BoxFuture<'a, super::Result<()>> {
+        Box::pin(async move {
+            for chunk in rows.chunks(EVENT_CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO incidents ");
+                qb.push(INCIDENT_UPSERT_COLUMNS).push(" ");
+                let mut shared = SharedText::default();
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(shared.get(r.agent_id))
+                        .push_bind(r.incident_id)
+                        .push_bind(shared.get(r.check_id))
+                        .push_bind(shared.get(r.cause))
+                        .push_bind(shared.get(r.category))
+                        .push_bind(shared.get(r.severity))
+                        .push_bind(shared.get(r.status))
+                        .push_bind(r.started_at)
+                        .push_bind(r.resolved_at)
+                        .push_bind(r.auto_healed)
+                        .push_bind(r.summary)
+                        .push_bind(r.evidence)
+                        .push_bind(r.event_count)
+                        .push_bind(r.last_seq)
+                        .push_bind(r.now_ms)
+                        .push_bind(r.now_ms)
+                        .push_bind(r.experiment_id)
+                        .push_bind(r.experiment_arm);
+                });
+                qb.push(INCIDENT_UPSERT_CONFLICT);
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
         })
     }
 
@@ -92,7 +143,53 @@ impl Dialect for SqliteDialect {
     }
 }
 
-/// Rows per multi-row events INSERT (7 parameters each, far below SQLite's 32,766).
+/// The multi-row events INSERT of `chunk`, skipping stored ids, `tail` appended.
+fn insert_events_query<'a>(
+    chunk: &'a [EventRow<'a>],
+    tail: &'static str,
+) -> sqlx::QueryBuilder<sqlx::Sqlite> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO events (event_id, agent_id, incident_id, seq, kind, payload, received_at) ",
+    );
+    let mut shared = SharedText::default();
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.event_id)
+            .push_bind(shared.get(r.agent_id))
+            .push_bind(r.incident_id)
+            .push_bind(r.seq)
+            .push_bind(shared.get(r.kind))
+            .push_bind(r.payload)
+            .push_bind(r.received_at);
+    });
+    qb.push(" ON CONFLICT (event_id) DO NOTHING");
+    qb.push(tail);
+    qb
+}
+
+/// Text parameters that repeat across the rows of one statement (the device of a batch, enum
+/// words, causes) bound as one shared `Arc<str>` each: the driver copies every `&str` parameter
+/// into two allocations of its own for its worker thread, per row.
+#[derive(Debug, Default)]
+struct SharedText(Vec<Arc<str>>);
+
+impl SharedText {
+    /// Distinct values kept per statement (a linear search; past it values are not shared).
+    const MAX: usize = 16;
+
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.iter().find(|a| ***a == *s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.0.len() < Self::MAX {
+            self.0.push(a.clone());
+        }
+        a
+    }
+}
+
+/// Rows per multi-row events INSERT or incidents upsert (7 and 18 parameters each, below
+/// SQLite's 32,766).
 const EVENT_CHUNK_ROWS: usize = 500;
 
 /// Pool size: SQLite has one writer at a time; a few connections serve concurrent readers.

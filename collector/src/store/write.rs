@@ -401,7 +401,6 @@ macro_rules! write_sql {
                 .iter()
                 .map(|(i, _)| (*i, items[*i].received_at.unix_millis()))
                 .collect();
-            let mut accepted: std::collections::HashSet<String> = std::collections::HashSet::new();
             let payloads = rows
                 .iter()
                 .map(|(_, _, e)| serde_json::to_string(e))
@@ -422,11 +421,18 @@ macro_rules! write_sql {
             let inserted =
                 <D as $crate::store::dialect::Dialect>::insert_events(&mut *conn, &event_rows)
                     .await?;
-            accepted.extend(inserted);
+            drop(event_rows);
+            drop(payloads);
+            let mut accepted: std::collections::HashSet<&str> = rows
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|((_, _, e), _)| e.event_id.as_str())
+                .collect();
             // The new events per incident, in seq order, and what is stored of each incident.
             let mut fresh: BTreeMap<(&str, &str), Vec<&IncidentEvent>> = BTreeMap::new();
             for (_, agent, e) in &rows {
-                if accepted.contains(&e.event_id) {
+                if accepted.contains(e.event_id.as_str()) {
                     fresh.entry((*agent, e.incident_id.as_str())).or_default().push(*e);
                 }
             }
@@ -434,15 +440,23 @@ macro_rules! write_sql {
                 events.sort_by(|a, b| (a.seq, &a.event_id).cmp(&(b.seq, &b.event_id)));
             }
             let touched: Vec<(&str, &str)> = fresh.keys().copied().collect();
-            let mut prev: BTreeMap<(String, String), Assembled> = BTreeMap::new();
+            // Keyed by the borrowed keys of `fresh`: no key copies per lookup.
+            let mut prev: BTreeMap<(&str, &str), Assembled> = BTreeMap::new();
             for chunk in touched.chunks(CHUNK_ROWS) {
-                prev.extend(load_assembled(conn, chunk).await?);
+                for ((agent, incident), a) in load_assembled(conn, chunk).await? {
+                    // `touched` is sorted (the keys of a BTreeMap).
+                    let found = touched
+                        .binary_search_by(|k| (k.0, k.1).cmp(&(agent.as_str(), incident.as_str())));
+                    if let Ok(at) = found {
+                        prev.insert(touched[at], a);
+                    }
+                }
             }
             // Bound each incident (see MAX_EVENTS_PER_INCIDENT): the excess is folded — acked,
             // counted as a duplicate, and taken out of the events table again.
             let mut folded: BTreeSet<String> = BTreeSet::new();
             for (key, events) in fresh.iter_mut() {
-                let before = prev.get(&(key.0.to_owned(), key.1.to_owned()));
+                let before = prev.get(key);
                 let mut stored = before.map_or(0, |a| a.event_count);
                 let mut resolved = before.is_some_and(|a| a.status == IncidentStatus::Resolved);
                 events.retain(|e| {
@@ -474,13 +488,13 @@ macro_rules! write_sql {
                 );
             }
             for id in &folded {
-                accepted.remove(id);
+                accepted.remove(id.as_str());
             }
             // Action trails of the stored new events, bounded per incident.
             let with_actions: Vec<(&str, &str)> = fresh
                 .iter()
                 .filter(|(k, ev)| {
-                    prev.contains_key(&(k.0.to_owned(), k.1.to_owned()))
+                    prev.contains_key(*k)
                         && ev.iter().any(|e| !e.actions.is_empty())
                 })
                 .map(|(k, _)| *k)
@@ -540,42 +554,35 @@ macro_rules! write_sql {
                 if events.is_empty() {
                     continue;
                 }
-                let next = match prev.get(&((*agent).to_owned(), (*incident).to_owned())) {
+                let next = match prev.get(&(*agent, *incident)) {
                     None => assemble(events),
                     Some(p) => merge(p, events),
                 };
                 match next {
-                    Some(a) => assembled.push(((*agent).to_owned(), (*incident).to_owned(), a)),
+                    Some(a) => assembled.push((*agent, *incident, a)),
                     None => reread.push((*agent, *incident)),
                 }
             }
-            for chunk in assembled.chunks(CHUNK_ROWS) {
-                upsert_incidents(conn, chunk.to_vec(), now_ms).await?;
-            }
+            upsert_incidents(conn, assembled, now_ms).await?;
             for chunk in reread.chunks(CHUNK_ROWS) {
                 rebuild_incidents(conn, chunk, now_ms).await?;
             }
+            // Accepted events per item: `rows` holds the first occurrence of each id in the
+            // group, so an id twice in one batch counts once as accepted, then as a duplicate.
+            let mut mine: BTreeMap<usize, u32> = BTreeMap::new();
+            for (j, _, e) in &rows {
+                if accepted.contains(e.event_id.as_str()) {
+                    *mine.entry(*j).or_default() += 1;
+                }
+            }
             for (i, batch) in batches {
-                let mut ack = ReportAck {
-                    accepted: 0,
-                    duplicates: 0,
+                let accepted = mine.get(&i).copied().unwrap_or(0);
+                let total = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
+                results[i] = Some(Ok(WriteOk::Report(ReportAck {
+                    accepted,
+                    duplicates: total.saturating_sub(accepted),
                     acked_event_ids: batch.events.iter().map(|e| e.event_id.clone()).collect(),
-                };
-                let mut mine: std::collections::HashSet<&str> = std::collections::HashSet::new();
-                for (j, _, e) in &rows {
-                    if *j == i && accepted.contains(&e.event_id) {
-                        mine.insert(e.event_id.as_str());
-                    }
-                }
-                for e in &batch.events {
-                    // An id twice in one batch counts once as accepted, then as a duplicate.
-                    if mine.remove(e.event_id.as_str()) {
-                        ack.accepted += 1;
-                    } else {
-                        ack.duplicates += 1;
-                    }
-                }
-                results[i] = Some(Ok(WriteOk::Report(ack)));
+                })));
             }
             Ok(())
         }
@@ -604,9 +611,9 @@ macro_rules! write_sql {
                 by_incident.entry((agent, incident)).or_default().push(e);
             }
             let mut assembled = Vec::with_capacity(by_incident.len());
-            for ((agent, incident), events) in by_incident {
-                if let Some(a) = assemble(&events) {
-                    assembled.push((agent, incident, a));
+            for ((agent, incident), events) in &by_incident {
+                if let Some(a) = assemble(events) {
+                    assembled.push((agent.as_str(), incident.as_str(), a));
                 }
             }
             upsert_incidents(conn, assembled, now_ms).await
@@ -678,10 +685,10 @@ macro_rules! write_sql {
             Ok(out)
         }
 
-        /// Writes assembled incidents in one multi-row upsert.
+        /// Writes assembled incidents (see [`Dialect::upsert_incidents`]).
         async fn upsert_incidents(
             conn: &mut Conn,
-            incidents: Vec<(String, String, Assembled)>,
+            incidents: Vec<(&str, &str, Assembled)>,
             now_ms: i64,
         ) -> Result<()> {
             let mut assembled = Vec::with_capacity(incidents.len());
@@ -691,55 +698,31 @@ macro_rules! write_sql {
                 let last_seq = to_i64(a.last_seq, "seq")?;
                 assembled.push((agent, incident, a, evidence, last_seq));
             }
-            if assembled.is_empty() {
-                return Ok(());
-            }
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO incidents
-                    (agent_id, incident_id, check_id, cause, category, severity, status, started_at,
-                     resolved_at, auto_healed, summary, evidence, event_count, last_seq,
-                     first_received_at, updated_at, experiment_id, experiment_arm) ",
-            );
-            qb.push_values(&assembled, |mut b, (agent, incident, a, evidence, last_seq)| {
-                b.push_bind(agent.as_str())
-                    .push_bind(incident.as_str())
-                    .push_bind(a.check.as_str())
-                    .push_bind(a.cause.as_str())
-                    .push_bind(a.category.as_str())
-                    .push_bind(a.severity.as_str())
-                    .push_bind(status_str(a.status))
-                    .push_bind(a.started_at.unix_millis())
-                    .push_bind(a.resolved_at.map(Timestamp::unix_millis))
-                    .push_bind(a.auto_healed)
-                    .push_bind(a.summary.as_str())
-                    .push_bind(evidence.as_str())
-                    .push_bind(i64::from(a.event_count))
-                    .push_bind(*last_seq)
-                    .push_bind(now_ms)
-                    .push_bind(now_ms)
-                    .push_bind(a.experiment.as_ref().map(|x| x.experiment_id.as_str()))
-                    .push_bind(a.experiment.as_ref().map(|x| x.arm.as_str()));
-            });
-            qb.push(
-                " ON CONFLICT (agent_id, incident_id) DO UPDATE SET
-                    check_id = excluded.check_id,
-                    cause = excluded.cause,
-                    category = excluded.category,
-                    severity = excluded.severity,
-                    status = excluded.status,
-                    started_at = excluded.started_at,
-                    resolved_at = excluded.resolved_at,
-                    auto_healed = excluded.auto_healed,
-                    summary = excluded.summary,
-                    evidence = excluded.evidence,
-                    event_count = excluded.event_count,
-                    last_seq = excluded.last_seq,
-                    updated_at = excluded.updated_at,
-                    experiment_id = excluded.experiment_id,
-                    experiment_arm = excluded.experiment_arm",
-            );
-            qb.build().execute(&mut *conn).await?;
-            Ok(())
+            let rows: Vec<$crate::store::dialect::IncidentUpsert<'_>> = assembled
+                .iter()
+                .map(|(agent, incident, a, evidence, last_seq)| {
+                    $crate::store::dialect::IncidentUpsert {
+                        agent_id: agent,
+                        incident_id: incident,
+                        check_id: a.check.as_str(),
+                        cause: &a.cause,
+                        category: a.category.as_str(),
+                        severity: a.severity.as_str(),
+                        status: status_str(a.status),
+                        started_at: a.started_at.unix_millis(),
+                        resolved_at: a.resolved_at.map(Timestamp::unix_millis),
+                        auto_healed: a.auto_healed,
+                        summary: &a.summary,
+                        evidence,
+                        event_count: i64::from(a.event_count),
+                        last_seq: *last_seq,
+                        now_ms,
+                        experiment_id: a.experiment.as_ref().map(|x| x.experiment_id.as_str()),
+                        experiment_arm: a.experiment.as_ref().map(|x| x.arm.as_str()),
+                    }
+                })
+                .collect();
+            <D as $crate::store::dialect::Dialect>::upsert_incidents(&mut *conn, &rows).await
         }
 
         /// Checks the token against `claimed`; `Trusted` creates the device row when missing.
