@@ -39,6 +39,14 @@ printf '\nbinary size (target: <= 3.5 MB raw, <= 1.5 MB xz)\n'
 printf '%-16s %10s %10s\n' binary "MB raw" "MB xz"
 awk -v r="$raw" -v x="$xzs" 'BEGIN{printf "%-16s %10.2f %10.2f\n","netmedic-agent",r/1e6,x/1e6}'
 awk -v r="$zraw" -v x="$zxz" 'BEGIN{printf "%-16s %10.2f %10.2f  (dynamically linked; libs not counted)\n","zabbix_agentd",r/1e6,x/1e6}'
+# The agent's sections that make its size (and, .text, its RSS): bytes.
+printf '\nnetmedic-agent sections (bytes)\n'
+readelf -SW "$bin" | sed 's/^ *\[ *[0-9]*\]//' | while read -r name _type _addr _off size _; do
+  case "$name" in
+    .text | .rodata | .eh_frame | .eh_frame_hdr | .gcc_except_table | .rela.dyn | .relr.dyn | .data.rel.ro)
+      printf '%-18s %10d\n' "$name" "$((16#$size))" ;;
+  esac
+done
 # The collector comes from target/debug, the agent from target/release-cpe.
 bindir="$(realpath "$target")/bench-footprint-bin"
 mkdir -p "$bindir"

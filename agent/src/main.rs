@@ -73,12 +73,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// One thread runs every task (`current_thread`); the blocking pool only serves the few blocking
+/// calls (lan_arp's and lan_dhcp's raw-socket probes, the collector's name lookup), at most
+/// [`MAX_BLOCKING_THREADS`] at once, so a resolver that hangs cannot grow the agent's threads
+/// (and their stacks and malloc arenas) to tokio's default of 512.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")
 }
+
+/// More than the blocking calls that can overlap (one per check using the pool, plus a lookup).
+const MAX_BLOCKING_THREADS: usize = 4;
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = AgentConfig::load(path)?;

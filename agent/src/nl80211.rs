@@ -7,9 +7,14 @@
 //! The counters are cumulative; [`busy_share_pct`] turns two samples of the operating channel
 //! into the busy share of the interval between them (the cumulative share when there is no
 //! usable earlier sample).
+//!
+//! The survey needs the cargo feature `wifi` (on by default): a build without it (a router
+//! without radios) leaves `wl-nl80211` and its own netlink stack out of the binary, and
+//! [`survey`] then fails with [`SurveyError::NotBuilt`]: `wifi_ap` reports no busy share and
+//! `chan_switch` chooses by its configured order, as they do when a driver has no survey.
 
-use futures::TryStreamExt;
 use std::time::Duration;
+#[cfg(feature = "wifi")]
 use wl_nl80211::{Nl80211Attr, Nl80211Survey, Nl80211SurveyInfo};
 
 /// One channel of a survey dump.
@@ -31,10 +36,14 @@ pub enum SurveyError {
     Netlink(String),
     #[error("nl80211 survey dump timed out after {0:?}")]
     Timeout(Duration),
+    #[error("this agent is built without the `wifi` feature (no nl80211 survey)")]
+    NotBuilt,
 }
 
 /// The survey of every channel the radio of `ifname` reports, within `timeout`.
+#[cfg(feature = "wifi")]
 pub async fn survey(ifname: &str, timeout: Duration) -> Result<Vec<ChannelSurvey>, SurveyError> {
+    use futures::TryStreamExt;
     let index = nix::net::if_::if_nametoindex(ifname)
         .map_err(|_| SurveyError::NoInterface(ifname.to_string()))?;
     let (conn, handle, _) =
@@ -69,7 +78,14 @@ pub async fn survey(ifname: &str, timeout: Duration) -> Result<Vec<ChannelSurvey
     result
 }
 
+/// Without the `wifi` feature: always [`SurveyError::NotBuilt`].
+#[cfg(not(feature = "wifi"))]
+pub async fn survey(_ifname: &str, _timeout: Duration) -> Result<Vec<ChannelSurvey>, SurveyError> {
+    Err(SurveyError::NotBuilt)
+}
+
 /// One channel from the attributes of `NL80211_ATTR_SURVEY_INFO`; `None` without a frequency.
+#[cfg(feature = "wifi")]
 pub fn channel_survey(info: &[Nl80211SurveyInfo]) -> Option<ChannelSurvey> {
     let mut c = ChannelSurvey::default();
     for i in info {
@@ -147,6 +163,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "wifi")]
     #[test]
     fn attributes_to_a_channel() {
         let c = channel_survey(&[
