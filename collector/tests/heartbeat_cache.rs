@@ -133,7 +133,10 @@ where
 {
     let deadline = Instant::now() + HB_CACHE_MAX_AGE * 4;
     while !f().await {
-        assert!(Instant::now() < deadline, "{what} not seen within the bound");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within the bound"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -144,9 +147,12 @@ async fn postgres_another_process_s_revocation_and_kill_switch_are_seen_within_t
     let token = s.enrol("cpe-p1").await;
     warm(&s, "cpe-p1", &token).await;
     // The other process: its own store (its own cache) on the same database.
-    let other = store::open(&StorageConfig::with_url(s.storage.clone()), OpenMode::MustExist)
-        .await
-        .unwrap();
+    let other = store::open(
+        &StorageConfig::with_url(s.storage.clone()),
+        OpenMode::MustExist,
+    )
+    .await
+    .unwrap();
 
     other
         .set_killswitch(&KillScope::Device("cpe-p1".into()), "hold", now())

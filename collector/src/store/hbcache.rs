@@ -225,7 +225,11 @@ mod tests {
         c.advice_changed();
         assert_eq!(c.answer("t1", "a", 0), None);
         c.set_advice(before, advice(Vec::new()));
-        assert_eq!(c.answer("t1", "a", 0), None, "read before the change: dropped");
+        assert_eq!(
+            c.answer("t1", "a", 0),
+            None,
+            "read before the change: dropped"
+        );
         let fleet = KillSwitch {
             scope: "fleet",
             target: String::new(),
