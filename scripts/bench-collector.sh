@@ -94,7 +94,7 @@ wrk_run() {
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid" || true
     perf report -i "$PERF_DIR/$name.data" --no-children -g none --percent-limit 0.5 --sort symbol --stdio 2>/dev/null \
-      | grep -v '^#' | grep '%' | head -40 >"$PERF_DIR/$name.txt" || true
+      | grep -v '^#' | grep '%' | sed -E 's/[[:space:]-]+$//' | head -40 >"$PERF_DIR/$name.txt" || true
   fi
 }
 
