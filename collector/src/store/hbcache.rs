@@ -173,6 +173,70 @@ impl HbCache {
     }
 }
 
+/// The SQL that fills the cache, expanded per backend inside `sql_store!` (`shared.rs`), over
+/// the backend's `Conn` and `Db`.
+macro_rules! hbcache_sql {
+    () => {
+        /// Reads again what answers heartbeats from `cache` (see [`HbCache`]): the advice
+        /// (kill switches, active experiments, devices with diagnostics pending, the end of
+        /// the active network events) and whether every cached token is still valid.
+        ///
+        /// [`HbCache`]: $crate::store::hbcache::HbCache
+        async fn refresh_hb_cache_in(
+            conn: &mut Conn,
+            cache: &$crate::store::hbcache::HbCache,
+        ) -> Result<()> {
+            let generation = cache.generation();
+            let taken = std::time::Instant::now();
+            let killswitches = load_killswitches(conn).await?;
+            let experiments = load_experiments(conn, true)
+                .await?
+                .into_iter()
+                .map(|r| r.experiment)
+                .collect();
+            let pending: Vec<(String,)> = sqlx::query_as(
+                "SELECT DISTINCT agent_id FROM diagnostics_requests WHERE delivered_at IS NULL",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let (outage_until_ms,): (Option<i64>,) = sqlx::query_as(
+                "SELECT MAX(until_at) FROM network_events WHERE resolved_at IS NULL",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            cache.set_advice(
+                generation,
+                $crate::store::hbcache::Advice {
+                    killswitches,
+                    experiments,
+                    pending_diagnostics: pending.into_iter().map(|(a,)| a).collect(),
+                    outage_until_ms,
+                    taken,
+                },
+            );
+            let tokens = cache.tokens();
+            let mut valid = std::collections::HashMap::with_capacity(tokens.len());
+            for chunk in tokens.chunks(CHUNK_ROWS) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT token_sha256, agent_id FROM devices
+                     WHERE revoked_at IS NULL AND token_sha256 IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for t in chunk {
+                    sep.push_bind(t.as_str());
+                }
+                qb.push(")");
+                let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                valid.extend(rows);
+            }
+            cache.reverified(generation, taken, &tokens, &valid);
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use hbcache_sql;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,6 +207,7 @@ macro_rules! sql_store {
         }
 
         $crate::store::write::write_sql!();
+        $crate::store::hbcache::hbcache_sql!();
         $crate::store::incidents::incidents_sql!();
         $crate::store::devices::devices_sql!();
         $crate::store::experiments::experiments_sql!();
