@@ -16,7 +16,9 @@
 # everything stays on 127.0.0.1 or unix sockets, and every phase is bounded.
 # Usage: scripts/bench-collector.sh [DURATION_SECS]   (run as root: PostgreSQL runs as `postgres`)
 #   env: ROUNDS (3), HB_CONNS (256), DEVICES (10000), STORM_AGENTS (5000), PARTS ("vm loadgen
-#   storm"), COLLECTOR and LOADGEN (binaries to use instead of building them).
+#   storm"), COLLECTOR and LOADGEN (binaries to use instead of building them), PERF_DIR (when
+#   set: `perf record -F 499 -g` of the collector during its first wrk round of each backend,
+#   the flat profile by symbol written to PERF_DIR/NAME.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -79,11 +81,21 @@ phase() {
 wrk_run() {
   local name=$1 pid=$2 addr=$3 file=$4 c0 out line
   c0=$(cpu_ticks "$pid")
+  local perf_pid=""
+  if [ -n "${PERF_DIR:-}" ] && [ "$pid" = "${COLLECTOR_PID:-}" ] && [ ! -e "$PERF_DIR/$name.data" ]; then
+    perf record -q -F 499 -g -p "$pid" -o "$PERF_DIR/$name.data" -- sleep "$DUR" 2>/dev/null &
+    perf_pid=$!
+  fi
   out=$(wrk -t2 -c"$HB_CONNS" -d"${DUR}s" --timeout 10s -s "$WRK_LUA" "http://$addr" -- "$file")
   line=$(echo "$out" | grep '^WRK ')
   echo "  $name: $line"
   cpu_line "$pid" "$c0" "$(echo "$line" | sed -n 's/.* requests=\([0-9]*\).*/\1/p')"
   echo "$line" | sed -n 's/.* rps=\([0-9.]*\) .* p99_ms=\([0-9.]*\) .*/\1 \2/p' >>"$WORK/$name.runs"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    perf report -i "$PERF_DIR/$name.data" --no-children -g none --percent-limit 0.5 --sort symbol --stdio 2>/dev/null \
+      | grep -v '^#' | grep '%' | sed -E 's/[[:space:]-]+$//' | head -40 >"$PERF_DIR/$name.txt" || true
+  fi
 }
 
 start_vm() {

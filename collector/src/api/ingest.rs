@@ -1,11 +1,12 @@
 //! `POST /api/v1/reports` and `POST /api/v1/heartbeats`: device-authenticated documents through
-//! the group-commit write queue, answered once they are durable.
+//! the group-commit write queue, answered once they are durable; heartbeats the store can answer
+//! from its cache (see `store::hbcache`) are answered here, without the queue.
 
 use super::auth::bearer;
 use super::body::{Document, decode};
 use super::error::ApiError;
 use crate::ingest::SubmitError;
-use crate::store::{Auth, Denied, WriteItem, WriteKind, WriteOk};
+use crate::store::{Auth, Denied, HeartbeatOk, WriteItem, WriteKind, WriteOk};
 use crate::{AppState, now};
 use axum::Json;
 use axum::body::Bytes;
@@ -130,14 +131,27 @@ pub(crate) async fn post_heartbeat(
 ) -> Result<Json<HeartbeatReply>, ApiError> {
     let auth = bearer(&state, &headers)?;
     let hb: Heartbeat = decode(&headers, body, state.max_body_bytes)?;
+    // The common case: answered here from the store's heartbeat cache, no hop to a writer.
+    if let Auth::TokenSha256(token) = &auth
+        && let Some(ok) = state.store.heartbeat_cached(token, &hb, now())
+    {
+        state
+            .metrics
+            .inc("netmedic_collector_heartbeats_total", "", 1);
+        return Ok(reply(&state, ok));
+    }
     match submit(&state, auth, WriteKind::Heartbeat(hb)).await? {
-        WriteOk::Heartbeat(ok) => Ok(Json(HeartbeatReply {
-            schema_version: SCHEMA_VERSION,
-            server_time: now(),
-            heartbeat_interval_secs: state.heartbeat_interval_secs,
-            advisories: ok.advisories,
-            experiments: ok.experiments,
-        })),
+        WriteOk::Heartbeat(ok) => Ok(reply(&state, ok)),
         WriteOk::Report(_) => Err(unexpected("heartbeat")),
     }
+}
+
+fn reply(state: &AppState, ok: HeartbeatOk) -> Json<HeartbeatReply> {
+    Json(HeartbeatReply {
+        schema_version: SCHEMA_VERSION,
+        server_time: now(),
+        heartbeat_interval_secs: state.heartbeat_interval_secs,
+        advisories: ok.advisories,
+        experiments: ok.experiments,
+    })
 }

@@ -30,6 +30,18 @@ pub trait IngestStore: Send + Sync + Debug {
     /// others. An `Err` means nothing of the group was stored.
     fn write_group<'a>(&'a self, items: &'a [WriteItem]) -> BoxFuture<'a, Result<Vec<ItemResult>>>;
 
+    /// Answers a token-authenticated heartbeat from memory when the store can (token verified
+    /// recently, advice unchanged, nothing to deliver), recording its last-seen update; `None`:
+    /// it goes through [`Self::write_group`], which checks against the database.
+    fn heartbeat_cached(
+        &self,
+        _token_sha256: &str,
+        _hb: &netmedic_proto::Heartbeat,
+        _received_at: Timestamp,
+    ) -> Option<super::HeartbeatOk> {
+        None
+    }
+
     /// Stores one batch without a token (local tools, tests): a group of one trusted item.
     fn ingest_report<'a>(
         &'a self,

@@ -678,6 +678,10 @@ macro_rules! cx_methods {
                 let mut tx = self.begin_write().await?;
                 let out = correlate_in(&mut tx, params, now.unix_millis()).await?;
                 tx.commit().await?;
+                if out != PassOutcome::default() {
+                    // Upstream-outage advisories changed.
+                    self.hb.advice_changed();
+                }
                 Ok(out)
             })
         }

@@ -235,6 +235,8 @@ macro_rules! devices_methods {
                 let mut tx = self.begin_write().await?;
                 enrol_device_in(&mut tx, agent_id, region, token_sha256, now.unix_millis()).await?;
                 tx.commit().await?;
+                // A token of the device revoked by another process is not answered from here.
+                self.hb.revoke_device(agent_id);
                 Ok(())
             })
         }
@@ -261,7 +263,10 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                revoke_device_in(&mut conn, agent_id, now.unix_millis()).await
+                let revoked = revoke_device_in(&mut conn, agent_id, now.unix_millis()).await;
+                // After the commit: the very next heartbeat of the device reads the database.
+                self.hb.revoke_device(agent_id);
+                revoked
             })
         }
 
@@ -297,7 +302,9 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<()>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                set_killswitch_in(&mut conn, scope, reason, now.unix_millis()).await
+                let set = set_killswitch_in(&mut conn, scope, reason, now.unix_millis()).await;
+                self.hb.advice_changed();
+                set
             })
         }
 
@@ -307,7 +314,9 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                clear_killswitch_in(&mut conn, scope).await
+                let cleared = clear_killswitch_in(&mut conn, scope).await;
+                self.hb.advice_changed();
+                cleared
             })
         }
 
@@ -327,8 +336,16 @@ macro_rules! devices_methods {
         ) -> $crate::store::BoxFuture<'a, Result<()>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                request_diagnostics_in(&mut conn, agent_id, checks, request_id, now.unix_millis())
-                    .await
+                let requested = request_diagnostics_in(
+                    &mut conn,
+                    agent_id,
+                    checks,
+                    request_id,
+                    now.unix_millis(),
+                )
+                .await;
+                self.hb.advice_changed();
+                requested
             })
         }
     };

@@ -149,7 +149,10 @@ macro_rules! experiments_methods {
         ) -> $crate::store::BoxFuture<'a, Result<()>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                start_experiment_in(&mut conn, experiment, created_by, now.unix_millis()).await
+                let started =
+                    start_experiment_in(&mut conn, experiment, created_by, now.unix_millis()).await;
+                self.hb.advice_changed();
+                started
             })
         }
 
@@ -160,7 +163,9 @@ macro_rules! experiments_methods {
         ) -> $crate::store::BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                end_experiment_in(&mut conn, id, now.unix_millis()).await
+                let ended = end_experiment_in(&mut conn, id, now.unix_millis()).await;
+                self.hb.advice_changed();
+                ended
             })
         }
 

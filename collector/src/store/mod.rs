@@ -50,6 +50,7 @@ mod devices;
 mod diag;
 pub mod dialect;
 mod experiments;
+pub mod hbcache;
 mod incidents;
 mod noc;
 pub mod noc_types;

@@ -83,6 +83,8 @@ pub struct SqlStore<D: Dialect> {
     pub(super) pool: sqlx::Pool<D::Db>,
     /// Shared by the store's clones.
     pub(super) seen: Arc<SeenBuffer>,
+    /// Tokens and advice that answer heartbeats without a read; shared by the clones.
+    pub(super) hb: Arc<super::hbcache::HbCache>,
     dialect: PhantomData<D>,
 }
 
@@ -92,17 +94,23 @@ impl<D: Dialect> SqlStore<D> {
         Self {
             pool,
             seen: Arc::default(),
+            hb: Arc::default(),
             dialect: PhantomData,
         }
     }
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// A store over `pool` that shares the last-seen buffer `seen`.
-    pub(super) fn sharing(pool: sqlx::Pool<D::Db>, seen: Arc<SeenBuffer>) -> Self {
+    /// A store over `pool` that shares the last-seen buffer `seen` and the heartbeat cache `hb`.
+    pub(super) fn sharing(
+        pool: sqlx::Pool<D::Db>,
+        seen: Arc<SeenBuffer>,
+        hb: Arc<super::hbcache::HbCache>,
+    ) -> Self {
         Self {
             pool,
             seen,
+            hb,
             dialect: PhantomData,
         }
     }
@@ -110,7 +118,7 @@ impl<D: Dialect> SqlStore<D> {
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        Self::sharing(self.pool.clone(), self.seen.clone())
+        Self::sharing(self.pool.clone(), self.seen.clone(), self.hb.clone())
     }
 }
 
@@ -199,6 +207,7 @@ macro_rules! sql_store {
         }
 
         $crate::store::write::write_sql!();
+        $crate::store::hbcache::hbcache_sql!();
         $crate::store::incidents::incidents_sql!();
         $crate::store::devices::devices_sql!();
         $crate::store::experiments::experiments_sql!();
@@ -218,6 +227,7 @@ macro_rules! sql_store {
                     .await?;
                 let store = Self::from_pool(pool);
                 let seen = std::sync::Arc::downgrade(&store.seen);
+                let hb = std::sync::Arc::downgrade(&store.hb);
                 let pool = store.pool.clone();
                 tokio::spawn(async move {
                     let mut tick =
@@ -225,14 +235,22 @@ macro_rules! sql_store {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let Some(seen) = seen.upgrade() else { return };
+                        let (Some(seen), Some(hb)) = (seen.upgrade(), hb.upgrade()) else {
+                            return;
+                        };
                         if pool.is_closed() {
                             return;
                         }
-                        let store = Self::sharing(pool.clone(), seen);
+                        let store = Self::sharing(pool.clone(), seen, hb);
                         if let Err(e) = store.flush_seen().await {
                             log::warn!(
                                 "writing last-seen updates failed (retried): {}",
+                                $crate::error_chain(&e)
+                            );
+                        }
+                        if let Err(e) = store.refresh_hb_cache().await {
+                            log::warn!(
+                                "refreshing the heartbeat cache failed (retried): {}",
                                 $crate::error_chain(&e)
                             );
                         }
@@ -261,6 +279,13 @@ macro_rules! sql_store {
                 written
             }
 
+            /// Reads again what the heartbeat cache answers from (see
+            /// [`HbCache`](crate::store::hbcache::HbCache)).
+            async fn refresh_hb_cache(&self) -> Result<()> {
+                let mut conn = self.pool.acquire().await?;
+                refresh_hb_cache_in(&mut conn, &self.hb).await
+            }
+
             /// A write transaction, opened the dialect's way.
             async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>> {
                 Ok(
@@ -281,7 +306,9 @@ macro_rules! sql_store {
                         && matches!(i.auth, Auth::TokenSha256(_))
                 }) {
                     let mut conn = self.pool.acquire().await?;
-                    if !heartbeats_read(&mut conn, items, &mut results, &self.seen).await? {
+                    if !heartbeats_read(&mut conn, items, &mut results, &self.seen, &self.hb)
+                        .await?
+                    {
                         results = vec![None; items.len()];
                     }
                 }
@@ -325,6 +352,29 @@ macro_rules! sql_store {
                 items: &'a [WriteItem],
             ) -> BoxFuture<'a, Result<Vec<ItemResult>>> {
                 Box::pin(self.write(items))
+            }
+
+            fn heartbeat_cached(
+                &self,
+                token_sha256: &str,
+                hb: &Heartbeat,
+                received_at: Timestamp,
+            ) -> Option<HeartbeatOk> {
+                let seen_ms = received_at.unix_millis();
+                let ok = self.hb.answer(token_sha256, &hb.agent_id, seen_ms)?;
+                // Cannot fail for a validated heartbeat; if it did, the database path reports it.
+                let heartbeat = serde_json::to_string(hb).ok()?;
+                self.seen.record([(
+                    hb.agent_id.clone(),
+                    $crate::store::shared::Seen {
+                        token_sha256: token_sha256.to_owned(),
+                        seen_ms,
+                        agent_version: hb.agent_version.clone(),
+                        firmware_version: hb.firmware_version.clone(),
+                        heartbeat,
+                    },
+                )]);
+                Some(ok)
             }
 
             $crate::store::diag::diag_methods!(ingest);

@@ -70,7 +70,11 @@ macro_rules! write_sql {
             items: &[WriteItem],
             results: &mut [Option<ItemResult>],
             seen: &SeenBuffer,
+            cache: &$crate::store::hbcache::HbCache,
         ) -> Result<bool> {
+            // Read before the token read: a revocation after it drops what this read found.
+            let generation = cache.generation();
+            let verified = std::time::Instant::now();
             let hbs: Vec<Hb<'_>> = pending_heartbeats(items, results)
                 .into_iter()
                 .filter(|h| h.2.is_some())
@@ -113,6 +117,11 @@ macro_rules! write_sql {
                     qb.build_query_as().fetch_all(&mut *conn).await?;
                 valid.extend(rows.into_iter().map(|(t, id, region)| (t, (id, region))));
             }
+            cache.insert_tokens(
+                generation,
+                verified,
+                valid.iter().map(|(t, (id, _))| (t.as_str(), id.as_str())),
+            );
             let mut ok = Vec::with_capacity(hbs.len());
             let mut fresh = Vec::with_capacity(hbs.len());
             for (i, hb, token, at) in hbs {

@@ -1,0 +1,183 @@
+//! Heartbeats answered from the store's cache stay true: a revocation refuses the very next
+//! heartbeat in the same process, a kill switch or diagnostics request reaches the very next
+//! reply, another device's token stays refused, and a revocation or kill switch made through
+//! another store on the same database (another collector process) is seen within the cache's
+//! documented bound.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Backend, TestServer, backend_stories, beat, expect_error, heartbeat};
+use netmedic_collector::config::StorageConfig;
+use netmedic_collector::store::hbcache::HB_CACHE_MAX_AGE;
+use netmedic_collector::store::{self, KillScope, OpenMode};
+use netmedic_collector::{auth, now};
+use netmedic_proto::{Advisory, CheckId, HeartbeatReply, paths};
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+
+backend_stories!(
+    revocation_refuses_the_very_next_heartbeat,
+    kill_switch_and_diagnostics_reach_the_very_next_reply,
+    another_device_s_token_stays_refused,
+);
+
+/// How long a test waits for the cache to be filled (the store's refresh runs every second).
+const WARM_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sends heartbeats of `id` until the store answers the next one from its cache.
+async fn warm(s: &TestServer, id: &str, token: &str) {
+    let hash = auth::token_sha256(token);
+    let deadline = Instant::now() + WARM_DEADLINE;
+    loop {
+        beat(s, id, token).await;
+        if s.store()
+            .heartbeat_cached(&hash, &heartbeat(id), now())
+            .is_some()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "heartbeats of {id} never cached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kill_reason(r: &HeartbeatReply) -> Option<&str> {
+    r.advisories.iter().find_map(|a| match a {
+        Advisory::KillSwitch { reason } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+async fn revocation_refuses_the_very_next_heartbeat(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let token = s.enrol("cpe-r1").await;
+    warm(&s, "cpe-r1", &token).await;
+    s.store().revoke_device("cpe-r1", now()).await.unwrap();
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-r1"), Some(&token))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "revoked_token",
+    )
+    .await;
+    s.stop().await;
+}
+
+async fn kill_switch_and_diagnostics_reach_the_very_next_reply(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let token = s.enrol("cpe-k1").await;
+    warm(&s, "cpe-k1", &token).await;
+    assert_eq!(kill_reason(&beat(&s, "cpe-k1", &token).await), None);
+    s.store()
+        .set_killswitch(&KillScope::Fleet, "bad release", now())
+        .await
+        .unwrap();
+    assert_eq!(
+        kill_reason(&beat(&s, "cpe-k1", &token).await),
+        Some("bad release")
+    );
+    warm(&s, "cpe-k1", &token).await;
+    assert_eq!(
+        kill_reason(&beat(&s, "cpe-k1", &token).await),
+        Some("bad release"),
+        "answered from the cache too"
+    );
+    s.store().clear_killswitch(&KillScope::Fleet).await.unwrap();
+    assert_eq!(kill_reason(&beat(&s, "cpe-k1", &token).await), None);
+
+    // Diagnostics queued while the cache is warm: delivered in exactly the next reply.
+    warm(&s, "cpe-k1", &token).await;
+    s.store()
+        .request_diagnostics("cpe-k1", &[CheckId::Dns], "req-1", now())
+        .await
+        .unwrap();
+    let diags = |r: &HeartbeatReply| {
+        r.advisories
+            .iter()
+            .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
+            .count()
+    };
+    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 1);
+    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 0);
+    s.stop().await;
+}
+
+async fn another_device_s_token_stays_refused(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let token = s.enrol("cpe-w1").await;
+    s.enrol("cpe-w2").await;
+    warm(&s, "cpe-w1", &token).await;
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w2"), Some(&token))
+            .await,
+        StatusCode::FORBIDDEN,
+        "wrong_device",
+    )
+    .await;
+    let stranger = auth::new_token().unwrap();
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w1"), Some(&stranger))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_token",
+    )
+    .await;
+    s.stop().await;
+}
+
+/// Waits, up to a few times the documented bound, until `f` holds for a heartbeat reply.
+async fn within_bound<F>(what: &str, mut f: F)
+where
+    F: AsyncFnMut() -> bool,
+{
+    let deadline = Instant::now() + HB_CACHE_MAX_AGE * 4;
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_another_process_s_revocation_and_kill_switch_are_seen_within_the_bound() {
+    let s = Backend::Postgres.start(|_| {}).await;
+    let token = s.enrol("cpe-p1").await;
+    warm(&s, "cpe-p1", &token).await;
+    // The other process: its own store (its own cache) on the same database.
+    let other = store::open(
+        &StorageConfig::with_url(s.storage.clone()),
+        OpenMode::MustExist,
+    )
+    .await
+    .unwrap();
+
+    other
+        .set_killswitch(&KillScope::Device("cpe-p1".into()), "hold", now())
+        .await
+        .unwrap();
+    within_bound("the other process's kill switch", async || {
+        kill_reason(&beat(&s, "cpe-p1", &token).await) == Some("hold")
+    })
+    .await;
+
+    warm(&s, "cpe-p1", &token).await;
+    other.revoke_device("cpe-p1", now()).await.unwrap();
+    within_bound("the other process's revocation", async || {
+        let resp = s
+            .post_as(paths::HEARTBEATS, &heartbeat("cpe-p1"), Some(&token))
+            .await;
+        match resp.status() {
+            StatusCode::OK => false,
+            _ => {
+                expect_error(resp, StatusCode::UNAUTHORIZED, "revoked_token").await;
+                true
+            }
+        }
+    })
+    .await;
+    other.close().await;
+    s.stop().await;
+}
