@@ -7,9 +7,18 @@
 //!   or cleared, diagnostics requested, experiment started or ended, network events changed)
 //!   invalidates at once, after its commit: the very next heartbeat takes the database path;
 //! - changes made by another process (several collectors on one PostgreSQL database) are seen
-//!   within [`HB_CACHE_MAX_AGE`]: the store re-verifies every cached token and re-reads the
-//!   snapshot every [`SEEN_FLUSH_INTERVAL`](super::shared::SEEN_FLUSH_INTERVAL), and an entry
-//!   or snapshot older than [`HB_CACHE_MAX_AGE`] is not used (the database path answers).
+//!   within [`HB_CACHE_MAX_AGE`]: a token answers only for that long after the database path
+//!   verified it (then the next heartbeat of that device verifies it again), and the snapshot
+//!   is re-read every [`SEEN_FLUSH_INTERVAL`](super::shared::SEEN_FLUSH_INTERVAL) and not used
+//!   once older than [`HB_CACHE_MAX_AGE`].
+//!
+//! **The cost does not grow with the fleet.** Tokens are never re-verified in bulk: an expired
+//! entry is dropped at the next refresh, so the map holds only devices verified in the last few
+//! seconds, and the refresh is four small reads whatever the fleet's size. (A first version
+//! re-verified every cached token each second: with a million devices that is a million index
+//! reads a second per collector.) The cache therefore serves a device that heartbeats again
+//! within [`HB_CACHE_MAX_AGE`] (retries, a reconnect storm, load tests); a fleet on the default
+//! five-minute interval takes the database path for every heartbeat, as it did before.
 //!
 //! A heartbeat the cache cannot answer (unknown token, another device's id, a region kill
 //! switch or an active network event, diagnostics pending) goes the database path, which keeps
@@ -104,33 +113,18 @@ impl HbCache {
         }
     }
 
-    /// The cached tokens, to verify again.
-    pub fn tokens(&self) -> Vec<String> {
-        let map = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        map.keys().cloned().collect()
+    /// Drops the tokens verified longer than [`HB_CACHE_MAX_AGE`] ago (they no longer answer).
+    pub fn prune(&self) {
+        self.tokens_write()
+            .retain(|_, e| e.verified.elapsed() <= HB_CACHE_MAX_AGE);
     }
 
-    /// The result of verifying `checked` again (a read that started at `verified`): `valid`
-    /// maps the still valid ones to their device; the others leave the cache.
-    pub fn reverified(
-        &self,
-        generation: u64,
-        verified: Instant,
-        checked: &[String],
-        valid: &HashMap<String, String>,
-    ) {
-        let mut map = self.tokens_write();
-        let current = self.generation() == generation;
-        for token in checked {
-            match (map.get_mut(token), valid.get(token)) {
-                (Some(e), Some(agent)) if current && e.agent_id == *agent => e.verified = verified,
-                (Some(e), Some(agent)) if e.agent_id == *agent => {}
-                (Some(_), _) => {
-                    map.remove(token);
-                }
-                (None, _) => {}
-            }
-        }
+    /// How many tokens the cache holds.
+    pub fn token_count(&self) -> usize {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The advice read at `advice.taken`, kept unless something changed since `generation`.
@@ -179,7 +173,7 @@ macro_rules! hbcache_sql {
     () => {
         /// Reads again what answers heartbeats from `cache` (see [`HbCache`]): the advice
         /// (kill switches, active experiments, devices with diagnostics pending, the end of
-        /// the active network events) and whether every cached token is still valid.
+        /// the active network events), and drops the expired tokens.
         ///
         /// [`HbCache`]: $crate::store::hbcache::HbCache
         async fn refresh_hb_cache_in(
@@ -214,22 +208,7 @@ macro_rules! hbcache_sql {
                     taken,
                 },
             );
-            let tokens = cache.tokens();
-            let mut valid = std::collections::HashMap::with_capacity(tokens.len());
-            for chunk in tokens.chunks(CHUNK_ROWS) {
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT token_sha256, agent_id FROM devices
-                     WHERE revoked_at IS NULL AND token_sha256 IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for t in chunk {
-                    sep.push_bind(t.as_str());
-                }
-                qb.push(")");
-                let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                valid.extend(rows);
-            }
-            cache.reverified(generation, taken, &tokens, &valid);
+            cache.prune();
             Ok(())
         }
     };
@@ -276,10 +255,20 @@ mod tests {
         // A read that started before the revocation cannot put the token back.
         c.insert_tokens(before, Instant::now(), [("t1", "a")]);
         assert_eq!(c.answer("t1", "a", 0), None);
-        let checked = vec!["t1".to_owned()];
-        c.insert_tokens(c.generation(), Instant::now(), [("t1", "a")]);
-        c.reverified(c.generation(), Instant::now(), &checked, &HashMap::new());
-        assert_eq!(c.answer("t1", "a", 0), None, "no longer valid: removed");
+    }
+
+    #[test]
+    fn a_token_answers_only_while_fresh_and_expired_ones_are_dropped() {
+        let c = cache_with("t1", "a");
+        let old = Instant::now()
+            .checked_sub(HB_CACHE_MAX_AGE + Duration::from_millis(10))
+            .expect("the clock is past the age");
+        c.insert_tokens(c.generation(), old, [("t2", "b")]);
+        assert_eq!(c.answer("t2", "b", 0), None, "verified too long ago");
+        assert_eq!(c.token_count(), 2);
+        c.prune();
+        assert_eq!(c.token_count(), 1, "only the fresh token is kept");
+        assert!(c.answer("t1", "a", 0).is_some());
     }
 
     #[test]
