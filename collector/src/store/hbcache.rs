@@ -145,6 +145,15 @@ impl HbCache {
                 return None;
             }
         }
+        let advice = self.advice_for(agent_id, now_ms)?;
+        Some(advice.reply(agent_id))
+    }
+
+    /// The advice snapshot when it answers a heartbeat of `agent_id` received at `now_ms`:
+    /// fresh, nothing to deliver to the device, no active network event, no region switch.
+    /// `None`: the write path must answer (it delivers diagnostics exactly once and reads
+    /// regions and outages per device).
+    pub fn advice_for(&self, agent_id: &str, now_ms: i64) -> Option<Arc<Advice>> {
         let advice = self
             .advice
             .read()
@@ -158,12 +167,19 @@ impl HbCache {
         {
             return None;
         }
-        Some(HeartbeatOk {
-            advisories: kill_advisory(&advice.killswitches, agent_id, None)
+        Some(advice)
+    }
+}
+
+impl Advice {
+    /// The reply to an accepted heartbeat of `agent_id` that [`HbCache::advice_for`] cleared.
+    pub fn reply(&self, agent_id: &str) -> HeartbeatOk {
+        HeartbeatOk {
+            advisories: kill_advisory(&self.killswitches, agent_id, None)
                 .into_iter()
                 .collect(),
-            experiments: advice.experiments.clone(),
-        })
+            experiments: self.experiments.clone(),
+        }
     }
 }
 
@@ -210,6 +226,57 @@ macro_rules! hbcache_sql {
             );
             cache.prune();
             Ok(())
+        }
+
+        /// A token-authenticated heartbeat that [`HbCache`] did not answer, checked in the
+        /// caller's task with one indexed read on `pool` and answered from the advice
+        /// snapshot: no hop to a writer. `Ok(None)` when the snapshot cannot answer this
+        /// device (diagnostics to deliver, an active network event, a region switch, no fresh
+        /// snapshot): the write path answers it. A valid token goes into the cache and the
+        /// last-seen update into `seen`, as on the write path's read; a refused one gets the
+        /// write path's reason.
+        ///
+        /// [`HbCache`]: $crate::store::hbcache::HbCache
+        async fn heartbeat_direct_in(
+            pool: &sqlx::Pool<Db>,
+            cache: &$crate::store::hbcache::HbCache,
+            seen: &$crate::store::shared::SeenBuffer,
+            token_sha256: &str,
+            hb: &Heartbeat,
+            received_at: Timestamp,
+        ) -> Result<Option<Result<HeartbeatOk, $crate::store::Denied>>> {
+            let seen_ms = received_at.unix_millis();
+            let Some(advice) = cache.advice_for(&hb.agent_id, seen_ms) else {
+                return Ok(None);
+            };
+            // Read before the token read: a revocation after it drops what this read found.
+            let generation = cache.generation();
+            let verified = std::time::Instant::now();
+            let found: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT agent_id, revoked_at FROM devices WHERE token_sha256 = $1")
+                    .bind(token_sha256)
+                    .fetch_optional(pool)
+                    .await?;
+            match found {
+                Some((id, None)) if id == hb.agent_id => {
+                    cache.insert_tokens(generation, verified, [(token_sha256, id.as_str())]);
+                    let heartbeat = serde_json::to_string(hb).map_err(|e| {
+                        StoreError::Corrupt(format!("cannot encode heartbeat: {e}"))
+                    })?;
+                    seen.record([(
+                        id,
+                        $crate::store::shared::Seen {
+                            token_sha256: token_sha256.to_owned(),
+                            seen_ms,
+                            agent_version: hb.agent_version.clone(),
+                            firmware_version: hb.firmware_version.clone(),
+                            heartbeat,
+                        },
+                    )]);
+                    Ok(Some(Ok(advice.reply(&hb.agent_id))))
+                }
+                other => Ok(Some(Err(denial(other, &hb.agent_id)))),
+            }
         }
     };
 }
