@@ -43,6 +43,14 @@ async fn warm(s: &TestServer, id: &str, token: &str) {
     }
 }
 
+/// How many diagnostics requests a reply delivers.
+fn diag_count(r: &HeartbeatReply) -> usize {
+    r.advisories
+        .iter()
+        .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
+        .count()
+}
+
 fn kill_reason(r: &HeartbeatReply) -> Option<&str> {
     r.advisories.iter().find_map(|a| match a {
         Advisory::KillSwitch { reason } => Some(reason.as_str()),
@@ -93,14 +101,8 @@ async fn kill_switch_and_diagnostics_reach_the_very_next_reply(b: Backend) {
         .request_diagnostics("cpe-k1", &[CheckId::Dns], "req-1", now())
         .await
         .unwrap();
-    let diags = |r: &HeartbeatReply| {
-        r.advisories
-            .iter()
-            .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
-            .count()
-    };
-    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 1);
-    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 0);
+    assert_eq!(diag_count(&beat(&s, "cpe-k1", &token).await), 1);
+    assert_eq!(diag_count(&beat(&s, "cpe-k1", &token).await), 0);
     s.stop().await;
 }
 
@@ -204,14 +206,8 @@ async fn a_cache_miss_is_verified_in_the_handler_with_the_write_path_s_reasons(b
         .await
         .unwrap();
     assert_eq!(direct(&h2, "cpe-m2").await, None);
-    let diags = |r: &HeartbeatReply| {
-        r.advisories
-            .iter()
-            .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
-            .count()
-    };
-    assert_eq!(diags(&beat(&s, "cpe-m2", &t2).await), 1);
-    assert_eq!(diags(&beat(&s, "cpe-m2", &t2).await), 0);
+    assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 1);
+    assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 0);
     s.stop().await;
 }
 
