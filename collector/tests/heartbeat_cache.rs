@@ -10,7 +10,7 @@ mod common;
 use common::{Backend, TestServer, backend_stories, beat, expect_error, heartbeat};
 use netmedic_collector::config::StorageConfig;
 use netmedic_collector::store::hbcache::HB_CACHE_MAX_AGE;
-use netmedic_collector::store::{self, Denied, KillScope, OpenMode};
+use netmedic_collector::store::{self, KillScope, OpenMode};
 use netmedic_collector::{auth, now};
 use netmedic_proto::{Advisory, CheckId, HeartbeatReply, paths};
 use reqwest::StatusCode;
@@ -20,7 +20,7 @@ backend_stories!(
     revocation_refuses_the_very_next_heartbeat,
     kill_switch_and_diagnostics_reach_the_very_next_reply,
     another_device_s_token_stays_refused,
-    a_cache_miss_is_verified_in_the_handler_with_the_write_path_s_reasons,
+    a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once,
 );
 
 /// How long a test waits for the cache to be filled (the store's refresh runs every second).
@@ -129,83 +129,62 @@ async fn another_device_s_token_stays_refused(b: Backend) {
     s.stop().await;
 }
 
-/// A heartbeat the cache cannot answer (its device never heartbeated) is verified by the
-/// store's direct path: a valid token is answered and cached, a refused one gets the write
-/// path's reason; a device with diagnostics pending is left to the write path, which delivers
-/// them exactly once.
-async fn a_cache_miss_is_verified_in_the_handler_with_the_write_path_s_reasons(b: Backend) {
+/// A heartbeat the cache cannot answer (its device never heartbeated) is checked by a writer,
+/// answered from the advice snapshot when that holds nothing for the device, and refused with
+/// the same reasons as ever; a device with diagnostics pending gets them exactly once.
+async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backend) {
     let s = b.start(|_| {}).await;
     let t1 = s.enrol("cpe-m1").await;
     let t2 = s.enrol("cpe-m2").await;
     let t3 = s.enrol("cpe-m3").await;
     s.store().revoke_device("cpe-m3", now()).await.unwrap();
-    let (h1, h2, h3) = (
-        auth::token_sha256(&t1),
-        auth::token_sha256(&t2),
-        auth::token_sha256(&t3),
-    );
-    let direct = async |hash: &str, id: &str| {
+    let h1 = auth::token_sha256(&t1);
+    assert!(
         s.store()
-            .heartbeat_direct(hash, &heartbeat(id), now())
-            .await
-            .unwrap()
-    };
-    // The advice snapshot is read once a second after the store opens.
-    let deadline = Instant::now() + WARM_DEADLINE;
-    let first = loop {
-        if let Some(r) = direct(&h1, "cpe-m1").await {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the advice snapshot never came");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(first.unwrap().advisories, Vec::new());
+            .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
+            .is_none(),
+        "never verified: not cached"
+    );
+    assert_eq!(kill_reason(&beat(&s, "cpe-m1", &t1).await), None);
     assert!(
         s.store()
             .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
             .is_some(),
         "the verified token answers from the cache next"
     );
-    assert_eq!(
-        direct(&h1, "cpe-m2").await,
-        Some(Err(Denied::WrongDevice {
-            token_device: "cpe-m1".into(),
-            claimed: "cpe-m2".into()
-        }))
-    );
-    assert_eq!(
-        direct(&h3, "cpe-m3").await,
-        Some(Err(Denied::Revoked {
-            agent_id: "cpe-m3".into()
-        }))
-    );
-    let stranger = auth::token_sha256(&auth::new_token().unwrap());
-    assert_eq!(
-        direct(&stranger, "cpe-m1").await,
-        Some(Err(Denied::UnknownToken))
-    );
-    assert!(
-        s.store()
-            .heartbeat_cached(&h3, &heartbeat("cpe-m3"), now())
-            .is_none(),
-        "a refused token is not cached"
-    );
-    // Over HTTP: the revoked device keeps its reason, a fresh one is answered.
     expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m3"), Some(&t3))
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m2"), Some(&t3))
             .await,
         StatusCode::UNAUTHORIZED,
         "revoked_token",
     )
     .await;
-    assert_eq!(kill_reason(&beat(&s, "cpe-m2", &t2).await), None);
-
-    // Diagnostics pending: the direct path declines, the next reply delivers them, once.
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m1"), Some(&t2))
+            .await,
+        StatusCode::FORBIDDEN,
+        "wrong_device",
+    )
+    .await;
+    let stranger = auth::new_token().unwrap();
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m2"), Some(&stranger))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_token",
+    )
+    .await;
+    assert!(
+        s.store()
+            .heartbeat_cached(&auth::token_sha256(&t3), &heartbeat("cpe-m3"), now())
+            .is_none(),
+        "a refused token is not cached"
+    );
+    // Diagnostics for a device not yet cached: the next reply delivers them, once.
     s.store()
         .request_diagnostics("cpe-m2", &[CheckId::Dns], "req-m2", now())
         .await
         .unwrap();
-    assert_eq!(direct(&h2, "cpe-m2").await, None);
     assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 1);
     assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 0);
     s.stop().await;

@@ -42,20 +42,6 @@ pub trait IngestStore: Send + Sync + Debug {
         None
     }
 
-    /// A token-authenticated heartbeat that [`Self::heartbeat_cached`] did not answer,
-    /// checked with one read in the caller's task and answered from the advice snapshot:
-    /// `Ok(Some(Ok))` accepted (last-seen recorded), `Ok(Some(Err))` refused with the write
-    /// path's reason, `Ok(None)`: it goes through [`Self::write_group`] (diagnostics to
-    /// deliver exactly once, an active network event, a region switch).
-    fn heartbeat_direct<'a>(
-        &'a self,
-        _token_sha256: &'a str,
-        _hb: &'a netmedic_proto::Heartbeat,
-        _received_at: Timestamp,
-    ) -> BoxFuture<'a, Result<Option<std::result::Result<super::HeartbeatOk, super::Denied>>>> {
-        Box::pin(async { Ok(None) })
-    }
-
     /// Stores one batch without a token (local tools, tests): a group of one trusted item.
     fn ingest_report<'a>(
         &'a self,

@@ -293,45 +293,6 @@ macro_rules! hbcache_sql {
             )]);
             Ok(())
         }
-
-        /// A token-authenticated heartbeat that [`HbCache`] did not answer, checked in the
-        /// caller's task with one indexed read on `pool` and answered from the advice
-        /// snapshot: no hop to a writer. `Ok(None)` when the snapshot cannot answer this
-        /// device (diagnostics to deliver, an active network event, a region switch, no fresh
-        /// snapshot): the write path answers it. A valid token goes into the cache and the
-        /// last-seen update into `seen`, as on the write path's read; a refused one gets the
-        /// write path's reason.
-        ///
-        /// [`HbCache`]: $crate::store::hbcache::HbCache
-        async fn heartbeat_direct_in(
-            pool: &sqlx::Pool<Db>,
-            cache: &$crate::store::hbcache::HbCache,
-            seen: &$crate::store::shared::SeenBuffer,
-            token_sha256: &str,
-            hb: &Heartbeat,
-            received_at: Timestamp,
-        ) -> Result<Option<Result<HeartbeatOk, $crate::store::Denied>>> {
-            let seen_ms = received_at.unix_millis();
-            let Some(advice) = cache.advice_for(&hb.agent_id, seen_ms) else {
-                return Ok(None);
-            };
-            // Read before the token read: a revocation after it drops what this read found.
-            let generation = cache.generation();
-            let verified = std::time::Instant::now();
-            let found: Option<(String, Option<i64>)> =
-                sqlx::query_as("SELECT agent_id, revoked_at FROM devices WHERE token_sha256 = $1")
-                    .bind(token_sha256)
-                    .fetch_optional(pool)
-                    .await?;
-            match found {
-                Some((id, None)) if id == hb.agent_id => {
-                    cache.insert_tokens(generation, verified, [(token_sha256, id.as_str())]);
-                    record_seen(seen, token_sha256, hb, seen_ms)?;
-                    Ok(Some(Ok(advice.reply(&hb.agent_id))))
-                }
-                other => Ok(Some(Err(denial(other, &hb.agent_id)))),
-            }
-        }
     };
 }
 

@@ -367,22 +367,6 @@ macro_rules! sql_store {
                 Some(ok)
             }
 
-            fn heartbeat_direct<'a>(
-                &'a self,
-                token_sha256: &'a str,
-                hb: &'a Heartbeat,
-                received_at: Timestamp,
-            ) -> BoxFuture<'a, Result<Option<Result<HeartbeatOk, $crate::store::Denied>>>> {
-                Box::pin(heartbeat_direct_in(
-                    &self.pool,
-                    &self.hb,
-                    &self.seen,
-                    token_sha256,
-                    hb,
-                    received_at,
-                ))
-            }
-
             $crate::store::diag::diag_methods!(ingest);
         }
 
