@@ -12,13 +12,17 @@
 //!   is re-read every [`SEEN_FLUSH_INTERVAL`](super::shared::SEEN_FLUSH_INTERVAL) and not used
 //!   once older than [`HB_CACHE_MAX_AGE`].
 //!
-//! **The cost does not grow with the fleet.** Tokens are never re-verified in bulk: an expired
-//! entry is dropped at the next refresh, so the map holds only devices verified in the last few
-//! seconds, and the refresh is four small reads whatever the fleet's size. (A first version
-//! re-verified every cached token each second: with a million devices that is a million index
-//! reads a second per collector.) The cache therefore serves a device that heartbeats again
-//! within [`HB_CACHE_MAX_AGE`] (retries, a reconnect storm, load tests); a fleet on the default
-//! five-minute interval takes the database path for every heartbeat, as it did before.
+//! **The cost does not grow with the fleet.** Tokens are not re-verified in bulk as such: an
+//! expired entry is dropped at the next refresh, so the map holds only devices verified in the
+//! last few seconds, and the advice is four small reads whatever the fleet's size. (A first
+//! version re-verified every cached token each second: with a million devices that is a million
+//! index reads a second per collector.) Only the tokens that answered a heartbeat since their
+//! verification are read again, in chunks, before they expire ([`HbCache::due`]): a cost that
+//! follows the heartbeats the cache answered. The cache therefore serves a device that
+//! heartbeats again within [`HB_CACHE_MAX_AGE`] (retries, a reconnect storm, load tests) for as
+//! long as it keeps doing so; a fleet on the default five-minute interval takes the database
+//! path for every heartbeat, where a writer checks a whole group's tokens in one read and
+//! answers from the advice snapshot when it holds nothing for the group's devices.
 //!
 //! A heartbeat the cache cannot answer (unknown token, another device's id, a region kill
 //! switch or an active network event, diagnostics pending) goes the database path, which keeps
@@ -212,7 +216,8 @@ macro_rules! hbcache_sql {
     () => {
         /// Reads again what answers heartbeats from `cache` (see [`HbCache`]): the advice
         /// (kill switches, active experiments, devices with diagnostics pending, the end of
-        /// the active network events), and drops the expired tokens.
+        /// the active network events), drops the expired tokens and verifies again the tokens
+        /// in use (see `HbCache::due`).
         ///
         /// [`HbCache`]: $crate::store::hbcache::HbCache
         async fn refresh_hb_cache_in(

@@ -60,7 +60,8 @@ macro_rules! write_sql {
         }
 
         /// Heartbeats answered without a write transaction (the common case): the tokens are
-        /// checked with one read, the advisories read, and the last-seen update goes to
+        /// checked with one read, the advisories taken from the cache's advice snapshot when it
+        /// holds nothing for the group's devices (else read), and the last-seen update goes to
         /// `seen`, which is written in batches (see [`SeenBuffer`]). No fsync, no write lock:
         /// a heartbeat records nothing an agent would lose. Returns `false`, answering nothing,
         /// when a device of the group has diagnostics pending — those are marked delivered in
