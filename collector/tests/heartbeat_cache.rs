@@ -180,6 +180,26 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
             .is_none(),
         "a refused token is not cached"
     );
+    // A fleet kill switch, once the snapshot holds it again, reaches a device never cached
+    // (answered by a writer from the snapshot).
+    let t4 = s.enrol("cpe-m4").await;
+    s.store()
+        .set_killswitch(&KillScope::Fleet, "halt", now())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WARM_DEADLINE;
+    while s
+        .store()
+        .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the snapshot never came back");
+        beat(&s, "cpe-m1", &t1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kill_reason(&beat(&s, "cpe-m4", &t4).await), Some("halt"));
+    s.store().clear_killswitch(&KillScope::Fleet).await.unwrap();
+
     // Diagnostics for a device not yet cached: the next reply delivers them, once.
     s.store()
         .request_diagnostics("cpe-m2", &[CheckId::Dns], "req-m2", now())
