@@ -51,6 +51,17 @@ fn diag_count(r: &HeartbeatReply) -> usize {
         .count()
 }
 
+/// Sends a heartbeat of `id` with `token` and expects it refused with `status` and `code`.
+async fn expect_refused(s: &TestServer, id: &str, token: &str, status: StatusCode, code: &str) {
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
+            .await,
+        status,
+        code,
+    )
+    .await;
+}
+
 fn kill_reason(r: &HeartbeatReply) -> Option<&str> {
     r.advisories.iter().find_map(|a| match a {
         Advisory::KillSwitch { reason } => Some(reason.as_str()),
@@ -63,9 +74,10 @@ async fn revocation_refuses_the_very_next_heartbeat(b: Backend) {
     let token = s.enrol("cpe-r1").await;
     warm(&s, "cpe-r1", &token).await;
     s.store().revoke_device("cpe-r1", now()).await.unwrap();
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-r1"), Some(&token))
-            .await,
+    expect_refused(
+        &s,
+        "cpe-r1",
+        &token,
         StatusCode::UNAUTHORIZED,
         "revoked_token",
     )
@@ -111,17 +123,12 @@ async fn another_device_s_token_stays_refused(b: Backend) {
     let token = s.enrol("cpe-w1").await;
     s.enrol("cpe-w2").await;
     warm(&s, "cpe-w1", &token).await;
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w2"), Some(&token))
-            .await,
-        StatusCode::FORBIDDEN,
-        "wrong_device",
-    )
-    .await;
+    expect_refused(&s, "cpe-w2", &token, StatusCode::FORBIDDEN, "wrong_device").await;
     let stranger = auth::new_token().unwrap();
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w1"), Some(&stranger))
-            .await,
+    expect_refused(
+        &s,
+        "cpe-w1",
+        &stranger,
         StatusCode::UNAUTHORIZED,
         "unknown_token",
     )
@@ -152,24 +159,13 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
             .is_some(),
         "the verified token answers from the cache next"
     );
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m2"), Some(&t3))
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "revoked_token",
-    )
-    .await;
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m1"), Some(&t2))
-            .await,
-        StatusCode::FORBIDDEN,
-        "wrong_device",
-    )
-    .await;
+    expect_refused(&s, "cpe-m2", &t3, StatusCode::UNAUTHORIZED, "revoked_token").await;
+    expect_refused(&s, "cpe-m1", &t2, StatusCode::FORBIDDEN, "wrong_device").await;
     let stranger = auth::new_token().unwrap();
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-m2"), Some(&stranger))
-            .await,
+    expect_refused(
+        &s,
+        "cpe-m2",
+        &stranger,
         StatusCode::UNAUTHORIZED,
         "unknown_token",
     )
