@@ -60,8 +60,9 @@ impl Document for Heartbeat {
 }
 
 /// What the device endpoints need from the application state, built once per router: a
-/// request clones one `Arc` of it instead of the whole [`AppState`] (six `Arc`s and a channel
-/// sender, each an atomic increment and decrement on a shared cache line).
+/// request clones one `Arc` of it instead of the whole [`AppState`] (its own five `Arc`s and
+/// the write queue's channel sender and `Arc`, each an atomic increment and decrement on a
+/// shared cache line).
 #[derive(Debug)]
 pub(crate) struct Ingest {
     store: Arc<dyn Store>,
