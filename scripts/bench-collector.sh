@@ -19,6 +19,10 @@
 #   storm"), COLLECTOR and LOADGEN (binaries to use instead of building them), PERF_DIR (when
 #   set: `perf record -F 499 -g` of the collector during its first wrk round of each backend,
 #   the flat profile by symbol written to PERF_DIR/NAME.txt).
+#   The wrk rounds cycle through the DEVICES enrolled devices: with the default 10,000 every
+#   device heartbeats about twice a second and nearly all are answered from the collector's
+#   3-second token cache; DEVICES=100000 makes every heartbeat miss it (each device comes round
+#   again only after ~5 s at 20,000 req/s), the shape of a real fleet on a five-minute interval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}

@@ -20,6 +20,7 @@ backend_stories!(
     revocation_refuses_the_very_next_heartbeat,
     kill_switch_and_diagnostics_reach_the_very_next_reply,
     another_device_s_token_stays_refused,
+    a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once,
 );
 
 /// How long a test waits for the cache to be filled (the store's refresh runs every second).
@@ -42,6 +43,25 @@ async fn warm(s: &TestServer, id: &str, token: &str) {
     }
 }
 
+/// How many diagnostics requests a reply delivers.
+fn diag_count(r: &HeartbeatReply) -> usize {
+    r.advisories
+        .iter()
+        .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
+        .count()
+}
+
+/// Sends a heartbeat of `id` with `token` and expects it refused with `status` and `code`.
+async fn expect_refused(s: &TestServer, id: &str, token: &str, status: StatusCode, code: &str) {
+    expect_error(
+        s.post_as(paths::HEARTBEATS, &heartbeat(id), Some(token))
+            .await,
+        status,
+        code,
+    )
+    .await;
+}
+
 fn kill_reason(r: &HeartbeatReply) -> Option<&str> {
     r.advisories.iter().find_map(|a| match a {
         Advisory::KillSwitch { reason } => Some(reason.as_str()),
@@ -54,9 +74,10 @@ async fn revocation_refuses_the_very_next_heartbeat(b: Backend) {
     let token = s.enrol("cpe-r1").await;
     warm(&s, "cpe-r1", &token).await;
     s.store().revoke_device("cpe-r1", now()).await.unwrap();
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-r1"), Some(&token))
-            .await,
+    expect_refused(
+        &s,
+        "cpe-r1",
+        &token,
         StatusCode::UNAUTHORIZED,
         "revoked_token",
     )
@@ -92,14 +113,8 @@ async fn kill_switch_and_diagnostics_reach_the_very_next_reply(b: Backend) {
         .request_diagnostics("cpe-k1", &[CheckId::Dns], "req-1", now())
         .await
         .unwrap();
-    let diags = |r: &HeartbeatReply| {
-        r.advisories
-            .iter()
-            .filter(|a| matches!(a, Advisory::Diagnostics { .. }))
-            .count()
-    };
-    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 1);
-    assert_eq!(diags(&beat(&s, "cpe-k1", &token).await), 0);
+    assert_eq!(diag_count(&beat(&s, "cpe-k1", &token).await), 1);
+    assert_eq!(diag_count(&beat(&s, "cpe-k1", &token).await), 0);
     s.stop().await;
 }
 
@@ -108,21 +123,86 @@ async fn another_device_s_token_stays_refused(b: Backend) {
     let token = s.enrol("cpe-w1").await;
     s.enrol("cpe-w2").await;
     warm(&s, "cpe-w1", &token).await;
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w2"), Some(&token))
-            .await,
-        StatusCode::FORBIDDEN,
-        "wrong_device",
-    )
-    .await;
+    expect_refused(&s, "cpe-w2", &token, StatusCode::FORBIDDEN, "wrong_device").await;
     let stranger = auth::new_token().unwrap();
-    expect_error(
-        s.post_as(paths::HEARTBEATS, &heartbeat("cpe-w1"), Some(&stranger))
-            .await,
+    expect_refused(
+        &s,
+        "cpe-w1",
+        &stranger,
         StatusCode::UNAUTHORIZED,
         "unknown_token",
     )
     .await;
+    s.stop().await;
+}
+
+/// A heartbeat the cache cannot answer (its device never heartbeated) is checked by a writer,
+/// answered from the advice snapshot when that holds nothing for the device, and refused with
+/// the same reasons as ever; a device with diagnostics pending gets them exactly once.
+async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let t1 = s.enrol("cpe-m1").await;
+    let t2 = s.enrol("cpe-m2").await;
+    let t3 = s.enrol("cpe-m3").await;
+    s.store().revoke_device("cpe-m3", now()).await.unwrap();
+    let h1 = auth::token_sha256(&t1);
+    assert!(
+        s.store()
+            .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
+            .is_none(),
+        "never verified: not cached"
+    );
+    assert_eq!(kill_reason(&beat(&s, "cpe-m1", &t1).await), None);
+    assert!(
+        s.store()
+            .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
+            .is_some(),
+        "the verified token answers from the cache next"
+    );
+    expect_refused(&s, "cpe-m2", &t3, StatusCode::UNAUTHORIZED, "revoked_token").await;
+    expect_refused(&s, "cpe-m1", &t2, StatusCode::FORBIDDEN, "wrong_device").await;
+    let stranger = auth::new_token().unwrap();
+    expect_refused(
+        &s,
+        "cpe-m2",
+        &stranger,
+        StatusCode::UNAUTHORIZED,
+        "unknown_token",
+    )
+    .await;
+    assert!(
+        s.store()
+            .heartbeat_cached(&auth::token_sha256(&t3), &heartbeat("cpe-m3"), now())
+            .is_none(),
+        "a refused token is not cached"
+    );
+    // A fleet kill switch, once the snapshot holds it again, reaches a device never cached
+    // (answered by a writer from the snapshot).
+    let t4 = s.enrol("cpe-m4").await;
+    s.store()
+        .set_killswitch(&KillScope::Fleet, "halt", now())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WARM_DEADLINE;
+    while s
+        .store()
+        .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the snapshot never came back");
+        beat(&s, "cpe-m1", &t1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kill_reason(&beat(&s, "cpe-m4", &t4).await), Some("halt"));
+    s.store().clear_killswitch(&KillScope::Fleet).await.unwrap();
+
+    // Diagnostics for a device not yet cached: the next reply delivers them, once.
+    s.store()
+        .request_diagnostics("cpe-m2", &[CheckId::Dns], "req-m2", now())
+        .await
+        .unwrap();
+    assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 1);
+    assert_eq!(diag_count(&beat(&s, "cpe-m2", &t2).await), 0);
     s.stop().await;
 }
 

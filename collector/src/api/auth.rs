@@ -5,13 +5,14 @@
 use super::error::ApiError;
 use crate::AppState;
 use crate::auth::{BearerError, Role, parse_bearer, token_sha256};
+use crate::metrics::Metrics;
 use crate::store::Auth;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 
 /// The device bearer token's hash, or a 401 saying what is wrong with the header.
-pub(crate) fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
+pub(crate) fn bearer(metrics: &Metrics, headers: &HeaderMap) -> Result<Auth, ApiError> {
     match parse_bearer(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
         Ok(token) => Ok(Auth::TokenSha256(token_sha256(token))),
         Err(e) => {
@@ -23,7 +24,7 @@ pub(crate) fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiE
                 ),
                 BearerError::Malformed(why) => ("malformed_token", why.to_owned()),
             };
-            state.metrics.inc(
+            metrics.inc(
                 "netmedic_collector_auth_denied_total",
                 &format!("reason=\"{code}\""),
                 1,

@@ -73,7 +73,7 @@ pub(crate) async fn post_diagnostics_results(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<DiagnosticsResultAck>, ApiError> {
-    let token = match bearer(&state, &headers)? {
+    let token = match bearer(&state.metrics, &headers)? {
         Auth::TokenSha256(h) => h,
         Auth::Trusted => {
             return Err(ApiError::new(

@@ -37,12 +37,14 @@ pub use network_events::NetworkEventQuery;
 pub use report::ReportQuery;
 
 use crate::AppState;
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use netmedic_proto::paths;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Builds the application's router: the API's routes plus `console` (the NOC pages, handed in
@@ -51,9 +53,17 @@ use std::time::Instant;
 /// it), compressed and decompressed alike.
 pub fn router(state: AppState, console: Router<AppState>) -> Router {
     let limit = state.max_body_bytes;
+    // The device endpoints take their own small state (see `ingest::Ingest`).
+    let devices = ingest::Ingest::new(&state);
     Router::new()
-        .route(paths::REPORTS, post(ingest::post_reports))
-        .route(paths::HEARTBEATS, post(ingest::post_heartbeat))
+        .route(
+            paths::REPORTS,
+            post(ingest::post_reports).with_state(devices.clone()),
+        )
+        .route(
+            paths::HEARTBEATS,
+            post(ingest::post_heartbeat).with_state(devices),
+        )
         .route(paths::INCIDENTS, get(incidents::list_incidents))
         .route(
             &format!("{}/{{agent_id}}/{{incident_id}}", paths::INCIDENTS),
@@ -98,7 +108,7 @@ pub fn router(state: AppState, console: Router<AppState>) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .merge(console)
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .route_layer(middleware::from_fn_with_state(state.metrics.clone(), track))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -116,8 +126,9 @@ async fn nosniff(mut resp: Response) -> Response {
     resp
 }
 
-/// Counts every routed request by route template and status, and times it.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Counts every routed request by route template and status, and times it. Its state is the
+/// metrics alone: the middleware's state is cloned for every request.
+async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -126,12 +137,12 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let started = Instant::now();
     let resp = next.run(req).await;
     let route = format!("route=\"{route}\"");
-    state.metrics.observe(
+    metrics.observe(
         "netmedic_collector_http_request_duration_seconds",
         &route,
         started.elapsed().as_secs_f64(),
     );
-    state.metrics.inc(
+    metrics.inc(
         "netmedic_collector_http_requests_total",
         &format!("{route},status=\"{}\"", resp.status().as_u16()),
         1,

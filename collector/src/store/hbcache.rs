@@ -12,13 +12,17 @@
 //!   is re-read every [`SEEN_FLUSH_INTERVAL`](super::shared::SEEN_FLUSH_INTERVAL) and not used
 //!   once older than [`HB_CACHE_MAX_AGE`].
 //!
-//! **The cost does not grow with the fleet.** Tokens are never re-verified in bulk: an expired
-//! entry is dropped at the next refresh, so the map holds only devices verified in the last few
-//! seconds, and the refresh is four small reads whatever the fleet's size. (A first version
-//! re-verified every cached token each second: with a million devices that is a million index
-//! reads a second per collector.) The cache therefore serves a device that heartbeats again
-//! within [`HB_CACHE_MAX_AGE`] (retries, a reconnect storm, load tests); a fleet on the default
-//! five-minute interval takes the database path for every heartbeat, as it did before.
+//! **The cost does not grow with the fleet.** Tokens are not re-verified in bulk as such: an
+//! expired entry is dropped at the next refresh, so the map holds only devices verified in the
+//! last few seconds, and the advice is four small reads whatever the fleet's size. (A first
+//! version re-verified every cached token each second: with a million devices that is a million
+//! index reads a second per collector.) Only the tokens that answered a heartbeat since their
+//! verification are read again, in chunks, before they expire ([`HbCache::due`]): a cost that
+//! follows the heartbeats the cache answered. The cache therefore serves a device that
+//! heartbeats again within [`HB_CACHE_MAX_AGE`] (retries, a reconnect storm, load tests) for as
+//! long as it keeps doing so; a fleet on the default five-minute interval takes the database
+//! path for every heartbeat, where a writer checks a whole group's tokens in one read and
+//! answers from the advice snapshot when it holds nothing for the group's devices.
 //!
 //! A heartbeat the cache cannot answer (unknown token, another device's id, a region kill
 //! switch or an active network event, diagnostics pending) goes the database path, which keeps
@@ -26,13 +30,17 @@
 
 use super::{HeartbeatOk, KillSwitch, kill_advisory};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Oldest verification of a token, or snapshot of the advice, that still answers a heartbeat:
 /// the bound on how long another process's revocation or kill switch can go unseen here.
 pub const HB_CACHE_MAX_AGE: Duration = Duration::from_secs(3);
+
+/// Age at which a token in use is verified again (by the once-a-second refresh, so it is
+/// renewed before [`HB_CACHE_MAX_AGE`]).
+const REVERIFY_AGE: Duration = Duration::from_secs(1);
 
 /// Most tokens kept (beyond this, new devices are answered by the database path).
 const MAX_TOKENS: usize = 1_000_000;
@@ -53,6 +61,8 @@ pub struct Advice {
 struct TokenEntry {
     agent_id: String,
     verified: Instant,
+    /// Answered a heartbeat since `verified`: re-verified before it expires.
+    used: AtomicBool,
 }
 
 /// See the module documentation.
@@ -108,6 +118,7 @@ impl HbCache {
                 TokenEntry {
                     agent_id: agent_id.to_owned(),
                     verified,
+                    used: AtomicBool::new(false),
                 },
             );
         }
@@ -117,6 +128,21 @@ impl HbCache {
     pub fn prune(&self) {
         self.tokens_write()
             .retain(|_, e| e.verified.elapsed() <= HB_CACHE_MAX_AGE);
+    }
+
+    /// The tokens to verify again now: those that answered a heartbeat since their
+    /// verification and are older than [`REVERIFY_AGE`], so that a device heartbeating
+    /// again and again never drops out of the cache. Their number is bounded by the heartbeats
+    /// the cache answered, not by the fleet: a device on the five-minute interval is never
+    /// in it twice.
+    pub fn due(&self) -> Vec<String> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, e)| e.used.load(Ordering::Relaxed) && e.verified.elapsed() >= REVERIFY_AGE)
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 
     /// How many tokens the cache holds.
@@ -144,7 +170,17 @@ impl HbCache {
             if e.agent_id != agent_id || e.verified.elapsed() > HB_CACHE_MAX_AGE {
                 return None;
             }
+            e.used.store(true, Ordering::Relaxed);
         }
+        let advice = self.advice_for(agent_id, now_ms)?;
+        Some(advice.reply(agent_id))
+    }
+
+    /// The advice snapshot when it answers a heartbeat of `agent_id` received at `now_ms`:
+    /// fresh, nothing to deliver to the device, no active network event, no region switch.
+    /// `None`: the write path must answer (it delivers diagnostics exactly once and reads
+    /// regions and outages per device).
+    pub fn advice_for(&self, agent_id: &str, now_ms: i64) -> Option<Arc<Advice>> {
         let advice = self
             .advice
             .read()
@@ -158,12 +194,19 @@ impl HbCache {
         {
             return None;
         }
-        Some(HeartbeatOk {
-            advisories: kill_advisory(&advice.killswitches, agent_id, None)
+        Some(advice)
+    }
+}
+
+impl Advice {
+    /// The reply to an accepted heartbeat of `agent_id` that [`HbCache::advice_for`] cleared.
+    pub fn reply(&self, agent_id: &str) -> HeartbeatOk {
+        HeartbeatOk {
+            advisories: kill_advisory(&self.killswitches, agent_id, None)
                 .into_iter()
                 .collect(),
-            experiments: advice.experiments.clone(),
-        })
+            experiments: self.experiments.clone(),
+        }
     }
 }
 
@@ -173,7 +216,8 @@ macro_rules! hbcache_sql {
     () => {
         /// Reads again what answers heartbeats from `cache` (see [`HbCache`]): the advice
         /// (kill switches, active experiments, devices with diagnostics pending, the end of
-        /// the active network events), and drops the expired tokens.
+        /// the active network events), drops the expired tokens and verifies again the tokens
+        /// in use (see `HbCache::due`).
         ///
         /// [`HbCache`]: $crate::store::hbcache::HbCache
         async fn refresh_hb_cache_in(
@@ -209,6 +253,49 @@ macro_rules! hbcache_sql {
                 },
             );
             cache.prune();
+            // The tokens in use, verified again in chunks (see `HbCache::due`).
+            let due = cache.due();
+            for chunk in due.chunks(CHUNK_ROWS) {
+                let generation = cache.generation();
+                let verified = std::time::Instant::now();
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT token_sha256, agent_id FROM devices
+                     WHERE revoked_at IS NULL AND token_sha256 IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for t in chunk {
+                    sep.push_bind(t.as_str());
+                }
+                qb.push(")");
+                let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                cache.insert_tokens(
+                    generation,
+                    verified,
+                    rows.iter().map(|(t, id)| (t.as_str(), id.as_str())),
+                );
+            }
+            Ok(())
+        }
+
+        /// Buffers an accepted heartbeat's last-seen update (written once a second).
+        fn record_seen(
+            seen: &$crate::store::shared::SeenBuffer,
+            token_sha256: &str,
+            hb: &Heartbeat,
+            seen_ms: i64,
+        ) -> Result<()> {
+            let heartbeat = serde_json::to_string(hb)
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode heartbeat: {e}")))?;
+            seen.record([(
+                hb.agent_id.clone(),
+                $crate::store::shared::Seen {
+                    token_sha256: token_sha256.to_owned(),
+                    seen_ms,
+                    agent_version: hb.agent_version.clone(),
+                    firmware_version: hb.firmware_version.clone(),
+                    heartbeat,
+                },
+            )]);
             Ok(())
         }
     };
@@ -269,6 +356,21 @@ mod tests {
         c.prune();
         assert_eq!(c.token_count(), 1, "only the fresh token is kept");
         assert!(c.answer("t1", "a", 0).is_some());
+    }
+
+    #[test]
+    fn only_tokens_in_use_are_due_for_verification_again() {
+        let c = HbCache::default();
+        c.set_advice(c.generation(), advice(Vec::new()));
+        let old = Instant::now()
+            .checked_sub(REVERIFY_AGE + Duration::from_millis(10))
+            .expect("the clock is past the age");
+        c.insert_tokens(c.generation(), old, [("t1", "a"), ("t2", "b")]);
+        assert!(c.due().is_empty(), "no heartbeat answered yet");
+        assert!(c.answer("t1", "a", 0).is_some());
+        assert_eq!(c.due(), vec!["t1".to_owned()]);
+        c.insert_tokens(c.generation(), Instant::now(), [("t1", "a")]);
+        assert!(c.due().is_empty(), "verified again: neither used nor old");
     }
 
     #[test]

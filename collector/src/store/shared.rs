@@ -363,17 +363,7 @@ macro_rules! sql_store {
                 let seen_ms = received_at.unix_millis();
                 let ok = self.hb.answer(token_sha256, &hb.agent_id, seen_ms)?;
                 // Cannot fail for a validated heartbeat; if it did, the database path reports it.
-                let heartbeat = serde_json::to_string(hb).ok()?;
-                self.seen.record([(
-                    hb.agent_id.clone(),
-                    $crate::store::shared::Seen {
-                        token_sha256: token_sha256.to_owned(),
-                        seen_ms,
-                        agent_version: hb.agent_version.clone(),
-                        firmware_version: hb.firmware_version.clone(),
-                        heartbeat,
-                    },
-                )]);
+                record_seen(&self.seen, token_sha256, hb, seen_ms).ok()?;
                 Some(ok)
             }
 

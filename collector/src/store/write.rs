@@ -60,7 +60,8 @@ macro_rules! write_sql {
         }
 
         /// Heartbeats answered without a write transaction (the common case): the tokens are
-        /// checked with one read, the advisories read, and the last-seen update goes to
+        /// checked with one read, the advisories taken from the cache's advice snapshot when it
+        /// holds nothing for the group's devices (else read), and the last-seen update goes to
         /// `seen`, which is written in batches (see [`SeenBuffer`]). No fsync, no write lock:
         /// a heartbeat records nothing an agent would lose. Returns `false`, answering nothing,
         /// when a device of the group has diagnostics pending — those are marked delivered in
@@ -82,9 +83,20 @@ macro_rules! write_sql {
             if hbs.is_empty() {
                 return Ok(true);
             }
+            // The cache's advice snapshot answers the group when it is fresh and leaves no
+            // device of the group to the database (diagnostics pending, an active network
+            // event, a region switch): no diagnostics, kill switch, experiment or outage reads.
+            let mut snapshot = None;
+            for h in &hbs {
+                snapshot = cache.advice_for(&h.1.agent_id, h.3);
+                if snapshot.is_none() {
+                    break;
+                }
+            }
             let ids: BTreeSet<&str> = hbs.iter().map(|h| h.1.agent_id.as_str()).collect();
             let ids: Vec<&str> = ids.into_iter().collect();
-            for chunk in ids.chunks(CHUNK_ROWS) {
+            let unchecked: &[&str] = if snapshot.is_some() { &[] } else { &ids };
+            for chunk in unchecked.chunks(CHUNK_ROWS) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "SELECT agent_id FROM diagnostics_requests
                      WHERE delivered_at IS NULL AND agent_id IN (",
@@ -154,12 +166,18 @@ macro_rules! write_sql {
                     }
                 }
             }
-            let now_ms = items
-                .iter()
-                .map(|it| it.received_at.unix_millis())
-                .max()
-                .unwrap_or(0);
-            advise(conn, &ok, BTreeMap::new(), now_ms, results).await?;
+            if let Some(advice) = snapshot {
+                for (i, hb, _) in &ok {
+                    results[*i] = Some(Ok(WriteOk::Heartbeat(advice.reply(&hb.agent_id))));
+                }
+            } else {
+                let now_ms = items
+                    .iter()
+                    .map(|it| it.received_at.unix_millis())
+                    .max()
+                    .unwrap_or(0);
+                advise(conn, &ok, BTreeMap::new(), now_ms, results).await?;
+            }
             seen.record(fresh);
             Ok(true)
         }
