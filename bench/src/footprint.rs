@@ -339,9 +339,23 @@ fn classify(maps: &[Mapping], i: usize, exe: &str) -> Part {
         p.end == m.start && p.perms.starts_with("---") && p.end - p.start <= 64 << 10
     });
     let reserve_after = next.is_some_and(|n| n.start == m.end && n.perms.starts_with("---"));
-    if m.start % ARENA_ALIGN == 0 && reserve_after {
-        Part::Arenas
-    } else if guard_before {
+    let is_arena = |m: &Mapping, reserve_after: bool| m.start % ARENA_ALIGN == 0 && reserve_after;
+    if is_arena(m, reserve_after) {
+        return Part::Arenas;
+    }
+    if m.perms.starts_with("---") {
+        // An arena's reserve (after its mapped part) or a stack's guard (before the stack).
+        if prev.is_some_and(|p| p.end == m.start && p.path.is_empty() && is_arena(p, true)) {
+            return Part::Arenas;
+        }
+        if next
+            .is_some_and(|n| n.start == m.end && n.path.is_empty() && !n.perms.starts_with("---"))
+            && m.end - m.start <= 64 << 10
+        {
+            return Part::ThreadStacks;
+        }
+    }
+    if guard_before {
         Part::ThreadStacks
     } else {
         Part::OtherAnon
@@ -617,6 +631,16 @@ Anonymous:            64 kB
         assert_eq!(rss(Part::Libc), 1136);
         assert_eq!(rss(Part::LdSo), 152);
         assert_eq!(rss(Part::MainStack), 64);
+        let mapped = |part| {
+            parts
+                .iter()
+                .find(|(p, _)| *p == part)
+                .map_or(0, |(_, u)| u.mapped_kib)
+        };
+        // The arena's 64 MiB with its reserve; the stack with its guard page.
+        assert_eq!(mapped(Part::Arenas), 64 << 10);
+        assert_eq!(mapped(Part::ThreadStacks), 2048 + 4);
+        assert_eq!(mapped(Part::OtherAnon), 12);
         assert_eq!(total.rss_kib, 5976);
         assert_eq!(
             total.pss_kib,
