@@ -339,7 +339,8 @@ fn classify(maps: &[Mapping], i: usize, exe: &str) -> Part {
         p.end == m.start && p.perms.starts_with("---") && p.end - p.start <= 64 << 10
     });
     let reserve_after = next.is_some_and(|n| n.start == m.end && n.perms.starts_with("---"));
-    let is_arena = |m: &Mapping, reserve_after: bool| m.start % ARENA_ALIGN == 0 && reserve_after;
+    let is_arena =
+        |m: &Mapping, reserve_after: bool| m.start.is_multiple_of(ARENA_ALIGN) && reserve_after;
     if is_arena(m, reserve_after) {
         return Part::Arenas;
     }
