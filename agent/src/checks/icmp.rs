@@ -361,7 +361,9 @@ impl IcmpConfig {
             let stats = PathStats::compute(r.sent, &r.rtts_ms);
             r.received < r.sent
                 || r.rtts_ms.iter().any(|v| *v >= self.degraded_rtt_ms)
-                || stats.jitter_ms.is_some_and(|j| j >= self.degraded_jitter_ms)
+                || stats
+                    .jitter_ms
+                    .is_some_and(|j| j >= self.degraded_jitter_ms)
                 || self.judge(&stats).status != CheckStatus::Ok
         })
     }
@@ -517,6 +519,7 @@ impl IcmpCheck {
             (true, true) => RunKind::Escalated,
         };
         let sent = measured.results.first().map_or(0, |r| r.sent);
+        log::debug!("icmp run: {}, {sent} probes per target", kind.name());
         evidence.insert("run".to_string(), kind.name().to_string());
         evidence.insert("probes_sent".to_string(), sent.to_string());
         let results = measured.results;
