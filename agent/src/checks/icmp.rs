@@ -390,11 +390,32 @@ impl RunKind {
     }
 }
 
+/// The index of interface `name`: from the interface table the netlink events keep current
+/// (the daemon), else asked of the kernel (the `check` command, or before the table's first
+/// dump). Saves a netlink request and its wake-ups per run.
+async fn wan_index(ctx: &Context, name: &str) -> Option<u32> {
+    let known = {
+        let links = ctx
+            .shared
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        links
+            .loaded
+            .then(|| links.by_name(name).map(|l| l.index))
+            .flatten()
+    };
+    match known {
+        Some(index) => Some(index),
+        None => ctx.netlink.link_index(name).await.ok().flatten(),
+    }
+}
+
 /// The WAN gateway: the IPv4 default route via the WAN interface, else the lease's router,
 /// else the provisioned `wan.gateway`. Also says where it came from.
 pub(crate) async fn wan_gateway(ctx: &Context) -> Option<(Ipv4Addr, &'static str)> {
     let wan = &ctx.site.wan;
-    if let Ok(Some(index)) = ctx.netlink.link_index(&wan.interface).await
+    if let Some(index) = wan_index(ctx, &wan.interface).await
         && let Ok(routes) = ctx.netlink.default_routes_v4().await
         && let Some(gw) = routes
             .iter()
