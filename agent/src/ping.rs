@@ -18,6 +18,35 @@ pub struct PingResult {
     pub rtts_ms: Vec<f64>,
 }
 
+/// The first part of a series after which the caller decides whether the rest is needed
+/// ([`Pinger::probe_series_sampled`]).
+pub struct Sample<F> {
+    /// Requests per host in the sample.
+    pub probes: u32,
+    /// How long after the sample's last request its missing replies are awaited.
+    pub late: Duration,
+    /// Given the sample's results (one per host), whether to send the remaining requests.
+    pub go_on: F,
+}
+
+impl<F> std::fmt::Debug for Sample<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sample")
+            .field("probes", &self.probes)
+            .field("late", &self.late)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Pinger::probe_series_sampled`] sent and measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    /// Per host in the order given.
+    pub results: Vec<PingResult>,
+    /// The sample asked for the rest: the results cover every request.
+    pub escalated: bool,
+}
+
 impl PingResult {
     pub fn answered(&self) -> bool {
         self.received > 0
@@ -118,36 +147,82 @@ impl Pinger {
         interval: Duration,
         timeout: Duration,
     ) -> Vec<PingResult> {
-        let lost = || PingResult {
-            sent: count,
+        match &self.v6 {
+            Some(client) => series_v6_all(client, hosts, count, interval, timeout).await,
+            None => {
+                let no_sample = None::<Sample<NoSample>>;
+                self.probe_series_sampled(hosts, count, interval, timeout, no_sample)
+                    .await
+                    .results
+            }
+        }
+    }
+
+    /// [`probe_series`](Self::probe_series) that first sends a `sample` and sends the rest
+    /// only when the sample's `go_on` asks for it (IPv4; an IPv6 `Pinger` always sends the
+    /// whole series). `sent` in the results is the sample's size when it sufficed.
+    pub async fn probe_series_sampled<F: FnOnce(&[PingResult]) -> bool>(
+        &self,
+        hosts: &[IpAddr],
+        count: u32,
+        interval: Duration,
+        timeout: Duration,
+        sample: Option<Sample<F>>,
+    ) -> Sampled {
+        let lost = |sent| PingResult {
+            sent,
             received: 0,
             rtts_ms: Vec::new(),
         };
-        let Some(client) = &self.v6 else {
-            let v4: Vec<_> = hosts
-                .iter()
-                .filter_map(|h| match h {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
-            let mut measured = echo::series(&v4, count, interval, timeout)
-                .await
-                .unwrap_or_default()
-                .into_iter();
-            return hosts
+        if let Some(client) = &self.v6 {
+            return Sampled {
+                results: series_v6_all(client, hosts, count, interval, timeout).await,
+                escalated: false,
+            };
+        }
+        let v4: Vec<_> = hosts
+            .iter()
+            .filter_map(|h| match h {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let measured = echo::series(&v4, count, interval, timeout, sample)
+            .await
+            .unwrap_or(echo::Measured {
+                results: Vec::new(),
+                escalated: false,
+            });
+        let sent = measured.results.first().map_or(count, |r| r.sent);
+        let mut results = measured.results.into_iter();
+        Sampled {
+            results: hosts
                 .iter()
                 .map(|h| match h {
-                    IpAddr::V4(_) => measured.next().unwrap_or_else(lost),
-                    IpAddr::V6(_) => lost(),
+                    IpAddr::V4(_) => results.next().unwrap_or_else(|| lost(sent)),
+                    IpAddr::V6(_) => lost(sent),
                 })
-                .collect();
-        };
-        let per_host = hosts
-            .iter()
-            .map(|host| series_v6(client, *host, count, interval, timeout));
-        futures::future::join_all(per_host).await
+                .collect(),
+            escalated: measured.escalated,
+        }
     }
+}
+
+/// The `go_on` of a series without a sample (never called).
+type NoSample = fn(&[PingResult]) -> bool;
+
+/// IPv6 series to each of `hosts` at once.
+async fn series_v6_all(
+    client: &Client,
+    hosts: &[IpAddr],
+    count: u32,
+    interval: Duration,
+    timeout: Duration,
+) -> Vec<PingResult> {
+    let per_host = hosts
+        .iter()
+        .map(|host| series_v6(client, *host, count, interval, timeout));
+    futures::future::join_all(per_host).await
 }
 
 /// One IPv6 series through surge-ping: a task per probe, each waiting for its own reply.

@@ -83,6 +83,7 @@ impl Icmp6Config {
             include_gateway: self.include_gateway,
             targets: Vec::new(),
             count: self.count,
+            healthy_count: 0,
             interval_ms: self.interval_ms,
             timeout_ms: self.timeout_ms,
             degraded_loss_percent: self.degraded_loss_percent,

@@ -209,19 +209,22 @@ impl<'h> Ledger<'h> {
         self.rtts_ms[i] = Some(rtt_within(sent, received, self.timeout).unwrap_or(f64::NAN));
     }
 
-    fn results(self, sent_per_host: u32) -> Vec<PingResult> {
+    /// Per host, the first `upto` requests: `sent` is `upto`, the RTTs of those answered in
+    /// time so far.
+    fn results(&self, upto: usize) -> Vec<PingResult> {
+        let upto = upto.min(self.count);
         self.rtts_ms
             .chunks(self.count.max(1))
             .take(self.hosts.len())
             .map(|c| {
-                let rtts_ms: Vec<f64> = c
+                let rtts_ms: Vec<f64> = c[..upto]
                     .iter()
                     .flatten()
                     .copied()
                     .filter(|v| !v.is_nan())
                     .collect();
                 PingResult {
-                    sent: sent_per_host,
+                    sent: upto as u32,
                     received: rtts_ms.len() as u32,
                     rtts_ms,
                 }
@@ -230,46 +233,99 @@ impl<'h> Ledger<'h> {
     }
 }
 
+/// Reads the replies waiting, then waits on the socket itself for the outstanding ones until
+/// `deadline`; gives the descriptor back unregistered from the reactor (replies arriving
+/// afterwards wake nobody).
+async fn await_replies(
+    fd: OwnedFd,
+    p: Proto,
+    ledger: &mut Ledger<'_>,
+    deadline: Instant,
+) -> std::io::Result<OwnedFd> {
+    drain(&fd, p, |r| ledger.reply(r));
+    if ledger.pending == 0 {
+        return Ok(fd);
+    }
+    let afd = owned_async_fd(fd)?;
+    while ledger.pending > 0 && readable_until(&afd, deadline).await {
+        drain(afd.get_ref(), p, |r| ledger.reply(r));
+    }
+    Ok(afd.into_inner())
+}
+
+/// What a series sent and measured.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Measured {
+    /// Per host in the order given; `sent` is the same for all.
+    pub results: Vec<PingResult>,
+    /// A sample was sent and `go_on` asked for the rest.
+    pub escalated: bool,
+}
+
 /// `count` echo requests to each of `hosts`, `interval` apart, each waiting up to `timeout`:
 /// the results in the order of `hosts`, RTTs in sequence order. Replies are read when the
 /// next requests go out and after the last; a request the kernel refused counts as lost.
-pub(super) async fn series(
+///
+/// With a `sample` of fewer than `count` probes, the series first sends only those, awaits
+/// their replies up to `sample.late` after the last one (a reply still missing then is lost
+/// as far as the sample can tell), and hands the sample's results to `sample.go_on`: `false`
+/// ends the series there (the results are the sample's), `true` sends the remaining probes at
+/// once, on the same socket and sequence numbers, and the results cover all `count`.
+pub(super) async fn series<F: FnOnce(&[PingResult]) -> bool>(
     hosts: &[Ipv4Addr],
     count: u32,
     interval: Duration,
     timeout: Duration,
-) -> std::io::Result<Vec<PingResult>> {
+    sample: Option<super::Sample<F>>,
+) -> std::io::Result<Measured> {
     if hosts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Measured {
+            results: Vec::new(),
+            escalated: false,
+        });
     }
-    let (fd, p) = open()?;
+    let (mut fd, p) = open()?;
     let count_us = count.min(u32::from(u16::MAX)) as usize;
+    let mut sample = sample.filter(|s| s.probes > 0 && (s.probes as usize) < count_us);
     let mut ledger = Ledger::new(hosts, count_us, timeout);
-    let start = Instant::now();
+    // Sequence `seq` goes out at `start + interval * (seq - first)`.
+    let (mut start, mut first) = (Instant::now(), 0);
+    let mut escalated = false;
     // A timerfd: one wake-up per round (tokio's wheel would add one at its slot boundary).
     let mut tick = crate::timer::Deadline::new();
     for seq in 0..count_us {
-        if seq > 0 {
-            // Not registered with the reactor yet: replies arriving now wake nobody.
-            tick.until(start + interval * seq as u32).await;
+        if seq > first {
+            // Not registered with the reactor: replies arriving now wake nobody.
+            tick.until(start + interval * (seq - first) as u32).await;
             drain(&fd, p, |r| ledger.reply(r));
         }
+        let round = Instant::now();
         for (h, host) in hosts.iter().enumerate() {
             if let Ok(at) = send(&fd, p, *host, seq as u16) {
                 ledger.sent(h, seq, at);
             }
         }
-    }
-    // The last requests' replies: wait on the socket itself, up to their timeout.
-    let deadline = Instant::now() + timeout;
-    drain(&fd, p, |r| ledger.reply(r));
-    if ledger.pending > 0 {
-        let afd = owned_async_fd(fd)?;
-        while ledger.pending > 0 && readable_until(&afd, deadline).await {
-            drain(afd.get_ref(), p, |r| ledger.reply(r));
+        if let Some(s) = sample.take_if(|s| s.probes as usize == seq + 1) {
+            fd = await_replies(fd, p, &mut ledger, Instant::now() + s.late).await?;
+            if !(s.go_on)(&ledger.results(seq + 1)) {
+                return Ok(Measured {
+                    results: ledger.results(seq + 1),
+                    escalated: false,
+                });
+            }
+            escalated = true;
+            // The rest keeps the spacing: the next request one interval after this round's
+            // (at once when the sample's replies took longer).
+            start = (round + interval).max(Instant::now());
+            first = seq + 1;
         }
     }
-    Ok(ledger.results(count))
+    // The last requests' replies: wait on the socket itself, up to their timeout.
+    await_replies(fd, p, &mut ledger, Instant::now() + timeout).await?;
+    Ok(Measured {
+        results: ledger.results(count_us),
+        escalated,
+    })
 }
 
 /// Up to `count` echo requests to `host`, one at a time, each waiting up to `timeout` for its
@@ -304,7 +360,7 @@ pub(super) async fn one_by_one(
             break;
         }
     }
-    let mut results = ledger.results(sent);
+    let mut results = ledger.results(sent as usize);
     Ok(results.pop().unwrap_or(PingResult {
         sent,
         received: 0,
@@ -397,6 +453,13 @@ mod tests {
         l.reply(reply(Ipv4Addr::new(203, 0, 113, 9), 1, 110)); // another host
         l.reply(reply(b, 1, 120));
         assert_eq!(l.pending, 3, "a's seq 2 and b's 0 and 3 are outstanding");
+        let first = l.results(2);
+        assert_eq!(
+            (first[0].sent, first[0].rtts_ms.clone()),
+            (2, vec![5.0, 3.0]),
+            "the sample's view: only its own sequence numbers"
+        );
+        assert_eq!((first[1].sent, first[1].received), (2, 1));
         let r = l.results(4);
         assert_eq!(r.len(), 2);
         assert_eq!(
