@@ -6,7 +6,7 @@ use super::auth::{Operator, Viewer, bearer};
 use super::body::{Document, decode};
 use super::error::{ApiError, json_error, path_error, query_error};
 use crate::domain::{parse_limit, queue_diagnostics};
-use crate::store::{Auth, CompleteOutcome, Denied, DiagnosticsRecord};
+use crate::store::{Auth, CompleteOutcome, DiagnosticsRecord};
 use crate::{AppState, now};
 use axum::Json;
 use axum::body::Bytes;
@@ -112,19 +112,7 @@ pub(crate) async fn post_diagnostics_results(
                 duplicate: true,
             }))
         }
-        CompleteOutcome::Denied(denied) => {
-            let code = match denied {
-                Denied::UnknownToken => "unknown_token",
-                Denied::Revoked { .. } => "revoked_token",
-                Denied::WrongDevice { .. } => "wrong_device",
-            };
-            state.metrics.inc(
-                "netmedic_collector_auth_denied_total",
-                &format!("reason=\"{code}\""),
-                1,
-            );
-            Err(denied.into())
-        }
+        CompleteOutcome::Denied(denied) => Err(super::ingest::count_denied(&state.metrics, denied)),
         CompleteOutcome::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_request",

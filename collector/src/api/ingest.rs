@@ -87,17 +87,7 @@ impl Ingest {
 
     /// Counts a refused device token by reason and turns it into its answer.
     fn denied(&self, denied: Denied) -> ApiError {
-        let code = match denied {
-            Denied::UnknownToken => "unknown_token",
-            Denied::Revoked { .. } => "revoked_token",
-            Denied::WrongDevice { .. } => "wrong_device",
-        };
-        self.metrics.inc(
-            "netmedic_collector_auth_denied_total",
-            &format!("reason=\"{code}\""),
-            1,
-        );
-        denied.into()
+        count_denied(&self.metrics, denied)
     }
 
     /// Queues one write and waits until it is durable.
@@ -195,4 +185,20 @@ pub(crate) async fn post_heartbeat(
         WriteOk::Heartbeat(ok) => Ok(ingest.reply(ok)),
         WriteOk::Report(_) => Err(unexpected("heartbeat")),
     }
+}
+
+/// Counts a refused device token by reason (`netmedic_collector_auth_denied_total`) and turns
+/// it into its answer; every device route that checks a token answers through this.
+pub(crate) fn count_denied(metrics: &Metrics, denied: Denied) -> ApiError {
+    let code = match denied {
+        Denied::UnknownToken => "unknown_token",
+        Denied::Revoked { .. } => "revoked_token",
+        Denied::WrongDevice { .. } => "wrong_device",
+    };
+    metrics.inc(
+        "netmedic_collector_auth_denied_total",
+        &format!("reason=\"{code}\""),
+        1,
+    );
+    denied.into()
 }
