@@ -14,19 +14,13 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        cli::Command::Help => {
-            println!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
-        cli::Command::Version => {
-            println!("netmedic-agent {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        cli::Command::Help => emit(&format!("{}\n", cli::USAGE), ExitCode::SUCCESS),
+        cli::Command::Version => emit(
+            &format!("netmedic-agent {}\n", env!("CARGO_PKG_VERSION")),
+            ExitCode::SUCCESS,
+        ),
         cli::Command::CheckConfig { config } => match AgentConfig::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
+            Ok(_) => emit(&format!("{}: ok\n", config.display()), ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(3)
@@ -47,12 +41,12 @@ fn main() -> ExitCode {
             };
             match runtime().and_then(|rt| Ok(rt.block_on(cli::check_once(cfg, only, cycles))?)) {
                 Ok(obs) => {
-                    if json {
-                        println!("{:#}", cli::to_json(&obs));
+                    let text = if json {
+                        format!("{:#}\n", cli::to_json(&obs))
                     } else {
-                        print!("{}", cli::to_table(&obs));
-                    }
-                    ExitCode::from(cli::check_exit_code(&obs))
+                        cli::to_table(&obs)
+                    };
+                    emit(&text, ExitCode::from(cli::check_exit_code(&obs)))
                 }
                 Err(e) => {
                     eprintln!("netmedic-agent: {e:#}");
@@ -69,6 +63,23 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Writes a command's output and returns `code`. A reader that went away first (`check --json |
+/// head`) is no error of the agent: the rest of the output is dropped quietly (Rust ignores
+/// SIGPIPE, so without this the write would panic). Any other write error is reported and the
+/// exit code is 74 (EX_IOERR).
+fn emit(text: &str, code: ExitCode) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("netmedic-agent: cannot write to standard output: {e}");
+            ExitCode::from(74)
         }
     }
 }

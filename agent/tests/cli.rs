@@ -63,3 +63,22 @@ fn usage_errors_exit_64() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("USAGE"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_is_dropped_quietly() {
+    // The reading end is closed before the agent starts, so every write meets EPIPE (as in
+    // `netmedic-agent check --json | head -1` once head has exited).
+    for args in [&["--help"][..], &["--version"], &["check-config", EXAMPLE]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(AGENT)
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
