@@ -85,18 +85,27 @@ enum Exit<R> {
 /// After an event revealed a failure, the check runs again this soon to confirm it.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
-/// When a check that was due at `due` and finished at `now` runs next: one `interval` after
-/// it was due (fixed rate), so checks whose intervals are multiples of each other stay in phase
-/// and share one wake-up instead of drifting apart by their run times; `now + interval` when
-/// that is already past (a run longer than its interval) or later (a run an event started
-/// early), as before.
-fn next_run(due: Instant, now: Instant, interval: Duration) -> Instant {
-    let fixed = due + interval;
-    if fixed > now && fixed <= now + interval {
-        fixed
-    } else {
-        now + interval
+/// When a check that started at `started` and finished at `now` runs next: on its own grid
+/// `origin + k × interval` (`origin` = when the schedule began), at the first slot that is at
+/// least half an interval after the start and not before the end. Fixed rate keeps checks whose
+/// intervals are multiples of each other in phase, so they share one wake-up: a run that took
+/// 2 s is next due one interval after its slot, not after it ended; a run an event started
+/// early (a netlink change, a lease file write) goes back to its slot instead of carrying its
+/// own phase, and its own wake-up, from then on; a run longer than its interval waits for the
+/// next slot after its end. Between two starts there is at least half an interval (an event
+/// run just before its slot skips that slot) and, for a run of at most half its interval, at
+/// most one and a half.
+fn next_run(origin: Instant, started: Instant, now: Instant, interval: Duration) -> Instant {
+    let earliest = now.max(started + interval / 2);
+    let step = interval.as_nanos();
+    if step == 0 {
+        return earliest;
     }
+    let slots = earliest
+        .saturating_duration_since(origin)
+        .as_nanos()
+        .div_ceil(step);
+    origin + Duration::from_nanos(u64::try_from(slots * step).unwrap_or(u64::MAX))
 }
 
 /// The next netlink change, or never when there is no subscription.
@@ -270,8 +279,11 @@ impl Agent {
         let mut staged: Option<R> = None;
         let mut stopping = false;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut due: Vec<Instant> = vec![Instant::now(); n];
-        let mut in_flight = vec![false; n];
+        // Every check's slots are multiples of its interval after this instant.
+        let origin = Instant::now();
+        let mut due: Vec<Instant> = vec![origin; n];
+        // When each check's run in flight started.
+        let mut in_flight: Vec<Option<Instant>> = vec![None; n];
         // A netlink change arrived while the check was running: run it again when it ends.
         let mut rerun = vec![false; n];
         // Runs left to confirm a failure an event revealed, each CONFIRM_AFTER after the last,
@@ -292,7 +304,7 @@ impl Agent {
             // With a reload staged or while stopping, nothing new starts: in-flight work drains.
             let quiet = staged.is_some() || stopping;
             let next_due = (0..n)
-                .filter(|i| !in_flight[*i] && !quiet)
+                .filter(|i| in_flight[*i].is_none() && !quiet)
                 .map(|i| due[i])
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -316,7 +328,7 @@ impl Agent {
                 () = deadline.until(next_due) => {
                     let now = Instant::now();
                     for i in 0..n {
-                        if !in_flight[i] && due[i] <= now && !quiet {
+                        if in_flight[i].is_none() && due[i] <= now && !quiet {
                             self.start_check(i, &mut pending, &mut in_flight);
                         }
                     }
@@ -344,7 +356,7 @@ impl Agent {
                         });
                         if woken {
                             confirm[i] = self.checks[i].hysteresis().fail_threshold;
-                            if in_flight[i] {
+                            if in_flight[i].is_some() {
                                 rerun[i] = true;
                             } else {
                                 self.start_check(i, &mut pending, &mut in_flight);
@@ -354,8 +366,8 @@ impl Agent {
                 }
                 Some(done) = pending.next(), if !pending.is_empty() => match done {
                     Finished::Check(i, obs) => {
-                        in_flight[i] = false;
-                        due[i] = next_run(due[i], Instant::now(), self.checks[i].interval());
+                        let started = in_flight[i].take().unwrap_or(origin);
+                        due[i] = next_run(origin, started, Instant::now(), self.checks[i].interval());
                         if stopping {
                             // No new incident or step once the agent stops.
                             continue;
@@ -471,8 +483,8 @@ impl Agent {
         )
     }
 
-    fn start_check(&self, i: usize, pending: &mut Pending, in_flight: &mut [bool]) {
-        in_flight[i] = true;
+    fn start_check(&self, i: usize, pending: &mut Pending, in_flight: &mut [Option<Instant>]) {
+        in_flight[i] = Some(Instant::now());
         let fx = self.fx.clone();
         let check = self.checks[i].clone();
         pending.push(Box::pin(async move {

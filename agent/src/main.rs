@@ -92,12 +92,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(std::time::Duration::from_secs(BLOCKING_KEEP_ALIVE_SECS))
         .build()
         .context("cannot start the async runtime")
 }
 
 /// More than the blocking calls that can overlap (one per check using the pool, plus a lookup).
 const MAX_BLOCKING_THREADS: usize = 4;
+
+/// An idle blocking thread lives this long (tokio's default: 10 s). Longer than the shipped
+/// 60 s of lan_arp and lan_dhcp, so their threads stay parked between runs instead of being
+/// created (clone, stack mapping, first-touch faults) and torn down every minute; a parked
+/// thread costs no wake-up.
+const BLOCKING_KEEP_ALIVE_SECS: u64 = 90;
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = AgentConfig::load(path)?;

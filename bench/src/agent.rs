@@ -6,6 +6,33 @@ use netmedic_lab::{Lab, LabError, Result, WAN_IFACE, wait_for};
 use nix::sys::resource::{UsageWho, getrusage};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The shipped config, for each check's interval in the per-check table.
+const SHIPPED_AGENT_CONFIG: &str = include_str!("../../config/agent.toml");
+
+/// Runs per minute of `[checks.NAME]` in `config` (60 / `interval_secs`); `None` when the
+/// section is missing, off, or has no interval.
+fn shipped_runs_per_min(config: &str, name: &str) -> Option<f64> {
+    let header = format!("[checks.{name}]");
+    let section = config
+        .lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['));
+    let (mut enabled, mut interval) = (false, None);
+    for line in section {
+        let line = line.split('#').next().unwrap_or_default();
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key.trim() {
+            "enabled" => enabled = value.trim() == "true",
+            "interval_secs" => interval = value.trim().parse::<f64>().ok(),
+            _ => {}
+        }
+    }
+    interval.filter(|i| enabled && *i > 0.0).map(|i| 60.0 / i)
+}
+
 /// Percentile (nearest rank) of sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -235,15 +262,20 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
         .collect();
     out.push_str(&format!(
         "\nCPU per check cycle, each check alone ((CPU of {} cycles − CPU of 1) / {EXTRA}, \
-         medians of {per_check_runs} runs; wake-ups = voluntary context switches):\n\
-         {:<16} {:>10} {:>12} {:>10}",
+         medians of {per_check_runs} runs; wake-ups = voluntary context switches; runs/min from \
+         the shipped interval_secs, ms/min = ms CPU × runs/min, `off` = off in the shipped \
+         config):\n\
+         {:<16} {:>10} {:>12} {:>10} {:>9} {:>8}",
         EXTRA + 1,
         "check",
         "ms CPU",
         "ms wall",
-        "wake-ups"
+        "wake-ups",
+        "runs/min",
+        "ms/min"
     ));
     let mut total = 0.0;
+    let mut total_per_min = 0.0;
     for name in &checks {
         let more = (EXTRA + 1).to_string();
         let (one_cpu, one_wall, one_wake) = measure_n(
@@ -256,19 +288,45 @@ pub fn check_cycle_cpu(runs: usize) -> Result<String> {
         )?;
         let cpu = (n_cpu - one_cpu) / f64::from(EXTRA);
         total += cpu;
+        let (runs_per_min, per_min) = match shipped_runs_per_min(SHIPPED_AGENT_CONFIG, name) {
+            Some(r) => {
+                total_per_min += cpu * r;
+                (format!("{r:.1}"), format!("{:.2}", cpu * r))
+            }
+            None => ("off".to_string(), "-".to_string()),
+        };
         out.push_str(&format!(
-            "\n{name:<16} {cpu:>10.2} {:>12.1} {:>10.1}",
+            "\n{name:<16} {cpu:>10.2} {:>12.1} {:>10.1} {runs_per_min:>9} {per_min:>8}",
             (n_wall - one_wall) / f64::from(EXTRA),
             (n_wake - one_wake) / f64::from(EXTRA)
         ));
     }
-    out.push_str(&format!("\n{:<16} {total:>10.2}", "sum"));
+    out.push_str(&format!(
+        "\n{:<16} {total:>10.2} {:>12} {:>10} {:>9} {total_per_min:>8.2}",
+        "sum", "", "", ""
+    ));
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_per_minute_come_from_the_section_of_the_check() {
+        let cfg = "[checks.a]\nenabled = true\ninterval_secs = 10\n\n[checks.b]\n\
+                   enabled = false\ninterval_secs = 5\n[checks.c]\ninterval_secs = 30\n\
+                   enabled = true # on\n";
+        assert_eq!(shipped_runs_per_min(cfg, "a"), Some(6.0));
+        assert_eq!(shipped_runs_per_min(cfg, "b"), None);
+        assert_eq!(shipped_runs_per_min(cfg, "c"), Some(2.0));
+        assert_eq!(shipped_runs_per_min(cfg, "missing"), None);
+        // Every check the shipped config turns on has an interval.
+        assert_eq!(
+            shipped_runs_per_min(SHIPPED_AGENT_CONFIG, "conntrack"),
+            Some(12.0)
+        );
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

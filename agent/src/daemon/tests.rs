@@ -403,14 +403,61 @@ async fn a_treated_device_heals_and_records_its_arm_but_the_kill_switch_wins_ove
 #[test]
 fn next_run_keeps_checks_in_phase() {
     let t0 = Instant::now();
-    let ten = Duration::from_secs(10);
-    // A run that took 2 s: the next is one interval after it was due, not after it ended, so
-    // it stays in phase with the other checks due at t0.
-    assert_eq!(next_run(t0, t0 + Duration::from_secs(2), ten), t0 + ten);
-    // A run longer than its interval: one interval after it ended.
-    let late = t0 + Duration::from_secs(15);
-    assert_eq!(next_run(t0, late, ten), late + ten);
-    // A run an event started 4 s early: one interval after it ended, never later.
-    let early = t0 + Duration::from_secs(6);
-    assert_eq!(next_run(t0 + ten, early, ten), early + ten);
+    let s = Duration::from_secs;
+    let ten = s(10);
+    // A run that took 2 s: the next is one interval after its slot, not after it ended, so it
+    // stays in phase with the other checks due at t0.
+    assert_eq!(next_run(t0, t0, t0 + s(2), ten), t0 + ten);
+    // The same a few slots later, started a little after its slot (the timer's latency).
+    let slot = t0 + s(50);
+    let started = slot + Duration::from_millis(3);
+    assert_eq!(next_run(t0, started, started + s(1), ten), t0 + s(60));
+    // A run longer than its interval: the first slot after it ended.
+    assert_eq!(next_run(t0, t0, t0 + s(15), ten), t0 + s(20));
+    // A run an event started 6 s before its slot at t0 + 20 s: back to that slot (its start
+    // is at least half an interval before it), not on a phase of its own 10 s after its end.
+    let event = t0 + s(14);
+    assert_eq!(next_run(t0, event, event + s(1), ten), t0 + s(20));
+    // One an event started 3 s before the slot skips it: starts stay half an interval apart.
+    let event = t0 + s(17);
+    assert_eq!(next_run(t0, event, event + s(1), ten), t0 + s(30));
+    // A confirmation run 1 s after a slot (off the grid by design) returns to the grid too.
+    let confirm = t0 + s(31);
+    assert_eq!(next_run(t0, confirm, confirm, ten), t0 + s(40));
+}
+
+#[test]
+fn next_run_stays_on_the_grid_and_spaces_runs() {
+    // Whatever the start (event runs at any offset), the next run is the first slot of the grid
+    // that is not before the end and at least half an interval after the start; for a run of at
+    // most half its interval, that is at most one and a half intervals after the start.
+    let t0 = Instant::now();
+    for interval_ms in [1_000u64, 5_000, 10_000, 15_000, 60_000] {
+        let interval = Duration::from_millis(interval_ms);
+        for offset_ms in (0..3 * interval_ms).step_by(370) {
+            let started = t0 + Duration::from_millis(offset_ms);
+            for run_ms in [0, 1, interval_ms / 3, interval_ms / 2, interval_ms - 1] {
+                let now = started + Duration::from_millis(run_ms);
+                let next = next_run(t0, started, now, interval);
+                let gap = next - started;
+                assert!(next >= now, "{interval_ms}/{offset_ms}/{run_ms}");
+                assert!(
+                    gap >= interval / 2,
+                    "{interval_ms}/{offset_ms}/{run_ms}: {gap:?}"
+                );
+                let earliest = now.max(started + interval / 2);
+                assert!(
+                    next - earliest < interval,
+                    "{interval_ms}/{offset_ms}/{run_ms}"
+                );
+                if run_ms <= interval_ms / 2 {
+                    assert!(
+                        gap <= interval * 3 / 2,
+                        "{interval_ms}/{offset_ms}/{run_ms}: {gap:?}"
+                    );
+                }
+                assert_eq!((next - t0).as_millis() % interval.as_millis(), 0);
+            }
+        }
+    }
 }
