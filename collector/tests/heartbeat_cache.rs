@@ -33,8 +33,8 @@ async fn warm(s: &TestServer, id: &str, token: &str) {
     loop {
         beat(s, id, token).await;
         if s.store()
-            .heartbeat_cached(&hash, &heartbeat(id), now())
-            .is_some()
+            .heartbeat_cached(&hash, heartbeat(id), now())
+            .is_ok()
         {
             return;
         }
@@ -148,8 +148,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     let h1 = auth::token_sha256(&t1);
     assert!(
         s.store()
-            .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
-            .is_none(),
+            .heartbeat_cached(&h1, heartbeat("cpe-m1"), now())
+            .is_err(),
         "never verified: not cached"
     );
     assert_eq!(kill_reason(&beat(&s, "cpe-m1", &t1).await), None);
@@ -169,8 +169,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     .await;
     assert!(
         s.store()
-            .heartbeat_cached(&auth::token_sha256(&t3), &heartbeat("cpe-m3"), now())
-            .is_none(),
+            .heartbeat_cached(&auth::token_sha256(&t3), heartbeat("cpe-m3"), now())
+            .is_err(),
         "a refused token is not cached"
     );
     // A fleet kill switch, once the snapshot holds it again, reaches a device never cached
@@ -183,8 +183,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     let deadline = Instant::now() + WARM_DEADLINE;
     while s
         .store()
-        .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
-        .is_none()
+        .heartbeat_cached(&h1, heartbeat("cpe-m1"), now())
+        .is_err()
     {
         assert!(Instant::now() < deadline, "the snapshot never came back");
         beat(&s, "cpe-m1", &t1).await;
