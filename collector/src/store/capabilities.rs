@@ -34,6 +34,10 @@ pub trait IngestStore: Send + Sync + Debug {
     /// recently, advice unchanged, nothing to deliver), recording its last-seen update (the
     /// heartbeat is kept for that, not copied); `Err` gives the heartbeat back: it goes through
     /// [`Self::write_group`], which checks against the database.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the heartbeat is handed back by move: boxing it would cost the allocation this saves"
+    )]
     fn heartbeat_cached(
         &self,
         _token_sha256: &str,
