@@ -291,20 +291,21 @@ impl RouteMetrics {
             return;
         }
         drop(by_status);
+        // A status code this route has not answered before (or another task's insert raced).
         let mut by_status = self
             .by_status
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
-            c.inc();
-            return;
-        }
-        let c = metrics.counter(
-            "netmedic_collector_http_requests_total",
-            &format!("{},status=\"{status}\"", route_labels(route)),
-        );
-        c.inc();
-        by_status.push((status, c));
+        let at = match by_status.iter().position(|(s, _)| *s == status) {
+            Some(at) => at,
+            None => {
+                let labels = format!("{},status=\"{status}\"", route_labels(route));
+                let c = metrics.counter("netmedic_collector_http_requests_total", &labels);
+                by_status.push((status, c));
+                by_status.len() - 1
+            }
+        };
+        by_status[at].1.inc();
     }
 }
 
