@@ -6,6 +6,8 @@
 
 use crate::metrics::Metrics;
 use crate::store::{ItemResult, Store, StoreError, WriteItem, WriteKind, WriteOk};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -93,12 +95,48 @@ impl WriteQueue {
     }
 }
 
+/// A writer's metric handles, resolved once (no label parsing per group or item).
+struct Counts {
+    heartbeats: Counter,
+    accepted: Counter,
+    duplicates: Counter,
+    group_duration: Histogram,
+    group_requests: Histogram,
+}
+
+impl Counts {
+    fn new(metrics: &Metrics) -> Self {
+        Self {
+            heartbeats: metrics.counter("netmedic_collector_heartbeats_total", ""),
+            accepted: metrics.counter("netmedic_collector_events_total", "result=\"accepted\""),
+            duplicates: metrics.counter("netmedic_collector_events_total", "result=\"duplicate\""),
+            group_duration: metrics
+                .histogram_handle("netmedic_collector_write_group_duration_seconds", ""),
+            group_requests: metrics.histogram_handle("netmedic_collector_write_group_requests", ""),
+        }
+    }
+
+    fn count(&self, r: &ItemResult) {
+        match r {
+            Ok(WriteOk::Report(ack)) => {
+                self.accepted.inc_by(u64::from(ack.accepted));
+                self.duplicates.inc_by(u64::from(ack.duplicates));
+            }
+            Ok(WriteOk::Heartbeat(_)) => {
+                self.heartbeats.inc();
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 async fn writer(
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     max_group: usize,
 ) {
+    let counts = Counts::new(&metrics);
     loop {
         let mut jobs = Vec::new();
         {
@@ -121,32 +159,26 @@ async fn writer(
             }
             metrics.set_queue_depth(rx.len() as u64);
         }
-        commit(&*store, &metrics, jobs).await;
+        commit(&*store, &metrics, &counts, jobs).await;
     }
 }
 
 /// Commits a group; if the group fails for a reason other than the database being unavailable,
 /// each item is retried alone so one bad item cannot fail its neighbours.
-async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>) {
+async fn commit(store: &dyn Store, metrics: &Metrics, counts: &Counts, jobs: Vec<Job>) {
     // The items move out of their jobs: a report batch is never copied on its way to storage.
     let (items, replies): (Vec<WriteItem>, Vec<_>) =
         jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
     let started = Instant::now();
     let result = store.write_group(&items).await;
-    metrics.observe(
-        "netmedic_collector_write_group_duration_seconds",
-        "",
-        started.elapsed().as_secs_f64(),
-    );
-    metrics.observe(
-        "netmedic_collector_write_group_requests",
-        "",
-        items.len() as f64,
-    );
+    counts
+        .group_duration
+        .observe(started.elapsed().as_secs_f64());
+    counts.group_requests.observe(items.len() as f64);
     match result {
         Ok(results) => {
             for (reply, r) in replies.into_iter().zip(results) {
-                count(metrics, &r);
+                counts.count(&r);
                 let _ = reply.send(Ok(r));
             }
         }
@@ -175,29 +207,10 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>) {
                         })
                     });
                 if let Ok(r) = &r {
-                    count(metrics, r);
+                    counts.count(r);
                 }
                 let _ = reply.send(r);
             }
         }
-    }
-}
-
-fn count(metrics: &Metrics, r: &ItemResult) {
-    match r {
-        Ok(WriteOk::Report(ack)) => {
-            metrics.inc(
-                "netmedic_collector_events_total",
-                "result=\"accepted\"",
-                u64::from(ack.accepted),
-            );
-            metrics.inc(
-                "netmedic_collector_events_total",
-                "result=\"duplicate\"",
-                u64::from(ack.duplicates),
-            );
-        }
-        Ok(WriteOk::Heartbeat(_)) => metrics.inc("netmedic_collector_heartbeats_total", "", 1),
-        Err(_) => {}
     }
 }

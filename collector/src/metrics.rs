@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{PoisonError, RwLock};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -133,6 +134,17 @@ pub struct Metrics {
     counters: HashMap<&'static str, Family<Labels, Counter>>,
     histograms: HashMap<&'static str, HistogramFamily>,
     queue_depth: Gauge<u64, AtomicU64>,
+    /// The request metrics' handles per route template, resolved on a route's first request
+    /// (see [`Metrics::request`]).
+    routes: RwLock<HashMap<String, RouteMetrics>>,
+}
+
+/// One route's request metrics: its latency histogram and its counter per status code, handles
+/// into the families (clones share the count).
+#[derive(Debug)]
+struct RouteMetrics {
+    duration: Histogram,
+    by_status: RwLock<Vec<(u16, Counter)>>,
 }
 
 impl Default for Metrics {
@@ -176,6 +188,7 @@ impl Default for Metrics {
             counters,
             histograms,
             queue_depth,
+            routes: RwLock::default(),
         }
     }
 }
@@ -201,6 +214,55 @@ impl Metrics {
         }
     }
 
+    /// A handle on the counter `name` with these labels, for a hot path that counts the same
+    /// series again and again: counting through it skips the label parsing and the family's
+    /// lookup of [`Metrics::inc`]. An unregistered name gives a detached counter (and fails in
+    /// debug builds, as `inc` does).
+    pub fn counter(&self, name: &str, labels: &str) -> Counter {
+        match self.counters.get(name) {
+            Some(family) => family.get_or_create(&labels_of(name, labels)).clone(),
+            None => {
+                unregistered(name);
+                Counter::default()
+            }
+        }
+    }
+
+    /// Counts one routed request (`netmedic_collector_http_requests_total` by route template and
+    /// status) and its latency (`netmedic_collector_http_request_duration_seconds` by route).
+    /// The same as an `inc` and an `observe` with those labels, without formatting and parsing
+    /// them per request: each route's handles are resolved on its first request.
+    pub fn request(&self, route: &str, status: u16, secs: f64) {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = routes.get(route) {
+            r.observe(self, route, status, secs);
+            return;
+        }
+        drop(routes);
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let r = routes
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteMetrics {
+                duration: self.histogram_handle(
+                    "netmedic_collector_http_request_duration_seconds",
+                    &route_labels(route),
+                ),
+                by_status: RwLock::default(),
+            });
+        r.observe(self, route, status, secs);
+    }
+
+    /// A handle on the histogram `name` with these labels (see [`Metrics::counter`]).
+    pub fn histogram_handle(&self, name: &str, labels: &str) -> Histogram {
+        match self.histograms.get(name) {
+            Some(family) => family.get_or_create(&labels_of(name, labels)).clone(),
+            None => {
+                unregistered(name);
+                latency_histogram()
+            }
+        }
+    }
+
     pub fn set_queue_depth(&self, depth: u64) {
         self.queue_depth.set(depth);
     }
@@ -215,6 +277,52 @@ impl Metrics {
         }
         out
     }
+}
+
+impl RouteMetrics {
+    fn observe(&self, metrics: &Metrics, route: &str, status: u16, secs: f64) {
+        self.duration.observe(secs);
+        let by_status = self
+            .by_status
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        drop(by_status);
+        // A status code this route has not answered before (or another task's insert raced).
+        let mut by_status = self
+            .by_status
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let at = match by_status.iter().position(|(s, _)| *s == status) {
+            Some(at) => at,
+            None => {
+                let labels = format!("{},status=\"{status}\"", route_labels(route));
+                let c = metrics.counter("netmedic_collector_http_requests_total", &labels);
+                by_status.push((status, c));
+                by_status.len() - 1
+            }
+        };
+        by_status[at].1.inc();
+    }
+}
+
+/// `route="..."` with the route template escaped as a label value.
+fn route_labels(route: &str) -> String {
+    let mut out = String::with_capacity(route.len() + 8);
+    out.push_str("route=\"");
+    for c in route.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A counted name that no family exports: a programming error. Debug builds (the tests) stop
@@ -351,6 +459,49 @@ mod tests {
         assert!(
             text.contains("netmedic_collector_auth_denied_total{reason=\"a\\\"b\\\\c\"} 4\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn request_handles_count_the_same_series_as_formatted_labels() {
+        let by_handle = Metrics::default();
+        let by_labels = Metrics::default();
+        for (route, status) in [
+            ("/a/{id}", 200),
+            ("/a/{id}", 200),
+            ("/a/{id}", 401),
+            ("/b\"", 200),
+        ] {
+            by_handle.request(route, status, 0.003);
+            let labels = format!("{},status=\"{status}\"", route_labels(route));
+            by_labels.inc("netmedic_collector_http_requests_total", &labels, 1);
+            by_labels.observe(
+                "netmedic_collector_http_request_duration_seconds",
+                &route_labels(route),
+                0.003,
+            );
+        }
+        // The same samples (a family's series come in hash order: compared sorted).
+        let sorted = |t: String| {
+            let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        let text = by_handle.render();
+        assert_eq!(sorted(text.clone()), sorted(by_labels.render()));
+        assert!(
+            text.contains(
+                "netmedic_collector_http_requests_total{route=\"/a/{id}\",status=\"200\"} 2\n"
+            ),
+            "{text}"
+        );
+        let hb = by_handle.counter("netmedic_collector_heartbeats_total", "");
+        hb.inc();
+        hb.inc();
+        assert!(
+            by_handle
+                .render()
+                .contains("netmedic_collector_heartbeats_total 2\n")
         );
     }
 

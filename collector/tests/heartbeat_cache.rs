@@ -7,12 +7,13 @@
 
 mod common;
 
-use common::{Backend, TestServer, backend_stories, beat, expect_error, heartbeat};
+use common::{Backend, TestServer, backend_stories, beat, expect_error, heartbeat, ok_json};
 use netmedic_collector::config::StorageConfig;
+use netmedic_collector::fleet::DeviceView;
 use netmedic_collector::store::hbcache::HB_CACHE_MAX_AGE;
 use netmedic_collector::store::{self, KillScope, OpenMode};
 use netmedic_collector::{auth, now};
-use netmedic_proto::{Advisory, CheckId, HeartbeatReply, paths};
+use netmedic_proto::{Advisory, CheckId, CheckStatus, HeartbeatReply, paths};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ backend_stories!(
     kill_switch_and_diagnostics_reach_the_very_next_reply,
     another_device_s_token_stays_refused,
     a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once,
+    a_cached_reply_is_whole_and_the_device_keeps_the_heartbeat_it_answered,
 );
 
 /// How long a test waits for the cache to be filled (the store's refresh runs every second).
@@ -33,8 +35,8 @@ async fn warm(s: &TestServer, id: &str, token: &str) {
     loop {
         beat(s, id, token).await;
         if s.store()
-            .heartbeat_cached(&hash, &heartbeat(id), now())
-            .is_some()
+            .heartbeat_cached(&hash, heartbeat(id), now())
+            .is_ok()
         {
             return;
         }
@@ -148,8 +150,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     let h1 = auth::token_sha256(&t1);
     assert!(
         s.store()
-            .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
-            .is_none(),
+            .heartbeat_cached(&h1, heartbeat("cpe-m1"), now())
+            .is_err(),
         "never verified: not cached"
     );
     assert_eq!(kill_reason(&beat(&s, "cpe-m1", &t1).await), None);
@@ -169,8 +171,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     .await;
     assert!(
         s.store()
-            .heartbeat_cached(&auth::token_sha256(&t3), &heartbeat("cpe-m3"), now())
-            .is_none(),
+            .heartbeat_cached(&auth::token_sha256(&t3), heartbeat("cpe-m3"), now())
+            .is_err(),
         "a refused token is not cached"
     );
     // A fleet kill switch, once the snapshot holds it again, reaches a device never cached
@@ -183,8 +185,8 @@ async fn a_cache_miss_keeps_every_reason_and_delivers_diagnostics_once(b: Backen
     let deadline = Instant::now() + WARM_DEADLINE;
     while s
         .store()
-        .heartbeat_cached(&h1, &heartbeat("cpe-m1"), now())
-        .is_none()
+        .heartbeat_cached(&h1, heartbeat("cpe-m1"), now())
+        .is_err()
     {
         assert!(Instant::now() < deadline, "the snapshot never came back");
         beat(&s, "cpe-m1", &t1).await;
@@ -256,5 +258,38 @@ async fn postgres_another_process_s_revocation_and_kill_switch_are_seen_within_t
     })
     .await;
     other.close().await;
+    s.stop().await;
+}
+
+/// A heartbeat answered from the cache gets the whole reply (the pre-encoded one: JSON with
+/// the server's time and interval), and the heartbeat itself is what the device row keeps as
+/// its last heartbeat (encoded when the buffer is written, not when it was received).
+async fn a_cached_reply_is_whole_and_the_device_keeps_the_heartbeat_it_answered(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let token = s.enrol("cpe-p1").await;
+    let before = now();
+    warm(&s, "cpe-p1", &token).await;
+    let mut hb = heartbeat("cpe-p1");
+    hb.agent_version = "0.2.0-cached".into();
+    hb.checks.insert(CheckId::DefaultRoute, CheckStatus::Failed);
+    // Warmed right before: answered from the cache (were it not, the database path must give
+    // the same reply and row, which this checks just as well).
+    let resp = s.post_as(paths::HEARTBEATS, &hb, Some(&token)).await;
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    let reply: HeartbeatReply = ok_json(resp).await;
+    assert_eq!(reply.heartbeat_interval_secs, 60);
+    assert!(reply.advisories.is_empty() && reply.experiments.is_empty());
+    assert!(reply.server_time >= before, "{reply:?}");
+    let one: DeviceView = ok_json(s.get("/api/v1/devices/cpe-p1").await).await;
+    let last = one.last_heartbeat.expect("a last heartbeat");
+    assert_eq!(last.agent_version, "0.2.0-cached");
+    assert_eq!(
+        last.checks.get(&CheckId::DefaultRoute),
+        Some(&CheckStatus::Failed)
+    );
     s.stop().await;
 }

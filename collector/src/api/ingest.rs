@@ -13,11 +13,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use netmedic_proto::{
     Heartbeat, HeartbeatReply, Limits, ReportAck, ReportBatch, SCHEMA_VERSION, TimeWindow,
-    Violation,
+    Timestamp, Violation,
 };
+use prometheus_client::metrics::counter::Counter;
+use std::io::Write;
 use std::sync::Arc;
 
 impl Document for ReportBatch {
@@ -68,9 +71,65 @@ pub(crate) struct Ingest {
     store: Arc<dyn Store>,
     queue: WriteQueue,
     metrics: Arc<Metrics>,
+    /// `netmedic_collector_heartbeats_total`, resolved once.
+    heartbeats: Counter,
+    /// The reply with nothing to advise, encoded once around its `server_time` (see
+    /// [`Ingest::plain_reply`]).
+    plain: PlainReply,
     heartbeat_interval_secs: u32,
     max_body_bytes: usize,
     retry_after_secs: u32,
+}
+
+/// The JSON of a heartbeat reply without advisories or experiments (nearly every reply), split
+/// around its `server_time`: the bytes before and after it, as `serde_json` writes them.
+#[derive(Debug)]
+struct PlainReply {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl PlainReply {
+    fn new(heartbeat_interval_secs: u32) -> Self {
+        let none = Self {
+            head: Vec::new(),
+            tail: Vec::new(),
+        };
+        let Some(epoch) = Timestamp::from_unix_millis(0) else {
+            return none;
+        };
+        let reply = HeartbeatReply {
+            schema_version: SCHEMA_VERSION,
+            server_time: epoch,
+            heartbeat_interval_secs,
+            advisories: Vec::new(),
+            experiments: Vec::new(),
+        };
+        // Encoding a reply of plain numbers and an empty list cannot fail, and the time appears
+        // once (nothing else in it is a string); the fallback keeps a working (slower) reply.
+        let json = serde_json::to_vec(&reply).unwrap_or_default();
+        let time = format!("\"{epoch}\"");
+        match json.windows(time.len()).position(|w| w == time.as_bytes()) {
+            Some(at) => Self {
+                head: json[..at + 1].to_vec(),
+                tail: json[at + time.len() - 1..].to_vec(),
+            },
+            None => none,
+        }
+    }
+
+    /// The reply's body at `server_time`, or `None` if the template could not be built.
+    fn body(&self, server_time: Timestamp) -> Option<Vec<u8>> {
+        if self.head.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.head.len() + 24 + self.tail.len());
+        out.extend_from_slice(&self.head);
+        // A timestamp's text is ASCII digits and separators: nothing to escape.
+        write!(out, "{server_time}").ok()?;
+        out.extend_from_slice(&self.tail);
+        Some(out)
+    }
 }
 
 impl Ingest {
@@ -79,6 +138,10 @@ impl Ingest {
             store: state.store.clone(),
             queue: state.queue.clone(),
             metrics: state.metrics.clone(),
+            heartbeats: state
+                .metrics
+                .counter("netmedic_collector_heartbeats_total", ""),
+            plain: PlainReply::new(state.heartbeat_interval_secs),
             heartbeat_interval_secs: state.heartbeat_interval_secs,
             max_body_bytes: state.max_body_bytes,
             retry_after_secs: state.retry_after_secs,
@@ -115,21 +178,37 @@ impl Ingest {
         }
     }
 
-    /// A heartbeat accepted here (not by a writer, which counts its own): counted, answered.
-    fn accepted(&self, ok: HeartbeatOk) -> Json<HeartbeatReply> {
-        self.metrics
-            .inc("netmedic_collector_heartbeats_total", "", 1);
-        self.reply(ok)
+    /// A heartbeat accepted here (not by a writer, which counts its own) at `at`: counted,
+    /// answered with `at` as the server time.
+    fn accepted(&self, ok: HeartbeatOk, at: Timestamp) -> Response {
+        self.heartbeats.inc();
+        self.reply(ok, at)
     }
 
-    fn reply(&self, ok: HeartbeatOk) -> Json<HeartbeatReply> {
+    /// The reply to an accepted heartbeat: with nothing to advise (nearly always) the
+    /// pre-encoded [`PlainReply`] around the time, else the whole reply encoded.
+    fn reply(&self, ok: HeartbeatOk, server_time: Timestamp) -> Response {
+        if ok.advisories.is_empty()
+            && ok.experiments.is_empty()
+            && let Some(body) = self.plain.body(server_time)
+        {
+            return (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+        }
         Json(HeartbeatReply {
             schema_version: SCHEMA_VERSION,
-            server_time: now(),
+            server_time,
             heartbeat_interval_secs: self.heartbeat_interval_secs,
             advisories: ok.advisories,
             experiments: ok.experiments,
         })
+        .into_response()
     }
 }
 
@@ -172,17 +251,19 @@ pub(crate) async fn post_heartbeat(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<HeartbeatReply>, ApiError> {
+) -> Result<Response, ApiError> {
     let auth = bearer(&ingest.metrics, &headers)?;
-    let hb: Heartbeat = decode(&headers, body, ingest.max_body_bytes)?;
-    if let Auth::TokenSha256(token) = &auth
-        && let Some(ok) = ingest.store.heartbeat_cached(token, &hb, now())
-    {
-        return Ok(ingest.accepted(ok));
+    let mut hb: Heartbeat = decode(&headers, body, ingest.max_body_bytes)?;
+    if let Auth::TokenSha256(token) = &auth {
+        let at = now();
+        match ingest.store.heartbeat_cached(token, hb, at) {
+            Ok(ok) => return Ok(ingest.accepted(ok, at)),
+            Err(back) => hb = back,
+        }
     }
     match ingest.submit(auth, WriteKind::Heartbeat(hb)).await? {
         // Counted by the writer.
-        WriteOk::Heartbeat(ok) => Ok(ingest.reply(ok)),
+        WriteOk::Heartbeat(ok) => Ok(ingest.reply(ok, now())),
         WriteOk::Report(_) => Err(unexpected("heartbeat")),
     }
 }
@@ -201,4 +282,35 @@ pub(crate) fn count_denied(metrics: &Metrics, denied: Denied) -> ApiError {
         1,
     );
     denied.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlainReply;
+    use netmedic_proto::{HeartbeatReply, SCHEMA_VERSION, Timestamp};
+
+    /// The pre-encoded reply is byte for byte what `serde_json` writes for the same reply.
+    #[test]
+    fn the_plain_reply_is_the_encoded_reply() {
+        for (interval, ms) in [
+            (300, 1_764_000_000_123),
+            (1, 0),
+            (86_400, 4_102_444_799_999),
+        ] {
+            let at = Timestamp::from_unix_millis(ms).expect("valid time");
+            let want = serde_json::to_vec(&HeartbeatReply {
+                schema_version: SCHEMA_VERSION,
+                server_time: at,
+                heartbeat_interval_secs: interval,
+                advisories: Vec::new(),
+                experiments: Vec::new(),
+            })
+            .expect("encodes");
+            let got = PlainReply::new(interval).body(at).expect("template built");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+        }
+    }
 }

@@ -127,25 +127,17 @@ async fn nosniff(mut resp: Response) -> Response {
 }
 
 /// Counts every routed request by route template and status, and times it. Its state is the
-/// metrics alone: the middleware's state is cloned for every request.
+/// metrics alone: the middleware's state is cloned for every request. The route's metric handles
+/// are resolved once (see [`Metrics::request`]): no label is formatted per request.
 async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+    // A clone of the matched path shares its string (an `Arc<str>`).
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let route = format!("route=\"{route}\"");
-    metrics.observe(
-        "netmedic_collector_http_request_duration_seconds",
-        &route,
+    metrics.request(
+        route.as_ref().map_or("", MatchedPath::as_str),
+        resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
-    );
-    metrics.inc(
-        "netmedic_collector_http_requests_total",
-        &format!("{route},status=\"{}\"", resp.status().as_u16()),
-        1,
     );
     resp
 }

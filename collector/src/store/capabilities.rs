@@ -31,15 +31,20 @@ pub trait IngestStore: Send + Sync + Debug {
     fn write_group<'a>(&'a self, items: &'a [WriteItem]) -> BoxFuture<'a, Result<Vec<ItemResult>>>;
 
     /// Answers a token-authenticated heartbeat from memory when the store can (token verified
-    /// recently, advice unchanged, nothing to deliver), recording its last-seen update; `None`:
-    /// it goes through [`Self::write_group`], which checks against the database.
+    /// recently, advice unchanged, nothing to deliver), recording its last-seen update (the
+    /// heartbeat is kept for that, not copied); `Err` gives the heartbeat back: it goes through
+    /// [`Self::write_group`], which checks against the database.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the heartbeat is handed back by move: boxing it would cost the allocation this saves"
+    )]
     fn heartbeat_cached(
         &self,
         _token_sha256: &str,
-        _hb: &netmedic_proto::Heartbeat,
+        hb: netmedic_proto::Heartbeat,
         _received_at: Timestamp,
-    ) -> Option<super::HeartbeatOk> {
-        None
+    ) -> std::result::Result<super::HeartbeatOk, netmedic_proto::Heartbeat> {
+        Err(hb)
     }
 
     /// Stores one batch without a token (local tools, tests): a group of one trusted item.

@@ -45,6 +45,17 @@ const REVERIFY_AGE: Duration = Duration::from_secs(1);
 /// Most tokens kept (beyond this, new devices are answered by the database path).
 const MAX_TOKENS: usize = 1_000_000;
 
+/// The values of an `IN (...)` list, padded to the next power of two by repeating the last
+/// one (which changes no result): the statement's text then takes one of a few shapes, each
+/// prepared once per connection and found in its statement cache, instead of one new statement
+/// per group size (which also evicts the cached ones).
+pub fn padded<T>(values: &[T]) -> impl Iterator<Item = &T> {
+    let pad = values.len().next_power_of_two() - values.len();
+    values
+        .iter()
+        .chain(values.last().into_iter().cycle().take(pad))
+}
+
 /// The fleet-wide advice of a heartbeat reply, read at `taken`.
 #[derive(Debug)]
 pub struct Advice {
@@ -263,7 +274,7 @@ macro_rules! hbcache_sql {
                      WHERE revoked_at IS NULL AND token_sha256 IN (",
                 );
                 let mut sep = qb.separated(", ");
-                for t in chunk {
+                for t in $crate::store::hbcache::padded(chunk) {
                     sep.push_bind(t.as_str());
                 }
                 qb.push(")");
@@ -277,26 +288,22 @@ macro_rules! hbcache_sql {
             Ok(())
         }
 
-        /// Buffers an accepted heartbeat's last-seen update (written once a second).
+        /// Buffers an accepted heartbeat's last-seen update (written once a second, when the
+        /// heartbeat is encoded: once per device and flush, not per heartbeat).
         fn record_seen(
             seen: &$crate::store::shared::SeenBuffer,
             token_sha256: &str,
-            hb: &Heartbeat,
+            hb: Heartbeat,
             seen_ms: i64,
-        ) -> Result<()> {
-            let heartbeat = serde_json::to_string(hb)
-                .map_err(|e| StoreError::Corrupt(format!("cannot encode heartbeat: {e}")))?;
+        ) {
             seen.record([(
                 hb.agent_id.clone(),
                 $crate::store::shared::Seen {
                     token_sha256: token_sha256.to_owned(),
                     seen_ms,
-                    agent_version: hb.agent_version.clone(),
-                    firmware_version: hb.firmware_version.clone(),
-                    heartbeat,
+                    heartbeat: hb,
                 },
             )]);
-            Ok(())
         }
     };
 }
@@ -323,6 +330,15 @@ mod tests {
         c.insert_tokens(c.generation(), Instant::now(), [(token, agent)]);
         c.set_advice(c.generation(), advice(Vec::new()));
         c
+    }
+
+    #[test]
+    fn in_lists_are_padded_with_their_last_value() {
+        let got = |v: &[u8]| padded(v).copied().collect::<Vec<u8>>();
+        assert_eq!(got(&[]), Vec::<u8>::new());
+        assert_eq!(got(&[1]), [1]);
+        assert_eq!(got(&[1, 2, 3]), [1, 2, 3, 3]);
+        assert_eq!(got(&[1, 2, 3, 4, 5]), [1, 2, 3, 4, 5, 5, 5, 5]);
     }
 
     #[test]

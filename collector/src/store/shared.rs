@@ -27,14 +27,13 @@ use std::time::Duration;
 pub const SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a heartbeat answered on the read path leaves to write: the device row's last-seen
-/// columns.
+/// columns, from the heartbeat itself (kept as it is: encoded when written, once per device
+/// and flush, not per heartbeat).
 #[derive(Debug, Clone)]
 pub(super) struct Seen {
     pub(super) token_sha256: String,
     pub(super) seen_ms: i64,
-    pub(super) agent_version: String,
-    pub(super) firmware_version: String,
-    pub(super) heartbeat: String,
+    pub(super) heartbeat: netmedic_proto::Heartbeat,
 }
 
 /// Last-seen updates of answered heartbeats, coalesced per device (the newest wins) and written
@@ -357,14 +356,17 @@ macro_rules! sql_store {
             fn heartbeat_cached(
                 &self,
                 token_sha256: &str,
-                hb: &Heartbeat,
+                hb: Heartbeat,
                 received_at: Timestamp,
-            ) -> Option<HeartbeatOk> {
+            ) -> std::result::Result<HeartbeatOk, Heartbeat> {
                 let seen_ms = received_at.unix_millis();
-                let ok = self.hb.answer(token_sha256, &hb.agent_id, seen_ms)?;
-                // Cannot fail for a validated heartbeat; if it did, the database path reports it.
-                record_seen(&self.seen, token_sha256, hb, seen_ms).ok()?;
-                Some(ok)
+                match self.hb.answer(token_sha256, &hb.agent_id, seen_ms) {
+                    Some(ok) => {
+                        record_seen(&self.seen, token_sha256, hb, seen_ms);
+                        Ok(ok)
+                    }
+                    None => Err(hb),
+                }
             }
 
             $crate::store::diag::diag_methods!(ingest);
@@ -433,14 +435,23 @@ pub(crate) use sql_store;
 #[cfg(test)]
 mod tests {
     use super::{Seen, SeenBuffer};
+    use netmedic_proto::{Heartbeat, SCHEMA_VERSION, Timestamp};
 
     fn seen(ms: i64, version: &str) -> Seen {
         Seen {
             token_sha256: "t".into(),
             seen_ms: ms,
-            agent_version: version.into(),
-            firmware_version: "fw".into(),
-            heartbeat: "{}".into(),
+            heartbeat: Heartbeat {
+                schema_version: SCHEMA_VERSION,
+                agent_id: "a".into(),
+                agent_version: version.into(),
+                firmware_version: "fw".into(),
+                uptime_secs: 1,
+                sent_at: Timestamp::from_unix_millis(ms).expect("valid time"),
+                checks: Default::default(),
+                spool_depth: 0,
+                dropped_total: 0,
+            },
         }
     }
 
@@ -458,7 +469,7 @@ mod tests {
         assert!(b.is_empty());
         let got: Vec<(&str, i64, &str)> = rows
             .iter()
-            .map(|(id, s)| (id.as_str(), s.seen_ms, s.agent_version.as_str()))
+            .map(|(id, s)| (id.as_str(), s.seen_ms, s.heartbeat.agent_version.as_str()))
             .collect();
         assert_eq!(got, [("a", 20, "new"), ("b", 5, "b")]);
     }

@@ -102,8 +102,8 @@ macro_rules! write_sql {
                      WHERE delivered_at IS NULL AND agent_id IN (",
                 );
                 let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(id.to_string());
+                for id in $crate::store::hbcache::padded(chunk) {
+                    sep.push_bind(*id);
                 }
                 qb.push(") LIMIT 1");
                 let any: Option<(String,)> = qb.build_query_as().fetch_optional(&mut *conn).await?;
@@ -121,8 +121,8 @@ macro_rules! write_sql {
                      WHERE revoked_at IS NULL AND token_sha256 IN (",
                 );
                 let mut sep = qb.separated(", ");
-                for t in chunk {
-                    sep.push_bind(t.to_string());
+                for t in $crate::store::hbcache::padded(chunk) {
+                    sep.push_bind(*t);
                 }
                 qb.push(")");
                 let rows: Vec<(String, String, Option<String>)> =
@@ -140,17 +140,12 @@ macro_rules! write_sql {
                 let token = token.unwrap_or_default();
                 match valid.get(token) {
                     Some((id, region)) if *id == hb.agent_id => {
-                        let json = serde_json::to_string(hb).map_err(|e| {
-                            StoreError::Corrupt(format!("cannot encode heartbeat: {e}"))
-                        })?;
                         fresh.push((
                             hb.agent_id.clone(),
                             Seen {
                                 token_sha256: token.to_owned(),
                                 seen_ms: at,
-                                agent_version: hb.agent_version.clone(),
-                                firmware_version: hb.firmware_version.clone(),
-                                heartbeat: json,
+                                heartbeat: hb.clone(),
                             },
                         ));
                         ok.push((i, hb, region.clone()));
@@ -184,7 +179,14 @@ macro_rules! write_sql {
 
         /// Writes buffered last-seen updates (one multi-row UPDATE per chunk), each only if it
         /// is newer than what the row holds (several processes may flush the same device).
+        /// The heartbeats are encoded here, once per device and flush.
         async fn write_seen(conn: &mut Conn, rows: &[(String, Seen)]) -> Result<()> {
+            let encoded = rows
+                .iter()
+                .map(|(_, s)| serde_json::to_string(&s.heartbeat))
+                .collect::<std::result::Result<Vec<String>, _>>()
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode heartbeat: {e}")))?;
+            let rows: Vec<_> = rows.iter().zip(encoded).collect();
             for chunk in rows.chunks(CHUNK_ROWS) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "UPDATE devices SET
@@ -198,13 +200,13 @@ macro_rules! write_sql {
                                   column6 AS heartbeat
                            FROM (",
                 );
-                qb.push_values(chunk, |mut b, (id, s)| {
+                qb.push_values(chunk, |mut b, ((id, s), json)| {
                     b.push_bind(id.clone())
                         .push_bind(s.token_sha256.clone())
                         .push_bind(s.seen_ms)
-                        .push_bind(s.agent_version.clone())
-                        .push_bind(s.firmware_version.clone())
-                        .push_bind(s.heartbeat.clone());
+                        .push_bind(s.heartbeat.agent_version.clone())
+                        .push_bind(s.heartbeat.firmware_version.clone())
+                        .push_bind(json.clone());
                 });
                 qb.push(
                     ") AS x) AS v
