@@ -138,6 +138,14 @@ impl Dialect for SqliteDialect {
         })
     }
 
+    /// A multi-row `VALUES`: SQLite searches the `(agent_id, incident_id)` index once per row.
+    fn push_key_pairs(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, keys: &[(&str, &str)]) {
+        let mut shared = SharedText::default();
+        qb.push_values(keys, |mut b, (agent, incident)| {
+            b.push_bind(shared.get(agent)).push_bind(*incident);
+        });
+    }
+
     fn retry_reason(_error: &super::StoreError) -> Option<String> {
         None
     }

@@ -532,9 +532,7 @@ macro_rules! write_sql {
                     "SELECT agent_id, incident_id, COUNT(*) FROM incident_actions
                      WHERE (agent_id, incident_id) IN (",
                 );
-                qb.push_values(chunk, |mut b, (agent, incident)| {
-                    b.push_bind(agent.to_string()).push_bind(incident.to_string());
-                });
+                <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, chunk);
                 qb.push(") GROUP BY agent_id, incident_id");
                 let found: Vec<(String, String, i64)> =
                     qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -616,7 +614,7 @@ macro_rules! write_sql {
 
         /// Recomputes incident rows from all of their stored events (arrival order is
         /// irrelevant). The caller holds the incidents' locks (SQLite: the write lock;
-        /// PostgreSQL: their advisory locks), so every committed event is visible here.
+        /// PostgreSQL: their devices' advisory locks), so every committed event is visible here.
         async fn rebuild_incidents(
             conn: &mut Conn,
             keys: &[(&str, &str)],
@@ -625,9 +623,7 @@ macro_rules! write_sql {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "SELECT agent_id, incident_id, payload FROM events WHERE (agent_id, incident_id) IN (",
             );
-            qb.push_values(keys, |mut b, (agent, incident)| {
-                b.push_bind(agent.to_string()).push_bind(incident.to_string());
-            });
+            <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, keys);
             qb.push(")");
             let rows: Vec<(String, String, String)> =
                 qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -657,9 +653,7 @@ macro_rules! write_sql {
                         last_seq, experiment_id, experiment_arm
                  FROM incidents WHERE (agent_id, incident_id) IN (",
             );
-            qb.push_values(keys, |mut b, (agent, incident)| {
-                b.push_bind(agent.to_string()).push_bind(incident.to_string());
-            });
+            <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, keys);
             qb.push(")");
             type Row = (
                 String,
