@@ -428,20 +428,31 @@ macro_rules! write_sql {
                 .iter()
                 .map(|(i, _)| (*i, items[*i].received_at.unix_millis()))
                 .collect();
-            let payloads = rows
-                .iter()
-                .map(|(_, _, e)| serde_json::to_string(e))
-                .collect::<Result<Vec<String>, _>>()
+            // Every payload into one buffer (one growing allocation, not a few per event).
+            let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 512);
+            let mut ends = Vec::with_capacity(rows.len());
+            for (_, _, e) in &rows {
+                serde_json::to_writer(&mut buf, e)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+                ends.push(buf.len());
+            }
+            let buf = String::from_utf8(buf)
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+            let mut payloads = Vec::with_capacity(rows.len());
+            let mut start = 0;
+            for end in ends {
+                payloads.push(buf.get(start..end).unwrap_or_default());
+                start = end;
+            }
             let mut event_rows = Vec::with_capacity(rows.len());
-            for ((i, agent, e), payload) in rows.iter().zip(&payloads) {
+            for ((i, agent, e), payload) in rows.iter().zip(payloads.iter().copied()) {
                 event_rows.push($crate::store::dialect::EventRow {
                     event_id: e.event_id.as_str(),
                     agent_id: agent,
                     incident_id: e.incident_id.as_str(),
                     seq: to_i64(e.seq, "seq")?,
                     kind: e.kind.as_str(),
-                    payload: payload.as_str(),
+                    payload,
                     received_at: received.get(i).copied().unwrap_or(now_ms),
                 });
             }
@@ -450,6 +461,7 @@ macro_rules! write_sql {
                     .await?;
             drop(event_rows);
             drop(payloads);
+            drop(buf);
             let mut accepted: std::collections::HashSet<&str> = rows
                 .iter()
                 .zip(&inserted)
