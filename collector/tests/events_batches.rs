@@ -60,12 +60,9 @@ async fn concurrent_batches_of_one_device_assemble_every_event(b: Backend) {
     }
     // The first batch of the first device once more, in flight with its original.
     sends.push(sends[0].clone());
-    let acks: Vec<ReportAck> = futures::future::join_all(
-        sends
-            .iter()
-            .map(|(batch, token)| report(&s, token, batch)),
-    )
-    .await;
+    let acks: Vec<ReportAck> =
+        futures::future::join_all(sends.iter().map(|(batch, token)| report(&s, token, batch)))
+            .await;
     let accepted: u32 = acks.iter().map(|a| a.accepted).sum();
     let duplicates: u32 = acks.iter().map(|a| a.duplicates).sum();
     assert_eq!((accepted, duplicates), (48, 2));
@@ -97,7 +94,14 @@ async fn a_full_batch_updates_every_stored_incident_and_a_resend_stores_nothing(
     let ack = report(&s, &token, &batch(d, opened)).await;
     assert_eq!((ack.accepted, ack.duplicates), (250, 0));
     let mut resolved: Vec<_> = (0..250)
-        .map(|i| event(&format!("r-{i}"), &format!("inc-{i}"), 2, EventKind::Resolved))
+        .map(|i| {
+            event(
+                &format!("r-{i}"),
+                &format!("inc-{i}"),
+                2,
+                EventKind::Resolved,
+            )
+        })
         .collect();
     resolved[249].actions = vec![action(ActionId::RestoreRoute, ActionOutcome::Done, 15)];
     let second = batch(d, resolved);

@@ -266,7 +266,8 @@ mod tests {
                 qb.build_query_as().fetch_all(&mut *conn).await.unwrap();
             let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
             assert!(
-                plan.iter().any(|d| d.starts_with(&format!("SEARCH {table} USING"))),
+                plan.iter()
+                    .any(|d| d.starts_with(&format!("SEARCH {table} USING"))),
                 "{table}: {plan:?}"
             );
             assert!(
