@@ -131,6 +131,14 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + Sized + 'static {
         rows: &'a [IncidentUpsert<'a>],
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Pushes the rows `(agent_id, incident_id)` of `keys` as the right-hand side of
+    /// `WHERE (agent_id, incident_id) IN (…)`, in a form the backend's planner answers through
+    /// the tables' `(agent_id, incident_id)` indexes. PostgreSQL: `SELECT * FROM UNNEST($1, $2)`
+    /// (two arrays; one statement text for any number of keys): a `VALUES` list of hundreds
+    /// of rows was planned as a hash join over a sequential scan of the whole table. SQLite:
+    /// a multi-row `VALUES`, which it searches through the index.
+    fn push_key_pairs(qb: &mut sqlx::QueryBuilder<Self::Db>, keys: &[(&str, &str)]);
+
     /// Why a failed write group may be tried again (deadlock, serialization failure), or `None`
     /// when the error is final.
     fn retry_reason(error: &StoreError) -> Option<String>;

@@ -1,8 +1,8 @@
 //! PostgreSQL backend: several stateless collector processes share one database.
 //! A write group is one transaction; before touching any incident it takes a transaction-scoped
-//! advisory lock per incident (in a fixed order, so two processes never deadlock on them), which
-//! serialises the "insert events, re-read all events, re-assemble" step per incident across
-//! processes: under READ COMMITTED the re-read then sees every committed event, so no process
+//! advisory lock per device whose reports it carries (in a fixed order, so two processes never
+//! deadlock on them), which serialises the "insert events, re-read all events, re-assemble" step
+//! of every incident of that device across processes (an incident belongs to one device): under READ COMMITTED the re-read then sees every committed event, so no process
 //! overwrites the incident with a partial assembly. Events are deduplicated by the primary key
 //! (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same id to commit or roll back).
 //! The SQL itself is shared with SQLite (`shared.rs`); this file is the [`Dialect`] and the
@@ -55,8 +55,11 @@ impl Dialect for PgDialect {
         &MIGRATOR
     }
 
-    /// One transaction-scoped advisory lock per incident the group's reports touch, taken in
-    /// key order in one round trip.
+    /// One transaction-scoped advisory lock per device the group's reports come from, taken in
+    /// key order in one round trip. Per device, not per incident: a device's incidents are
+    /// only ever written by groups carrying that device's reports, so the device's lock
+    /// serialises them all — one lock per batch instead of one per incident (250 for a full
+    /// batch of new incidents, each an entry in the server's shared lock table).
     fn lock_write_group<'a>(
         conn: &'a mut PgConnection,
         items: &'a [super::WriteItem],
@@ -65,13 +68,10 @@ impl Dialect for PgDialect {
             let mut keys: Vec<i64> = items
                 .iter()
                 .filter_map(|i| match &i.kind {
-                    super::WriteKind::Report(b) => Some(b),
-                    super::WriteKind::Heartbeat(_) => None,
-                })
-                .flat_map(|b| {
-                    b.events
-                        .iter()
-                        .map(|e| lock_key(&b.agent_id, &e.incident_id))
+                    super::WriteKind::Report(b) if !b.events.is_empty() => {
+                        Some(lock_key(&b.agent_id))
+                    }
+                    _ => None,
                 })
                 .collect();
             keys.sort_unstable();
@@ -168,6 +168,16 @@ impl Dialect for PgDialect {
         })
     }
 
+    /// Two text arrays through `UNNEST`: a nested loop over the primary key (or
+    /// `events_by_incident`), whatever the table's size.
+    fn push_key_pairs(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, keys: &[(&str, &str)]) {
+        qb.push("SELECT * FROM UNNEST(")
+            .push_bind(keys.iter().map(|k| k.0).collect::<Vec<&str>>())
+            .push("::text[], ")
+            .push_bind(keys.iter().map(|k| k.1).collect::<Vec<&str>>())
+            .push("::text[])");
+    }
+
     fn retry_reason(error: &super::StoreError) -> Option<String> {
         match error {
             super::StoreError::Unavailable(sqlx::Error::Database(e))
@@ -210,13 +220,12 @@ static UPSERT_INCIDENTS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The advisory-lock key of an incident: 64 bits of SHA-256 of `agent_id/incident_id` (a
-/// collision only serialises two unrelated incidents).
-fn lock_key(agent_id: &str, incident_id: &str) -> i64 {
+/// The advisory-lock key of a device's incidents: 64 bits of SHA-256 of `agent_id/` (a
+/// collision only serialises two unrelated devices).
+fn lock_key(agent_id: &str) -> i64 {
     let mut h = Sha256::new();
     h.update(agent_id.as_bytes());
     h.update(b"/");
-    h.update(incident_id.as_bytes());
     let d = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);

@@ -430,20 +430,31 @@ macro_rules! write_sql {
                 .iter()
                 .map(|(i, _)| (*i, items[*i].received_at.unix_millis()))
                 .collect();
-            let payloads = rows
-                .iter()
-                .map(|(_, _, e)| serde_json::to_string(e))
-                .collect::<Result<Vec<String>, _>>()
+            // Every payload into one buffer (one growing allocation, not a few per event).
+            let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 512);
+            let mut ends = Vec::with_capacity(rows.len());
+            for (_, _, e) in &rows {
+                serde_json::to_writer(&mut buf, e)
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+                ends.push(buf.len());
+            }
+            let buf = String::from_utf8(buf)
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+            let mut payloads = Vec::with_capacity(rows.len());
+            let mut start = 0;
+            for end in ends {
+                payloads.push(buf.get(start..end).unwrap_or_default());
+                start = end;
+            }
             let mut event_rows = Vec::with_capacity(rows.len());
-            for ((i, agent, e), payload) in rows.iter().zip(&payloads) {
+            for ((i, agent, e), payload) in rows.iter().zip(payloads.iter().copied()) {
                 event_rows.push($crate::store::dialect::EventRow {
                     event_id: e.event_id.as_str(),
                     agent_id: agent,
                     incident_id: e.incident_id.as_str(),
                     seq: to_i64(e.seq, "seq")?,
                     kind: e.kind.as_str(),
-                    payload: payload.as_str(),
+                    payload,
                     received_at: received.get(i).copied().unwrap_or(now_ms),
                 });
             }
@@ -452,6 +463,7 @@ macro_rules! write_sql {
                     .await?;
             drop(event_rows);
             drop(payloads);
+            drop(buf);
             let mut accepted: std::collections::HashSet<&str> = rows
                 .iter()
                 .zip(&inserted)
@@ -534,9 +546,7 @@ macro_rules! write_sql {
                     "SELECT agent_id, incident_id, COUNT(*) FROM incident_actions
                      WHERE (agent_id, incident_id) IN (",
                 );
-                qb.push_values(chunk, |mut b, (agent, incident)| {
-                    b.push_bind(agent.to_string()).push_bind(incident.to_string());
-                });
+                <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, chunk);
                 qb.push(") GROUP BY agent_id, incident_id");
                 let found: Vec<(String, String, i64)> =
                     qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -618,7 +628,7 @@ macro_rules! write_sql {
 
         /// Recomputes incident rows from all of their stored events (arrival order is
         /// irrelevant). The caller holds the incidents' locks (SQLite: the write lock;
-        /// PostgreSQL: their advisory locks), so every committed event is visible here.
+        /// PostgreSQL: their devices' advisory locks), so every committed event is visible here.
         async fn rebuild_incidents(
             conn: &mut Conn,
             keys: &[(&str, &str)],
@@ -627,9 +637,7 @@ macro_rules! write_sql {
             let mut qb = sqlx::QueryBuilder::<Db>::new(
                 "SELECT agent_id, incident_id, payload FROM events WHERE (agent_id, incident_id) IN (",
             );
-            qb.push_values(keys, |mut b, (agent, incident)| {
-                b.push_bind(agent.to_string()).push_bind(incident.to_string());
-            });
+            <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, keys);
             qb.push(")");
             let rows: Vec<(String, String, String)> =
                 qb.build_query_as().fetch_all(&mut *conn).await?;
@@ -659,9 +667,7 @@ macro_rules! write_sql {
                         last_seq, experiment_id, experiment_arm
                  FROM incidents WHERE (agent_id, incident_id) IN (",
             );
-            qb.push_values(keys, |mut b, (agent, incident)| {
-                b.push_bind(agent.to_string()).push_bind(incident.to_string());
-            });
+            <D as $crate::store::dialect::Dialect>::push_key_pairs(&mut qb, keys);
             qb.push(")");
             type Row = (
                 String,
