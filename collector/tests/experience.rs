@@ -839,10 +839,22 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
     assert!(ev.resolved_at.is_none());
     assert_eq!(ev.members.len(), 3);
     // Every agent behind olt-7 gets the advisory, also one without an incident; olt-8 does not.
+    // When the second store (another process) made the event, a device this process answers
+    // from its token cache sees it within the cache's documented 3-s bound, not at once: wait
+    // for it with a deadline.
     for (i, token) in tokens.iter().enumerate() {
         let id = format!("cpe-m{}", i + 1);
         let want = (i < 4).then_some(ev.event_id.as_str());
-        assert_eq!(upstream(&beat(&s, &id, token).await), want, "{id}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let reply = beat(&s, &id, token).await;
+            let got = upstream(&reply);
+            if got == want || want.is_none() || std::time::Instant::now() > deadline {
+                assert_eq!(got, want, "{id}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
     // A later incident behind the node joins the event; passes are idempotent.
     store_incidents(&s, &[open("cpe-m4", 60_000, Category::NoInternet)]).await;
