@@ -827,7 +827,9 @@ async fn mass_outage_becomes_one_network_event_with_advisories(b: Backend) {
     let t = netmedic_collector::now();
     let (a, b2) = tokio::join!(s.store().correlate(&params, t), other.correlate(&params, t));
     let (a, b2) = (a.unwrap(), b2.unwrap());
-    assert_eq!(a.events_created + b2.events_created, 1, "{a:?} {b2:?}");
+    // The server's own correlation loop may have made the event first; either way, exactly
+    // one exists (checked on the list below) and no pass made a second.
+    assert!(a.events_created + b2.events_created <= 1, "{a:?} {b2:?}");
     other.close().await;
     let list: NetworkEventList = ok_json(s.get("/api/v1/network-events?members=true").await).await;
     assert_eq!(list.network_events.len(), 1, "{list:?}");
