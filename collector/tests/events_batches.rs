@@ -6,22 +6,13 @@
 
 mod common;
 
-use common::{Backend, TestServer, action, backend_stories, batch, event, ok_json, report};
-use netmedic_collector::store::IncidentDetail;
+use common::{Backend, action, backend_stories, batch, detail, event, report};
 use netmedic_proto::{ActionId, ActionOutcome, EventKind, IncidentStatus, ReportAck};
 
 backend_stories!(
     concurrent_batches_of_one_device_assemble_every_event,
     a_full_batch_updates_every_stored_incident_and_a_resend_stores_nothing,
 );
-
-async fn detail(s: &TestServer, agent: &str, incident: &str) -> IncidentDetail {
-    ok_json(
-        s.get(&format!("/api/v1/incidents/{agent}/{incident}"))
-            .await,
-    )
-    .await
-}
 
 /// Three devices, each with one open incident, then 8 batches of 2 `updated` events per
 /// device sent at once (24 requests in flight, one batch resent beside its original), one

@@ -6,11 +6,10 @@
 mod common;
 
 use common::{
-    Backend, TestServer, action, backend_stories, batch, beat, event, expect_error,
+    Backend, TestServer, action, backend_stories, batch, beat, detail, event, expect_error,
     expect_invalid_query, gzip, heartbeat, ok_json, report, ts,
 };
 use netmedic_collector::fleet::{DevicePage, DeviceView};
-use netmedic_collector::store::IncidentDetail;
 use netmedic_proto::{
     ActionId, ActionOutcome, Advisory, Category, CheckId, EventKind, HeartbeatReply, IncidentPage,
     IncidentStatus, ReportAck, SCHEMA_VERSION, Severity, paths,
@@ -32,14 +31,6 @@ backend_stories!(
     incidents_list_in_each_order_and_page_through_it,
     one_group_isolates_a_bad_token_from_its_neighbours,
 );
-
-async fn detail(s: &TestServer, agent: &str, incident: &str) -> IncidentDetail {
-    ok_json(
-        s.get(&format!("/api/v1/incidents/{agent}/{incident}"))
-            .await,
-    )
-    .await
-}
 
 async fn list(s: &TestServer, query: &str) -> IncidentPage {
     ok_json(s.get(&format!("{}{query}", paths::INCIDENTS)).await).await

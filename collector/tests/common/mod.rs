@@ -481,6 +481,19 @@ pub async fn ok_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) ->
     serde_json::from_str(&text).unwrap()
 }
 
+/// One incident's detail as the console's API returns it (asserts a 200).
+pub async fn detail(
+    s: &TestServer,
+    agent: &str,
+    incident: &str,
+) -> netmedic_collector::store::IncidentDetail {
+    ok_json(
+        s.get(&format!("/api/v1/incidents/{agent}/{incident}"))
+            .await,
+    )
+    .await
+}
+
 /// GETs `path_and_query` as an operator and asserts it is refused as `invalid_query`.
 pub async fn expect_invalid_query(s: &TestServer, path_and_query: &str) -> ErrorBody {
     let resp = s.get(path_and_query).await;
