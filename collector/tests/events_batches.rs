@@ -3,7 +3,8 @@
 //! assemble every event into the incident, and a full batch updating hundreds of stored
 //! incidents (read back by key, merged, upserted) stores each event once, also when resent.
 //! An update that moves an incident in the lists (category, severity, start) is stored whole,
-//! one that does not (resolving, counting an event) leaves the indexed columns as they were.
+//! one that does not (resolving, counting an event) leaves the indexed columns as they were
+//! (SQLite) — and either way the lists and the detail agree with the events.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -29,10 +30,11 @@ async fn listed(s: &TestServer, filter: IncidentFilter) -> Vec<IncidentView> {
         .incidents
 }
 
-/// One incident through the three forms of the incident write: an `updated` event that
-/// changes its category, severity and start (every column written), a `resolved` event (the
-/// status and the unindexed columns) and a later `updated` event (the unindexed columns only).
-/// After each, the stored row and the filtered and ordered lists agree with the events.
+/// One incident through the three forms of the incident write (SQLite; PostgreSQL writes every
+/// column each time): an `updated` event that changes its category, severity and start (every
+/// column written), a `resolved` event (the status and the unindexed columns) and a later
+/// `updated` event (the unindexed columns only). After each, the stored row and the filtered
+/// and ordered lists agree with the events.
 async fn every_merge_keeps_the_incident_in_the_right_lists(b: Backend) {
     let s = b.start(|_| {}).await;
     let d = "cpe-0220";

@@ -67,8 +67,8 @@ macro_rules! unindexed_set {
 /// narrower forms are for rows whose indexed values did not change: SQLite rewrites the entries
 /// of every index that holds a column named in `SET` (delete and insert, also when the value is
 /// the same), so a merge that only counts an event or resolves the incident should not name
-/// `started_at`, `category`, `severity` or the experiment. (PostgreSQL compares the old and new
-/// values itself; the narrower forms change nothing there.)
+/// `started_at`, `category`, `severity` or the experiment. PostgreSQL compares the old and new
+/// values itself and always gets [`IncidentSet::All`] ([`Dialect::NARROW_INCIDENT_UPDATES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncidentSet {
     /// Everything but the key and `first_received_at`.
@@ -176,6 +176,13 @@ pub trait Dialect: std::fmt::Debug + Send + Sync + Sized + 'static {
     /// Planner maintenance that the backend does not do by itself, run by
     /// [`super::LifecycleStore::maintain`] (`None`: nothing to do).
     const MAINTAIN_SQL: Option<&'static str>;
+
+    /// Whether an update of a stored incident names only the columns whose kind of value
+    /// changed ([`IncidentSet::for_update`]; a write group then has up to three upsert
+    /// statements). SQLite: yes, it rewrites the index entries of every column named in `SET`.
+    /// PostgreSQL: no, it compares old and new values itself, and the extra statements cost
+    /// server CPU (measured in `docs/perf-events.md`, round 6).
+    const NARROW_INCIDENT_UPDATES: bool;
 
     /// The embedded migrations (`collector/migrations/<backend>/`, append-only).
     fn migrator() -> &'static sqlx::migrate::Migrator;

@@ -46,6 +46,9 @@ impl Dialect for SqliteDialect {
     /// limit.
     const MAINTAIN_SQL: Option<&'static str> = Some("PRAGMA optimize=0x10002");
 
+    /// A narrower `SET` leaves the entries of the indexes it does not name alone.
+    const NARROW_INCIDENT_UPDATES: bool = true;
+
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR
     }

@@ -587,8 +587,10 @@ macro_rules! write_sql {
             }
             // Incident rows: new events after the stored ones are merged into the stored row
             // (no re-read); an incident that got an older event is re-read whole (bounded).
-            // Grouped by what changed: a row whose indexed values stay is written without
-            // naming them (see `IncidentSet`), so its index entries are not rewritten.
+            // Grouped by what changed (where the backend gains by it): a row whose indexed
+            // values stay is written without naming them (see `IncidentSet`), so its index
+            // entries are not rewritten.
+            let narrow = <D as $crate::store::dialect::Dialect>::NARROW_INCIDENT_UPDATES;
             let mut assembled: [Vec<(&str, &str, Assembled)>; 3] = Default::default();
             let mut reread: Vec<(&str, &str)> = Vec::new();
             for ((agent, incident), events) in &fresh {
@@ -602,7 +604,11 @@ macro_rules! write_sql {
                 };
                 match next {
                     Some(a) => {
-                        let set = $crate::store::dialect::IncidentSet::for_update(before, &a);
+                        let set = if narrow {
+                            $crate::store::dialect::IncidentSet::for_update(before, &a)
+                        } else {
+                            $crate::store::dialect::IncidentSet::All
+                        };
                         if let Some(group) = assembled.get_mut(set.index()) {
                             group.push((*agent, *incident, a));
                         }
