@@ -51,11 +51,15 @@ async fn every_merge_keeps_the_incident_in_the_right_lists(b: Backend) {
         ..IncidentFilter::default()
     };
     assert_eq!(send(event("u-1", "inc-u", 1, EventKind::Opened)).await, 1);
-    let mut moved = event("u-2", "inc-u", 2, EventKind::Updated);
-    moved.category = Category::DnsFailure;
-    moved.severity = Severity::Minor;
-    moved.started_at = ts(-30);
-    assert_eq!(send(moved).await, 1);
+    // Events from u-2 on: another category, severity and start than u-1's.
+    let moved = |id: &str, seq, kind| {
+        let mut e = event(id, "inc-u", seq, kind);
+        e.category = Category::DnsFailure;
+        e.severity = Severity::Minor;
+        e.started_at = ts(-30);
+        e
+    };
+    assert_eq!(send(moved("u-2", 2, EventKind::Updated)).await, 1);
     let v = detail(&s, d, "inc-u").await.incident;
     assert_eq!(
         (
@@ -82,11 +86,7 @@ async fn every_merge_keeps_the_incident_in_the_right_lists(b: Backend) {
     assert_eq!(page[0].severity, Severity::Minor);
     assert_eq!(listed(&s, open.clone()).await.len(), 1);
 
-    let mut resolved = event("u-3", "inc-u", 3, EventKind::Resolved);
-    resolved.category = Category::DnsFailure;
-    resolved.severity = Severity::Minor;
-    resolved.started_at = ts(-30);
-    assert_eq!(send(resolved).await, 1);
+    assert_eq!(send(moved("u-3", 3, EventKind::Resolved)).await, 1);
     let v = detail(&s, d, "inc-u").await.incident;
     assert_eq!(
         (v.status, v.resolved_at, v.auto_healed, v.event_count),
@@ -100,10 +100,7 @@ async fn every_merge_keeps_the_incident_in_the_right_lists(b: Backend) {
     );
     assert_eq!(listed(&s, done.clone()).await.len(), 1);
 
-    let mut later = event("u-4", "inc-u", 4, EventKind::Updated);
-    later.category = Category::DnsFailure;
-    later.severity = Severity::Minor;
-    later.started_at = ts(-30);
+    let mut later = moved("u-4", 4, EventKind::Updated);
     later.summary = "resolver answers again".into();
     assert_eq!(send(later).await, 1);
     let v = detail(&s, d, "inc-u").await.incident;
