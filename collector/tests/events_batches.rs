@@ -2,17 +2,132 @@
 //! device (PostgreSQL runs two writers, whose groups serialise on the device's advisory lock)
 //! assemble every event into the incident, and a full batch updating hundreds of stored
 //! incidents (read back by key, merged, upserted) stores each event once, also when resent.
+//! An update that moves an incident in the lists (category, severity, start) is stored whole,
+//! one that does not (resolving, counting an event) leaves the indexed columns as they were
+//! (SQLite) — and either way the lists and the detail agree with the events.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{Backend, action, backend_stories, batch, detail, event, report};
-use netmedic_proto::{ActionId, ActionOutcome, EventKind, IncidentStatus, ReportAck};
+use common::{Backend, TestServer, action, backend_stories, batch, detail, event, report, ts};
+use netmedic_collector::store::{IncidentFilter, ListOrder};
+use netmedic_proto::{
+    ActionId, ActionOutcome, Category, EventKind, IncidentStatus, IncidentView, ReportAck, Severity,
+};
 
 backend_stories!(
     concurrent_batches_of_one_device_assemble_every_event,
     a_full_batch_updates_every_stored_incident_and_a_resend_stores_nothing,
+    every_merge_keeps_the_incident_in_the_right_lists,
 );
+
+/// The first page of the incidents `filter` lists.
+async fn listed(s: &TestServer, filter: IncidentFilter) -> Vec<IncidentView> {
+    s.store()
+        .list_incidents(&filter, 50, None)
+        .await
+        .unwrap()
+        .incidents
+}
+
+/// One incident through the three forms of the incident write (SQLite; PostgreSQL writes every
+/// column each time): an `updated` event that changes its category, severity and start (every
+/// column written), a `resolved` event (the status and the unindexed columns) and a later
+/// `updated` event (the unindexed columns only). After each, the stored row and the filtered
+/// and ordered lists agree with the events.
+async fn every_merge_keeps_the_incident_in_the_right_lists(b: Backend) {
+    let s = b.start(|_| {}).await;
+    let d = "cpe-0220";
+    let t = s.enrol(d).await;
+    let send = |e| {
+        let (s, t) = (&s, &t);
+        async move { report(s, t, &batch(d, vec![e])).await.accepted }
+    };
+    let by = |category: Option<Category>, status: Option<IncidentStatus>, order| IncidentFilter {
+        agent_id: Some(d.into()),
+        category,
+        status,
+        order,
+        ..IncidentFilter::default()
+    };
+    assert_eq!(send(event("u-1", "inc-u", 1, EventKind::Opened)).await, 1);
+    // Events from u-2 on: another category, severity and start than u-1's.
+    let moved = |id: &str, seq, kind| {
+        let mut e = event(id, "inc-u", seq, kind);
+        e.category = Category::DnsFailure;
+        e.severity = Severity::Minor;
+        e.started_at = ts(-30);
+        e
+    };
+    assert_eq!(send(moved("u-2", 2, EventKind::Updated)).await, 1);
+    let v = detail(&s, d, "inc-u").await.incident;
+    assert_eq!(
+        (
+            v.category,
+            v.severity,
+            v.started_at,
+            v.status,
+            v.event_count
+        ),
+        (
+            Category::DnsFailure,
+            Severity::Minor,
+            ts(-30),
+            IncidentStatus::Open,
+            2
+        )
+    );
+    let old_category = by(Some(Category::NoInternet), None, ListOrder::Newest);
+    assert!(listed(&s, old_category.clone()).await.is_empty());
+    let new_category = by(Some(Category::DnsFailure), None, ListOrder::Newest);
+    assert_eq!(listed(&s, new_category.clone()).await.len(), 1);
+    let open = by(None, Some(IncidentStatus::Open), ListOrder::Newest);
+    let page = listed(&s, by(None, None, ListOrder::Severity)).await;
+    assert_eq!(page[0].severity, Severity::Minor);
+    assert_eq!(listed(&s, open.clone()).await.len(), 1);
+
+    assert_eq!(send(moved("u-3", 3, EventKind::Resolved)).await, 1);
+    let v = detail(&s, d, "inc-u").await.incident;
+    assert_eq!(
+        (v.status, v.resolved_at, v.auto_healed, v.event_count),
+        (IncidentStatus::Resolved, Some(ts(30)), Some(true), 3)
+    );
+    assert!(listed(&s, open.clone()).await.is_empty());
+    let done = by(
+        Some(Category::DnsFailure),
+        Some(IncidentStatus::Resolved),
+        ListOrder::Oldest,
+    );
+    assert_eq!(listed(&s, done.clone()).await.len(), 1);
+
+    let mut later = moved("u-4", 4, EventKind::Updated);
+    later.summary = "resolver answers again".into();
+    assert_eq!(send(later).await, 1);
+    let v = detail(&s, d, "inc-u").await.incident;
+    assert_eq!(
+        (
+            v.summary.as_str(),
+            v.event_count,
+            v.status,
+            v.category,
+            v.severity,
+            v.started_at
+        ),
+        (
+            "resolver answers again",
+            4,
+            IncidentStatus::Resolved,
+            Category::DnsFailure,
+            Severity::Minor,
+            ts(-30)
+        )
+    );
+    assert_eq!(listed(&s, done).await.len(), 1);
+    assert_eq!(listed(&s, new_category).await[0].summary, v.summary);
+    assert!(listed(&s, old_category).await.is_empty());
+    assert!(listed(&s, open).await.is_empty());
+    s.stop().await;
+}
 
 /// Three devices, each with one open incident, then 8 batches of 2 `updated` events per
 /// device sent at once (24 requests in flight, one batch resent beside its original), one

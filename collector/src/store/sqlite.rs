@@ -4,9 +4,7 @@
 //! connection options.
 
 use super::OpenMode;
-use super::dialect::{
-    Dialect, EventRow, INCIDENT_UPSERT_COLUMNS, INCIDENT_UPSERT_CONFLICT, IncidentUpsert,
-};
+use super::dialect::{Dialect, EventRow, INCIDENT_UPSERT_COLUMNS, IncidentSet, IncidentUpsert};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -47,6 +45,9 @@ impl Dialect for SqliteDialect {
     /// connection used; 0x0002 analyses where useful, with SQLite's own time-bounding analysis
     /// limit.
     const MAINTAIN_SQL: Option<&'static str> = Some("PRAGMA optimize=0x10002");
+
+    /// A narrower `SET` leaves the entries of the indexes it does not name alone.
+    const NARROW_INCIDENT_UPDATES: bool = true;
 
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR
@@ -105,6 +106,7 @@ impl Dialect for SqliteDialect {
     fn upsert_incidents<'a>(
         conn: &'a mut SqliteConnection,
         rows: &'a [IncidentUpsert<'a>],
+        set: IncidentSet,
     ) -> super::BoxFuture<'a, super::Result<()>> {
         Box::pin(async move {
             for chunk in rows.chunks(EVENT_CHUNK_ROWS) {
@@ -131,7 +133,7 @@ impl Dialect for SqliteDialect {
                         .push_bind(r.experiment_id)
                         .push_bind(r.experiment_arm);
                 });
-                qb.push(INCIDENT_UPSERT_CONFLICT);
+                qb.push(set.conflict_sql());
                 qb.build().execute(&mut *conn).await?;
             }
             Ok(())
@@ -240,21 +242,29 @@ super::shared::sql_store!(SqliteDialect);
 
 #[cfg(test)]
 mod tests {
-    use super::{Dialect, OpenMode, SqliteDialect, SqliteStore};
+    use super::{
+        Dialect, INCIDENT_UPSERT_COLUMNS, IncidentSet, OpenMode, SqliteDialect, SqliteStore,
+    };
+    use sqlx::Row;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
+
+    async fn migrated_store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(
+            &dir.path().join("plan.sqlite"),
+            OpenMode::CreateAndMigrate,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
 
     /// Every table the write path reads by `(agent_id, incident_id)` keys is searched through
     /// an index, never scanned whole (the scan grew with the history on every write group).
     #[tokio::test]
     async fn incident_keys_are_searched_through_an_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(
-            &dir.path().join("plan.sqlite"),
-            OpenMode::CreateAndMigrate,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let store = migrated_store(&dir).await;
         let mut conn = store.pool.acquire().await.unwrap();
         for table in ["incidents", "events", "incident_actions"] {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
@@ -275,5 +285,92 @@ mod tests {
                 "{table}: {plan:?}"
             );
         }
+    }
+
+    /// The incidents indexes whose entries the `DO UPDATE` branch of an upsert of form `set`
+    /// deletes (and inserts again), read from the statement's bytecode: `OpenWrite` names a
+    /// cursor's root page, `IdxDelete` the cursor (the `INSERT` branch deletes nothing).
+    async fn indexes_rewritten(
+        conn: &mut sqlx::SqliteConnection,
+        set: IncidentSet,
+    ) -> BTreeSet<String> {
+        let roots: BTreeMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+            "SELECT rootpage, name FROM sqlite_schema
+             WHERE type = 'index' AND tbl_name = 'incidents'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("EXPLAIN INSERT INTO incidents ");
+        qb.push(INCIDENT_UPSERT_COLUMNS).push(" VALUES (");
+        let mut values = qb.separated(", ");
+        for text in ["cpe-1", "i-1", "dns", "cause", "dns", "major", "resolved"] {
+            values.push_bind(text);
+        }
+        values.push_bind(1_i64).push_bind(2_i64).push_bind(true);
+        values.push_bind("summary").push_bind("{}");
+        for n in [2_i64, 2, 3, 3] {
+            values.push_bind(n);
+        }
+        values.push_bind(None::<String>).push_bind(None::<String>);
+        qb.push(")").push(set.conflict_sql());
+        let mut cursors: BTreeMap<i64, String> = BTreeMap::new();
+        let mut rewritten = BTreeSet::new();
+        for row in qb.build().fetch_all(&mut *conn).await.unwrap() {
+            let opcode: String = row.get("opcode");
+            let cursor: i64 = row.get("p1");
+            match opcode.as_str() {
+                "OpenWrite" => {
+                    if let Some(name) = roots.get(&row.get::<i64, _>("p2")) {
+                        cursors.insert(cursor, name.clone());
+                    }
+                }
+                "IdxDelete" => {
+                    rewritten.insert(cursors[&cursor].clone());
+                }
+                _ => {}
+            }
+        }
+        rewritten
+    }
+
+    /// An incident update that changes no indexed value names no indexed column in its `SET`,
+    /// so SQLite leaves the row's index entries alone (it rewrites the entries of every index
+    /// holding a column the `SET` names, whether or not the value changed): resolving writes
+    /// only the open-incident indexes, whose condition is the status; counting an event or
+    /// replacing the summary writes none.
+    #[tokio::test]
+    async fn unchanged_indexed_values_rewrite_no_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated_store(&dir).await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        let all = indexes_rewritten(&mut conn, IncidentSet::All).await;
+        // The probe sees the rewrites: the full form rewrites every index but the key.
+        for full in [
+            "incidents_newest",
+            "incidents_by_category",
+            "incidents_by_agent",
+            "incidents_by_severity",
+            "incidents_open_newest",
+        ] {
+            assert!(all.contains(full), "{full} not in {all:?}");
+        }
+        let open: BTreeSet<String> = [
+            "incidents_open_by_agent",
+            "incidents_open_by_category",
+            "incidents_open_newest",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            indexes_rewritten(&mut conn, IncidentSet::StatusAndUnindexed).await,
+            open
+        );
+        assert_eq!(
+            indexes_rewritten(&mut conn, IncidentSet::Unindexed).await,
+            BTreeSet::new()
+        );
     }
 }

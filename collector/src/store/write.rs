@@ -587,22 +587,39 @@ macro_rules! write_sql {
             }
             // Incident rows: new events after the stored ones are merged into the stored row
             // (no re-read); an incident that got an older event is re-read whole (bounded).
-            let mut assembled = Vec::new();
+            // Grouped by what changed (where the backend gains by it): a row whose indexed
+            // values stay is written without naming them (see `IncidentSet`), so its index
+            // entries are not rewritten.
+            let narrow = <D as $crate::store::dialect::Dialect>::NARROW_INCIDENT_UPDATES;
+            let mut assembled: [Vec<(&str, &str, Assembled)>; 3] = Default::default();
             let mut reread: Vec<(&str, &str)> = Vec::new();
             for ((agent, incident), events) in &fresh {
                 if events.is_empty() {
                     continue;
                 }
-                let next = match prev.get(&(*agent, *incident)) {
+                let before = prev.get(&(*agent, *incident));
+                let next = match before {
                     None => assemble(events),
                     Some(p) => merge(p, events),
                 };
                 match next {
-                    Some(a) => assembled.push((*agent, *incident, a)),
+                    Some(a) => {
+                        let set = if narrow {
+                            $crate::store::dialect::IncidentSet::for_update(before, &a)
+                        } else {
+                            $crate::store::dialect::IncidentSet::All
+                        };
+                        if let Some(group) = assembled.get_mut(set.index()) {
+                            group.push((*agent, *incident, a));
+                        }
+                    }
                     None => reread.push((*agent, *incident)),
                 }
             }
-            upsert_incidents(conn, assembled, now_ms).await?;
+            let sets = $crate::store::dialect::IncidentSet::EVERY;
+            for (set, group) in sets.into_iter().zip(assembled) {
+                upsert_incidents(conn, group, now_ms, set).await?;
+            }
             for chunk in reread.chunks(CHUNK_ROWS) {
                 rebuild_incidents(conn, chunk, now_ms).await?;
             }
@@ -653,7 +670,8 @@ macro_rules! write_sql {
                     assembled.push((agent.as_str(), incident.as_str(), a));
                 }
             }
-            upsert_incidents(conn, assembled, now_ms).await
+            let all = $crate::store::dialect::IncidentSet::All;
+            upsert_incidents(conn, assembled, now_ms, all).await
         }
 
         /// The stored incident rows of `keys`, as [`Assembled`] values for [`merge`].
@@ -725,7 +743,11 @@ macro_rules! write_sql {
             conn: &mut Conn,
             incidents: Vec<(&str, &str, Assembled)>,
             now_ms: i64,
+            set: $crate::store::dialect::IncidentSet,
         ) -> Result<()> {
+            if incidents.is_empty() {
+                return Ok(());
+            }
             let mut assembled = Vec::with_capacity(incidents.len());
             for (agent, incident, a) in incidents {
                 let evidence = serde_json::to_string(&a.evidence)
@@ -757,7 +779,7 @@ macro_rules! write_sql {
                     }
                 })
                 .collect();
-            <D as $crate::store::dialect::Dialect>::upsert_incidents(&mut *conn, &rows).await
+            <D as $crate::store::dialect::Dialect>::upsert_incidents(&mut *conn, &rows, set).await
         }
 
         /// Checks the token against `claimed`; `Trusted` creates the device row when missing.
