@@ -210,13 +210,10 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
             return;
         }
     };
-    let fd = match owned_async_fd(InotifyFd(inotify)) {
-        Ok(fd) => fd,
-        Err(e) => {
-            log::warn!("inotify not pollable ({e}): file changes are found by polling only");
-            return;
-        }
-    };
+    // The descriptor is in the reactor only while the watcher waits for a burst's first event:
+    // the rest of the burst (a DHCP hook's writes, spread over tens of ms) wakes nobody.
+    let mut inotify = InotifyFd(inotify);
+    let mut debounce = crate::timer::Deadline::new();
     let dirs: BTreeSet<PathBuf> = files.iter().map(|f| f.dir.clone()).collect();
     // Watch descriptor → directory; a directory missing now is tried again later.
     let mut watched: Vec<(i32, PathBuf)> = Vec::new();
@@ -235,7 +232,7 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
             if watched.iter().any(|(_, d)| d == dir) {
                 continue;
             }
-            match fd.get_ref().0.add_watch(dir.as_path(), flags) {
+            match inotify.0.add_watch(dir.as_path(), flags) {
                 Ok(wd) => {
                     log::debug!("watching {} for changes", dir.display());
                     watched.push((wd.as_raw(), dir.clone()));
@@ -245,37 +242,44 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
         }
         for (i, f) in files.iter().enumerate() {
             let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY;
-            if let Ok(wd) = fd
-                .get_ref()
-                .0
-                .add_watch(f.dir.join(&f.name).as_path(), flags)
-            {
+            if let Ok(wd) = inotify.0.add_watch(f.dir.join(&f.name).as_path(), flags) {
                 file_wds.retain(|(_, j)| *j != i);
                 file_wds.push((wd.as_raw(), i));
             }
         }
         let all = watched.len() == dirs.len();
+        // Registered afresh: events queued meanwhile make it ready at once.
+        let fd = match owned_async_fd(inotify) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::warn!("inotify not pollable ({e}): file changes are found by polling only");
+                return;
+            }
+        };
         let ready = if all {
-            Some(fd.readable().await)
+            Some(fd.readable().await.map(drop))
         } else {
             tokio::time::timeout(REWATCH_EVERY, fd.readable())
                 .await
                 .ok()
+                .map(|r| r.map(drop))
         };
-        let mut guard = match ready {
+        inotify = fd.into_inner();
+        match ready {
             None => continue,
-            Some(Ok(g)) => g,
+            Some(Ok(())) => {}
             Some(Err(e)) => {
                 log::warn!("inotify failed ({e}): file changes are found by polling only");
                 return;
             }
-        };
-        // Debounce: let the burst (write, close, rename) land, then read it all at once.
-        tokio::time::sleep(DEBOUNCE).await;
+        }
+        // Debounce: let the burst (write, close, rename) land, then read it all at once. A
+        // timerfd wakes once, where a tokio sleep wakes at its wheel slot's start too.
+        debounce.until(tokio::time::Instant::now() + DEBOUNCE).await;
         // Indices in `files` of the files the burst touched.
         let mut touched: BTreeSet<usize> = BTreeSet::new();
         loop {
-            match fd.get_ref().0.read_events() {
+            match inotify.0.read_events() {
                 Ok(events) => {
                     for ev in events {
                         let wd = ev.wd.as_raw();
@@ -302,10 +306,7 @@ async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {
                         }
                     }
                 }
-                Err(nix::errno::Errno::EAGAIN) => {
-                    guard.clear_ready();
-                    break;
-                }
+                Err(nix::errno::Errno::EAGAIN) => break,
                 Err(e) => {
                     log::warn!("inotify read failed ({e}): file changes are found by polling only");
                     return;
