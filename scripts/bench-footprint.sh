@@ -9,13 +9,17 @@
 # machine has no radio for a real one): the cost of the Wi-Fi checks' requests and event monitor.
 # --static measures the agent linked statically against glibc (crt-static; an explicit --target
 # keeps the flag off build scripts and proc-macros): no libc.so/ld.so mappings (docs/perf-agent-size.md).
+# --lease-secs N sets the lab's WAN DHCP lease (default 3600, a router in service between
+# renewals; 120, the lab's minimum, renews every minute: each renewal is an event the agent
+# handles). The figures' header says which lease was used.
 # The run also prints where the agent's RSS is (binary, shared libraries, heap, stacks; from smaps).
-# Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...] [--with-wifi] [--static]
+# Usage: scripts/bench-footprint.sh [--minutes N] [--without CHECK,...] [--with-wifi] [--static] [--lease-secs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=10
 without=()
 wifi=()
+lease=()
 static=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,7 +27,8 @@ while [ $# -gt 0 ]; do
     --without) without=(--without "$2"); shift 2 ;;
     --with-wifi) wifi=(--with-wifi); shift ;;
     --static) static=1; shift ;;
-    *) echo "usage: $0 [--minutes N] [--without CHECK,...] [--with-wifi] [--static]" >&2; exit 64 ;;
+    --lease-secs) lease=(--lease-secs "$2"); shift 2 ;;
+    *) echo "usage: $0 [--minutes N] [--without CHECK,...] [--with-wifi] [--static] [--lease-secs N]" >&2; exit 64 ;;
   esac
 done
 scripts/setup.sh
@@ -64,4 +69,4 @@ done
 bindir="$(realpath "$target")/bench-footprint-bin"
 mkdir -p "$bindir"
 cp "$target/debug/netmedic-collector" "$bin" "$bindir/"
-NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes" "${without[@]}" "${wifi[@]}"
+NETMEDIC_BIN_DIR="$bindir" "$target/debug/netmedic-bench" footprint --minutes "$minutes" "${without[@]}" "${wifi[@]}" "${lease[@]}"

@@ -108,6 +108,21 @@ fn next_run(origin: Instant, started: Instant, now: Instant, interval: Duration)
     origin + Duration::from_nanos(u64::try_from(slots * step).unwrap_or(u64::MAX))
 }
 
+/// Whether `change` runs check `id` at once; `settled`: its last verdict was ok and it has no
+/// incident open. A change that altered nothing the check reads ([`NetChange::Same`],
+/// [`NetChange::Rewritten`]: a DHCP renewal of an unchanged lease) runs only a check that is
+/// not settled, for which it may be the recovery.
+fn wakes(change: &NetChange, id: CheckId, settled: bool) -> bool {
+    match change {
+        NetChange::Wake(w) => *w == id,
+        NetChange::Rewritten(w) => *w == id && !settled,
+        NetChange::Same => !settled && checks::NETLINK_DRIVEN.contains(&id),
+        NetChange::Link { .. } | NetChange::Address | NetChange::Route => {
+            checks::NETLINK_DRIVEN.contains(&id)
+        }
+    }
+}
+
 /// The next netlink change, or never when there is no subscription.
 async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<NetChange>>) -> Option<NetChange> {
     match rx {
@@ -348,13 +363,13 @@ impl Agent {
                             );
                         }
                     }
+                    let mut ran = Vec::new();
                     for i in 0..n {
                         let id = self.checks[i].id();
-                        let woken = changes.iter().any(|c| match c {
-                            NetChange::Wake(w) => *w == id,
-                            _ => checks::NETLINK_DRIVEN.contains(&id),
-                        });
+                        let settled = self.settled(id);
+                        let woken = changes.iter().any(|c| wakes(c, id, settled));
                         if woken {
+                            ran.push(id.as_str());
                             confirm[i] = self.checks[i].hysteresis().fail_threshold;
                             if in_flight[i].is_some() {
                                 rerun[i] = true;
@@ -363,6 +378,10 @@ impl Agent {
                             }
                         }
                     }
+                    log::debug!(
+                        "changes {changes:?} woke: {}",
+                        if ran.is_empty() { "none".to_string() } else { ran.join(", ") }
+                    );
                 }
                 Some(done) = pending.next(), if !pending.is_empty() => match done {
                     Finished::Check(i, obs) => {
@@ -491,6 +510,12 @@ impl Agent {
             let obs = fx.observe(&check).await;
             Finished::Check(i, obs)
         }));
+    }
+
+    /// Whether `check`'s last verdict was ok and it has no incident open.
+    fn settled(&self, check: CheckId) -> bool {
+        self.detector.last_status(check) == Some(CheckStatus::Ok)
+            && self.detector.incident(check).is_none()
     }
 
     /// The dependency of `check` that is failing now, if any (root-cause layering).

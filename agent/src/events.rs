@@ -5,14 +5,19 @@
 //! retry at once instead of sleeping out their backoff. IPv6 messages only feed that signal: the
 //! IPv6 checks poll, and an IPv6 address refreshed by every Router Advertisement would otherwise
 //! wake the IPv4 checks each time.
+//!
+//! An IPv4 address or route message that repeats what the agent last heard about that address
+//! or route (a DHCP client's renewal re-adding the same address: `ip addr replace` notifies
+//! even when nothing changed; an address whose lifetimes alone moved) is a [`NetChange::Same`]:
+//! it wakes only the checks that are not ok at the moment (see [`Known`]).
 
 use crate::context::{LinkChange, LinkInfo, Shared};
 use crate::net::{NetError, Netlink};
 use futures::StreamExt;
 use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressMessage, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::NetlinkPayload;
@@ -30,8 +35,128 @@ pub enum NetChange {
     },
     Address,
     Route,
+    /// An IPv4 address or route message that changed nothing the checks read: wakes the
+    /// netlink-driven checks only while they are not ok.
+    Same,
     /// Not from netlink: a watched file or process changed (see `watch.rs`); run this check.
     Wake(netmedic_proto::CheckId),
+    /// Not from netlink: a watched file was rewritten with nothing this check reads changed
+    /// (a lease renewed for the same address, router and resolvers; resolv.conf rewritten with
+    /// the same bytes): wakes it only while it is not ok.
+    Rewritten(netmedic_proto::CheckId),
+}
+
+/// Most addresses and routes remembered; beyond, the memory starts over (every message then
+/// counts as a change until it is heard again).
+const MAX_KNOWN: usize = 1024;
+
+/// The IPv4 addresses and routes last heard of, without what changes on every refresh
+/// (`IFA_CACHEINFO`'s lifetimes and timestamps, a route's cache info and expiry), to tell a
+/// message that changes something from one that repeats it. Filled from the events alone: the
+/// first message about an address or route counts as a change.
+#[derive(Debug, Default)]
+pub struct Known {
+    addresses: Vec<AddressMessage>,
+    routes: Vec<RouteMessage>,
+}
+
+impl Known {
+    /// Remembers what `msg` says; returns whether it changed anything (a removal always does).
+    pub fn apply(&mut self, msg: &RouteNetlinkMessage) -> bool {
+        match msg {
+            RouteNetlinkMessage::NewAddress(a) => {
+                remember(&mut self.addresses, without_address_timers(a), same_address)
+            }
+            RouteNetlinkMessage::DelAddress(a) => {
+                self.addresses.retain(|k| !same_address(k, a));
+                true
+            }
+            RouteNetlinkMessage::NewRoute(r) => {
+                remember(&mut self.routes, without_route_timers(r), same_route)
+            }
+            RouteNetlinkMessage::DelRoute(r) => {
+                self.routes.retain(|k| !same_route(k, r));
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Puts `item` in `known` in place of the entry `same` says it is; whether it differs.
+fn remember<T: PartialEq>(known: &mut Vec<T>, item: T, same: fn(&T, &T) -> bool) -> bool {
+    match known.iter_mut().find(|k| same(k, &item)) {
+        Some(k) if *k == item => false,
+        Some(k) => {
+            *k = item;
+            true
+        }
+        None => {
+            if known.len() >= MAX_KNOWN {
+                known.clear();
+            }
+            known.push(item);
+            true
+        }
+    }
+}
+
+fn without_address_timers(a: &AddressMessage) -> AddressMessage {
+    let mut a = a.clone();
+    a.attributes
+        .retain(|x| !matches!(x, AddressAttribute::CacheInfo(_)));
+    a
+}
+
+fn without_route_timers(r: &RouteMessage) -> RouteMessage {
+    let mut r = r.clone();
+    r.attributes
+        .retain(|x| !matches!(x, RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_)));
+    r
+}
+
+/// Whether two address messages are about the same address (interface, family, prefix,
+/// address and local address): the kernel's identity of an address.
+fn same_address(x: &AddressMessage, y: &AddressMessage) -> bool {
+    let id = |a: &AddressMessage| {
+        (
+            a.header.index,
+            a.header.family,
+            a.header.prefix_len,
+            a.attributes
+                .iter()
+                .filter(|x| matches!(x, AddressAttribute::Address(_) | AddressAttribute::Local(_)))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    id(x) == id(y)
+}
+
+/// Whether two route messages are about the same route (family, table, destination, TOS,
+/// metric): the kernel's identity of a route; the gateway and device are what it says of it.
+fn same_route(x: &RouteMessage, y: &RouteMessage) -> bool {
+    let id = |r: &RouteMessage| {
+        (
+            r.header.address_family,
+            r.header.table,
+            r.header.destination_prefix_length,
+            r.header.tos,
+            r.attributes
+                .iter()
+                .filter(|x| {
+                    matches!(
+                        x,
+                        RouteAttribute::Destination(_)
+                            | RouteAttribute::Table(_)
+                            | RouteAttribute::Priority(_)
+                    )
+                })
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    id(x) == id(y)
 }
 
 /// The "WAN back" signal: a counter bumped on every event that may have restored the WAN path.
@@ -150,6 +275,7 @@ pub async fn watch(
     tokio::spawn(connection);
     load_links(netlink, &shared).await?;
     tokio::spawn(async move {
+        let mut known = Known::default();
         while let Some((msg, _)) = messages.next().await {
             let NetlinkPayload::InnerMessage(inner) = msg.payload else {
                 continue;
@@ -179,11 +305,19 @@ pub async fn watch(
                         carrier: None,
                     })
                 }
-                RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_) => {
-                    Some(NetChange::Address)
+                m @ (RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_)) => {
+                    Some(if known.apply(m) {
+                        NetChange::Address
+                    } else {
+                        NetChange::Same
+                    })
                 }
-                RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => {
-                    Some(NetChange::Route)
+                m @ (RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_)) => {
+                    Some(if known.apply(m) {
+                        NetChange::Route
+                    } else {
+                        NetChange::Same
+                    })
                 }
                 _ => None,
             };
@@ -283,5 +417,71 @@ mod tests {
         let mut v4 = AddressMessage::default();
         v4.header.family = AddressFamily::Inet;
         assert!(!is_ipv6(&RouteNetlinkMessage::NewAddress(v4)));
+    }
+
+    fn wan_address(ip: [u8; 4], valid_lft: u32) -> RouteNetlinkMessage {
+        use netlink_packet_route::address::CacheInfo;
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        a.header.index = 7;
+        a.header.prefix_len = 24;
+        let ip = std::net::IpAddr::from(ip);
+        a.attributes.push(AddressAttribute::Address(ip));
+        a.attributes.push(AddressAttribute::Local(ip));
+        let mut lifetimes = CacheInfo::default();
+        lifetimes.ifa_preferred = valid_lft;
+        lifetimes.ifa_valid = valid_lft;
+        lifetimes.cstamp = 100;
+        lifetimes.tstamp = valid_lft;
+        a.attributes.push(AddressAttribute::CacheInfo(lifetimes));
+        RouteNetlinkMessage::NewAddress(a)
+    }
+
+    fn default_route(gateway: [u8; 4]) -> RouteNetlinkMessage {
+        use netlink_packet_route::route::RouteAddress;
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.table = RouteHeader::RT_TABLE_MAIN;
+        r.attributes.push(RouteAttribute::Table(254));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway.into())));
+        r.attributes.push(RouteAttribute::Oif(7));
+        RouteNetlinkMessage::NewRoute(r)
+    }
+
+    #[test]
+    fn a_renewal_that_repeats_the_address_and_route_changes_nothing() {
+        let mut known = Known::default();
+        // First heard: a change.
+        assert!(known.apply(&wan_address([100, 64, 1, 2], 120)));
+        assert!(known.apply(&default_route([100, 64, 1, 1])));
+        // The renewal: the same address (only its lifetimes moved) and the same route.
+        assert!(!known.apply(&wan_address([100, 64, 1, 2], 3600)));
+        assert!(!known.apply(&default_route([100, 64, 1, 1])));
+        // A new gateway for the same route, a second address: changes.
+        assert!(known.apply(&default_route([100, 64, 1, 254])));
+        assert!(!known.apply(&default_route([100, 64, 1, 254])));
+        assert!(known.apply(&wan_address([100, 64, 1, 3], 120)));
+        // A removal always is, and the address heard again after it is too.
+        let RouteNetlinkMessage::NewAddress(a) = wan_address([100, 64, 1, 2], 120) else {
+            unreachable!()
+        };
+        assert!(known.apply(&RouteNetlinkMessage::DelAddress(a)));
+        assert!(known.apply(&wan_address([100, 64, 1, 2], 120)));
+        let RouteNetlinkMessage::NewRoute(r) = default_route([100, 64, 1, 254]) else {
+            unreachable!()
+        };
+        assert!(known.apply(&RouteNetlinkMessage::DelRoute(r)));
+        assert!(known.apply(&default_route([100, 64, 1, 254])));
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut known = Known::default();
+        for i in 0..=MAX_KNOWN {
+            let [a, b] = u16::try_from(i).unwrap().to_be_bytes();
+            assert!(known.apply(&wan_address([100, 64, a, b], 120)));
+        }
+        assert!(known.addresses.len() <= MAX_KNOWN);
     }
 }

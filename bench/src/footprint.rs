@@ -5,6 +5,11 @@
 //! one table; asserts nothing. Run by scripts/bench-footprint.sh. With `--with-wifi`, the
 //! `wifi_ap` and `wifi_events` checks are on, against a socket that answers like hostapd
 //! ([`crate::hostapd_sock`]; there is no radio here for a real one).
+//!
+//! The lab's WAN lease is [`FIELD_LEASE_SECS`] unless `--lease-secs` says otherwise: a router in
+//! service renews every few hours, while the lab's shortest lease (120 s, dnsmasq's minimum)
+//! renews every minute and each renewal is an event the agent handles. The lease used is
+//! printed with the figures.
 
 use crate::hostapd_sock::HostapdSock;
 use anyhow::{Context, Result, anyhow, bail};
@@ -14,6 +19,10 @@ use std::time::{Duration, Instant};
 
 /// The shipped agent config, the one a router starts with.
 const SHIPPED_AGENT_CONFIG: &str = include_str!("../../config/agent.toml");
+
+/// The WAN lease of the bench's lab by default: one hour, the short end of what ISPs hand out
+/// (hours to days), so the figures are those of a router in service between renewals.
+pub const FIELD_LEASE_SECS: u32 = 3600;
 
 /// What one process tree used at one moment.
 #[derive(Debug, Default, Clone, Copy)]
@@ -442,8 +451,12 @@ fn measure(procs: &mut [(&str, &mut LabProcess)], minutes: f64) -> Result<Vec<Fi
     Ok(samples.iter().map(|s| summarize(s)).collect())
 }
 
-pub fn run(minutes: f64, without: &[String], wifi: bool) -> Result<()> {
-    let lab = Lab::builder().cpes(1).build().context("building the lab")?;
+pub fn run(minutes: f64, without: &[String], wifi: bool, lease_secs: u32) -> Result<()> {
+    let lab = Lab::builder()
+        .cpes(1)
+        .lease_secs(lease_secs)
+        .build()
+        .context("building the lab")?;
     let mut stack =
         Stack::start(&lab, StackOptions::default()).context("starting collector and agent")?;
     // The stack's agent runs a test config with debug logs: replace it by the default one.
@@ -510,6 +523,11 @@ pub fn run(minutes: f64, without: &[String], wifi: bool) -> Result<()> {
     )?;
     print_breakdown("netmedic-agent", agent.pid());
     println!("\nidle footprint over {minutes} min (after 1 min warm-up), same lab, same window:");
+    println!(
+        "(WAN DHCP lease {} s: the DHCP client renews every {} s)",
+        lease_secs.max(netmedic_lab::MIN_LEASE_SECS),
+        lease_secs.max(netmedic_lab::MIN_LEASE_SECS) / 2
+    );
     if without.iter().any(|w| w == "all") {
         println!("(shipped config with every check off: the idle overhead)");
     } else if !without.is_empty() {

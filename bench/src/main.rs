@@ -17,13 +17,15 @@ USAGE:
     netmedic-bench agent [--drops N] [--runs N]
                           link-down detection latency over N carrier drops (default 100) and
                           the CPU time of one full check cycle (default 20 runs)
-    netmedic-bench footprint [--minutes N] [--without CHECK,...] [--with-wifi]
+    netmedic-bench footprint [--minutes N] [--without CHECK,...] [--with-wifi] [--lease-secs N]
                           idle RSS/PSS, CPU per minute and wakeups per second of the agent with
                           the shipped config, beside zabbix_agentd, over N minutes (default 10)
                           after a 1-minute warm-up; --without turns those checks off (e.g.
                           `icmp,default_route`: the agent's cost beyond its probes);
                           --with-wifi turns wifi_ap and wifi_events on against a socket that
-                          answers like hostapd (no radio needed)
+                          answers like hostapd (no radio needed); --lease-secs sets the lab's
+                          WAN DHCP lease (default 3600, a router in service; 120, the lab's
+                          minimum, renews every minute)
     netmedic-bench heal [--runs N] [--faults a,b,..] [--config PATH]
                           the shipped config (config/agent.toml, only site-specific keys
                           replaced): each local fault injected N times (default 5): detection,
@@ -59,13 +61,14 @@ fn main() -> ExitCode {
                     None => return usage_error("--without needs a list of checks"),
                 },
             };
-            match flag("--minutes") {
-                Ok(minutes) => {
+            match (flag("--minutes"), flag("--lease-secs")) {
+                (Ok(minutes), Ok(lease)) => {
                     let wifi = args.iter().any(|a| a == "--with-wifi");
-                    footprint::run(minutes.unwrap_or(10.0), &without, wifi)
+                    let lease = lease.map_or(footprint::FIELD_LEASE_SECS, |s| s as u32);
+                    footprint::run(minutes.unwrap_or(10.0), &without, wifi, lease)
                         .map_err(|e| format!("{e:#}"))
                 }
-                Err(e) => return usage_error(&e),
+                (Err(e), _) | (_, Err(e)) => return usage_error(&e),
             }
         }
         Some("heal") => match (flag("--runs"), heal_args(&args)) {

@@ -5,7 +5,9 @@
 //! - an emptied resolv.conf opens a dns incident within seconds (inotify),
 //! - a killed LAN dnsmasq opens a service incident within seconds (pidfd),
 //! - an incident of a WAN outage reaches the collector seconds after the carrier is back,
-//!   although the reporter's backoff (max_backoff_secs = 3600) was far longer (WAN-back wake).
+//!   although the reporter's backoff (max_backoff_secs = 3600) was far longer (WAN-back wake),
+//! - a DHCP renewal that changes nothing (same address, router, resolvers) runs none of the
+//!   checks it would wake, while a real change (the default route deleted) still runs them.
 //!
 //! Times are printed as `EVENT-TIMING` lines:
 //! `cargo test -p netmedic-lab --test event_driven -- --nocapture --test-threads=1`.
@@ -207,5 +209,115 @@ fn an_outage_reaches_the_collector_as_soon_as_the_wan_is_back() {
         stack
             .agent_log(0)
             .contains("the WAN is back: retrying delivery now")
+    );
+}
+
+/// The agent's scheduler lines (`changes [..] woke: ..`) in `log` after byte `from`.
+fn wake_lines(log: &str, from: usize) -> Vec<String> {
+    log.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("changes [") && l.contains(" woke: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to `within` for a line of the agent's log after byte `from` that `pred` accepts;
+/// returns it.
+fn log_line(
+    stack: &Stack<'_>,
+    from: usize,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let found = wait_for(what, within, Duration::from_millis(20), || {
+        let log = stack.agent_log(0);
+        let line = log.get(from..).unwrap_or("").lines().find(|l| pred(l));
+        line.map(str::to_string).ok_or("not yet")
+    });
+    found.unwrap_or_else(|e| panic!("{e}\n{}", stack.agent_log(0)))
+}
+
+/// Waits until wan_address and default_route reported ok after byte `from` of the log.
+fn settled(stack: &Stack<'_>, from: usize) {
+    for check in ["wan_address", "default_route"] {
+        let ok = format!("check {check}: Ok");
+        log_line(stack, from, &ok, Duration::from_secs(30), |l| {
+            l.contains(&ok)
+        });
+    }
+}
+
+/// Renews the lease and returns the line that says what the lease file's rewrite did for
+/// wan_address: woke it (a change) or not (nothing changed).
+fn renew(stack: &Stack<'_>, cpe: &netmedic_lab::Cpe, from: usize) -> String {
+    cpe.renew_lease().unwrap();
+    log_line(
+        stack,
+        from,
+        "the lease rewrite handled",
+        Duration::from_secs(20),
+        |l| {
+            l.contains("file change: waking check wan_address")
+                || l.contains("file rewritten, nothing changed for check wan_address")
+        },
+    )
+}
+
+#[test]
+fn a_renewal_that_changes_nothing_runs_no_check_and_a_real_change_still_does() {
+    let lab = Lab::builder().build().unwrap();
+    let stack = Stack::start(&lab, options("")).unwrap();
+    let cpe = lab.cpe(0);
+    settled(&stack, 0);
+    // The first renewal the agent sees is news (it had read neither the lease file nor an
+    // address message before): it runs the checks.
+    let from = stack.agent_log(0).len();
+    let first = renew(&stack, cpe, from);
+    assert!(first.contains("file change: waking"), "{first}");
+    settled(&stack, from);
+    // The next one repeats the same address (udhcpc's `ip addr replace` notifies anyway), the
+    // same default route and a lease file with only new times: nothing to run.
+    let from = stack.agent_log(0).len();
+    let second = renew(&stack, cpe, from);
+    let log = stack.agent_log(0);
+    assert!(
+        second.contains("nothing changed"),
+        "a renewal of the same lease woke wan_address: {second}\n{log}"
+    );
+    let lines = wake_lines(&log, from);
+    assert!(
+        lines.iter().any(|l| l.contains("Same")),
+        "the repeated address message did not reach the scheduler: {lines:?}"
+    );
+    for l in &lines {
+        let woke = l.split(" woke: ").nth(1).unwrap_or("");
+        assert!(
+            !woke
+                .split(", ")
+                .any(|c| ["link", "wan_address", "default_route"].contains(&c)),
+            "the renewal ran a check: {l}\n{log}"
+        );
+    }
+    // A real change still runs the checks at once (the interval is 10 s).
+    let from = stack.agent_log(0).len();
+    let t0 = Instant::now();
+    cpe.delete_default_route().unwrap();
+    log_line(
+        &stack,
+        from,
+        "default_route woken by the route's removal",
+        Duration::from_secs(5),
+        |l| {
+            l.contains("changes [")
+                && l.contains("Route")
+                && l.contains("woke: ")
+                && l.contains("default_route")
+        },
+    );
+    eprintln!(
+        "EVENT-TIMING default route deleted: default_route woken after {:?}",
+        t0.elapsed()
     );
 }

@@ -461,3 +461,97 @@ fn next_run_stays_on_the_grid_and_spaces_runs() {
         }
     }
 }
+
+/// Runs the fake `service` check (hourly, so only the first run and the changes sent run it;
+/// `healthy` decides its first verdict), waits for the first run, sends `changes` and returns
+/// the runs once the scheduler has handled them; then also a real change ([`NetChange::Wake`])
+/// and returns the runs after it.
+async fn runs_after(healthy: bool, changes: &[NetChange]) -> (u32, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Rc::new(Fake::default());
+    fx.healthy.set(healthy);
+    let mut a = agent(dir.path(), fx.clone(), 1);
+    let mut svc = a.config.checks.service.clone();
+    svc.interval_secs = 3600;
+    svc.fail_threshold = 3;
+    a.checks = vec![Check::Service(checks::service::ServiceCheck::new(
+        &a.config.site(),
+        &svc,
+    ))];
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut net = Some(rx);
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
+    let never = std::pin::pin!(std::future::pending::<()>());
+    let driver = async {
+        // The scheduler runs in this task: a few yields let it handle all that was sent.
+        let settle = || async {
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+        };
+        until("the first run", || fx.observed.get() == 1).await;
+        settle().await;
+        for c in changes {
+            tx.send(*c).unwrap();
+        }
+        settle().await;
+        let after_same = fx.observed.get();
+        tx.send(NetChange::Wake(CheckId::Service)).unwrap();
+        until("the run a real change starts", || {
+            fx.observed.get() > after_same
+        })
+        .await;
+        let after_wake = fx.observed.get();
+        reload_tx.send(()).unwrap();
+        (after_same, after_wake)
+    };
+    let (exit, runs) = tokio::join!(a.schedule(&mut net, &mut reload_rx, never), driver);
+    assert!(matches!(exit, Exit::Reload(())));
+    runs
+}
+
+#[tokio::test]
+async fn a_rewrite_that_changed_nothing_runs_no_check_that_is_ok() {
+    let (same, wake) = runs_after(true, &[NetChange::Rewritten(CheckId::Service)]).await;
+    assert_eq!(same, 1, "a rewrite of the same lease ran an ok check");
+    assert_eq!(wake, 2);
+    // `service` is not netlink-driven: a repeated address message never runs it; a repeated
+    // one beside a real change (one batch) is a change.
+    let (same, _) = runs_after(true, &[NetChange::Same]).await;
+    assert_eq!(same, 1);
+    let batch = [
+        NetChange::Rewritten(CheckId::Service),
+        NetChange::Wake(CheckId::Service),
+    ];
+    let (same, _) = runs_after(true, &batch).await;
+    assert_eq!(same, 2);
+}
+
+#[tokio::test]
+async fn a_rewrite_that_changed_nothing_still_runs_a_check_that_is_not_ok() {
+    let (same, _) = runs_after(false, &[NetChange::Rewritten(CheckId::Service)]).await;
+    assert_eq!(
+        same, 2,
+        "a failing check missed the renewal that may have fixed it"
+    );
+}
+
+#[test]
+fn only_real_changes_run_a_settled_check() {
+    let (route, wan) = (CheckId::DefaultRoute, CheckId::WanAddress);
+    for settled in [true, false] {
+        assert!(wakes(&NetChange::Address, route, settled));
+        assert!(wakes(&NetChange::Route, route, settled));
+        assert!(wakes(&NetChange::Wake(route), route, settled));
+        assert!(!wakes(&NetChange::Wake(wan), route, settled));
+        assert!(!wakes(&NetChange::Rewritten(wan), route, settled));
+        assert!(!wakes(&NetChange::Address, CheckId::Dns, settled));
+        // A repeat of what was known wakes only a check that is not ok.
+        assert_eq!(wakes(&NetChange::Same, route, settled), !settled);
+        assert_eq!(
+            wakes(&NetChange::Rewritten(route), route, settled),
+            !settled
+        );
+        assert!(!wakes(&NetChange::Same, CheckId::Dns, settled));
+    }
+}
