@@ -2,14 +2,12 @@
 //! keep-alive connections sending heartbeats or report batches for a bounded time.
 
 use crate::Load;
+use crate::batch::{self, BatchId};
 use crate::http::Conn;
 use anyhow::{Context, Result, bail};
 use netmedic_collector::config::{StorageConfig, StorageUrl};
 use netmedic_collector::store::{self, OpenMode};
-use netmedic_proto::{
-    Category, CheckId, CheckStatus, EventKind, Heartbeat, IncidentEvent, ReportBatch,
-    SCHEMA_VERSION, Severity,
-};
+use netmedic_proto::{CheckId, CheckStatus, Heartbeat, SCHEMA_VERSION};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,44 +88,6 @@ pub(crate) fn heartbeat(id: &str) -> Heartbeat {
     }
 }
 
-fn events(id: &str, conn: usize, n: u64, batch: usize) -> ReportBatch {
-    let now = netmedic_collector::now();
-    let events = (0..batch)
-        .map(|k| {
-            let incident = k / 2;
-            let kind = if k % 2 == 0 {
-                EventKind::Opened
-            } else {
-                EventKind::Resolved
-            };
-            IncidentEvent {
-                event_id: format!("c{conn}-b{n}-e{k}"),
-                incident_id: format!("c{conn}-b{n}-i{incident}"),
-                seq: n * batch as u64 + k as u64,
-                kind,
-                check: CheckId::Dns,
-                cause: "resolver_timeout".into(),
-                category: Category::DnsFailure,
-                severity: Severity::Major,
-                started_at: now,
-                at: now,
-                summary: "resolver 192.0.2.53 times out".into(),
-                evidence: [("resolver".to_owned(), "192.0.2.53".to_owned())]
-                    .into_iter()
-                    .collect(),
-                actions: vec![],
-                auto_healed: (kind == EventKind::Resolved).then_some(true),
-                experiment: None,
-            }
-        })
-        .collect();
-    ReportBatch {
-        schema_version: SCHEMA_VERSION,
-        agent_id: id.to_owned(),
-        events,
-    }
-}
-
 pub(crate) async fn run(load: Load, batch: Option<usize>) -> Result<()> {
     if !load.addr.ip().is_loopback() {
         bail!("refusing to load {}: loopback addresses only", load.addr);
@@ -170,15 +130,31 @@ pub(crate) async fn run(load: Load, batch: Option<usize>) -> Result<()> {
                 }
             };
             let mut n = 0u64;
+            let mut body = Vec::new();
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize % devices.len();
                 let (id, token) = &devices[i];
-                let (path, body) = match batch {
-                    None => ("/api/v1/heartbeats", serde_json::to_vec(&heartbeat(id))),
-                    Some(b) => ("/api/v1/reports", serde_json::to_vec(&events(id, c, n, b))),
+                body.clear();
+                let (path, encoded) = match batch {
+                    None => (
+                        "/api/v1/heartbeats",
+                        serde_json::to_writer(&mut body, &heartbeat(id))
+                            .map_err(anyhow::Error::from),
+                    ),
+                    Some(size) => (
+                        "/api/v1/reports",
+                        batch::encode(
+                            &mut body,
+                            id,
+                            BatchId { conn: c, n, size },
+                            netmedic_collector::now(),
+                        ),
+                    ),
                 };
                 n += 1;
-                let Ok(body) = body else { break };
+                if encoded.is_err() {
+                    break;
+                }
                 let t = Instant::now();
                 match conn.post(path, token, &body).await {
                     Ok(200) => {

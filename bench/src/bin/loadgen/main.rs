@@ -13,10 +13,12 @@
 //! chunked bodies): light enough that the generator leaves the CPU to the collector on a 2-core
 //! box.
 //!
-//! One module per concern: `load` (enrol, heartbeats, events), `seed` (seed-incidents), `pages`
+//! One module per concern: `load` (enrol, heartbeats, events), `batch` (the events' report
+//! batches, encoded from a template), `seed` (seed-incidents), `pages`
 //! (the console timing), `storm` (the reconnect storm), `hello` (the HTTP stack's ceiling, a
 //! server) and `http` (the small HTTP/1.1 client they share).
 
+mod batch;
 mod hello;
 mod http;
 mod load;
