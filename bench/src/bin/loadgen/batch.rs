@@ -40,15 +40,26 @@ impl BatchId {
 
 /// The `k`-th event of a batch, as the generator sends it.
 pub(crate) fn event(id: BatchId, k: usize, now: Timestamp) -> IncidentEvent {
+    resolver_event(id.event_id(k), id.incident_id(k), id.seq(k), k, now)
+}
+
+/// The loads' one event shape: a resolver time-out, opened on even `k`, resolved (healed) on odd.
+pub(crate) fn resolver_event(
+    event_id: String,
+    incident_id: String,
+    seq: u64,
+    k: usize,
+    now: Timestamp,
+) -> IncidentEvent {
     let kind = if k.is_multiple_of(2) {
         EventKind::Opened
     } else {
         EventKind::Resolved
     };
     IncidentEvent {
-        event_id: id.event_id(k),
-        incident_id: id.incident_id(k),
-        seq: id.seq(k),
+        event_id,
+        incident_id,
+        seq,
         kind,
         check: CheckId::Dns,
         cause: "resolver_timeout".into(),
@@ -61,6 +72,7 @@ pub(crate) fn event(id: BatchId, k: usize, now: Timestamp) -> IncidentEvent {
             .into_iter()
             .collect(),
         actions: vec![],
+        // Required on a resolved event, absent on an opened one.
         auto_healed: (kind == EventKind::Resolved).then_some(true),
         experiment: None,
     }

@@ -5,12 +5,11 @@
 //! answer only 200 or 429/503 with `Retry-After` (never another 5xx), and every event it acked
 //! must be in the database afterwards: the storm counts the stored events of this run itself.
 
+use crate::batch::resolver_event;
 use crate::http::Conn;
 use crate::load::heartbeat;
 use anyhow::{Context, Result, bail};
-use netmedic_proto::{
-    Category, CheckId, EventKind, IncidentEvent, ReportAck, ReportBatch, SCHEMA_VERSION, Severity,
-};
+use netmedic_proto::{ReportAck, ReportBatch, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,32 +37,13 @@ fn batch(agent: &str, run: &str, n: usize) -> ReportBatch {
     let now = netmedic_collector::now();
     let events = (0..n)
         .map(|k| {
-            (
+            resolver_event(
+                format!("storm-{run}-{agent}-{k}"),
+                format!("storm-{run}-{}", k / 2),
+                k as u64 + 1,
                 k,
-                if k % 2 == 0 {
-                    EventKind::Opened
-                } else {
-                    EventKind::Resolved
-                },
+                now,
             )
-        })
-        .map(|(k, kind)| IncidentEvent {
-            event_id: format!("storm-{run}-{agent}-{k}"),
-            incident_id: format!("storm-{run}-{}", k / 2),
-            seq: k as u64 + 1,
-            kind,
-            check: CheckId::Dns,
-            cause: "resolver_timeout".into(),
-            category: Category::DnsFailure,
-            severity: Severity::Major,
-            started_at: now,
-            at: now,
-            summary: "resolver 192.0.2.53 times out".into(),
-            evidence: BTreeMap::new(),
-            actions: vec![],
-            // Required on a resolved event, absent on an opened one.
-            auto_healed: (kind == EventKind::Resolved).then_some(true),
-            experiment: None,
         })
         .collect();
     ReportBatch {
