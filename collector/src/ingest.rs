@@ -149,8 +149,8 @@ async fn writer(
             while jobs.len() < max_group && events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(j) => {
-                        if let WriteKind::Report(b) = &j.item.kind {
-                            events += b.events.len();
+                        if let WriteKind::Report(r) = &j.item.kind {
+                            events += r.batch.events.len();
                         }
                         jobs.push(j);
                     }

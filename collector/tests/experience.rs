@@ -126,7 +126,7 @@ async fn store_incidents(s: &TestServer, incs: &[Inc]) {
         .iter()
         .map(|i| WriteItem {
             auth: Auth::Trusted,
-            kind: WriteKind::Report(batch(&i.agent, events_of(i))),
+            kind: WriteKind::report(batch(&i.agent, events_of(i))).expect("encodes"),
             received_at: netmedic_collector::now(),
         })
         .collect();

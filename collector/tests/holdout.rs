@@ -353,7 +353,7 @@ async fn load_holdout(s: &TestServer, id: &str, seed: u64, h: &Holdout) -> (u64,
         resolved.auto_healed = Some(!control);
         items.push(WriteItem {
             auth: Auth::Trusted,
-            kind: WriteKind::Report(batch(&agent, vec![opened, resolved])),
+            kind: WriteKind::report(batch(&agent, vec![opened, resolved])).expect("encodes"),
             received_at: netmedic_collector::now(),
         });
         let p = if control {

@@ -656,17 +656,19 @@ async fn one_group_isolates_a_bad_token_from_its_neighbours(b: Backend) {
         item(hash(&other), WriteKind::Heartbeat(heartbeat("cpe-g"))),
         item(
             hash(&other),
-            WriteKind::Report(batch(
+            WriteKind::report(batch(
                 "cpe-g",
                 vec![event("ev-1", "inc-1", 1, EventKind::Opened)],
-            )),
+            ))
+            .expect("encodes"),
         ),
         item(
             hash(&good),
-            WriteKind::Report(batch(
+            WriteKind::report(batch(
                 "cpe-g",
                 vec![event("ev-2", "inc-2", 1, EventKind::Opened)],
-            )),
+            ))
+            .expect("encodes"),
         ),
     ];
     let results = s.store().write_group(&items).await.unwrap();

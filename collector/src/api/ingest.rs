@@ -229,7 +229,8 @@ pub(crate) async fn post_reports(
     let auth = bearer(&ingest.metrics, &headers)?;
     let batch: ReportBatch = decode(&headers, body, ingest.max_body_bytes)?;
     let agent = batch.agent_id.clone();
-    match ingest.submit(auth, WriteKind::Report(batch)).await? {
+    // Encoded here, in the request's task: the writer that stores it is serial.
+    match ingest.submit(auth, WriteKind::report(batch)?).await? {
         WriteOk::Report(ack) => {
             log::debug!(
                 "report from {agent}: {} accepted, {} duplicates",

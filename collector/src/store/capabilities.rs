@@ -56,7 +56,7 @@ pub trait IngestStore: Send + Sync + Debug {
         Box::pin(async move {
             let item = WriteItem {
                 auth: Auth::Trusted,
-                kind: WriteKind::Report(batch.clone()),
+                kind: WriteKind::report(batch.clone())?,
                 received_at,
             };
             let mut out = self.write_group(std::slice::from_ref(&item)).await?;

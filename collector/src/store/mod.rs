@@ -287,16 +287,57 @@ pub enum Auth {
 /// One request's share of a group-committed write.
 #[derive(Debug, Clone)]
 pub enum WriteKind {
-    Report(ReportBatch),
+    Report(Report),
     Heartbeat(Heartbeat),
 }
 
 impl WriteKind {
+    /// A report batch, its events encoded for storage (see [`Report`]).
+    pub fn report(batch: ReportBatch) -> Result<Self> {
+        Report::new(batch).map(WriteKind::Report)
+    }
+
     pub fn agent_id(&self) -> &str {
         match self {
-            WriteKind::Report(b) => &b.agent_id,
+            WriteKind::Report(r) => &r.batch.agent_id,
             WriteKind::Heartbeat(h) => &h.agent_id,
         }
+    }
+}
+
+/// A report batch with each event's stored form (its JSON) encoded by the request's own task.
+/// The writer that stores it is serial (SQLite has one writer), the request handlers run in
+/// parallel: encoding here takes about 1 µs per event off the serial path.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub batch: ReportBatch,
+    /// Every event's JSON, one after the other; event `k` ends at `ends[k]`.
+    json: String,
+    ends: Vec<usize>,
+}
+
+impl Report {
+    pub fn new(batch: ReportBatch) -> Result<Self> {
+        let mut buf: Vec<u8> = Vec::with_capacity(batch.events.len() * 512);
+        let mut ends = Vec::with_capacity(batch.events.len());
+        for e in &batch.events {
+            serde_json::to_writer(&mut buf, e)
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+            ends.push(buf.len());
+        }
+        let json = String::from_utf8(buf)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+        Ok(Self { batch, json, ends })
+    }
+
+    /// The stored JSON of event `k` of the batch (empty past the end).
+    pub fn payload(&self, k: usize) -> &str {
+        let start = match k.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(self.json.len()),
+            None => 0,
+        };
+        let end = self.ends.get(k).copied().unwrap_or(start);
+        self.json.get(start..end).unwrap_or_default()
     }
 }
 
@@ -581,5 +622,59 @@ mod tests {
         for bad in ["S/1/a/b", "Sx/1/a/b", "S3", "S3/x/a/b", "S3/1/a"] {
             assert!(Cursor::decode(&hex(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_report_holds_each_event_as_serde_json_encodes_it() {
+        use netmedic_proto::{
+            Category, CheckId, EventKind, IncidentEvent, SCHEMA_VERSION, Severity,
+        };
+        let now = crate::now();
+        let event = |id: &str, summary: &str| IncidentEvent {
+            event_id: id.into(),
+            incident_id: "inc-1".into(),
+            seq: 1,
+            kind: EventKind::Opened,
+            check: CheckId::Dns,
+            cause: "resolver_timeout".into(),
+            category: Category::DnsFailure,
+            severity: Severity::Major,
+            started_at: now,
+            at: now,
+            summary: summary.into(),
+            evidence: [("k\"ey".to_owned(), "v\u{e9}".to_owned())]
+                .into_iter()
+                .collect(),
+            actions: vec![],
+            auto_healed: None,
+            experiment: None,
+        };
+        let events = vec![
+            event("ev-1", "first"),
+            event("ev-2", "second, \"quoted\" \u{1f4e1}"),
+            event("ev-3", ""),
+        ];
+        let report = Report::new(ReportBatch {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-1".into(),
+            events: events.clone(),
+        })
+        .unwrap();
+        for (k, e) in events.iter().enumerate() {
+            assert_eq!(
+                report.payload(k),
+                serde_json::to_string(e).unwrap(),
+                "event {k}"
+            );
+        }
+        assert_eq!(report.payload(3), "");
+        assert_eq!(report.payload(usize::MAX), "");
+        let empty = Report::new(ReportBatch {
+            schema_version: SCHEMA_VERSION,
+            agent_id: "cpe-1".into(),
+            events: vec![],
+        })
+        .unwrap();
+        assert_eq!(empty.payload(0), "");
     }
 }

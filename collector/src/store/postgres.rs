@@ -70,8 +70,8 @@ impl Dialect for PgDialect {
             let mut keys: Vec<i64> = items
                 .iter()
                 .filter_map(|i| match &i.kind {
-                    super::WriteKind::Report(b) if !b.events.is_empty() => {
-                        Some(lock_key(&b.agent_id))
+                    super::WriteKind::Report(r) if !r.batch.events.is_empty() => {
+                        Some(lock_key(&r.batch.agent_id))
                     }
                     _ => None,
                 })

@@ -406,20 +406,23 @@ macro_rules! write_sql {
             // Authenticate each batch; collect the events of the accepted ones (first
             // occurrence of an event id in the group; later ones are duplicates).
             let mut rows: Vec<(usize, &str, &IncidentEvent)> = Vec::new();
+            let mut payloads: Vec<&str> = Vec::new();
             let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
             let mut batches: Vec<(usize, &ReportBatch)> = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                let WriteKind::Report(batch) = &item.kind else {
+                let WriteKind::Report(report) = &item.kind else {
                     continue;
                 };
+                let batch = &report.batch;
                 if let Err(d) = authenticate(conn, &item.auth, &batch.agent_id).await? {
                     results[i] = Some(Err(d));
                     continue;
                 }
                 batches.push((i, batch));
-                for e in &batch.events {
+                for (k, e) in batch.events.iter().enumerate() {
                     if seen.insert(e.event_id.as_str()) {
                         rows.push((i, batch.agent_id.as_str(), e));
+                        payloads.push(report.payload(k));
                     }
                 }
             }
@@ -430,22 +433,6 @@ macro_rules! write_sql {
                 .iter()
                 .map(|(i, _)| (*i, items[*i].received_at.unix_millis()))
                 .collect();
-            // Every payload into one buffer (one growing allocation, not a few per event).
-            let mut buf: Vec<u8> = Vec::with_capacity(rows.len() * 512);
-            let mut ends = Vec::with_capacity(rows.len());
-            for (_, _, e) in &rows {
-                serde_json::to_writer(&mut buf, e)
-                    .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
-                ends.push(buf.len());
-            }
-            let buf = String::from_utf8(buf)
-                .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
-            let mut payloads = Vec::with_capacity(rows.len());
-            let mut start = 0;
-            for end in ends {
-                payloads.push(buf.get(start..end).unwrap_or_default());
-                start = end;
-            }
             let mut event_rows = Vec::with_capacity(rows.len());
             for ((i, agent, e), payload) in rows.iter().zip(payloads.iter().copied()) {
                 event_rows.push($crate::store::dialect::EventRow {
@@ -463,7 +450,6 @@ macro_rules! write_sql {
                     .await?;
             drop(event_rows);
             drop(payloads);
-            drop(buf);
             let mut accepted: std::collections::HashSet<&str> = rows
                 .iter()
                 .zip(&inserted)

@@ -512,11 +512,11 @@ pub(crate) async fn seed_incidents(
             for chunk in evs.chunks(500) {
                 items.push(WriteItem {
                     auth: Auth::Trusted,
-                    kind: WriteKind::Report(ReportBatch {
+                    kind: WriteKind::report(ReportBatch {
                         schema_version: SCHEMA_VERSION,
                         agent_id: device_id(d),
                         events: chunk.to_vec(),
-                    }),
+                    })?,
                     received_at,
                 });
             }
