@@ -626,28 +626,17 @@ mod tests {
 
     #[test]
     fn a_report_holds_each_event_as_serde_json_encodes_it() {
-        use netmedic_proto::{
-            Category, CheckId, EventKind, IncidentEvent, SCHEMA_VERSION, Severity,
-        };
-        let now = crate::now();
-        let event = |id: &str, summary: &str| IncidentEvent {
-            event_id: id.into(),
-            incident_id: "inc-1".into(),
-            seq: 1,
-            kind: EventKind::Opened,
-            check: CheckId::Dns,
-            cause: "resolver_timeout".into(),
-            category: Category::DnsFailure,
-            severity: Severity::Major,
-            started_at: now,
-            at: now,
-            summary: summary.into(),
-            evidence: [("k\"ey".to_owned(), "v\u{e9}".to_owned())]
-                .into_iter()
-                .collect(),
-            actions: vec![],
-            auto_healed: None,
-            experiment: None,
+        use netmedic_proto::{IncidentEvent, SCHEMA_VERSION};
+        // As an agent sends it (the wire form), with text that needs escaping.
+        let event = |id: &str, summary: &str| -> IncidentEvent {
+            serde_json::from_value(serde_json::json!({
+                "event_id": id, "incident_id": "inc-1", "seq": 1, "kind": "opened",
+                "check": "dns", "cause": "resolver_timeout", "category": "dns_failure",
+                "severity": "major", "started_at": "2026-12-04T10:00:00Z",
+                "at": "2026-12-04T10:00:01.5Z", "summary": summary,
+                "evidence": {"k\"ey": "v\u{e9}"}, "actions": [],
+            }))
+            .unwrap()
         };
         let events = vec![
             event("ev-1", "first"),
