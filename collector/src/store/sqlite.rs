@@ -1,5 +1,6 @@
 //! SQLite backend: one database file in WAL mode, `synchronous=FULL` so that an acked group
-//! survives a power cut, one `BEGIN IMMEDIATE` transaction per write group, embedded migrations.
+//! survives a power cut, checkpoints every ~32 MiB of WAL, one `BEGIN IMMEDIATE` transaction
+//! per write group, embedded migrations.
 //! The SQL itself is shared with PostgreSQL (`shared.rs`); this file is the [`Dialect`] and the
 //! connection options.
 
@@ -210,6 +211,19 @@ const EVENT_CHUNK_ROWS: usize = 500;
 /// Pool size: SQLite has one writer at a time; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// WAL pages (4 KiB each) after which a commit checkpoints them into the database file
+/// (SQLite's default is 1,000). The checkpoint runs inside the committing write group, on the
+/// single writer's path: with 8,000 pages (~32 MiB of WAL) a page rewritten by many groups —
+/// an index's hot leaves, the newest incident rows — is copied once instead of once per 4 MiB.
+/// Measured in `docs/perf-events.md` (round 7): 4,000 and 8,000 pages equal, both ahead of
+/// 1,000; 32,000 no better (the WAL index readers search grows).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 8_000;
+
+/// The WAL file is truncated back to this size when it restarts after a checkpoint. It only
+/// grows past ~`WAL_AUTOCHECKPOINT_PAGES` when a long read holds a checkpoint back; this gives
+/// the disk space back afterwards.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
 impl SqliteStore {
     /// Opens (and, in [`OpenMode::CreateAndMigrate`], creates) the database and applies pending
     /// migrations.
@@ -227,6 +241,8 @@ impl SqliteStore {
             .create_if_missing(mode == OpenMode::CreateAndMigrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -257,6 +273,30 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    /// Every pooled connection checkpoints at the WAL size chosen for the single writer, and
+    /// bounds the WAL file (each connection's own setting: any of them may commit or reset it).
+    #[tokio::test]
+    async fn every_connection_checkpoints_at_the_chosen_wal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated_store(&dir).await;
+        let mut held = Vec::new();
+        for _ in 0..super::MAX_CONNECTIONS {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let (pages,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(pages, i64::from(super::WAL_AUTOCHECKPOINT_PAGES));
+            let (limit,): (i64,) = sqlx::query_as("PRAGMA journal_size_limit")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(limit, i64::try_from(super::WAL_SIZE_LIMIT_BYTES).unwrap());
+            // Held, so the next acquire opens or takes another connection.
+            held.push(conn);
+        }
     }
 
     /// Every table the write path reads by `(agent_id, incident_id)` keys is searched through
