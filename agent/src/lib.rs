@@ -6,6 +6,7 @@
 //! [`reporter`] delivers it.
 
 pub mod actions;
+pub mod afd;
 pub mod checks;
 pub mod cli;
 pub mod config;

@@ -8,6 +8,7 @@
 //! through tokio's reactor wakes exactly once. Without a timerfd (no reactor, an odd kernel)
 //! it falls back to tokio's sleep.
 
+use crate::afd::owned_async_fd;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use std::os::fd::{AsFd as _, AsRawFd, RawFd};
@@ -24,13 +25,7 @@ impl AsRawFd for Fd {
     }
 }
 
-/// `AsyncFd::new`, which tokio deprecates because it cannot know that `inner` keeps its
-/// descriptor open and unchanged; a `TimerFd` owns its descriptor for its whole life (the
-/// unsafe `register` is denied here).
-#[allow(deprecated)]
-fn owned_async_fd(inner: Fd) -> std::io::Result<AsyncFd<Fd>> {
-    AsyncFd::new(inner)
-}
+impl crate::afd::Owned for Fd {}
 
 /// One re-armable deadline (one timerfd for the timer's whole life).
 #[derive(Debug)]

@@ -23,6 +23,7 @@
 //! was). Without pidfds (older kernel) the `service` check polls at its interval, as before.
 //! Polling stays the safety net for every check either way.
 
+use crate::afd::{InotifyFd, owned_async_fd};
 use crate::checks::service::{ServiceSpec, find_pid};
 use crate::config::AgentConfig;
 use crate::events::NetChange;
@@ -31,10 +32,9 @@ use netmedic_proto::CheckId;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
@@ -178,28 +178,6 @@ pub fn spawn(config: &AgentConfig, tx: &UnboundedSender<NetChange>) -> Watchers 
         }
     }
     Watchers { tasks }
-}
-
-/// `Inotify` for tokio's `AsyncFd` (which wants `AsRawFd`).
-struct InotifyFd(Inotify);
-
-/// A descriptor that this value owns for its whole life (an `OwnedFd`, or nix's `Inotify`,
-/// which holds one): what `AsyncFd` needs to be sound.
-trait Owned: AsRawFd {}
-impl Owned for OwnedFd {}
-impl Owned for InotifyFd {}
-
-/// `AsyncFd::new`, which tokio deprecates because it cannot know that `inner` keeps its
-/// descriptor open and unchanged; [`Owned`] types do (the unsafe `register` is denied here).
-#[allow(deprecated)]
-fn owned_async_fd<T: Owned>(inner: T) -> std::io::Result<AsyncFd<T>> {
-    AsyncFd::new(inner)
-}
-
-impl AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
 }
 
 async fn watch_files(files: Vec<WatchedFile>, tx: UnboundedSender<NetChange>) {

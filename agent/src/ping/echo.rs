@@ -9,6 +9,7 @@
 //! no longer includes the agent's own scheduling delay.
 
 use super::PingResult;
+use crate::afd::owned_async_fd;
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendto, setsockopt, sockopt,
 };
@@ -94,14 +95,6 @@ fn drain(fd: &OwnedFd, p: Proto, mut on_reply: impl FnMut(Reply)) {
             });
         }
     }
-}
-
-/// `AsyncFd::new`, which tokio deprecates because it cannot know that `inner` keeps its
-/// descriptor open and unchanged; an `OwnedFd` owns its descriptor for its whole life (the
-/// unsafe `register` is denied here).
-#[allow(deprecated)]
-fn owned_async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-    AsyncFd::new(fd)
 }
 
 /// Waits until the socket is readable or `deadline` passes.
