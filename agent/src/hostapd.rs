@@ -4,7 +4,8 @@
 //! its own socket path (replies are sent to it), sends one command per datagram (`STATUS`,
 //! `GET_CONFIG`, `STA-FIRST`, `STA-NEXT <mac>`, ...) and reads one datagram back, at most
 //! [`REPLY_MAX`] bytes (hostapd's own reply buffer). Unsolicited events (after `ATTACH`) start
-//! with `<level>` and are skipped while waiting for a reply. Every request has a timeout: a
+//! with `<level>`; one that arrives while a reply is awaited is set aside, so an attached client
+//! loses none ([`CtrlClient::request_keeping_events`]). Every request has a timeout: a
 //! hostapd that is stopped (SIGSTOP) or wedged still accepts the datagram into its socket
 //! buffer but never answers, and that is exactly how a frozen daemon is told from a dead one
 //! (no socket, or `ECONNREFUSED`).
@@ -12,15 +13,22 @@
 //! Replies are text from a local daemon, still parsed defensively: bounded sizes, unknown
 //! keys ignored, numbers that do not parse are absent rather than errors.
 
+use crate::afd::{InotifyFd, owned_async_fd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixDatagram;
 
 /// hostapd answers in one datagram of at most this size (its ctrl_iface reply buffer).
 pub const REPLY_MAX: usize = 4096;
+
+/// Most unsolicited events one request hands back (a flood before the reply is cut here).
+pub const EVENTS_PER_REQUEST_MAX: usize = 64;
 
 /// Most stations read by one [`CtrlClient::all_sta`] (a bound on the `STA-NEXT` paging).
 pub const STA_MAX: usize = 256;
@@ -49,6 +57,8 @@ static CLIENT_SEQ: AtomicU32 = AtomicU32::new(0);
 pub struct CtrlClient {
     sock: UnixDatagram,
     local: PathBuf,
+    /// hostapd's socket (what an `Absent` error names).
+    peer: PathBuf,
 }
 
 impl CtrlClient {
@@ -63,7 +73,11 @@ impl CtrlClient {
         let _ = std::fs::remove_file(&local);
         let sock = UnixDatagram::bind(&local)
             .map_err(|e| CtrlError::Io(format!("bind {}: {e}", local.display())))?;
-        let client = Self { sock, local };
+        let client = Self {
+            sock,
+            local,
+            peer: ctrl_path.to_path_buf(),
+        };
         client.sock.connect(ctrl_path).map_err(|e| match e.kind() {
             ErrorKind::NotFound | ErrorKind::ConnectionRefused => CtrlError::Absent {
                 path: ctrl_path.display().to_string(),
@@ -75,7 +89,23 @@ impl CtrlClient {
     }
 
     /// Sends `command` and returns hostapd's reply (`FAIL`/`UNKNOWN COMMAND` are errors).
+    /// Unsolicited events that arrive before the reply are dropped: for clients that are not
+    /// attached (see [`Self::request_keeping_events`] for the one that is).
     pub async fn request(&self, command: &str, timeout: Duration) -> Result<String, CtrlError> {
+        self.request_keeping_events(command, timeout, &mut Vec::new())
+            .await
+    }
+
+    /// [`Self::request`] for an attached client: the unsolicited events that arrive before the
+    /// reply are appended to `events` (at most [`EVENTS_PER_REQUEST_MAX`] per request), not
+    /// lost. An event queued just before a command is sent comes back here, not in
+    /// [`Self::recv_event`].
+    pub async fn request_keeping_events(
+        &self,
+        command: &str,
+        timeout: Duration,
+        events: &mut Vec<String>,
+    ) -> Result<String, CtrlError> {
         let timeout_err = || CtrlError::Timeout {
             command: command.split(' ').next().unwrap_or(command).to_owned(),
             timeout_ms: timeout.as_millis() as u64,
@@ -86,7 +116,7 @@ impl CtrlClient {
                 .await
                 .map_err(|e| match e.kind() {
                     ErrorKind::ConnectionRefused | ErrorKind::NotFound => CtrlError::Absent {
-                        path: self.local.display().to_string(),
+                        path: self.peer.display().to_string(),
                         reason: e.to_string(),
                     },
                     _ => CtrlError::Io(format!("send {command}: {e}")),
@@ -95,7 +125,7 @@ impl CtrlClient {
             loop {
                 let n = self.sock.recv(&mut buf).await.map_err(|e| match e.kind() {
                     ErrorKind::ConnectionRefused => CtrlError::Absent {
-                        path: self.local.display().to_string(),
+                        path: self.peer.display().to_string(),
                         reason: e.to_string(),
                     },
                     _ => CtrlError::Io(format!("recv {command}: {e}")),
@@ -103,6 +133,9 @@ impl CtrlClient {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 // An unsolicited event ("<3>AP-STA-CONNECTED ...") is not the reply.
                 if is_event(&text) {
+                    if events.len() < EVENTS_PER_REQUEST_MAX {
+                        events.push(text);
+                    }
                     continue;
                 }
                 return Ok(text);
@@ -169,6 +202,124 @@ impl CtrlClient {
 impl Drop for CtrlClient {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.local);
+    }
+}
+
+/// Tells when hostapd's control socket is created again (hostapd restarted), through inotify.
+/// A connected client keeps talking to the old, dead socket until it sends (`ECONNREFUSED`);
+/// this lets an attached monitor follow the new hostapd at once instead of at its next probe.
+///
+/// hostapd removes its `ctrl_interface` directory when it stops (if nothing else is in it) and
+/// creates it again when it starts, so the directory's parent is watched too: when the
+/// directory comes back, the watch on it is renewed.
+pub struct SocketWatch {
+    fd: AsyncFd<InotifyFd>,
+    /// The `ctrl_interface` directory, its name in its parent, and the socket's name in it.
+    dir: PathBuf,
+    dir_name: OsString,
+    name: OsString,
+    parent_wd: i32,
+    dir_wd: Option<i32>,
+}
+
+impl std::fmt::Debug for SocketWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketWatch")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+const CREATED: AddWatchFlags = AddWatchFlags::IN_CREATE.union(AddWatchFlags::IN_MOVED_TO);
+
+impl SocketWatch {
+    /// Watches for `ctrl_path` being created; `Err` if there is no inotify or the directory's
+    /// parent does not exist.
+    pub fn new(ctrl_path: &Path) -> std::io::Result<Self> {
+        let invalid = || {
+            std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not a path two levels deep", ctrl_path.display()),
+            )
+        };
+        let dir = ctrl_path.parent().ok_or_else(invalid)?;
+        let name = ctrl_path.file_name().ok_or_else(invalid)?;
+        let parent = dir.parent().ok_or_else(invalid)?;
+        let dir_name = dir.file_name().ok_or_else(invalid)?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        let parent_wd = inotify.add_watch(parent, CREATED)?.as_raw();
+        // Absent now (hostapd not started yet): renewed when the parent sees it created.
+        let dir_wd = inotify.add_watch(dir, CREATED).ok().map(|w| w.as_raw());
+        Ok(Self {
+            fd: owned_async_fd(InotifyFd(inotify))?,
+            dir: dir.to_path_buf(),
+            dir_name: dir_name.to_owned(),
+            name: name.to_owned(),
+            parent_wd,
+            dir_wd,
+        })
+    }
+
+    /// Whether `events` say the socket was created; renews the directory's watch when the
+    /// directory itself was created again.
+    fn scan(&mut self, events: &[InotifyEvent]) -> bool {
+        let mut seen = false;
+        for e in events {
+            let wd = e.wd.as_raw();
+            let named = |n: &OsString| e.name.as_deref() == Some(n.as_os_str());
+            if e.mask.contains(AddWatchFlags::IN_IGNORED) && Some(wd) == self.dir_wd {
+                self.dir_wd = None;
+            } else if wd == self.parent_wd && named(&self.dir_name) {
+                self.dir_wd = self
+                    .fd
+                    .get_ref()
+                    .0
+                    .add_watch(self.dir.as_path(), CREATED)
+                    .ok()
+                    .map(|w| w.as_raw());
+                // The socket may be in it before the new watch was added.
+                seen |= self.dir.join(&self.name).exists();
+            } else if Some(wd) == self.dir_wd && named(&self.name) {
+                seen = true;
+            }
+        }
+        seen
+    }
+
+    /// Whether the socket was created since the last call, without waiting. Called before a
+    /// connect: a creation after it (hostapd restarting under the new connection) stays
+    /// pending for [`Self::created`].
+    pub fn take_created(&mut self) -> bool {
+        let mut seen = false;
+        while let Ok(events) = self.fd.get_ref().0.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            seen |= self.scan(&events);
+        }
+        seen
+    }
+
+    /// Waits until the socket is created (again). Cancel-safe: nothing is read between the
+    /// last await and the return.
+    pub async fn created(&mut self) -> std::io::Result<()> {
+        loop {
+            let events = {
+                let mut guard = self.fd.readable().await?;
+                match guard.get_inner().0.read_events() {
+                    Ok(events) => events,
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        guard.clear_ready();
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if self.scan(&events) {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -479,7 +630,10 @@ mod tests {
             .request("STATUS", Duration::from_millis(100))
             .await
             .unwrap_err();
-        assert!(matches!(err, CtrlError::Absent { .. }), "{err}");
+        assert!(
+            matches!(&err, CtrlError::Absent { path, .. } if path == &server_path.display().to_string()),
+            "names hostapd's socket, not the client's: {err}"
+        );
         let local = c.local.clone();
         drop(c);
         assert!(!local.exists(), "the client socket is removed");
@@ -522,5 +676,44 @@ mod tests {
         assert_eq!(stas.len(), 2, "{stas:?}");
         assert_eq!(stas[1].signal_dbm, Some(-80));
         assert_eq!(peer.await.expect("peer").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn events_before_a_reply_are_kept_for_an_attached_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server_path = dir.path().join("wlan0");
+        let server = UnixDatagram::bind(&server_path).expect("bind");
+        let c = CtrlClient::connect(&server_path, dir.path()).expect("connect");
+        let peer = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            for reply in ["OK\n", "FAIL\n", "OK\n"] {
+                let (_, from) = server.recv_from(&mut buf).await.expect("recv");
+                let to = from.as_pathname().expect("bound client").to_path_buf();
+                // The event hostapd queued just before it read the command.
+                server
+                    .send_to(b"<3>DFS-RADAR-DETECTED freq=5260", &to)
+                    .await
+                    .expect("event");
+                server.send_to(reply.as_bytes(), &to).await.expect("reply");
+            }
+        });
+        let t = Duration::from_secs(5);
+        let mut events = Vec::new();
+        let reply = c.request_keeping_events("LEVEL 3", t, &mut events).await;
+        assert_eq!(reply.expect("OK").trim(), "OK");
+        assert_eq!(events, ["<3>DFS-RADAR-DETECTED freq=5260"]);
+        // FAIL (not attached) is an error; the event before it is still handed back.
+        let err = c
+            .request_keeping_events("LEVEL 3", t, &mut events)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CtrlError::Refused { reply, .. } if reply == "FAIL"),
+            "{err}"
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+        // A client that is not attached has no use for them.
+        assert_eq!(c.request("STATUS", t).await.expect("OK").trim(), "OK");
+        peer.await.expect("peer");
     }
 }

@@ -3,7 +3,7 @@
 //! `<dir>/<iface>` (a UNIX datagram socket, hostapd's control interface) and answers the requests
 //! the agent's `wifi_ap` and `wifi_events` checks send with the replies a real hostapd gave in
 //! the router VM (the agent's fixtures: `STATUS`, `GET_CONFIG`, one station), `OK` to
-//! `ATTACH`/`DETACH`, `PONG` to `PING`. It runs as a thread of the benchmark, so what it costs
+//! `ATTACH`/`DETACH` and to the event monitor's probe (`LEVEL 3`), `PONG` to `PING`. It runs as a thread of the benchmark, so what it costs
 //! is not counted in the agent's figures; what the agent spends on the requests, the replies'
 //! parsing and the attached event monitor is.
 
@@ -36,7 +36,7 @@ fn reply(cmd: &str) -> &'static str {
         "STA-FIRST" => STA_FIRST,
         // One station: the next after it is none (hostapd answers an empty datagram).
         c if c.starts_with("STA-NEXT ") => "",
-        "ATTACH" | "DETACH" => "OK\n",
+        "ATTACH" | "DETACH" | "LEVEL 3" => "OK\n",
         "PING" => "PONG\n",
         _ => "UNKNOWN COMMAND\n",
     }

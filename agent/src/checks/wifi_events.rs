@@ -1,10 +1,22 @@
 //! `wifi_events`: what hostapd reports as it happens, from its unsolicited control-interface
 //! events (`ATTACH`; see [`crate::hostapd`]).
 //!
-//! A background task (started by the first run) stays attached to hostapd: it re-attaches
-//! every [`REATTACH_SECS`] (`DETACH` + `ATTACH`, so a restarted hostapd is followed and no
-//! event is delivered twice) and after any error, and keeps the events of the last
-//! `window_secs` (at most [`EVENTS_MAX`]). Each run judges that window:
+//! A background task (started by the first run) stays attached to hostapd and keeps the events
+//! of the last `window_secs` (at most [`EVENTS_MAX`]). It `ATTACH`es once per connection and
+//! never detaches while it runs: a `DETACH` + `ATTACH` cycle is a gap in which an event is
+//! lost, and a radar event is never repeated. Every [`PROBE_SECS`] it asks `LEVEL 3` (the
+//! level `ATTACH` set, so nothing changes), which hostapd answers `FAIL` for a client it does
+//! not hold as a monitor:
+//!
+//! - `OK`: still attached;
+//! - `FAIL`: hostapd dropped the monitor (it does after a send to it failed, e.g. a full socket
+//!   queue while the agent was stalled) → `ATTACH` again;
+//! - refused or no answer: hostapd restarted or is gone → a new socket, `ATTACH`.
+//!
+//! A restart is also seen at once: inotify on `ctrl_dir` reports hostapd's socket created again
+//! ([`SocketWatch`]), and the monitor reconnects without waiting for the probe. Events that
+//! arrive while a probe awaits its reply are kept, not skipped. Each run judges
+//! the window:
 //!
 //! - `AP-STA-POSSIBLE-PSK-MISMATCH` (a client's 4-way handshake failed on its first message:
 //!   the wrong password) at least `psk_mismatch_count` times → `psk_mismatch` (`Degraded`,
@@ -18,7 +30,7 @@
 //! Without hostapd the check is `Unknown` (the `wifi_ap` check reports a dead AP).
 
 use super::{Context, Observation, check_settings, common_problems};
-use crate::hostapd::{self, CtrlClient};
+use crate::hostapd::{self, CtrlClient, CtrlError, SocketWatch};
 use crate::site::{Problem, Site};
 use netmedic_proto::{CheckId, CheckStatus, Severity};
 use serde::Deserialize;
@@ -33,8 +45,16 @@ pub const CAUSES: &[&str] = &["psk_mismatch", "radar_detected"];
 /// Most events kept.
 pub const EVENTS_MAX: usize = 256;
 
-/// The monitor re-attaches this often (a restarted hostapd forgets its monitors).
-pub const REATTACH_SECS: u64 = 15;
+/// The monitor checks this often that hostapd still holds it (a restarted hostapd forgets
+/// its monitors).
+pub const PROBE_SECS: u64 = 15;
+
+/// Without hostapd, the monitor tries to connect again this often (or as soon as the socket
+/// appears).
+pub const RETRY_SECS: u64 = 5;
+
+/// hostapd's `MSG_INFO`: the level `ATTACH` sets, and the one the probe sets again.
+const MONITOR_LEVEL: &str = "LEVEL 3";
 
 /// `[checks.wifi_events]`. Off by default: a CPE without Wi-Fi has no hostapd.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,8 +237,25 @@ impl WifiEventsCheck {
 }
 
 /// The attached monitor: runs while the check exists (a config reload makes a new check; the
-/// old monitor ends within [`REATTACH_SECS`] once nothing holds its log).
+/// old monitor ends within [`PROBE_SECS`] once nothing holds its log).
 async fn monitor(cfg: WifiEventsConfig, shared: Weak<Mutex<EventLog>>) {
+    monitor_timed(
+        cfg,
+        shared,
+        Duration::from_secs(PROBE_SECS),
+        Duration::from_secs(RETRY_SECS),
+    )
+    .await;
+}
+
+/// [`monitor`] with its probe interval and its retry interval without hostapd as parameters
+/// (the tests set them to tell the watch's work from the timers').
+async fn monitor_timed(
+    cfg: WifiEventsConfig,
+    shared: Weak<Mutex<EventLog>>,
+    probe_every: Duration,
+    retry_after: Duration,
+) {
     let path = cfg.ctrl_dir.join(&cfg.interface);
     let timeout = Duration::from_secs(2);
     let set = |attached: bool, err: Option<String>| {
@@ -229,45 +266,143 @@ async fn monitor(cfg: WifiEventsConfig, shared: Weak<Mutex<EventLog>>) {
             l.last_error = err;
         }
     };
+    let keep = |texts: &mut Vec<String>| {
+        for text in texts.drain(..) {
+            record(&shared, &text);
+        }
+    };
+    let mut pending: Vec<String> = Vec::new();
+    // Set up before connecting, so a hostapd that restarts right after the connect is seen.
+    let mut watch: Option<SocketWatch> = None;
     while shared.strong_count() > 0 {
+        if watch.is_none() {
+            watch = SocketWatch::new(&path)
+                .inspect_err(|e| log::debug!("wifi_events: no watch on {} ({e})", path.display()))
+                .ok();
+        }
+        // What was created before this connect is what it connects to: no news. A creation
+        // from now on (hostapd restarting under this connection) stays pending for the watch.
+        if let Some(w) = watch.as_mut() {
+            w.take_created();
+        }
         let client = match CtrlClient::connect(&path, &cfg.client_socket_dir) {
             Ok(c) => c,
             Err(e) => {
                 set(false, Some(e.to_string()));
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                // No hostapd: try again in 5 s, or as soon as its socket appears.
+                let appeared = async {
+                    match watch.as_mut() {
+                        Some(w) => w.created().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(retry_after) => {}
+                    ok = appeared => {
+                        if !ok {
+                            watch = None;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
                 continue;
             }
         };
-        while shared.strong_count() > 0 {
-            // DETACH first: hostapd does not deduplicate monitors.
-            let _ = client.request("DETACH", timeout).await;
-            if let Err(e) = client.request("ATTACH", timeout).await {
-                set(false, Some(e.to_string()));
-                break;
-            }
-            set(true, None);
-            let until = Instant::now() + Duration::from_secs(REATTACH_SECS);
+        // A fresh socket: hostapd has never seen it, so one ATTACH makes one monitor.
+        let attached = client
+            .request_keeping_events("ATTACH", timeout, &mut pending)
+            .await;
+        keep(&mut pending);
+        if let Err(e) = attached {
+            set(false, Some(e.to_string()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        set(true, None);
+        // Whether to pause before reconnecting (after a failure; not after a restart was seen).
+        let mut pause = true;
+        'attached: while shared.strong_count() > 0 {
+            let until = Instant::now() + probe_every;
             while let Some(left) = until.checked_duration_since(Instant::now()) {
-                match client.recv_event(left).await {
-                    Ok(Some(text)) => {
-                        if let Some(e) = parse_event(&text) {
-                            log::info!("wifi_events: {}", text.trim());
-                            if let Some(shared) = shared.upgrade()
-                                && let Ok(mut l) = shared.lock()
-                            {
-                                l.push(Instant::now(), e);
-                            }
-                        }
+                let recreated = async {
+                    match watch.as_mut() {
+                        Some(w) => w.created().await,
+                        None => std::future::pending().await,
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        set(false, Some(e.to_string()));
-                        break;
+                };
+                tokio::select! {
+                    r = client.recv_event(left) => match r {
+                        Ok(Some(text)) => record(&shared, &text),
+                        Ok(None) => break,
+                        Err(e) => {
+                            set(false, Some(e.to_string()));
+                            break 'attached;
+                        }
+                    },
+                    r = recreated => {
+                        if let Err(e) = r {
+                            log::debug!("wifi_events: watch on {} failed ({e})", path.display());
+                            watch = None;
+                            continue;
+                        }
+                        // hostapd restarted: the old socket is dead, follow the new one now.
+                        log::debug!("wifi_events: {} created again; reconnecting", path.display());
+                        pause = false;
+                        break 'attached;
                     }
                 }
             }
+            let probe = client
+                .request_keeping_events(MONITOR_LEVEL, timeout, &mut pending)
+                .await;
+            keep(&mut pending);
+            match probe {
+                // A hostapd without LEVEL (UNKNOWN COMMAND) cannot say more than that it runs.
+                Ok(_) => {}
+                Err(CtrlError::Refused { reply, .. }) if reply != "FAIL" => {}
+                // hostapd answers, but does not hold this socket as a monitor any more.
+                Err(CtrlError::Refused { .. }) => {
+                    log::info!(
+                        "wifi_events: hostapd dropped the event monitor on {}; attaching again",
+                        path.display()
+                    );
+                    let again = client
+                        .request_keeping_events("ATTACH", timeout, &mut pending)
+                        .await;
+                    keep(&mut pending);
+                    if let Err(e) = again {
+                        set(false, Some(e.to_string()));
+                        break 'attached;
+                    }
+                }
+                // Restarted (the socket refuses) or wedged: start over with a new socket.
+                Err(e) => {
+                    log::debug!("wifi_events: monitor probe failed ({e}); reconnecting");
+                    set(false, Some(e.to_string()));
+                    break 'attached;
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if shared.strong_count() == 0 {
+            // The check is gone: leave hostapd's monitor list tidy (best effort).
+            let _ = client.request("DETACH", timeout).await;
+            break;
+        }
+        if pause {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Logs and keeps one event datagram if this check judges it.
+fn record(shared: &Weak<Mutex<EventLog>>, text: &str) {
+    if let Some(e) = parse_event(text) {
+        log::info!("wifi_events: {}", text.trim());
+        if let Some(shared) = shared.upgrade()
+            && let Ok(mut l) = shared.lock()
+        {
+            l.push(Instant::now(), e);
+        }
     }
 }
 
@@ -452,5 +587,158 @@ mod tests {
         assert_eq!(l.recent(t0, Duration::from_secs(1)).len(), EVENTS_MAX);
         let later = t0 + Duration::from_secs(10);
         assert!(l.recent(later, Duration::from_secs(5)).is_empty());
+    }
+
+    /// The next command a scripted hostapd receives, and who sent it (10-s deadline).
+    async fn next_command(server: &tokio::net::UnixDatagram) -> (String, PathBuf) {
+        let mut buf = [0u8; 128];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), server.recv_from(&mut buf))
+            .await
+            .expect("a command within 10 s")
+            .expect("recv");
+        let from = from.as_pathname().expect("a bound client").to_path_buf();
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    }
+
+    /// The monitor against a scripted hostapd: one `ATTACH` per socket and no `DETACH` while
+    /// it runs (a detach/attach cycle is a gap that loses events), the events that arrive
+    /// around a probe kept, and `FAIL` to the probe (hostapd dropped the monitor) answered by
+    /// attaching the same socket again.
+    #[tokio::test]
+    async fn the_monitor_leaves_no_gap_and_attaches_again_when_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = tokio::net::UnixDatagram::bind(dir.path().join("wlan0")).expect("bind");
+        let cfg = WifiEventsConfig {
+            ctrl_dir: dir.path().into(),
+            client_socket_dir: dir.path().into(),
+            ..WifiEventsConfig::default()
+        };
+        let log: Arc<Mutex<EventLog>> = Arc::default();
+        let mon = tokio::spawn(monitor_timed(
+            cfg,
+            Arc::downgrade(&log),
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+        ));
+        let send = async |text: &str, to: &PathBuf| {
+            server.send_to(text.as_bytes(), to).await.expect("send");
+        };
+        let (cmd, client) = next_command(&server).await;
+        assert_eq!(cmd, "ATTACH");
+        send("OK\n", &client).await;
+        send("<3>DFS-RADAR-DETECTED freq=5260", &client).await;
+        let (cmd, from) = next_command(&server).await;
+        assert_eq!((cmd.as_str(), &from), ("LEVEL 3", &client));
+        // An event queued before the probe's answer, and the answer: not attached any more.
+        send("<3>DFS-NEW-CHANNEL freq=5180 chan=36", &client).await;
+        send("FAIL\n", &client).await;
+        let (cmd, from) = next_command(&server).await;
+        assert_eq!(
+            (cmd.as_str(), &from),
+            ("ATTACH", &client),
+            "the same socket"
+        );
+        send("OK\n", &client).await;
+        let (cmd, from) = next_command(&server).await;
+        assert_eq!((cmd.as_str(), &from), ("LEVEL 3", &client));
+        {
+            let l = log.lock().expect("log");
+            assert!(l.attached);
+            assert_eq!(
+                l.recent(Instant::now(), Duration::from_secs(60)),
+                [
+                    Event::Radar {
+                        freq_mhz: Some(5260)
+                    },
+                    Event::Moved {
+                        freq_mhz: Some(5180)
+                    }
+                ]
+            );
+        }
+        send("OK\n", &client).await;
+        // The check is gone: the monitor probes on until it notices, then detaches and ends.
+        drop(log);
+        loop {
+            let (cmd, from) = next_command(&server).await;
+            assert_eq!(from, client);
+            if cmd == "DETACH" {
+                break;
+            }
+            assert_eq!(cmd, "LEVEL 3");
+            send("OK\n", &client).await;
+        }
+        send("OK\n", &client).await;
+        tokio::time::timeout(Duration::from_secs(10), mon)
+            .await
+            .expect("the monitor ends")
+            .expect("monitor task");
+    }
+
+    /// A starting and a restarted hostapd are followed at once through the inotify watch, not
+    /// at the next retry or probe (an hour away here): a new socket, one `ATTACH`, and its
+    /// events are kept. Restarted twice: the socket bound again in the same directory, then
+    /// (as hostapd does when it stops) the directory removed and created again with the socket
+    /// in it.
+    #[tokio::test]
+    async fn the_monitor_follows_a_restarted_hostapd_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctrl = dir.path().join("hostapd");
+        std::fs::create_dir(&ctrl).expect("ctrl dir");
+        let path = ctrl.join("wlan0");
+        let cfg = WifiEventsConfig {
+            ctrl_dir: ctrl.clone(),
+            client_socket_dir: dir.path().into(),
+            ..WifiEventsConfig::default()
+        };
+        let log: Arc<Mutex<EventLog>> = Arc::default();
+        let hour = Duration::from_secs(3600);
+        let mon = tokio::spawn(monitor_timed(cfg, Arc::downgrade(&log), hour, hour));
+        // No hostapd yet: the monitor's first connect fails, and the next one is an hour away
+        // unless the watch sees the socket appear. (Wait until the first attempt failed.)
+        wait_until(|| log.lock().expect("log").last_error.is_some()).await;
+        let mut server = tokio::net::UnixDatagram::bind(&path).expect("bind");
+        let (cmd, mut client) = next_command(&server).await;
+        assert_eq!(cmd, "ATTACH");
+        server.send_to(b"OK\n", &client).await.expect("send");
+        for (restart, freq) in [("same directory", 5500), ("directory removed", 5600)] {
+            drop(server);
+            std::fs::remove_file(&path).expect("unlink");
+            if restart == "directory removed" {
+                std::fs::remove_dir(&ctrl).expect("rmdir");
+                std::fs::create_dir(&ctrl).expect("mkdir");
+            }
+            server = tokio::net::UnixDatagram::bind(&path).expect("bind again");
+            let (cmd, from) = next_command(&server).await;
+            assert_eq!(cmd, "ATTACH", "{restart}: attached to the new hostapd");
+            assert_ne!(from, client, "{restart}: through a new socket");
+            client = from;
+            server.send_to(b"OK\n", &client).await.expect("send");
+            let event = format!("<3>DFS-RADAR-DETECTED freq={freq}");
+            server
+                .send_to(event.as_bytes(), &client)
+                .await
+                .expect("event");
+            wait_until(|| {
+                log.lock()
+                    .expect("log")
+                    .recent(Instant::now(), Duration::from_secs(60))
+                    .contains(&Event::Radar {
+                        freq_mhz: Some(freq),
+                    })
+            })
+            .await;
+        }
+        drop(log);
+        mon.abort();
+    }
+
+    /// Polls `cond` every 10 ms until it holds (10-s deadline).
+    async fn wait_until(cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition not met within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
