@@ -112,9 +112,16 @@ timeout_secs = 20
 fn agent_log_tail(vm: &mut Vm) -> String {
     vm.save_artifact("/data/log/agent.log", "agent.log");
     vm.save_artifact("/run/hostapd.log", "hostapd.log");
+    // The short story first (a long report is cut in the middle): the agent's starts and
+    // event monitor, hostapd's monitor errors and DFS events.
     vm.run_timeout(
-        "grep -v DEBUG /data/log/agent.log | tail -n 60; echo '--- hostapd'; \
-         tail -n 20 /run/hostapd.log; ps",
+        "echo '--- agent: starts and wifi_events'; \
+         grep -E ' running in |shutting down|wifi_events' /data/log/agent.log | grep -v DEBUG \
+         | tail -n 15; \
+         echo '--- hostapd: monitors and DFS'; \
+         grep -E 'CTRL_IFACE|DFS-|AP-ENABLED|AP-DISABLED' /run/hostapd.log | tail -n 12; \
+         echo '--- agent log'; grep -v DEBUG /data/log/agent.log | tail -n 60; \
+         echo '--- hostapd'; tail -n 20 /run/hostapd.log; ps",
         Duration::from_secs(10),
     )
     .map(|o| o.output)
@@ -400,12 +407,17 @@ fn hostapd_status(vm: &mut Vm, key: &str) -> Option<String> {
 
 /// Waits until the agent's log, after its first `from_line` lines, shows a run of each check
 /// in `checks` with status `Ok`.
+///
+/// Only the runs of the agent that started after `from_line` count: the process being replaced
+/// may still log an Ok run between `from_line` and its end, and that run says nothing about
+/// the new process (its event monitor may not be attached yet).
 fn wait_checks_ok(vm: &mut Vm, what: &str, from_line: usize, checks: &[&str]) {
     vm.wait(what, Duration::from_secs(120), |vm| {
         let o = vm
             .run_timeout(
                 &format!(
-                    "tail -n +{} /data/log/agent.log | grep ' check wifi_'",
+                    "tail -n +{} /data/log/agent.log | sed -n '/ running in .* mode with checks/,$p' \
+                     | grep ' check wifi_'",
                     from_line + 1
                 ),
                 Duration::from_secs(10),
