@@ -53,6 +53,9 @@ pub const PROBE_SECS: u64 = 15;
 /// appears).
 pub const RETRY_SECS: u64 = 5;
 
+/// How long the monitor waits for hostapd's answer to one of its requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// hostapd's `MSG_INFO`: the level `ATTACH` sets, and the one the probe sets again.
 const MONITOR_LEVEL: &str = "LEVEL 3";
 
@@ -257,7 +260,6 @@ async fn monitor_timed(
     retry_after: Duration,
 ) {
     let path = cfg.ctrl_dir.join(&cfg.interface);
-    let timeout = Duration::from_secs(2);
     let set = |attached: bool, err: Option<String>| {
         if let Some(shared) = shared.upgrade()
             && let Ok(mut l) = shared.lock()
@@ -266,12 +268,6 @@ async fn monitor_timed(
             l.last_error = err;
         }
     };
-    let keep = |texts: &mut Vec<String>| {
-        for text in texts.drain(..) {
-            record(&shared, &text);
-        }
-    };
-    let mut pending: Vec<String> = Vec::new();
     // Set up before connecting, so a hostapd that restarts right after the connect is seen.
     let mut watch: Option<SocketWatch> = None;
     while shared.strong_count() > 0 {
@@ -309,11 +305,7 @@ async fn monitor_timed(
             }
         };
         // A fresh socket: hostapd has never seen it, so one ATTACH makes one monitor.
-        let attached = client
-            .request_keeping_events("ATTACH", timeout, &mut pending)
-            .await;
-        keep(&mut pending);
-        if let Err(e) = attached {
+        if let Err(e) = ask(&client, "ATTACH", &shared).await {
             set(false, Some(e.to_string()));
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -352,11 +344,7 @@ async fn monitor_timed(
                     }
                 }
             }
-            let probe = client
-                .request_keeping_events(MONITOR_LEVEL, timeout, &mut pending)
-                .await;
-            keep(&mut pending);
-            match probe {
+            match ask(&client, MONITOR_LEVEL, &shared).await {
                 // A hostapd without LEVEL (UNKNOWN COMMAND) cannot say more than that it runs.
                 Ok(_) => {}
                 Err(CtrlError::Refused { reply, .. }) if reply != "FAIL" => {}
@@ -366,11 +354,7 @@ async fn monitor_timed(
                         "wifi_events: hostapd dropped the event monitor on {}; attaching again",
                         path.display()
                     );
-                    let again = client
-                        .request_keeping_events("ATTACH", timeout, &mut pending)
-                        .await;
-                    keep(&mut pending);
-                    if let Err(e) = again {
+                    if let Err(e) = ask(&client, "ATTACH", &shared).await {
                         set(false, Some(e.to_string()));
                         break 'attached;
                     }
@@ -385,13 +369,30 @@ async fn monitor_timed(
         }
         if shared.strong_count() == 0 {
             // The check is gone: leave hostapd's monitor list tidy (best effort).
-            let _ = client.request("DETACH", timeout).await;
+            let _ = client.request("DETACH", REQUEST_TIMEOUT).await;
             break;
         }
         if pause {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// Sends `command` on the monitor's socket; the events that arrive before the answer are
+/// recorded like any other.
+async fn ask(
+    client: &CtrlClient,
+    command: &str,
+    shared: &Weak<Mutex<EventLog>>,
+) -> Result<String, CtrlError> {
+    let mut events = Vec::new();
+    let answer = client
+        .request_keeping_events(command, REQUEST_TIMEOUT, &mut events)
+        .await;
+    for text in &events {
+        record(shared, text);
+    }
+    answer
 }
 
 /// Logs and keeps one event datagram if this check judges it.
